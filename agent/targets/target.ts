@@ -1,0 +1,50 @@
+import { ImgdistError, type ImgdistCode } from '../../lib/errors.js'
+import type { ImageEntry } from '../../lib/schema.js'
+
+/**
+ * Where verified images go at a site. The agent drives every target through this interface;
+ * `directory` (agent/targets/directory-target.ts) and `glance` (agent/targets/glance/) implement it.
+ */
+
+export interface TargetImage {
+  catalogue: string
+  indexVersion: number
+  entry: ImageEntry
+  /** key ids that signed the accepted index (the endorsers) */
+  endorsers: string[]
+  /** the verified file on local disk; only set for register() */
+  filePath?: string
+}
+
+export interface Registration {
+  /** the target's own id: a Glance image id, or a file path for `directory` */
+  ref: string
+  /** true when an existing image was adopted instead of moving bytes */
+  adopted: boolean
+}
+
+/** What a site does with a registered image once it is revoked, expired or no longer listed. */
+export type RetireAction = 'deactivate' | 'hide' | 'delete' | 'keep'
+
+export interface Target {
+  readonly name: string
+  readonly type: string
+  /** An image this target already holds with the same catalogue id and sha512, if any (adopt, don't upload). */
+  find: (img: TargetImage, signal?: AbortSignal) => Promise<Registration | undefined>
+  /** Registers the verified file; must not make the image visible to users before it is checked. */
+  register: (img: TargetImage, signal?: AbortSignal) => Promise<Registration>
+  /** Applies the retire action; must never touch anything the target did not register itself. */
+  retire: (img: TargetImage, reg: Registration, action: RetireAction, signal?: AbortSignal) => Promise<void>
+  /** Start-up clean-up of what a crash left half-done (partial files, `queued` Glance images). */
+  recover?: (signal?: AbortSignal) => Promise<void>
+  close: () => Promise<void>
+}
+
+/** A target step failed. `retryable` errors are retried with backoff; others wait for an operator. */
+export class TargetError extends ImgdistError {
+  readonly retryable: boolean
+  constructor (code: ImgdistCode, message: string, opts: { retryable?: boolean, cause?: unknown } = {}) {
+    super(code, message, { cause: opts.cause })
+    this.retryable = opts.retryable ?? false
+  }
+}

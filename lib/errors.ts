@@ -1,0 +1,76 @@
+/**
+ * Every failure imgdist reports carries a stable `code`: logs, the status APIs, the CLIs' stderr
+ * and the tests all match on it, so codes are never renamed once shipped.
+ */
+
+/** Codes raised when a signed document (root, index, report) is refused. */
+export type TrustCode =
+  | 'SIGNATURE_INVALID'
+  | 'SIGNATURE_MISSING'
+  | 'THRESHOLD_NOT_MET'
+  | 'ROLLBACK'
+  | 'EXPIRED'
+  | 'SCHEMA_INVALID'
+  | 'TOO_LARGE'
+  | 'YAML_INVALID'
+  | 'ALIAS_LIMIT'
+  | 'TYPE_UNKNOWN'
+  | 'DUPLICATE_ID'
+  | 'UNSAFE_NAME'
+  | 'NAME_MISMATCH'
+  | 'VERSION_GAP'
+  | 'KEY_INVALID'
+
+export type ImgdistCode =
+  | TrustCode
+  | 'USAGE'
+  | 'CONFIG_INVALID'
+  | 'IO_ERROR'
+  | 'NOT_FOUND'
+  | 'HASH_MISMATCH'
+  | 'TORRENT_INVALID'
+  | 'NETWORK_ERROR'
+  | 'HTTP_ERROR'
+  | 'INTERNAL'
+  | (string & {}) // apps may add area codes (e.g. GLANCE_*, AUTH_FAILED) without editing lib
+
+export class ImgdistError extends Error {
+  readonly code: ImgdistCode
+  constructor (code: ImgdistCode, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.code = code
+    this.name = new.target.name
+  }
+
+  toJSON (): { code: string, message: string } {
+    return { code: this.code, message: this.message }
+  }
+}
+
+/** A signed document was refused; the last good one stays in force. */
+export class TrustError extends ImgdistError {
+  declare readonly code: TrustCode
+  constructor (code: TrustCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options)
+  }
+}
+
+/** A config file or command line is wrong; `problems` names every bad field. */
+export class ConfigError extends ImgdistError {
+  readonly problems: string[]
+  constructor (message: string, problems: string[] = [], code: ImgdistCode = 'CONFIG_INVALID') {
+    super(code, problems.length > 0 ? `${message}: ${problems.join('; ')}` : message)
+    this.problems = problems
+  }
+}
+
+export class UsageError extends ImgdistError {
+  constructor (message: string) { super('USAGE', message) }
+}
+
+/** Wraps anything thrown into an ImgdistError without losing the original as `cause`. */
+export function toImgdistError (err: unknown, code: ImgdistCode = 'INTERNAL'): ImgdistError {
+  if (err instanceof ImgdistError) return err
+  const message = err instanceof Error ? err.message : String(err)
+  return new ImgdistError(code, message, { cause: err })
+}

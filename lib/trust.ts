@@ -1,0 +1,175 @@
+import { canonicalBytes } from './canonical-json.js'
+import { contentDigest, documentType } from './document.js'
+import { TrustError } from './errors.js'
+import { decodePublicKey, keyIdOf, verifyBytes } from './keys.js'
+import { IndexSigned, RootSigned, type IndexDocument, type Role, type RootDocument, type Signature, type SignedDocument } from './schema.js'
+import { schemaProblems } from './validate.js'
+
+/**
+ * The trust rules of DESIGN.md §3 (TUF semantics): pure functions of (trusted root, candidate
+ * document, clock, last accepted version). Callers keep the last good state when these throw.
+ */
+
+export interface LastAccepted { version: number, digest: string }
+export interface AcceptedIndex { doc: IndexDocument, digest: string, signers: string[] }
+
+/** Why a string could escape or confuse a directory when used as a file name; undefined if safe. */
+export function unsafeNameReason (s: string): string | undefined {
+  if (s.length === 0) return 'is empty'
+  if (s.includes('\0')) return 'contains a NUL byte'
+  if (s.includes('/') || s.includes('\\')) return 'contains a path separator'
+  if (s.split(/[/\\]/).some((seg) => seg === '..') || s.includes('..')) return 'contains ".."'
+  if (s.startsWith('.')) return 'starts with a dot'
+  if (/[\x00-\x1f\x7f]/.test(s)) return 'contains a control character'
+  return undefined
+}
+
+export function assertNotExpired (signed: { expires: string, type?: string, version?: number }, now: Date, what: string): void {
+  if (Date.parse(signed.expires) <= now.getTime()) {
+    throw new TrustError('EXPIRED', `${what} expired at ${signed.expires} (now ${now.toISOString()})`)
+  }
+}
+
+function requireShape<T> (schema: typeof RootSigned | typeof IndexSigned, signed: unknown, what: string): T {
+  const problems = schemaProblems(schema, signed)
+  if (problems.length > 0) throw new TrustError('SCHEMA_INVALID', `${what} fails the schema: ${problems.join('; ')}`)
+  return signed as T
+}
+
+/** Schema plus the cross-field rules a schema cannot say: key ids match keys, roles name known keys. */
+export function checkRootShape (doc: SignedDocument<unknown>, what = 'root'): RootDocument {
+  if (documentType(doc) !== 'root') throw new TrustError('TYPE_UNKNOWN', `${what} has signed.type "index"; expected "root"`)
+  const signed = requireShape<RootSigned>(RootSigned, doc.signed, what)
+  for (const [keyid, pub] of Object.entries(signed.keys)) {
+    let raw: Uint8Array
+    try { raw = decodePublicKey(pub) } catch (err) { throw new TrustError('SCHEMA_INVALID', `${what} keys.${keyid}: ${(err as Error).message}`) }
+    if (keyIdOf(raw) !== keyid) throw new TrustError('SCHEMA_INVALID', `${what} keys.${keyid}: key id is not the sha256 of the key`)
+  }
+  for (const roleName of ['root', 'index'] as const) {
+    const role = signed.roles[roleName]
+    for (const keyid of role.keyids) {
+      if (signed.keys[keyid] === undefined) throw new TrustError('SCHEMA_INVALID', `${what} roles.${roleName}: key ${keyid} is not in keys`)
+    }
+    if (role.threshold > role.keyids.length) {
+      throw new TrustError('SCHEMA_INVALID', `${what} roles.${roleName}: threshold ${role.threshold} is more than its ${role.keyids.length} keys`)
+    }
+  }
+  return { signed, signatures: doc.signatures }
+}
+
+/** Schema plus file-name safety and unique ids. */
+export function checkIndexShape (doc: SignedDocument<unknown>, what = 'index'): IndexDocument {
+  if (documentType(doc) !== 'index') throw new TrustError('TYPE_UNKNOWN', `${what} has signed.type "root"; expected "index"`)
+  // Path safety first, with its own code, so `id: ../../etc` is named for what it is.
+  const raw = doc.signed as { images?: unknown }
+  if (Array.isArray(raw.images)) {
+    raw.images.forEach((img: unknown, i: number) => {
+      for (const field of ['id', 'name', 'version'] as const) {
+        const v = (img as Record<string, unknown> | null)?.[field]
+        const reason = typeof v === 'string' ? unsafeNameReason(v) : undefined
+        if (reason !== undefined) throw new TrustError('UNSAFE_NAME', `${what} images[${i}].${field} ${JSON.stringify(v)} ${reason}`)
+      }
+    })
+  }
+  const signed = requireShape<IndexSigned>(IndexSigned, doc.signed, what)
+  const seen = new Set<string>()
+  signed.images.forEach((img, i) => {
+    if (seen.has(img.id)) throw new TrustError('DUPLICATE_ID', `${what} images[${i}].id "${img.id}" appears more than once`)
+    seen.add(img.id)
+  })
+  return { signed, signatures: doc.signatures }
+}
+
+/**
+ * Counts valid signatures by *distinct* keys of `role`; throws unless the threshold is met.
+ * Invalid signatures and keys outside the role are ignored for counting but named in the error.
+ */
+export function verifyThreshold (signed: unknown, signatures: Signature[], role: Role, keys: Record<string, string>, what: string): string[] {
+  const message = canonicalBytes(signed)
+  const valid = new Set<string>()
+  const forged: string[] = []
+  const outsiders: string[] = []
+  for (const s of signatures) {
+    if (!role.keyids.includes(s.keyid) || keys[s.keyid] === undefined) { outsiders.push(s.keyid); continue }
+    if (verifyBytes(message, s.sig, decodePublicKey(keys[s.keyid] as string))) valid.add(s.keyid)
+    else forged.push(s.keyid)
+  }
+  if (valid.size >= role.threshold) return [...valid]
+  const short = (k: string): string => k.slice(0, 12)
+  if (forged.length > 0) {
+    throw new TrustError('SIGNATURE_INVALID', `${what}: signature by key ${forged.map(short).join(', ')} does not verify (content changed after signing, or forged)`)
+  }
+  if (signatures.length === 0) throw new TrustError('SIGNATURE_MISSING', `${what} has no signatures; needs ${role.threshold}`)
+  const extra = outsiders.length > 0 ? `; ignored ${outsiders.length} signature(s) by keys not in the role (${outsiders.map(short).join(', ')})` : ''
+  throw new TrustError('THRESHOLD_NOT_MET', `${what} has ${valid.size} valid signature(s) by distinct trusted keys; needs ${role.threshold}${extra}`)
+}
+
+/** A first root (installed by hand) must at least be signed by a threshold of its own root keys. */
+export function verifySelfSignedRoot (candidate: SignedDocument<unknown>, now: Date): RootDocument {
+  const doc = checkRootShape(candidate)
+  verifyThreshold(doc.signed, doc.signatures, doc.signed.roles.root, doc.signed.keys, `root v${doc.signed.version}`)
+  assertNotExpired(doc.signed, now, `root v${doc.signed.version}`)
+  return doc
+}
+
+/** Root N+1 is valid only if signed by a threshold of root N's root keys AND of its own (TUF rotation). */
+export function verifyRootSuccessor (trusted: RootSigned, candidate: SignedDocument<unknown>, now: Date): RootDocument {
+  const doc = checkRootShape(candidate, 'new root')
+  const next = doc.signed
+  if (next.name !== trusted.name) throw new TrustError('NAME_MISMATCH', `new root is for catalogue "${next.name}", trusted root is "${trusted.name}"`)
+  if (next.version <= trusted.version) throw new TrustError('ROLLBACK', `new root version ${next.version} is not above trusted version ${trusted.version}`)
+  if (next.version !== trusted.version + 1) throw new TrustError('VERSION_GAP', `new root version ${next.version} is not the direct successor of ${trusted.version}`)
+  verifyThreshold(next, doc.signatures, trusted.roles.root, trusted.keys, `root v${next.version} (by the keys of root v${trusted.version})`)
+  verifyThreshold(next, doc.signatures, next.roles.root, next.keys, `root v${next.version} (by its own root keys)`)
+  assertNotExpired(next, now, `root v${next.version}`)
+  return doc
+}
+
+/** Walks successive roots forward; intermediate roots may have expired, the final one may not. */
+export function walkRootChain (trusted: RootDocument, successors: Array<SignedDocument<unknown>>, now: Date): RootDocument {
+  let current = trusted
+  for (const candidate of successors) {
+    const doc = checkRootShape(candidate, 'new root')
+    const next = doc.signed
+    if (next.name !== current.signed.name) throw new TrustError('NAME_MISMATCH', `root v${next.version} is for "${next.name}", not "${current.signed.name}"`)
+    if (next.version !== current.signed.version + 1) throw new TrustError('VERSION_GAP', `root v${next.version} does not follow v${current.signed.version}`)
+    verifyThreshold(next, doc.signatures, current.signed.roles.root, current.signed.keys, `root v${next.version} (by the keys of root v${current.signed.version})`)
+    verifyThreshold(next, doc.signatures, next.roles.root, next.keys, `root v${next.version} (by its own root keys)`)
+    current = doc
+  }
+  assertNotExpired(current.signed, now, `root v${current.signed.version}`)
+  return current
+}
+
+export interface AcceptIndexOptions { now: Date, last?: LastAccepted, minVersion?: number }
+
+/**
+ * Accepts an index under `root`: threshold of distinct index keys, not expired, not a rollback
+ * (an older version, or the same version with other content). The same version with the same
+ * content is accepted again (a poll that finds nothing new).
+ */
+export function acceptIndex (root: RootSigned, candidate: SignedDocument<unknown>, opts: AcceptIndexOptions): AcceptedIndex {
+  assertNotExpired(root, opts.now, `trusted root v${root.version}`)
+  const doc = checkIndexShape(candidate)
+  const index = doc.signed
+  if (index.name !== root.name) throw new TrustError('NAME_MISMATCH', `index is for catalogue "${index.name}", the trusted root is for "${root.name}"`)
+  const signers = verifyThreshold(index, doc.signatures, root.roles.index, root.keys, `index v${index.version}`)
+  assertNotExpired(index, opts.now, `index v${index.version}`)
+  const digest = contentDigest(index)
+  if (opts.minVersion !== undefined && index.version < opts.minVersion) {
+    throw new TrustError('ROLLBACK', `index version ${index.version} is below the minimum ${opts.minVersion}`)
+  }
+  const last = opts.last
+  if (last !== undefined) {
+    if (index.version < last.version) throw new TrustError('ROLLBACK', `index version ${index.version} is older than the accepted version ${last.version}`)
+    if (index.version === last.version && digest !== last.digest) {
+      throw new TrustError('ROLLBACK', `index version ${index.version} has different content from the accepted index of the same version`)
+    }
+  }
+  return { doc, digest, signers }
+}
+
+/** Whether an image entry is past its own `expires` (the index itself may still be valid). */
+export function imageExpired (img: { expires?: string }, now: Date): boolean {
+  return img.expires !== undefined && Date.parse(img.expires) <= now.getTime()
+}
