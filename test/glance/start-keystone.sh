@@ -30,6 +30,7 @@ KM=(keystone-manage --config-file "$CONF")
 } > "$DIR/log/manage.log" 2>&1 || { echo "start-keystone: keystone-manage failed:" >&2; tail -20 "$DIR/log/manage.log" >&2; exit 1; }
 
 # setsid: its own process group, so stop.sh can end uwsgi's master and worker together.
+if curl -s -o /dev/null "$URL/v3" 2>/dev/null; then echo "start-keystone: port $PORT already in use" >&2; exit 1; fi
 OS_KEYSTONE_CONFIG_FILES=$CONF setsid uwsgi --plugin python3 --http-socket "127.0.0.1:$PORT" \
   --wsgi-file /usr/bin/keystone-wsgi-public --master --processes 1 --enable-threads \
   --die-on-term --need-app --add-header "Connection: close" --env "OS_KEYSTONE_CONFIG_FILES=$CONF" \

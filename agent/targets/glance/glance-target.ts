@@ -1,0 +1,263 @@
+import { readFileSync } from 'node:fs'
+import { stat } from 'node:fs/promises'
+import { homedir } from 'node:os'
+import type { Logger } from 'pino'
+import { Agent, type Dispatcher } from 'undici'
+import { validateConfig } from '../../../lib/config.js'
+import type { Registration, RetireAction, Target, TargetImage } from '../target.js'
+import { resolveCloud, type ResolvedCloud } from './clouds-config.js'
+import { GlanceTargetConfig } from './config-schema.js'
+import { GlanceClient } from './glance-client.js'
+import { GlanceError } from './glance-errors.js'
+import { ImageApi } from './image-api.js'
+import { createBody, isImgdistImage, isOurs, matchesEntry, STUCK_STATUSES, type GlanceImage } from './image-properties.js'
+import { findImageEndpoint, KeystoneSession } from './keystone-auth.js'
+
+export { GlanceTargetConfig } from './config-schema.js'
+export { GlanceError, type GlanceCode } from './glance-errors.js'
+
+export interface GlanceTargetDeps {
+  logger?: Logger
+  /** alias of `logger` (the agent's TargetDeps name) */
+  log?: Logger
+  /** the process environment (OS_CLOUD, OS_CLIENT_CONFIG_FILE, OS_* of an openrc); only bin code reads process.env */
+  env?: Record<string, string | undefined>
+  homeDir?: string
+  /** for tests (undici MockAgent); otherwise the target owns a keep-alive Agent */
+  dispatcher?: Dispatcher
+  /** where ./clouds.yaml is looked up; default: the working directory */
+  cwd?: string
+}
+
+export interface GlanceRegistration extends Registration {
+  /** the Glance image id (same as ref) */
+  imageId: string
+  status: string
+  visibility?: string
+}
+
+/** What the operator view shows for this target; never contains a secret. */
+export interface GlanceTargetStatus {
+  name: string
+  type: 'glance'
+  credentials: string
+  authUrl: string
+  endpoint?: string
+  region?: string
+  interface: string
+  projectId?: string
+  lastImageId?: string
+  lastOkAt?: string
+  lastError?: { code: string, message: string, retryable: boolean, imageId?: string, at: string }
+}
+
+export function createGlanceTarget (config: unknown, deps: GlanceTargetDeps = {}): GlanceTarget {
+  const name = (config as { name?: unknown } | null)?.name
+  const cfg = validateConfig(GlanceTargetConfig, config, `glance target${typeof name === 'string' ? ` "${name}"` : ''}`)
+  const cloud = resolveCloud(cfg, { env: deps.env ?? {}, homeDir: deps.homeDir ?? homedir(), cwd: deps.cwd })
+  return new GlanceTarget(cfg, cloud, { ...deps, logger: deps.logger ?? deps.log })
+}
+
+export class GlanceTarget implements Target {
+  readonly type = 'glance'
+  readonly name: string
+  readonly #cfg: GlanceTargetConfig
+  readonly #cloud: ResolvedCloud
+  readonly #log?: Logger
+  readonly #dispatcher: Dispatcher
+  readonly #ownDispatcher: boolean
+  readonly #session: KeystoneSession
+  readonly #client: GlanceClient
+  readonly #images: ImageApi
+  #lastError: GlanceTargetStatus['lastError']
+  #lastImageId: string | undefined
+  #lastOkAt: string | undefined
+  #closed = false
+
+  constructor (cfg: GlanceTargetConfig, cloud: ResolvedCloud, deps: GlanceTargetDeps) {
+    this.name = cfg.name
+    this.#cfg = cfg
+    this.#cloud = cloud
+    this.#log = deps.logger?.child({ target: cfg.name, type: 'glance' })
+    this.#ownDispatcher = deps.dispatcher === undefined
+    this.#dispatcher = deps.dispatcher ?? new Agent({
+      keepAliveTimeout: 30_000,
+      connections: 8,
+      connect: {
+        timeout: 10_000,
+        rejectUnauthorized: !cloud.insecure,
+        ...(cloud.cacert !== undefined ? { ca: readFileSync(cloud.cacert) } : {})
+      }
+    })
+    const retry = { maxAttempts: cfg.maxAttempts, retryBaseMs: cfg.retryBaseMs, retryMaxMs: cfg.retryMaxMs }
+    this.#session = new KeystoneSession({
+      cloud, dispatcher: this.#dispatcher, logger: this.#log, requestTimeoutMs: cfg.requestTimeoutMs, authFailureHoldMs: cfg.authFailureHoldMs, ...retry
+    })
+    this.#client = new GlanceClient({
+      session: this.#session,
+      dispatcher: this.#dispatcher,
+      endpointOverride: cloud.endpoint,
+      interface: cloud.interface,
+      region: cloud.region,
+      logger: this.#log,
+      requestTimeoutMs: cfg.requestTimeoutMs,
+      uploadTimeoutMs: cfg.uploadTimeoutMs,
+      findEndpoint: (t) => findImageEndpoint(t.catalog, cloud.interface, cloud.region),
+      ...retry
+    })
+    this.#images = new ImageApi(this.#client)
+  }
+
+  async find (img: TargetImage, signal?: AbortSignal): Promise<GlanceRegistration | undefined> {
+    return await this.#track(img, async () => await this.#find(img, signal))
+  }
+
+  async register (img: TargetImage, signal?: AbortSignal): Promise<GlanceRegistration> {
+    return await this.#track(img, async () => {
+      const path = img.filePath
+      if (path === undefined) throw new GlanceError('GLANCE_FILE_MISMATCH', `image ${img.entry.id}: register() needs the verified file`)
+      const st = await stat(path).catch((err: unknown) => {
+        throw new GlanceError('IO_ERROR', `image ${img.entry.id}: cannot read ${path}: ${(err as Error).message}`, { cause: err })
+      })
+      if (st.size !== img.entry.size) {
+        throw new GlanceError('GLANCE_FILE_MISMATCH', `image ${img.entry.id}: ${path} has ${st.size} bytes, the catalogue says ${img.entry.size}`)
+      }
+      const existing = await this.#find(img, signal)
+      if (existing !== undefined) return existing
+      await this.#deleteStuck(await this.#ours(img, signal), signal)
+
+      const body = createBody(img, this.#cfg)
+      const created = await this.#images.create(body, signal)
+      const id = created.id
+      this.#lastImageId = id
+      this.#log?.info({ imageId: id, id: img.entry.id, bytes: img.entry.size }, 'glance image created, uploading')
+      try {
+        await this.#images.upload(id, path, img.entry.size, this.#cfg.maxUploadBytesPerSecond, signal)
+      } catch (err) {
+        // best effort: if Glance is down the image stays queued/saving and the next attempt or recover() removes it
+        await this.#images.delete(id, undefined, 1).catch(() => {})
+        throw err instanceof GlanceError ? err.withImage(id) : err
+      }
+      const got = await this.#images.get(id, signal)
+      if (got === undefined || !matchesEntry(got, img)) {
+        await this.#images.delete(id, signal).catch(() => {})
+        throw new GlanceError('GLANCE_HASH_MISMATCH',
+          `image ${img.entry.id}: Glance has status=${got?.status ?? 'gone'} size=${String(got?.size)} ${got?.os_hash_algo ?? 'hash'}=${got?.os_hash_value ?? 'none'}, ` +
+          `the catalogue says size=${img.entry.size} sha512=${img.entry.sha512}; image deleted`, { retryable: true, imageId: id })
+      }
+      const final = await this.#widen(got, signal)
+      this.#log?.info({ imageId: id, id: img.entry.id, visibility: final.visibility }, 'glance image registered and verified')
+      return this.#registration(final, false)
+    })
+  }
+
+  async retire (img: TargetImage, reg: Registration, action: RetireAction, signal?: AbortSignal): Promise<void> {
+    if (action === 'keep') return
+    await this.#track(img, async () => {
+      const image = await this.#images.get(reg.ref, signal)
+      if (image === undefined) return
+      if (!isOurs(image, img)) {
+        this.#log?.warn({ imageId: reg.ref, id: img.entry.id, action }, 'not retiring a Glance image imgdist did not register')
+        return
+      }
+      if (action === 'deactivate') {
+        if (image.status === 'active') await this.#images.deactivate(image.id, signal)
+      } else if (action === 'hide') {
+        const ops: unknown[] = []
+        if (image.os_hidden !== true) ops.push({ op: 'replace', path: '/os_hidden', value: true })
+        if (image.visibility !== 'private') ops.push({ op: 'replace', path: '/visibility', value: 'private' })
+        if (ops.length > 0) await this.#images.patch(image.id, ops, signal)
+      } else {
+        await this.#images.delete(image.id, signal)
+      }
+      this.#log?.info({ imageId: image.id, id: img.entry.id, action }, 'glance image retired')
+    })
+  }
+
+  /** Removes imgdist images a crash left in queued/saving/importing. Assumes one agent per project. */
+  async recover (signal?: AbortSignal): Promise<void> {
+    await this.#track(undefined, async () => {
+      const projectId = (await this.#session.token(signal)).projectId
+      for (const status of STUCK_STATUSES) {
+        const stuck = (await this.#images.list({ status, ...(projectId !== undefined ? { owner: projectId } : {}) }, signal)).filter(isImgdistImage)
+        await this.#deleteStuck(stuck, signal)
+      }
+    })
+  }
+
+  status (): GlanceTargetStatus {
+    return {
+      name: this.name,
+      type: 'glance',
+      credentials: this.#cloud.source,
+      authUrl: this.#cloud.authUrl,
+      endpoint: this.#client.endpoint,
+      region: this.#cloud.region,
+      interface: this.#cloud.interface,
+      projectId: this.#session.current?.projectId,
+      lastImageId: this.#lastImageId,
+      lastOkAt: this.#lastOkAt,
+      lastError: this.#lastError
+    }
+  }
+
+  async close (): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    if (this.#ownDispatcher) await this.#dispatcher.close()
+  }
+
+  async #find (img: TargetImage, signal?: AbortSignal): Promise<GlanceRegistration | undefined> {
+    const mine = (await this.#ours(img, signal)).find((i) => i.imgdist_sha512 === img.entry.sha512 && matchesEntry(i, img))
+    if (mine !== undefined) return this.#registration(await this.#widen(mine, signal), true)
+    if (!this.#cfg.adoptExisting) return undefined
+    const projectId = (await this.#session.token(signal)).projectId
+    const same = await this.#images.list({ os_hash_value: img.entry.sha512, status: 'active', ...(projectId !== undefined ? { owner: projectId } : {}) }, signal)
+    const other = same.find((i) => matchesEntry(i, img))
+    if (other === undefined) return undefined
+    this.#log?.info({ imageId: other.id, id: img.entry.id }, 'adopting an existing Glance image with the same sha512 (left untouched)')
+    return this.#registration(other, true)
+  }
+
+  async #ours (img: TargetImage, signal?: AbortSignal): Promise<GlanceImage[]> {
+    const projectId = (await this.#session.token(signal)).projectId
+    const found = await this.#images.list({
+      imgdist_catalogue: img.catalogue, imgdist_id: img.entry.id, ...(projectId !== undefined ? { owner: projectId } : {})
+    }, signal)
+    return found.filter((i) => isOurs(i, img))
+  }
+
+  async #deleteStuck (images: GlanceImage[], signal?: AbortSignal): Promise<void> {
+    for (const i of images) {
+      if (!(STUCK_STATUSES as readonly string[]).includes(i.status)) continue
+      this.#log?.warn({ imageId: i.id, id: i.imgdist_id, status: i.status }, 'deleting a half-registered Glance image left by an earlier attempt')
+      await this.#images.delete(i.id, signal)
+    }
+  }
+
+  /** Only after the hash check: widen to the configured visibility. */
+  async #widen (image: GlanceImage, signal?: AbortSignal): Promise<GlanceImage> {
+    if (this.#cfg.visibility === 'private' || image.visibility === this.#cfg.visibility) return image
+    return await this.#images.patch(image.id, [{ op: 'replace', path: '/visibility', value: this.#cfg.visibility }], signal)
+  }
+
+  #registration (image: GlanceImage, adopted: boolean): GlanceRegistration {
+    this.#lastImageId = image.id
+    return { ref: image.id, imageId: image.id, adopted, status: image.status, visibility: image.visibility }
+  }
+
+  async #track<T> (img: TargetImage | undefined, fn: () => Promise<T>): Promise<T> {
+    try {
+      const out = await fn()
+      this.#lastOkAt = new Date().toISOString()
+      return out
+    } catch (err) {
+      const e = err instanceof GlanceError
+        ? err
+        : new GlanceError('INTERNAL', `${img !== undefined ? `image ${img.entry.id}: ` : ''}${(err as Error).message}`, { cause: err })
+      this.#lastError = { code: e.code, message: e.message, retryable: e.retryable, imageId: e.imageId, at: new Date().toISOString() }
+      if (e.imageId !== undefined) this.#lastImageId = e.imageId
+      throw e
+    }
+  }
+}

@@ -1,0 +1,101 @@
+import type { TargetImage } from '../target.js'
+import type { GlanceTargetConfig } from './config-schema.js'
+import { GlanceError } from './glance-errors.js'
+
+/**
+ * What imgdist writes on a Glance image, and how it recognises its own images afterwards: by the
+ * imgdist_* properties of DESIGN.md §4, never by name.
+ */
+
+export interface GlanceImage {
+  id: string
+  name?: string | null
+  status: string
+  visibility?: string
+  size?: number | null
+  os_hash_algo?: string | null
+  os_hash_value?: string | null
+  os_hidden?: boolean
+  owner?: string | null
+  protected?: boolean
+  updated_at?: string
+  [property: string]: unknown
+}
+
+// Glance refuses or owns these; a catalogue must not be able to set them through `properties`
+const CORE = new Set(['id', 'name', 'status', 'visibility', 'protected', 'os_hidden', 'owner', 'size', 'virtual_size', 'checksum',
+  'os_hash_algo', 'os_hash_value', 'created_at', 'updated_at', 'tags', 'disk_format', 'container_format', 'min_disk', 'min_ram',
+  'locations', 'direct_url', 'self', 'file', 'schema', 'stores'])
+
+/** Glance's v2 schema caps extra property values at 255 characters. */
+export const MAX_PROPERTY_LENGTH = 255
+
+export function renderName (template: string, img: TargetImage): string {
+  const e = img.entry
+  const vars: Record<string, string> = { name: e.name, version: e.version, id: e.id, catalogue: img.catalogue, arch: e.arch, os: e.os }
+  const name = template.replace(/\{(\w+)\}/g, (m, k: string) => vars[k] ?? m)
+  return name.length > 255 ? name.slice(0, 255) : name
+}
+
+/** Endorser key ids, shortened to 16 hex digits each when the full list would not fit. */
+export function endorsersValue (endorsers: string[]): string {
+  const sorted = [...endorsers].sort()
+  const full = sorted.join(',')
+  if (full.length <= MAX_PROPERTY_LENGTH) return full
+  const short = sorted.map((k) => k.slice(0, 16)).join(',')
+  return short.length <= MAX_PROPERTY_LENGTH ? short : `${short.slice(0, MAX_PROPERTY_LENGTH - 3)}...`
+}
+
+export function identityProperties (img: TargetImage): Record<string, string> {
+  return {
+    imgdist_catalogue: img.catalogue,
+    imgdist_id: img.entry.id,
+    imgdist_version: img.entry.version,
+    imgdist_sha512: img.entry.sha512,
+    imgdist_endorsers: endorsersValue(img.endorsers)
+  }
+}
+
+/** The POST /v2/images body: always private at first (widened only after the hash check). */
+export function createBody (img: TargetImage, cfg: GlanceTargetConfig): Record<string, unknown> {
+  const e = img.entry
+  const props: Record<string, string> = { architecture: e.arch, os_distro: e.os }
+  const bad: string[] = []
+  for (const [k, v] of [...Object.entries(e.properties), ...Object.entries(cfg.properties)]) {
+    if (CORE.has(k) || k.startsWith('os_glance') || k.startsWith('imgdist_')) { bad.push(`${k}: reserved`); continue }
+    if (v.length > MAX_PROPERTY_LENGTH) { bad.push(`${k}: longer than ${MAX_PROPERTY_LENGTH} characters`); continue }
+    props[k] = v
+  }
+  if (bad.length > 0) {
+    throw new GlanceError('GLANCE_PROPERTY_INVALID', `image ${e.id}: properties Glance cannot take: ${bad.join('; ')}`)
+  }
+  return {
+    ...props,
+    ...identityProperties(img),
+    name: renderName(cfg.nameTemplate, img),
+    disk_format: e.diskFormat,
+    container_format: e.containerFormat,
+    min_disk: e.minDisk,
+    min_ram: e.minRam,
+    visibility: 'private',
+    tags: cfg.tags
+  }
+}
+
+/** Registered by imgdist for this catalogue entry (any version of its bytes). */
+export function isOurs (image: GlanceImage, img: TargetImage): boolean {
+  return image.imgdist_catalogue === img.catalogue && image.imgdist_id === img.entry.id
+}
+
+/** Registered by imgdist at all (any catalogue). */
+export function isImgdistImage (image: GlanceImage): boolean {
+  return typeof image.imgdist_catalogue === 'string' && typeof image.imgdist_id === 'string' && typeof image.imgdist_sha512 === 'string'
+}
+
+/** Active, and Glance's own size and sha512 equal the catalogue's. */
+export function matchesEntry (image: GlanceImage, img: TargetImage): boolean {
+  return image.status === 'active' && image.size === img.entry.size &&
+    image.os_hash_algo === 'sha512' && image.os_hash_value === img.entry.sha512
+}
+
+export const STUCK_STATUSES = ['queued', 'saving', 'importing', 'uploading'] as const
