@@ -1,0 +1,117 @@
+import { Agent, request } from 'undici'
+import { MAX_INDEX_BYTES, MAX_ROOT_BYTES, parseSignedYaml, documentType } from '../../lib/document.js'
+import { UsageError } from '../../lib/errors.js'
+import { duration, noPositionals, parseCommandArgs, required, str } from '../args.js'
+import { asInputError, SignerError } from '../errors.js'
+import { readBounded } from '../files.js'
+import { out, type Io } from '../io.js'
+
+export const publishHelp = `NAME
+    imgdist-sign publish - upload a signed root and/or index to an index server
+
+SYNOPSIS
+    imgdist-sign publish --server URL [--root root.yaml] [--index index.yaml]
+                         [--timeout DURATION]
+
+DESCRIPTION
+    PUTs root.yaml to URL/v1/root.yaml and index.yaml to URL/v1/index.yaml (in that order when
+    both are given, so the server knows a rotated root's keys before the index they sign),
+    as application/yaml, and prints the server's answer. The server accepts a document only if
+    it verifies against the server's current root and raises the version; check first with
+    "imgdist-sign verify".
+
+OPTIONS
+    --server URL          base URL of the imgdist-index server, e.g. https://index.example.org
+                          (required)
+    --index FILE          the signed index to publish
+    --root FILE           the signed root to publish (a key rotation)
+    --timeout DURATION    give up on a server that does not answer (default 30s)
+    -h, --help            show this help
+    At least one of --index and --root is required.
+
+EXAMPLES
+    imgdist-sign publish --server https://index.example.org --index index.yaml
+    imgdist-sign publish --server http://127.0.0.1:8080 --root root-v2.yaml --index index.yaml
+
+EXIT STATUS
+    0  published
+    1  refused by the server (its HTTP status, code and reason are printed)
+    2  usage error, unreadable file, or the server could not be reached
+`
+
+export async function publish (argv: string[], io: Io): Promise<0> {
+  const { values, positionals, help } = parseCommandArgs('publish', argv, {
+    server: { type: 'string' }, index: { type: 'string' }, root: { type: 'string' }, timeout: { type: 'string' }
+  })
+  if (help) { out(io, publishHelp.trimEnd()); return 0 }
+  noPositionals('publish', positionals)
+  const server = required('publish', values.server, '--server')
+  let base: URL
+  try { base = new URL(server) } catch { throw new UsageError(`publish: --server is not a URL: "${server}"`) }
+  if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new UsageError(`publish: --server must be http:// or https://, got "${server}"`)
+  const timeout = duration(str(values.timeout), '--timeout') ?? 30_000
+  const uploads: Array<{ kind: 'root' | 'index', path: string }> = []
+  const rootPath = str(values.root)
+  const indexPath = str(values.index)
+  if (rootPath !== undefined) uploads.push({ kind: 'root', path: rootPath })
+  if (indexPath !== undefined) uploads.push({ kind: 'index', path: indexPath })
+  if (uploads.length === 0) throw new UsageError('publish: give --index FILE and/or --root FILE (see imgdist-sign publish --help)')
+
+  // Read and sanity-check everything before sending anything: a typo must not half-publish.
+  const bodies = await Promise.all(uploads.map(async (u) => {
+    const max = u.kind === 'root' ? MAX_ROOT_BYTES : MAX_INDEX_BYTES
+    const bytes = await readBounded(u.path, max)
+    try {
+      const type = documentType(parseSignedYaml(bytes, max, u.path))
+      if (type !== u.kind) throw new UsageError(`publish: ${u.path} is ${type === 'index' ? 'an index' : 'a root'} document, given as --${u.kind}`)
+    } catch (err) { throw asInputError(err) }
+    return { ...u, bytes }
+  }))
+
+  // Our own dispatcher, closed at the end, so no idle keep-alive socket holds the process open.
+  const dispatcher = new Agent({ connectTimeout: timeout, headersTimeout: timeout, bodyTimeout: timeout })
+  try {
+    for (const b of bodies) await putOne(io, dispatcher, base, b, timeout)
+  } finally {
+    await dispatcher.close()
+  }
+  return 0
+}
+
+async function putOne (io: Io, dispatcher: Agent, base: URL, b: { kind: 'root' | 'index', path: string, bytes: Buffer }, timeout: number): Promise<void> {
+  {
+    const url = new URL(`v1/${b.kind}.yaml`, base.href.endsWith('/') ? base.href : base.href + '/')
+    let res
+    try {
+      res = await request(url, {
+        dispatcher,
+        method: 'PUT',
+        body: b.bytes,
+        headers: { 'content-type': 'application/yaml', accept: 'application/json, text/plain;q=0.5' },
+        headersTimeout: timeout,
+        bodyTimeout: timeout
+      })
+    } catch (err) {
+      throw new SignerError('NETWORK_ERROR', `publish: cannot reach ${url.href}: ${(err as Error).message}`, 2, { cause: err })
+    }
+    const text = (await res.body.text().catch(() => '')).slice(0, 4096)
+    const answer = describeAnswer(text)
+    if (res.statusCode < 200 || res.statusCode > 299) {
+      throw new SignerError(answer.code ?? 'HTTP_ERROR', `publish: ${url.href} refused ${b.path}: HTTP ${res.statusCode}${answer.message !== '' ? `: ${answer.message}` : ''}`, 1)
+    }
+    out(io, `published ${b.path} to ${url.href}: HTTP ${res.statusCode}${answer.message !== '' ? ` ${answer.message}` : ''}`)
+  }
+}
+
+/** The index server answers JSON ({code, message} on refusal); anything else is shown as text. */
+function describeAnswer (text: string): { code?: string, message: string } {
+  try {
+    const j = JSON.parse(text) as Record<string, unknown>
+    if (j !== null && typeof j === 'object') {
+      const code = typeof j.code === 'string' && /^[A-Z][A-Z0-9_]*$/.test(j.code) ? j.code : undefined
+      const msg = typeof j.message === 'string' ? j.message : typeof j.error === 'string' ? j.error : JSON.stringify(j)
+      return { code, message: msg.replace(/\s+/g, ' ').trim() }
+    }
+  } catch {}
+  return { message: text.replace(/\s+/g, ' ').trim().slice(0, 300) }
+}
