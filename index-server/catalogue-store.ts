@@ -1,0 +1,144 @@
+import { createHash } from 'node:crypto'
+import { readdir, readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { contentDigest, MAX_INDEX_BYTES, MAX_ROOT_BYTES, parseSignedYaml } from '../lib/document.js'
+import { ImgdistError, toImgdistError } from '../lib/errors.js'
+import type { IndexDocument, RootDocument } from '../lib/schema.js'
+import { acceptIndex, checkIndexShape, checkRootShape, verifyRootSuccessor, verifySelfSignedRoot, verifyThreshold, walkRootChain } from '../lib/trust.js'
+import { writeFileAtomic } from './atomic-file.js'
+import { rootFile, type DataPaths } from './data-dir.js'
+import { Mutex } from './mutex.js'
+
+/** One published document exactly as signed and uploaded, with its strong ETag. */
+export interface StoredDocument<T> { doc: T, bytes: Buffer, etag: string, version: number }
+
+export type CatalogueChange = { kind: 'index' | 'root', version: number }
+
+function stored<T extends { signed: { version: number } }> (doc: T, bytes: Buffer): StoredDocument<T> {
+  return { doc, bytes, etag: `"${createHash('sha256').update(bytes).digest('hex')}"`, version: doc.signed.version }
+}
+
+/**
+ * The trusted root chain and the current index of one catalogue, on disk and in memory. Every
+ * publish goes through one mutex and is checked against the state left by the previous one, so
+ * concurrent PUTs end in the highest valid version; a refused publish changes nothing.
+ */
+export class CatalogueStore {
+  readonly paths: DataPaths
+  #roots: Array<StoredDocument<RootDocument>>
+  #index: StoredDocument<IndexDocument> | undefined
+  #mutex = new Mutex()
+  #listeners: Array<(c: CatalogueChange) => void> = []
+
+  private constructor (paths: DataPaths, roots: Array<StoredDocument<RootDocument>>, index: StoredDocument<IndexDocument> | undefined) {
+    this.paths = paths
+    this.#roots = roots
+    this.#index = index
+  }
+
+  /** Loads what earlier publishes wrote. Documents were verified when accepted; the chain is re-walked anyway. */
+  static async open (paths: DataPaths): Promise<CatalogueStore> {
+    const roots = await loadRootChain(paths)
+    let index: StoredDocument<IndexDocument> | undefined
+    let bytes: Buffer | undefined
+    try { bytes = await readFile(paths.indexFile) } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw toImgdistError(err, 'IO_ERROR')
+    }
+    if (bytes !== undefined) {
+      try {
+        index = stored(checkIndexShape(parseSignedYaml(bytes, MAX_INDEX_BYTES, 'index.yaml')), bytes)
+      } catch (err) {
+        throw new ImgdistError('DATA_CORRUPT', `${paths.indexFile}: ${(err as Error).message}`, { cause: err })
+      }
+    }
+    return new CatalogueStore(paths, roots, index)
+  }
+
+  get root (): StoredDocument<RootDocument> { return this.#roots[this.#roots.length - 1] as StoredDocument<RootDocument> }
+  get roots (): ReadonlyArray<StoredDocument<RootDocument>> { return this.#roots }
+  rootVersion (version: number): StoredDocument<RootDocument> | undefined { return this.#roots.find((r) => r.version === version) }
+  get index (): StoredDocument<IndexDocument> | undefined { return this.#index }
+  get name (): string { return this.root.doc.signed.name }
+
+  onChange (listener: (c: CatalogueChange) => void): void { this.#listeners.push(listener) }
+
+  /** Accepts a new index only if it verifies against the current root and raises the version. */
+  async publishIndex (bytes: Buffer, now: Date): Promise<StoredDocument<IndexDocument>> {
+    return await this.#mutex.run(async () => {
+      const candidate = parseSignedYaml(bytes, MAX_INDEX_BYTES, 'index')
+      const current = this.#index
+      const last = current === undefined ? undefined : { version: current.version, digest: contentDigest(current.doc.signed) }
+      const accepted = acceptIndex(this.root.doc.signed, candidate, { now, last })
+      if (current !== undefined && accepted.doc.signed.version === current.version) {
+        throw new ImgdistError('VERSION_NOT_RAISED', `index version ${current.version} is already published; a publish must raise the version`)
+      }
+      const next = stored(accepted.doc, bytes)
+      await writeFileAtomic(this.paths.indexFile, bytes)
+      this.#index = next
+      this.#emit({ kind: 'index', version: next.version })
+      return next
+    })
+  }
+
+  /** Accepts root N+1 signed per the rotation rule; the chain on disk grows by one file. */
+  async publishRoot (bytes: Buffer, now: Date): Promise<StoredDocument<RootDocument>> {
+    return await this.#mutex.run(async () => {
+      const candidate = parseSignedYaml(bytes, MAX_ROOT_BYTES, 'root')
+      const doc = verifyRootSuccessor(this.root.doc.signed, candidate, now)
+      const next = stored(doc, bytes)
+      await writeFileAtomic(rootFile(this.paths, next.version), bytes)
+      this.#roots = [...this.#roots, next]
+      this.#emit({ kind: 'root', version: next.version })
+      return next
+    })
+  }
+
+  #emit (c: CatalogueChange): void {
+    for (const l of this.#listeners) l(c)
+  }
+}
+
+
+/** Reads root/<N>.yaml files, checks they form one unbroken chain starting from the installed root. */
+async function loadRootChain (paths: DataPaths): Promise<Array<StoredDocument<RootDocument>>> {
+  let names: string[]
+  try { names = await readdir(paths.rootDir) } catch { names = [] }
+  const versions = names.map((n) => /^([1-9]\d{0,15})\.yaml$/.exec(n)?.[1]).filter((v): v is string => v !== undefined).map(Number).sort((a, b) => a - b)
+  if (versions.length === 0) {
+    throw new ImgdistError('NO_ROOT', `no trusted root in ${paths.rootDir}; run: imgdist-index init --data-dir ${paths.dir} --root root.yaml`)
+  }
+  const out: Array<StoredDocument<RootDocument>> = []
+  for (const v of versions) {
+    const file = join(paths.rootDir, `${v}.yaml`)
+    try {
+      const bytes = await readFile(file)
+      const parsed = parseSignedYaml(bytes, MAX_ROOT_BYTES, file)
+      let doc: RootDocument
+      const prev = out[out.length - 1]
+      if (prev === undefined) {
+        // The installed root was checked at init; expiry is not re-checked so an expired root is still served (agents refuse it themselves).
+        doc = checkRootShape(parsed, file)
+        verifyThreshold(doc.signed, doc.signatures, doc.signed.roles.root, doc.signed.keys, file)
+      } else {
+        doc = walkRootChain(prev.doc, [parsed], new Date(0))
+      }
+      if (doc.signed.version !== v) throw new ImgdistError('DATA_CORRUPT', `holds root version ${doc.signed.version}`)
+      out.push(stored(doc, bytes))
+    } catch (err) {
+      throw new ImgdistError('DATA_CORRUPT', `${file}: ${(err as Error).message}`, { cause: err })
+    }
+  }
+  return out
+}
+
+/** `imgdist-index init`: verifies a self-signed root and installs it as the start of the chain. */
+export async function installRoot (paths: DataPaths, bytes: Buffer, now: Date, force = false): Promise<RootDocument> {
+  const doc = verifySelfSignedRoot(parseSignedYaml(bytes, MAX_ROOT_BYTES, 'root'), now)
+  let existing: string[] = []
+  try { existing = (await readdir(paths.rootDir)).filter((n) => n.endsWith('.yaml')) } catch {}
+  if (existing.length > 0 && !force) {
+    throw new ImgdistError('ALREADY_INITIALISED', `${paths.rootDir} already holds a root (${existing.join(', ')}); roots are rotated with PUT /v1/root.yaml`)
+  }
+  await writeFileAtomic(rootFile(paths, doc.signed.version), bytes)
+  return doc
+}

@@ -1,0 +1,150 @@
+import { readFile } from 'node:fs/promises'
+import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { MAX_INDEX_BYTES, parseSignedYaml } from '../lib/document.js'
+import { ImgdistError, UsageError } from '../lib/errors.js'
+import { checkIndexShape } from '../lib/trust.js'
+import { MAX_TORRENT_BYTES } from '../lib/torrent-meta.js'
+import { installRoot } from './catalogue-store.js'
+import { dataPaths, ensureDataDirs } from './data-dir.js'
+import { HELP, MAIN_HELP } from './help.js'
+import { ImageStore } from './image-store.js'
+import { resolveServeConfig, type IndexServerConfig, type ServeFlags } from './server-config.js'
+import { SiteKeys } from './site-keys.js'
+import { TorrentStore } from './torrent-store.js'
+
+/** The non-daemon commands of imgdist-index; bin.ts owns process, signals and exit codes. */
+
+export interface CliIo { out: (line: string) => void, now: () => Date }
+
+function parse (args: string[], options: ParseArgsConfig['options'], positionals = true): ReturnType<typeof parseArgs> {
+  try {
+    return parseArgs({ args, options: { help: { type: 'boolean', short: 'h' }, ...options }, allowPositionals: positionals, strict: true })
+  } catch (err) {
+    throw new UsageError((err as Error).message.split('\n')[0] ?? 'bad arguments')
+  }
+}
+
+function need (v: unknown, flag: string): string {
+  if (typeof v !== 'string' || v === '') throw new UsageError(`${flag} is required`)
+  return v
+}
+
+export async function readArg (path: string, max: number, what: string): Promise<Buffer> {
+  try {
+    const b = await readFile(path)
+    if (b.byteLength > max) throw new ImgdistError('TOO_LARGE', `${what} ${path} is over ${max} bytes`)
+    return b
+  } catch (err) {
+    if (err instanceof ImgdistError) throw err
+    throw new ImgdistError('IO_ERROR', `cannot read ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+  }
+}
+
+export function helpFor (cmd: string | undefined): string {
+  return (cmd !== undefined ? HELP[cmd] : undefined) ?? MAIN_HELP
+}
+
+export async function cmdInit (args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parse(args, { 'data-dir': { type: 'string' }, root: { type: 'string' }, force: { type: 'boolean' } }, false)
+  if (values.help === true) { io.out(helpFor('init')); return 0 }
+  if (positionals.length > 0) throw new UsageError('init takes no positional arguments')
+  const paths = dataPaths(need(values['data-dir'], '--data-dir'))
+  const bytes = await readArg(need(values.root, '--root'), 1024 * 1024, 'root')
+  await ensureDataDirs(paths)
+  const root = await installRoot(paths, bytes, io.now(), values.force === true)
+  io.out(`installed root v${root.signed.version} of catalogue "${root.signed.name}" in ${paths.rootDir} (expires ${root.signed.expires})`)
+  return 0
+}
+
+export async function cmdSites (args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parse(args, { 'data-dir': { type: 'string' }, replace: { type: 'boolean' } })
+  if (values.help === true) { io.out(helpFor('sites')); return 0 }
+  const [sub, ...rest] = positionals
+  const sites = new SiteKeys(dataPaths(need(values['data-dir'], '--data-dir')).sitesFile)
+  switch (sub) {
+    case 'add': {
+      if (rest.length !== 2) throw new UsageError('usage: imgdist-index sites add NAME PUBKEY|FILE.pub --data-dir DIR')
+      const [name, keyArg] = rest as [string, string]
+      const text = keyArg.startsWith('ed25519:') ? keyArg : (await readArg(keyArg, 4096, 'public key file')).toString('utf8').trim()
+      const key = await sites.add(name, text, values.replace === true)
+      io.out(`site "${key.name}" registered (key id ${key.keyid.slice(0, 16)})`)
+      return 0
+    }
+    case 'list': {
+      for (const s of await sites.list()) io.out(`${s.name}\t${s.publicKey}\t${s.keyid.slice(0, 16)}`)
+      return 0
+    }
+    case 'remove': {
+      if (rest.length !== 1) throw new UsageError('usage: imgdist-index sites remove NAME --data-dir DIR')
+      if (!(await sites.remove(rest[0] as string))) throw new ImgdistError('NOT_FOUND', `no site "${rest[0] as string}"`)
+      io.out(`site "${rest[0] as string}" removed`)
+      return 0
+    }
+    default:
+      throw new UsageError(`sites: expected add, list or remove${sub !== undefined ? `, got "${sub}"` : ''}`)
+  }
+}
+
+export async function cmdImport (args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parse(args, { 'data-dir': { type: 'string' }, id: { type: 'string' }, torrent: { type: 'string' } })
+  if (values.help === true) { io.out(helpFor('import')); return 0 }
+  if (positionals.length !== 1) throw new UsageError('usage: imgdist-index import --data-dir DIR --id ID [--torrent FILE] IMAGE-FILE')
+  const paths = dataPaths(need(values['data-dir'], '--data-dir'))
+  const id = need(values.id, '--id')
+  await ensureDataDirs(paths)
+  const indexBytes = await readArg(paths.indexFile, MAX_INDEX_BYTES, 'index').catch(() => {
+    throw new ImgdistError('NOT_FOUND', `no index published in ${paths.dir} yet; publish it first (PUT /v1/index.yaml)`)
+  })
+  const index = checkIndexShape(parseSignedYaml(indexBytes, MAX_INDEX_BYTES, 'index.yaml'))
+  const entry = index.signed.images.find((i) => i.id === id)
+  if (entry === undefined) throw new ImgdistError('NOT_FOUND', `index v${index.signed.version} lists no image "${id}"`)
+  if (typeof values.torrent === 'string') {
+    await new TorrentStore(paths).store(entry, await readArg(values.torrent, MAX_TORRENT_BYTES, 'torrent'))
+    io.out(`torrent ${entry.infoHash} stored`)
+  }
+  await new ImageStore(paths).importFile(entry, positionals[0] as string)
+  io.out(`image "${id}" verified (sha512 ${entry.sha512.slice(0, 16)}…, ${entry.size} bytes) and stored in ${paths.imagesDir}`)
+  return 0
+}
+
+export interface ServeArgs { help: boolean, configFile?: string, flags: ServeFlags }
+
+export function parseServe (args: string[]): ServeArgs {
+  const { values, positionals } = parse(args, {
+    'data-dir': { type: 'string' },
+    listen: { type: 'string' },
+    'public-url': { type: 'string' },
+    config: { type: 'string' },
+    'no-dht': { type: 'boolean' },
+    'no-seed': { type: 'boolean' },
+    'torrent-port': { type: 'string' }
+  }, false)
+  if (positionals.length > 0) throw new UsageError('serve takes no positional arguments')
+  let torrentPort: number | undefined
+  const tp = values['torrent-port']
+  if (typeof tp === 'string') {
+    torrentPort = Number(tp)
+    if (!/^\d{1,5}$/.test(tp) || torrentPort > 65535) throw new UsageError(`--torrent-port must be 0..65535, got "${tp}"`)
+  }
+  const str = (v: unknown): string | undefined => typeof v === 'string' ? v : undefined
+  return {
+    help: values.help === true,
+    configFile: str(values.config),
+    flags: {
+      dataDir: str(values['data-dir']),
+      listen: str(values.listen),
+      publicUrl: str(values['public-url']),
+      ...(values['no-dht'] === true ? { dht: false } : {}),
+      ...(values['no-seed'] === true ? { seed: false } : {}),
+      ...(torrentPort !== undefined ? { torrentPort } : {})
+    }
+  }
+}
+
+/** undefined when --help was asked for. */
+export async function loadServeConfig (args: string[]): Promise<IndexServerConfig | undefined> {
+  const parsed = parseServe(args)
+  if (parsed.help) return undefined
+  const text = parsed.configFile === undefined ? undefined : (await readArg(parsed.configFile, 1024 * 1024, 'config')).toString('utf8')
+  return resolveServeConfig(text, parsed.configFile, parsed.flags)
+}

@@ -1,0 +1,76 @@
+import type { FastifyInstance } from 'fastify'
+import { ConfigError } from '../lib/errors.js'
+import { dataPaths } from './data-dir.js'
+import { OriginSeeder } from './seeder.js'
+import { buildServer } from './server.js'
+import { ms, splitListen, type IndexServerConfig } from './server-config.js'
+
+export interface IndexDaemon {
+  app: FastifyInstance
+  /** http://host:port actually bound (port 0 resolved) */
+  url: string
+  seeder: OriginSeeder | undefined
+  /** Drains: stops accepting, finishes in-flight requests, closes the tracker, seeder and LevelDB. Idempotent. */
+  close: () => Promise<void>
+}
+
+/** `imgdist-index serve`: the HTTP server, then the origin seeder announcing to it, then a first sync. */
+export async function startIndexDaemon (config: IndexServerConfig, opts: { logger?: boolean | Record<string, unknown> } = {}): Promise<IndexDaemon> {
+  const { host, port } = splitListen(config.listen)
+  if (port > 65535) throw new ConfigError('config is invalid', [`listen: port ${port} is over 65535`])
+  const seeder = config.seeding.enabled
+    ? new OriginSeeder({
+      imagesDir: dataPaths(config.dataDir).imagesDir,
+      dht: config.seeding.dht,
+      utp: config.seeding.utp,
+      torrentPort: config.seeding.torrentPort,
+      uploadLimit: config.seeding.uploadLimit,
+      onWarning: (msg) => app.log.warn(msg)
+    })
+    : undefined
+  const app = await buildServer({
+    dataDir: config.dataDir,
+    publicUrl: config.publicUrl,
+    trustProxy: config.trustProxy,
+    logger: opts.logger ?? { level: config.logLevel },
+    seeder,
+    injectTracker: config.torrents.injectTracker,
+    injectWebSeed: config.torrents.injectWebSeed,
+    indexMaxAgeSeconds: Math.round(ms(config.cache.indexMaxAge) / 1000),
+    staleAfterMs: ms(config.fleet.staleAfter),
+    refreshSeconds: Math.max(1, Math.round(ms(config.fleet.refresh) / 1000)),
+    rateLimit: { publishMax: config.limits.publishPerMinute, reportMax: config.limits.reportsPerMinute, windowMs: 60_000 },
+    connectionTimeoutMs: ms(config.limits.idleTimeout)
+  })
+  let timer: NodeJS.Timeout | undefined
+  let closing: Promise<void> | undefined
+  const close = async (): Promise<void> => {
+    closing ??= (async () => {
+      if (timer !== undefined) clearInterval(timer)
+      await app.close()
+      await seeder?.close()
+    })()
+    await closing
+  }
+  try {
+    await app.listen({ host, port })
+    const addr = app.server.address()
+    const boundPort = typeof addr === 'object' && addr !== null ? addr.port : port
+    const loopback = host === '0.0.0.0' || host === '::' || host === '' ? '127.0.0.1' : host
+    const url = `http://${loopback.includes(':') ? `[${loopback}]` : loopback}:${boundPort}`
+    if (seeder !== undefined) {
+      // Announce where peers can reach this host: via the public URL when set, so the tracker
+      // records the host's own address, not loopback.
+      const announce = `${(config.publicUrl ?? url).replace(/\/+$/, '')}/announce`
+      await seeder.start([announce])
+      app.imgdist.resync()
+      timer = setInterval(() => app.imgdist.resync(), ms(config.seeding.rescanInterval))
+      timer.unref()
+    }
+    app.log.info({ url, publicUrl: config.publicUrl, torrentPort: seeder?.port, catalogue: app.imgdist.catalogue.name }, 'imgdist-index serving')
+    return { app, url, seeder, close }
+  } catch (err) {
+    await close().catch(() => {})
+    throw err
+  }
+}

@@ -1,0 +1,105 @@
+/** Man-page style help of imgdist-index and its commands. */
+
+export const MAIN_HELP = `imgdist-index - publish a signed image catalogue, seed its images, show the fleet
+
+USAGE
+  imgdist-index init   --data-dir DIR --root ROOT.yaml [--force]
+  imgdist-index serve  --data-dir DIR [--listen HOST:PORT] [--public-url URL] [--config FILE]
+                       [--no-dht] [--no-seed] [--torrent-port N]
+  imgdist-index import --data-dir DIR --id ID [--torrent FILE.torrent] IMAGE-FILE
+  imgdist-index sites  add NAME PUBKEY|FILE.pub [--replace] --data-dir DIR
+  imgdist-index sites  list --data-dir DIR
+  imgdist-index sites  remove NAME --data-dir DIR
+  imgdist-index help [COMMAND] | --version
+
+COMMANDS
+  init     Verify a self-signed root (threshold of its own root keys, not expired) and install
+           it as the trusted root of DIR (DIR/root/<version>.yaml). Later roots are published
+           with PUT /v1/root.yaml and must follow the rotation rule.
+  serve    Run the server: catalogue endpoints, web seed, origin BitTorrent seed, tracker,
+           agent reports, fleet page and metrics. SIGTERM/SIGINT drain and exit 0; SIGHUP
+           rescans DIR for image files and torrents placed by hand.
+  import   Verify an image file copied by hand against the current signed index (sha512 and
+           size of entry ID) and copy it into DIR/images/ (and, with --torrent, its .torrent
+           into DIR/torrents/ after checking its info hash). Safe while the server runs.
+  sites    Manage the ed25519 keys that agents sign their reports with (DIR/sites.yaml).
+           PUBKEY is "ed25519:<base64>" or a file holding it. Safe while the server runs.
+
+EXIT STATUS
+  0 success; 1 a verification failure or runtime error; 2 bad usage or an invalid config.
+
+Run "imgdist-index help serve" for the server's options and endpoints.
+`
+
+export const SERVE_HELP = `imgdist-index serve - the index server
+
+USAGE
+  imgdist-index serve --data-dir DIR [--listen HOST:PORT] [--public-url URL] [--config FILE]
+                      [--no-dht] [--no-seed] [--torrent-port N]
+
+OPTIONS
+  --data-dir DIR       data directory (after "imgdist-index init"); or dataDir in the config
+  --listen HOST:PORT   HTTP address (default 0.0.0.0:8080)
+  --public-url URL     URL agents use to reach this server, e.g. https://images.example.org.
+                       Used for the tracker and web seed added to served .torrent files and
+                       for the seeder's own announce; default: the address of each request
+  --config FILE        YAML config (see deploy/index.example.yaml); flags override it
+  --no-dht             do not join the BitTorrent DHT (the built-in tracker still works)
+  --no-seed            do not run the origin BitTorrent seed (web seed and tracker only)
+  --torrent-port N     TCP/uTP port for BitTorrent peers (default 6881; 0: any free port)
+
+ENDPOINTS
+  GET  /v1/root.yaml, /v1/root/<N>.yaml, /v1/index.yaml (ETag, If-None-Match -> 304)
+  PUT  /v1/index.yaml, /v1/root.yaml     Content-Type: application/yaml; accepted only if the
+                                          document verifies against the current root and
+                                          raises the version
+  GET|HEAD /v1/images/<id>               image bytes, Range (BEP 19 web seed)
+  PUT  /v1/images/<id>                   streaming upload, kept only if sha512 and size match
+  GET|PUT /v1/torrents/<infoHash>.torrent
+  GET  /announce, /scrape                built-in tracker (catalogue's info hashes only)
+  POST /v1/reports                       signed agent reports (sites registered with "sites add")
+  GET  /v1/fleet, /                      fleet as JSON and as an HTML page
+  GET  /healthz, /metrics
+
+REFUSALS
+  4xx with JSON {code, message}: 400 SCHEMA_INVALID YAML_INVALID ALIAS_LIMIT TYPE_UNKNOWN
+  DUPLICATE_ID UNSAFE_NAME TORRENT_INVALID BAD_REQUEST, 403 SIGNATURE_INVALID SIGNATURE_MISSING
+  THRESHOLD_NOT_MET SITE_UNKNOWN, 404 NOT_FOUND, 409 ROLLBACK VERSION_GAP VERSION_NOT_RAISED
+  NAME_MISMATCH, 413 TOO_LARGE, 415 UNSUPPORTED_MEDIA_TYPE, 422 EXPIRED HASH_MISMATCH,
+  429 RATE_LIMITED. A refused publish changes nothing on disk.
+`
+
+export const INIT_HELP = `imgdist-index init - install the trusted root
+
+USAGE
+  imgdist-index init --data-dir DIR --root ROOT.yaml [--force]
+
+  Verifies ROOT.yaml (self-signed by a threshold of its root keys, not expired) and installs it
+  as DIR/root/<version>.yaml. Refuses if DIR already has a root, unless --force.
+`
+
+export const IMPORT_HELP = `imgdist-index import - place an image file copied by hand
+
+USAGE
+  imgdist-index import --data-dir DIR --id ID [--torrent FILE.torrent] IMAGE-FILE
+
+  Hashes IMAGE-FILE and copies it to DIR/images/ID only if its sha512 and size are those that
+  the current signed index gives for ID. With --torrent, also checks the .torrent's info hash
+  and length against the index and stores it in DIR/torrents/. A running server picks both up
+  at its next rescan (seeding.rescanInterval) or at once on SIGHUP.
+  Exit 1 when the file does not match (nothing is copied).
+`
+
+export const SITES_HELP = `imgdist-index sites - site keys for signed agent reports
+
+USAGE
+  imgdist-index sites add NAME PUBKEY|FILE.pub [--replace] --data-dir DIR
+  imgdist-index sites list --data-dir DIR
+  imgdist-index sites remove NAME --data-dir DIR
+
+  NAME is the site name agents put in their reports ([a-z0-9][a-z0-9._-]*). PUBKEY is the
+  agent's public key "ed25519:<base64>", or a file containing it. Reports from unregistered
+  sites, or not signed by the registered key, are refused (403).
+`
+
+export const HELP: Record<string, string> = { serve: SERVE_HELP, init: INIT_HELP, import: IMPORT_HELP, sites: SITES_HELP }

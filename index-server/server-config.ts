@@ -1,0 +1,65 @@
+import { Type, type Static } from '@sinclair/typebox'
+import { parseDuration } from '../lib/duration.js'
+import { loadConfig, validateConfig } from '../lib/config.js'
+
+/** The YAML config of `imgdist-index serve --config FILE`; see deploy/index.example.yaml. */
+
+const Duration = (def: string, description: string): ReturnType<typeof Type.String> =>
+  Type.String({ pattern: '^\\d+(s|m|h|d|w)$', default: def, description: `${description}, e.g. ${def} (s, m, h, d, w)` })
+
+export const IndexServerConfig = Type.Object({
+  dataDir: Type.String({ minLength: 1, description: 'data directory (root chain, index, images, torrents, state)' }),
+  listen: Type.String({ pattern: '^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):\\d{1,5}$', default: '0.0.0.0:8080', description: 'HOST:PORT' }),
+  publicUrl: Type.Optional(Type.String({ pattern: '^https?://[^\\s/?#]+(/[^\\s?#]*)?$', description: 'http(s) URL agents use to reach this server' })),
+  trustProxy: Type.Boolean({ default: false, description: 'trust X-Forwarded-* from a reverse proxy' }),
+  logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info', description: 'one of fatal, error, warn, info, debug, trace, silent' }),
+  seeding: Type.Object({
+    enabled: Type.Boolean({ default: true }),
+    dht: Type.Boolean({ default: true }),
+    utp: Type.Boolean({ default: true }),
+    torrentPort: Type.Integer({ minimum: 0, maximum: 65535, default: 6881, description: 'TCP/uTP port for peers (0: any free port)' }),
+    uploadLimit: Type.Integer({ minimum: -1, default: -1, description: 'bytes per second, -1 for unlimited' }),
+    rescanInterval: Duration('1m', 'how often to look for image files and torrents placed by hand')
+  }, { additionalProperties: false, default: {} }),
+  torrents: Type.Object({
+    injectTracker: Type.Boolean({ default: true, description: 'add <publicUrl>/announce to served .torrent files' }),
+    injectWebSeed: Type.Boolean({ default: true, description: 'add <publicUrl>/v1/images/<id> to served .torrent files' })
+  }, { additionalProperties: false, default: {} }),
+  limits: Type.Object({
+    publishPerMinute: Type.Integer({ minimum: 1, maximum: 100000, default: 30, description: 'PUT requests per client address per minute' }),
+    reportsPerMinute: Type.Integer({ minimum: 1, maximum: 1000000, default: 600, description: 'POST /v1/reports per client address per minute' }),
+    idleTimeout: Duration('2m', 'drop a connection idle for this long')
+  }, { additionalProperties: false, default: {} }),
+  cache: Type.Object({
+    indexMaxAge: Duration('30s', 'Cache-Control max-age of index.yaml and root.yaml')
+  }, { additionalProperties: false, default: {} }),
+  fleet: Type.Object({
+    staleAfter: Duration('10m', 'a site without a report for this long is shown as stale'),
+    refresh: Duration('15s', 'refresh period of the fleet page')
+  }, { additionalProperties: false, default: {} })
+}, { additionalProperties: false })
+export type IndexServerConfig = Static<typeof IndexServerConfig>
+
+export interface ServeFlags { dataDir?: string, listen?: string, publicUrl?: string, dht?: boolean, torrentPort?: number, seed?: boolean }
+
+/** File first, flags override, then one validation naming every bad field of the result. */
+export function resolveServeConfig (fileText: string | undefined, file: string | undefined, flags: ServeFlags): IndexServerConfig {
+  const base = fileText === undefined ? {} : structuredClone(loadConfig(Type.Unknown(), fileText, file ?? 'config')) as Record<string, unknown>
+  const merged: Record<string, unknown> = { ...(base ?? {}) }
+  if (flags.dataDir !== undefined) merged.dataDir = flags.dataDir
+  if (flags.listen !== undefined) merged.listen = flags.listen
+  if (flags.publicUrl !== undefined) merged.publicUrl = flags.publicUrl
+  const seeding = { ...((merged.seeding as Record<string, unknown> | undefined) ?? {}) }
+  if (flags.dht !== undefined) seeding.dht = flags.dht
+  if (flags.torrentPort !== undefined) seeding.torrentPort = flags.torrentPort
+  if (flags.seed !== undefined) seeding.enabled = flags.seed
+  if (Object.keys(seeding).length > 0) merged.seeding = seeding
+  return validateConfig(IndexServerConfig, merged, file ?? 'command line')
+}
+
+export function splitListen (listen: string): { host: string, port: number } {
+  const i = listen.lastIndexOf(':')
+  return { host: listen.slice(0, i).replace(/^\[(.*)\]$/, '$1'), port: Number(listen.slice(i + 1)) }
+}
+
+export function ms (d: string): number { return parseDuration(d) }

@@ -1,0 +1,170 @@
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import rateLimit from '@fastify/rate-limit'
+import { ImgdistError } from '../lib/errors.js'
+import { removeStaleTemps } from './atomic-file.js'
+import { CatalogueStore } from './catalogue-store.js'
+import type { IndexContext } from './context.js'
+import { dataPaths, ensureDataDirs } from './data-dir.js'
+import { refuse } from './http-errors.js'
+import { ImageStore } from './image-store.js'
+import { IndexMetrics } from './metrics.js'
+import { ReportStore } from './report-store.js'
+import { catalogueRoutes } from './routes/catalogue-routes.js'
+import { fleetRoutes } from './routes/fleet-routes.js'
+import { imageRoutes } from './routes/image-routes.js'
+import { opsRoutes } from './routes/ops-routes.js'
+import { reportRoutes } from './routes/report-routes.js'
+import { torrentRoutes } from './routes/torrent-routes.js'
+import { SeedSet } from './seed-set.js'
+import type { OriginSeeder } from './seeder.js'
+import { SiteKeys } from './site-keys.js'
+import { TorrentStore } from './torrent-store.js'
+import { OriginTracker } from './tracker.js'
+
+declare module 'fastify' {
+  interface FastifyContextConfig { publish?: 'index' | 'root', report?: boolean }
+  interface FastifyInstance { imgdist: IndexContext }
+}
+
+export interface ServerOptions {
+  dataDir: string
+  publicUrl?: string
+  trustProxy?: boolean
+  logger?: FastifyServerOptions['logger']
+  /** The origin seed; the server tells it what to seed after every change. Omitted in unit tests. */
+  seeder?: OriginSeeder
+  injectTracker?: boolean
+  injectWebSeed?: boolean
+  indexMaxAgeSeconds?: number
+  staleAfterMs?: number
+  refreshSeconds?: number
+  rateLimit?: { publishMax?: number, reportMax?: number, windowMs?: number }
+  /** Idle socket timeout: a stalled upload is dropped, a slow but moving one is not. */
+  connectionTimeoutMs?: number
+  trackerIntervalMs?: number
+  now?: () => Date
+}
+
+/**
+ * The imgdist-index HTTP application over one data directory. Returns the fastify instance
+ * (ready for `inject()` or `listen()`); `app.close()` closes the tracker and LevelDB, never the
+ * seeder passed in, which belongs to the caller.
+ */
+export async function buildServer (opts: ServerOptions): Promise<FastifyInstance> {
+  const paths = dataPaths(opts.dataDir)
+  await ensureDataDirs(paths)
+  await Promise.all([paths.dir, paths.rootDir, paths.imagesDir, paths.verifiedDir, paths.torrentsDir].map(removeStaleTemps))
+  const catalogue = await CatalogueStore.open(paths)
+  const reports = await ReportStore.open(paths.stateDir)
+
+  const app = Fastify({
+    logger: opts.logger ?? false,
+    trustProxy: opts.trustProxy ?? false,
+    connectionTimeout: opts.connectionTimeoutMs ?? 120_000,
+    keepAliveTimeout: 10_000,
+    requestTimeout: 0, // multi-GiB uploads may legitimately take hours; the idle timeout guards stalls
+    return503OnClosing: true,
+    forceCloseConnections: 'idle'
+  })
+
+  const images = new ImageStore(paths)
+  const torrents = new TorrentStore(paths)
+  const allowed = (ih: string): boolean => catalogue.index?.doc.signed.images.some((i) => i.infoHash === ih) ?? false
+  const tracker = new OriginTracker(allowed, {
+    trustProxy: opts.trustProxy,
+    intervalMs: opts.trackerIntervalMs,
+    onWarning: (err) => app.log.debug({ err: err.message }, 'tracker warning')
+  })
+  const seeder = opts.seeder
+  const metrics = new IndexMetrics({
+    seeder: () => seeder?.stats(),
+    tracker: () => tracker.stats(),
+    catalogue: () => ({ root: catalogue.root.version, index: catalogue.index?.version ?? 0 })
+  })
+  const now = opts.now ?? (() => new Date())
+  const seedSet = new SeedSet(catalogue, images, torrents, (msg, detail) => app.log.warn(detail ?? {}, msg))
+
+  let syncing: Promise<void> | undefined
+  let again = false
+  let closed = false
+  const resync = (): void => {
+    if (seeder === undefined || closed) return
+    if (syncing !== undefined) { again = true; return }
+    syncing = (async () => {
+      do {
+        again = false
+        try {
+          await seeder.sync(await seedSet.items(now()))
+        } catch (err) {
+          app.log.error({ err }, 'origin seeder sync failed')
+        }
+      } while (again && !closed)
+    })().finally(() => { syncing = undefined })
+  }
+
+  const ctx: IndexContext = {
+    catalogue, images, torrents, reports, tracker, metrics, now, resync,
+    sites: new SiteKeys(paths.sitesFile),
+    log: app.log,
+    publicUrl: opts.publicUrl,
+    injectTracker: opts.injectTracker ?? true,
+    injectWebSeed: opts.injectWebSeed ?? true,
+    indexMaxAgeSeconds: opts.indexMaxAgeSeconds ?? 30,
+    staleAfterMs: opts.staleAfterMs ?? 10 * 60_000,
+    refreshSeconds: opts.refreshSeconds ?? 15,
+    rateLimit: { publishMax: opts.rateLimit?.publishMax ?? 30, reportMax: opts.rateLimit?.reportMax ?? 600, windowMs: opts.rateLimit?.windowMs ?? 60_000 },
+    seederStats: () => seeder === undefined ? undefined : { seeding: seeder.seeding().length }
+  }
+  app.decorate('imgdist', ctx)
+
+  app.addHook('onRequest', async (request, reply) => {
+    const method = request.method
+    metrics.inFlight.inc({ method })
+    // 'close' fires for hijacked (tracker) replies and aborted requests too, unlike onResponse.
+    reply.raw.once('close', () => {
+      metrics.inFlight.dec({ method })
+      metrics.requests.inc({ method, route: request.routeOptions.url ?? 'unmatched', status: String(reply.raw.statusCode) })
+    })
+  })
+
+  app.setErrorHandler(async (error, request, reply) => {
+    const e = error as Error & { code?: string, statusCode?: number }
+    let code: string
+    let message = e.message
+    if (error instanceof ImgdistError) code = error.code
+    else if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') code = 'TOO_LARGE'
+    else if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') code = 'UNSUPPORTED_MEDIA_TYPE'
+    else if (e.statusCode === 429) code = 'RATE_LIMITED'
+    else if (e.statusCode !== undefined && e.statusCode >= 400 && e.statusCode < 500) code = 'BAD_REQUEST'
+    else code = 'INTERNAL'
+    if (code === 'TOO_LARGE') message = `request body is over the limit for ${request.url}`
+    const config = request.routeOptions.config
+    if (config?.publish !== undefined) metrics.publishes.inc({ document: config.publish, result: 'refused', code })
+    if (config?.report === true) metrics.reports.inc({ result: 'refused', code })
+    if (code === 'INTERNAL') {
+      request.log.error({ err: error }, 'request failed')
+      return await reply.code(500).send({ code, message: 'internal error; see the server log' })
+    }
+    return await refuse(reply, new ImgdistError(code, message))
+  })
+  app.setNotFoundHandler(async (request, reply) => await refuse(reply, new ImgdistError('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0] ?? ''}`)))
+
+  await app.register(rateLimit, {
+    global: false,
+    errorResponseBuilder: (_req, c) => Object.assign(new Error(`rate limit: at most ${c.max} requests per ${c.after}`), { statusCode: 429 })
+  })
+  await app.register(catalogueRoutes, { ctx })
+  await app.register(imageRoutes, { ctx })
+  await app.register(torrentRoutes, { ctx })
+  await app.register(reportRoutes, { ctx })
+  await app.register(fleetRoutes, { ctx })
+  await app.register(opsRoutes, { ctx })
+
+  app.addHook('onClose', async () => {
+    closed = true
+    await syncing
+    await tracker.close()
+    await reports.close()
+  })
+  return app
+}

@@ -1,0 +1,177 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { request } from 'node:http'
+import { readdir, readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { promisify } from 'node:util'
+import t, { type Test } from 'tap'
+import { encodePublicKey, generateKeyPair } from '../lib/keys.js'
+import { body, indexBytes, makeServerDir, waitFor } from './index-fixture.js'
+import { makeFixture } from './helpers/catalogue-fixture.js'
+
+const BIN = join(import.meta.dirname, '..', 'dist', 'index-server', 'bin.js')
+const execp = promisify(execFile)
+
+async function cli (args: string[]): Promise<{ code: number, stdout: string, stderr: string }> {
+  try {
+    const r = await execp(process.execPath, [BIN, ...args])
+    return { code: 0, stdout: r.stdout, stderr: r.stderr }
+  } catch (err) {
+    const e = err as { code: number, stdout: string, stderr: string }
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr }
+  }
+}
+
+interface Running { proc: ChildProcess, url: string, exited: Promise<number | null> }
+
+/** Starts `imgdist-index serve` and reads the bound URL from its JSON log. */
+async function serve (tt: Test, dataDir: string): Promise<Running> {
+  const proc = spawn(process.execPath, [BIN, 'serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--no-seed'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)))
+  tt.teardown(() => { if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL') })
+  let stderr = ''
+  proc.stderr?.on('data', (d) => { stderr += String(d) })
+  const url = await new Promise<string>((resolve, reject) => {
+    const rl = createInterface({ input: proc.stdout! })
+    rl.on('line', (line) => {
+      try { const j = JSON.parse(line) as { url?: string }; if (j.url !== undefined) resolve(j.url) } catch {}
+    })
+    void exited.then((code) => reject(new Error(`serve exited ${code}: ${stderr}`)))
+  })
+  return { proc, url, exited }
+}
+
+t.test('usage errors exit 2 with one line; help is printed', async (t) => {
+  const none = await cli([])
+  t.equal(none.code, 2)
+  const bogus = await cli(['frobnicate'])
+  t.equal(bogus.code, 2)
+  t.match(bogus.stderr, /^imgdist-index: USAGE: unknown command "frobnicate"\n/)
+  t.notMatch(bogus.stderr, /\bat .*\.js:\d+/, 'no stack trace')
+  const badFlag = await cli(['serve', '--data-dir', '/x', '--bogus'])
+  t.equal(badFlag.code, 2)
+  const badConfig = await cli(['serve', '--data-dir', '/x', '--listen', 'nope', '--torrent-port', '99999'])
+  t.equal(badConfig.code, 2)
+  t.match(badConfig.stderr, /--torrent-port/)
+  const help = await cli(['serve', '--help'])
+  t.equal(help.code, 0)
+  t.match(help.stdout, /--public-url URL/)
+  t.match((await cli(['help'])).stdout, /EXIT STATUS/)
+})
+
+t.test('serve validates the config file, naming every bad field', async (t) => {
+  const { dir } = await makeServerDir(t)
+  const cfg = join(dir, 'bad.yaml')
+  await writeFile(cfg, 'dataDir: /tmp/x\nlisten: 1.2.3.4\nseeding:\n  torrentPort: -1\n  bogus: 1\ncache:\n  indexMaxAge: soon\n')
+  const r = await cli(['serve', '--config', cfg])
+  t.equal(r.code, 2)
+  for (const field of ['listen', 'seeding.torrentPort', 'seeding.bogus', 'cache.indexMaxAge']) t.match(r.stderr, field)
+  t.equal(r.stderr.trim().split('\n').length, 1, 'one line')
+  const noRoot = await cli(['serve', '--data-dir', join(dir, 'empty'), '--listen', '127.0.0.1:0', '--no-seed'])
+  t.equal(noRoot.code, 1)
+  t.match(noRoot.stderr, /NO_ROOT: .*imgdist-index init/)
+})
+
+t.test('init installs a verified root only', async (t) => {
+  const { dir } = await makeServerDir(t)
+  const fx = await makeFixture(join(dir, 'fx2'))
+  const data = join(dir, 'd2')
+  const ok = await cli(['init', '--data-dir', data, '--root', fx.rootPath])
+  t.equal(ok.code, 0, ok.stderr)
+  t.match(ok.stdout, /installed root v1 of catalogue "test-catalogue"/)
+  t.same(await readdir(join(data, 'root')), ['1.yaml'])
+  const again = await cli(['init', '--data-dir', data, '--root', fx.rootPath])
+  t.equal(again.code, 1)
+  t.match(again.stderr, /ALREADY_INITIALISED/)
+  const tampered = join(dir, 'tampered.yaml')
+  await writeFile(tampered, (await readFile(fx.rootPath, 'utf8')).replace('test-catalogue', 'evil-catalogue'))
+  const bad = await cli(['init', '--data-dir', join(dir, 'd3'), '--root', tampered])
+  t.equal(bad.code, 1)
+  t.match(bad.stderr, /SIGNATURE_INVALID/)
+  t.equal((await cli(['init', '--data-dir', join(dir, 'd4')])).code, 2, '--root missing')
+})
+
+t.test('sites add/list/remove and import', async (t) => {
+  const { dataDir, fx, dir } = await makeServerDir(t)
+  const key = encodePublicKey(generateKeyPair().publicKey)
+  const pubFile = join(dir, 'b.pub')
+  await writeFile(pubFile, encodePublicKey(generateKeyPair().publicKey) + '\n')
+  t.equal((await cli(['sites', 'add', 'site-a', key, '--data-dir', dataDir])).code, 0)
+  t.equal((await cli(['sites', 'add', 'site-b', pubFile, '--data-dir', dataDir])).code, 0)
+  const dup = await cli(['sites', 'add', 'site-a', key, '--data-dir', dataDir])
+  t.equal(dup.code, 1)
+  t.match(dup.stderr, /SITE_EXISTS/)
+  t.equal((await cli(['sites', 'add', '../x', key, '--data-dir', dataDir])).code, 2)
+  t.match((await cli(['sites', 'add', 'site-c', 'ed25519:short', '--data-dir', dataDir])).stderr, /KEY_INVALID/)
+  const list = await cli(['sites', 'list', '--data-dir', dataDir])
+  t.match(list.stdout, /^site-a\ted25519:.*\nsite-b\t/)
+  t.equal((await cli(['sites', 'remove', 'site-b', '--data-dir', dataDir])).code, 0)
+  t.notMatch((await cli(['sites', 'list', '--data-dir', dataDir])).stdout, /site-b/)
+
+  const entry = await fx.addImage('img-imp', 70_000)
+  const noIndex = await cli(['import', '--data-dir', dataDir, '--id', 'img-imp', fx.images.get('img-imp') as string])
+  t.equal(noIndex.code, 1)
+  t.match(noIndex.stderr, /NOT_FOUND/)
+  await writeFile(join(dataDir, 'index.yaml'), await indexBytes(fx))
+  const wrong = join(dir, 'wrong.img')
+  await writeFile(wrong, Buffer.alloc(70_000))
+  const mismatch = await cli(['import', '--data-dir', dataDir, '--id', 'img-imp', wrong])
+  t.equal(mismatch.code, 1)
+  t.match(mismatch.stderr, /HASH_MISMATCH/)
+  t.same(await readdir(join(dataDir, 'images')), [], 'nothing copied')
+  const torrentFile = join(dir, 'imp.torrent')
+  await writeFile(torrentFile, fx.torrents.get('img-imp') as Uint8Array)
+  const ok = await cli(['import', '--data-dir', dataDir, '--id', 'img-imp', '--torrent', torrentFile, fx.images.get('img-imp') as string])
+  t.equal(ok.code, 0, ok.stderr)
+  t.same(await readdir(join(dataDir, 'images')), ['img-imp'])
+  t.same(await readdir(join(dataDir, 'torrents')), [`${entry.infoHash}.torrent`])
+})
+
+function slowPut (url: string, path: string, data: Buffer, type: string): ReturnType<typeof request> {
+  const u = new URL(url + path)
+  const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: 'PUT', headers: { 'content-type': type, 'content-length': String(data.byteLength) } })
+  req.on('error', () => {}) // the server is about to be killed
+  req.write(data.subarray(0, Math.floor(data.byteLength / 2)))
+  return req
+}
+
+async function putsInFlight (url: string): Promise<true | undefined> {
+  const m = await (await fetch(url + '/metrics')).text()
+  return /imgdist_index_http_requests_in_flight\{method="PUT"\} [1-9]/.test(m) ? true : undefined
+}
+
+t.test('kill -9 during a PUT leaves the previous catalogue served; SIGTERM drains and exits 0', async (t) => {
+  const { dataDir, fx } = await makeServerDir(t)
+  const entry = await fx.addImage('img-k', 4 * 1024 * 1024)
+  const v1 = await indexBytes(fx)
+  let s = await serve(t, dataDir)
+  t.equal((await fetch(s.url + '/v1/index.yaml', { method: 'PUT', headers: { 'content-type': 'application/yaml' }, body: body(v1) })).status, 200)
+  await fx.addImage('img-k2', 1000)
+  const v2 = await indexBytes(fx)
+
+  const slow = slowPut(s.url, '/v1/index.yaml', v2, 'application/yaml')
+  await waitFor('the index PUT to be in flight', async () => await putsInFlight(s.url))
+  s.proc.kill('SIGKILL')
+  await s.exited
+  slow.destroy()
+
+  s = await serve(t, dataDir)
+  t.equal(await (await fetch(s.url + '/v1/index.yaml')).text(), v1.toString(), 'v1 still served after kill -9')
+
+  // Same for an image upload: the partial temp file is discarded at restart.
+  const img = await readFile(fx.images.get('img-k') as string)
+  const slowImg = slowPut(s.url, '/v1/images/img-k', img, 'application/octet-stream')
+  await waitFor('the partial image temp file', async () => (await readdir(join(dataDir, 'images'))).some((n) => n.includes('.tmp-')) ? true : undefined)
+  s.proc.kill('SIGKILL')
+  await s.exited
+  slowImg.destroy()
+  s = await serve(t, dataDir)
+  t.same(await readdir(join(dataDir, 'images')), [], 'partial upload removed at restart')
+  t.equal((await fetch(s.url + '/v1/images/img-k')).status, 404)
+  t.equal((await fetch(s.url + '/v1/index.yaml', { method: 'PUT', headers: { 'content-type': 'application/yaml' }, body: body(v2) })).status, 200, 'v2 can be published after the crash')
+  t.equal((await fetch(s.url + '/v1/images/img-k', { method: 'PUT', body: body(img) })).status, 200)
+  t.equal(Number((await fetch(s.url + '/v1/images/img-k', { method: 'HEAD' })).headers.get('content-length')), entry.size)
+
+  s.proc.kill('SIGTERM')
+  t.equal(await s.exited, 0, 'SIGTERM: drained, exit 0')
+})

@@ -1,0 +1,80 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { dataPaths, ensureDataDirs } from '../index-server/data-dir.js'
+import { installRoot } from '../index-server/catalogue-store.js'
+import { rfc3339 } from '../lib/duration.js'
+import { generateKeyPair, type KeyPair } from '../lib/keys.js'
+import { signReport, type Report } from '../lib/report.js'
+import type { ImageState } from '../lib/image-state.js'
+import { makeFixture, type Fixture, type FixtureOptions } from './helpers/catalogue-fixture.js'
+
+/** Shared set-up of the index-server tests: a signed catalogue and an initialised data dir. */
+
+export interface ServerDir { dir: string, dataDir: string, fx: Fixture }
+
+interface Teardown { teardown: (fn: () => unknown) => void }
+
+export async function makeServerDir (t: Teardown, opts: FixtureOptions = {}): Promise<ServerDir> {
+  const dir = await mkdtemp(join(tmpdir(), 'imgdist-index-test-'))
+  t.teardown(async () => await rm(dir, { recursive: true, force: true }))
+  const fx = await makeFixture(join(dir, 'fx'), opts)
+  const dataDir = join(dir, 'data')
+  const paths = dataPaths(dataDir)
+  await ensureDataDirs(paths)
+  await installRoot(paths, await readFile(fx.rootPath), new Date())
+  return { dir, dataDir, fx }
+}
+
+export async function indexBytes (fx: Fixture): Promise<Buffer> { return await readFile(fx.indexPath) }
+
+export interface FakeSite { name: string, key: KeyPair }
+
+export function fakeSite (name: string): FakeSite { return { name, key: generateKeyPair() } }
+
+export interface CellSpec { id: string, state: ImageState, progress?: number, size?: number, peers?: number, error?: { code: string, message: string } }
+
+export function siteReport (site: FakeSite, catalogue: string, cells: CellSpec[], sent = new Date(), indexVersion = 1): Report {
+  return signReport({
+    type: 'report',
+    site: site.name,
+    sent: rfc3339(sent),
+    agentVersion: '0.1.0',
+    catalogues: [{ name: catalogue, rootVersion: 1, indexVersion, lastPoll: rfc3339(sent) }],
+    images: cells.map((c) => {
+      const size = c.size ?? 1024 * 1024
+      const progress = c.progress ?? (c.state === 'registered' ? 1 : 0)
+      const moving = c.state === 'downloading'
+      return {
+        catalogue,
+        id: c.id,
+        version: '1.0',
+        state: c.state,
+        progress,
+        size,
+        bytesFromPeers: Math.round(size * progress * 0.8),
+        bytesFromWebSeeds: Math.round(size * progress * 0.2),
+        bytesUploaded: c.state === 'registered' ? size * 2 : 0,
+        downRate: moving ? 12_500_000 : 0,
+        upRate: c.state === 'registered' ? 3_000_000 : 0,
+        peers: c.peers ?? (moving ? 7 : 2),
+        seeding: c.state === 'registered',
+        ...(c.error !== undefined ? { error: c.error } : {})
+      }
+    })
+  }, site.key)
+}
+
+/** Polls `check` until it returns a value other than undefined, or fails after `ms`. */
+export async function waitFor<T> (what: string, check: () => Promise<T | undefined> | T | undefined, ms = 20_000): Promise<T> {
+  const deadline = Date.now() + ms
+  for (;;) {
+    const v = await check()
+    if (v !== undefined) return v
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+/** A copy typed as fetch accepts it (Buffer's ArrayBufferLike is not a BodyInit for TypeScript). */
+export function body (b: Uint8Array): Uint8Array<ArrayBuffer> { return new Uint8Array(b) }
