@@ -1,0 +1,101 @@
+import { mkdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { stringify } from 'yaml'
+import type { BenchImage } from './fixture.js'
+import { run, sleep, start, tryRun, waitUntil, type Proc } from './proc.js'
+
+/**
+ * Starting the real imgdist processes for a benchmark: an index server that publishes the bench
+ * catalogue and seeds the image as any operator would set it up, and agents with a directory
+ * target. `exec` is the `ip netns exec NS` prefix of the host each runs in.
+ */
+
+export interface OriginSpec {
+  distDir: string
+  exec: string[]
+  /** address the server listens on and agents use */
+  host: string
+  port: number
+  work: string
+  image: BenchImage
+  webSeed: boolean
+  seed?: boolean
+  torrentPort?: number
+}
+
+export async function startIndexOrigin (o: OriginSpec): Promise<Proc> {
+  const bin = join(o.distDir, 'index-server', 'bin.js')
+  const origin = `http://${o.host}:${o.port}`
+  const dataDir = join(o.work, 'index-data')
+  run(process.execPath, [bin, 'init', '--data-dir', dataDir, '--root', o.image.rootPath])
+  const cfgPath = join(o.work, 'index.yaml')
+  await writeFile(cfgPath, stringify({
+    dataDir,
+    listen: `${o.host}:${o.port}`,
+    publicUrl: origin,
+    logLevel: 'warn',
+    seeding: { enabled: o.seed ?? true, dht: false, torrentPort: o.torrentPort ?? 6881, rescanInterval: '1m' },
+    torrents: { injectTracker: true, injectWebSeed: o.webSeed }
+  }))
+  const log = join(o.work, 'index.log')
+  const server = start('index', 'ip', [...o.exec, process.execPath, bin, 'serve', '--config', cfgPath], log)
+  const curl = (...args: string[]): string | undefined => tryRun('ip', [...o.exec, 'curl', '-sS', '--fail', '--max-time', '10', ...args])
+  if (!await waitUntil(() => server.exitedAt !== undefined || curl(`${origin}/healthz`) !== undefined, 30_000) || server.exitedAt !== undefined) {
+    throw new Error(`imgdist-index did not start (see ${log})`)
+  }
+  // publish as an endorser and operator would: the signed index over HTTP, the bytes placed by hand
+  run('ip', [...o.exec, 'curl', '-sS', '--fail-with-body', '-X', 'PUT', '-H', 'Content-Type: application/yaml', '--data-binary', `@${o.image.indexPath}`, `${origin}/v1/index.yaml`])
+  run(process.execPath, [bin, 'import', '--data-dir', dataDir, '--id', o.image.id, '--torrent', o.image.torrentPath, o.image.path])
+  server.child.kill('SIGHUP') // rescan now rather than at the next rescanInterval
+  if (o.seed ?? true) {
+    const seeding = (): boolean => /^imgdist_index_torrents_seeded\s+1\b/m.test(curl(`${origin}/metrics`) ?? '')
+    if (!await waitUntil(seeding, 120_000, 250)) throw new Error('imgdist-index is not seeding the image after 120 s')
+    await sleep(1000) // let the seeder announce before the downloaders ask the tracker
+  } else {
+    await waitUntil(() => curl('-I', `${origin}/v1/images/${o.image.id}`) !== undefined, 60_000, 250)
+  }
+  return server
+}
+
+export interface AgentSpec {
+  distDir: string
+  exec: string[]
+  dir: string
+  site: string
+  indexUrl: string
+  image: BenchImage
+  api: string
+  torrentPort: number
+}
+
+export function agentTargetDir (a: AgentSpec): string { return join(a.dir, 'images') }
+
+/** Writes the agent's config (before the clock starts). */
+export async function writeAgentConfig (a: AgentSpec): Promise<void> {
+  await mkdir(agentTargetDir(a), { recursive: true })
+  await writeFile(join(a.dir, 'agent.yaml'), stringify({
+    site: a.site,
+    dataDir: join(a.dir, 'data'),
+    api: { listen: a.api },
+    swarm: { torrentPort: a.torrentPort, dht: { enabled: false }, lsd: false },
+    subscriptions: [{ name: 'bench', url: a.indexUrl, root: a.image.rootPath, pollInterval: '1m' }],
+    policy: { approval: 'auto' },
+    targets: [{ name: 'dir', type: 'directory', path: agentTargetDir(a) }],
+    logLevel: 'warn'
+  }))
+}
+
+export function spawnAgent (a: AgentSpec): Proc {
+  const cfg = join(a.dir, 'agent.yaml')
+  return start(`agent-${a.site}`, 'ip', [...a.exec, process.execPath, join(a.distDir, 'agent', 'bin.js'), 'run', '--config', cfg], join(a.dir, 'agent.log'))
+}
+
+/** The agent's GET /v1/images entry for the image, or undefined (curl inside the agent's namespace). */
+export function agentImage (exec: string[], api: string, id: string): Record<string, unknown> | undefined {
+  const out = tryRun('ip', [...exec, 'curl', '-sS', '--max-time', '5', `http://${api}/v1/images`])
+  if (out === undefined) return undefined
+  try {
+    const j = JSON.parse(out) as { images?: Array<Record<string, unknown>> }
+    return j.images?.find((i) => i.id === id)
+  } catch { return undefined }
+}

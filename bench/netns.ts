@@ -1,0 +1,123 @@
+import { ImgdistError } from '../lib/errors.js'
+import { run, tryRun } from './proc.js'
+
+/**
+ * A private test network: one hub namespace holding a bridge, and N host namespaces, each joined
+ * to the bridge by a veth pair. Host i's uplink is a tbf qdisc on its own eth0 (egress), its
+ * optional downlink cap a tbf on the hub-side veth, the optional one-way delay a netem there.
+ * The /24 exists only inside these namespaces; nothing touches the machine's own interfaces.
+ */
+
+export interface TestbedOptions {
+  hosts: number
+  /** Mbit/s per host: index 0 is the origin */
+  upMbit: number[]
+  /** Mbit/s on every host's downlink; 0 = uncapped */
+  downMbit: number
+  delayMs: number
+  prefix?: string
+  subnet?: string
+}
+
+const PREFIX = 'imgb'
+const SUBNET = '10.213.77'
+
+export class Testbed {
+  readonly hub: string
+  readonly names: string[]
+  private readonly o: TestbedOptions
+  private readonly subnet: string
+
+  constructor (o: TestbedOptions) {
+    this.o = o
+    const prefix = o.prefix ?? PREFIX
+    this.subnet = o.subnet ?? SUBNET
+    this.hub = `${prefix}-hub`
+    this.names = Array.from({ length: o.hosts }, (_, i) => `${prefix}-h${i}`)
+  }
+
+  ip (i: number): string { return `${this.subnet}.${i + 1}` }
+  get hubIp (): string { return `${this.subnet}.254` }
+
+  /** argv prefix that runs a command inside host i */
+  exec (i: number): string[] { return ['netns', 'exec', this.name(i)] }
+
+  name (i: number): string {
+    const n = this.names[i]
+    if (n === undefined) throw new RangeError(`no host ${i}`)
+    return n
+  }
+
+  setup (): void {
+    this.teardown() // a run killed with SIGKILL leaves its namespaces behind: ours by name, so reclaim them
+    const ipn = (ns: string, ...args: string[]): string => run('ip', ['-n', ns, ...args])
+    const tc = (ns: string, ...args: string[]): string => run('ip', ['netns', 'exec', ns, 'tc', ...args])
+    run('ip', ['netns', 'add', this.hub])
+    ipn(this.hub, 'link', 'set', 'lo', 'up')
+    ipn(this.hub, 'link', 'add', 'br0', 'type', 'bridge')
+    ipn(this.hub, 'addr', 'add', `${this.hubIp}/24`, 'dev', 'br0')
+    ipn(this.hub, 'link', 'set', 'br0', 'up')
+    for (let i = 0; i < this.o.hosts; i++) {
+      const ns = this.name(i)
+      const hubSide = `vh${i}`
+      run('ip', ['netns', 'add', ns])
+      ipn(ns, 'link', 'set', 'lo', 'up')
+      ipn(this.hub, 'link', 'add', hubSide, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns)
+      ipn(this.hub, 'link', 'set', hubSide, 'master', 'br0', 'up')
+      ipn(ns, 'addr', 'add', `${this.ip(i)}/24`, 'dev', 'eth0')
+      ipn(ns, 'link', 'set', 'eth0', 'up')
+      const up = this.o.upMbit[i] ?? this.o.upMbit[this.o.upMbit.length - 1] ?? 0
+      // burst 64 kB keeps tbf close to its nominal rate at 50–1000 Mbit/s without big bursts
+      if (up > 0) tc(ns, 'qdisc', 'add', 'dev', 'eth0', 'root', 'tbf', 'rate', `${up}mbit`, 'burst', '64kb', 'latency', '50ms')
+      const netem = (...args: string[]): void => {
+        try { tc(this.hub, ...args) } catch (err) {
+          throw new ImgdistError('BENCH_NETEM', `--delay-ms needs the netem qdisc (kernel module sch_netem), which this kernel lacks: ${(err as Error).message}`, { cause: err })
+        }
+      }
+      if (this.o.downMbit > 0) {
+        tc(this.hub, 'qdisc', 'add', 'dev', hubSide, 'root', 'handle', '1:', 'tbf', 'rate', `${this.o.downMbit}mbit`, 'burst', '64kb', 'latency', '50ms')
+        if (this.o.delayMs > 0) netem('qdisc', 'add', 'dev', hubSide, 'parent', '1:1', 'handle', '10:', 'netem', 'delay', `${this.o.delayMs}ms`, 'limit', '10000')
+      } else if (this.o.delayMs > 0) {
+        netem('qdisc', 'add', 'dev', hubSide, 'root', 'netem', 'delay', `${this.o.delayMs}ms`, 'limit', '10000')
+      }
+    }
+  }
+
+  /** Idempotent: deletes every namespace of ours that exists (processes inside must be gone first). */
+  teardown (): void {
+    const existing = new Set((tryRun('ip', ['netns', 'list']) ?? '').split('\n').map((l) => l.split(' ')[0]))
+    for (const ns of [...this.names, this.hub]) if (existing.has(ns)) tryRun('ip', ['netns', 'del', ns])
+  }
+
+  /** Bytes sent by host i's eth0 (Ethernet frames: payload plus TCP/IP/Ethernet headers). */
+  txBytes (i: number): number {
+    const j = JSON.parse(run('ip', ['-n', this.name(i), '-j', '-s', 'link', 'show', 'dev', 'eth0'])) as Array<{ stats64?: { tx?: { bytes?: number } } }>
+    return j[0]?.stats64?.tx?.bytes ?? NaN
+  }
+
+  /** Whether something in host i listens on TCP `port`. */
+  listening (i: number, port: number): boolean {
+    return (tryRun('ip', [...this.exec(i), 'ss', '-Hltn', `sport = :${port}`]) ?? '').trim() !== ''
+  }
+}
+
+/** One namespace with only `lo`: loopback benchmarks that cannot collide with anything else on the machine. */
+export class LoopbackHost {
+  readonly name: string
+  readonly ip = '127.0.0.1'
+  constructor (name = `${PREFIX}-lo`) { this.name = name }
+  get exec (): string[] { return ['netns', 'exec', this.name] }
+  setup (): void {
+    this.teardown()
+    run('ip', ['netns', 'add', this.name])
+    run('ip', ['-n', this.name, 'link', 'set', 'lo', 'up'])
+  }
+
+  teardown (): void {
+    if ((tryRun('ip', ['netns', 'list']) ?? '').split('\n').some((l) => l.split(' ')[0] === this.name)) tryRun('ip', ['netns', 'del', this.name])
+  }
+
+  listening (port: number): boolean {
+    return (tryRun('ip', [...this.exec, 'ss', '-Hltn', `sport = :${port}`]) ?? '').trim() !== ''
+  }
+}

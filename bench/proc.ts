@@ -1,0 +1,95 @@
+import { spawn, execFileSync, type ChildProcess, type SpawnOptions } from 'node:child_process'
+import { createWriteStream, readFileSync } from 'node:fs'
+import { readdir, rm, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { ImgdistError } from '../lib/errors.js'
+
+/** Child processes and /proc readings for the benchmark mains (Linux only). */
+
+const CLK_TCK = 100 // sysconf(_SC_CLK_TCK) on every Linux this runs on; getconf is not worth a spawn
+
+/** user+system CPU seconds of a live process (threads included), or undefined once it is gone. */
+export function cpuSeconds (pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // comm may contain spaces and parens: fields start after the last ')'
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(f[11]) + Number(f[12])) / CLK_TCK
+  } catch { return undefined }
+}
+
+/** VmRSS in KiB, or undefined once the process is gone. */
+export function rssKiB (pid: number): number | undefined {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+    return m?.[1] !== undefined ? Number(m[1]) : undefined
+  } catch { return undefined }
+}
+
+export function run (cmd: string, args: string[], input?: string): string {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], input })
+  } catch (err) {
+    const e = err as { stderr?: string, message: string }
+    throw new ImgdistError('BENCH_COMMAND', `${cmd} ${args.join(' ')}: ${(e.stderr ?? e.message).trim()}`, { cause: err })
+  }
+}
+
+export function tryRun (cmd: string, args: string[]): string | undefined {
+  try { return run(cmd, args) } catch { return undefined }
+}
+
+/** Every process started here and not yet exited, so a main can kill them all on a signal. */
+export const live = new Set<Proc>()
+
+export function killLive (): void {
+  for (const p of live) p.child.kill('SIGKILL')
+}
+
+export interface Proc { child: ChildProcess, pid: number, label: string, exited: Promise<number | null>, exitedAt?: number }
+
+/** Spawns with stdout+stderr to `logPath`; `exited` resolves with the exit code (null if signalled). */
+export function start (label: string, cmd: string, args: string[], logPath: string, opts: SpawnOptions = {}): Proc {
+  const log = createWriteStream(logPath, { flags: 'a' })
+  log.on('error', (err) => { console.error(`bench: log ${logPath}: ${err.message}`) })
+  const child = spawn(cmd, args, { ...opts, stdio: ['ignore', 'pipe', 'pipe'] })
+  child.stdout?.pipe(log, { end: false })
+  child.stderr?.pipe(log, { end: false })
+  if (child.pid === undefined) throw new ImgdistError('BENCH_SPAWN', `could not start ${cmd}`)
+  const p: Proc = { child, pid: child.pid, label, exited: Promise.resolve(null) }
+  p.exited = new Promise((resolve) => {
+    child.once('error', () => { live.delete(p); resolve(null) })
+    child.once('close', (code) => { p.exitedAt = performance.now(); live.delete(p); log.end(); resolve(code) })
+  })
+  live.add(p)
+  return p
+}
+
+export async function sleep (ms: number): Promise<void> { await new Promise((resolve) => setTimeout(resolve, ms)) }
+
+/** Polls `check` every `everyMs` until it returns true or `timeoutMs` passes; returns whether it did. */
+export async function waitUntil (check: () => boolean | Promise<boolean>, timeoutMs: number, everyMs = 100): Promise<boolean> {
+  const end = performance.now() + timeoutMs
+  while (performance.now() < end) {
+    if (await check()) return true
+    await sleep(everyMs)
+  }
+  return await check()
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves when every process has exited. */
+export async function stopAll (procs: Proc[], graceMs = 8000): Promise<void> {
+  for (const p of procs) if (p.exitedAt === undefined) p.child.kill('SIGTERM')
+  const all = Promise.all(procs.map(async (p) => await p.exited))
+  const timer = setTimeout(() => { for (const p of procs) if (p.exitedAt === undefined) p.child.kill('SIGKILL') }, graceMs)
+  await all
+  clearTimeout(timer)
+}
+
+/** Frees the disk a run used but keeps its logs and configs (everything up to 1 MiB). */
+export async function removeBigFiles (dir: string): Promise<void> {
+  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    const p = join(e.parentPath, e.name)
+    if (e.isFile() && (await stat(p)).size > 1024 * 1024) await rm(p, { force: true })
+  }
+}

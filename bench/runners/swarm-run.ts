@@ -1,0 +1,112 @@
+import type { BenchImage } from '../fixture.js'
+import { sha512OfFile } from '../fixture.js'
+import type { Testbed } from '../netns.js'
+import { cpuSeconds, sleep, type Proc } from '../proc.js'
+
+/** What every swarm runner gets, and the one measuring loop they share. */
+
+export interface SwarmContext {
+  bed: Testbed
+  image: BenchImage
+  /** scratch directory of this tool's run */
+  work: string
+  /** host indices of the downloaders (1..N-1); host 0 is the origin */
+  downloaders: number[]
+  timeoutMs: number
+  /** TCP port on the origin for HTTP (index server, tracker, or plain HTTP server) */
+  originPort: number
+  /** absolute path of dist/ */
+  distDir: string
+  log: (msg: string) => void
+}
+
+export interface DownloaderResult {
+  host: number
+  /** seconds from the start of the downloaders until this one was complete; undefined = not done */
+  seconds?: number
+  /** CPU seconds (user+system) the downloader process had used when it was complete */
+  cpuSeconds?: number
+  /** the file it ended with has the catalogue's sha512 */
+  ok?: boolean
+}
+
+export interface SwarmRun {
+  tool: string
+  /** why this tool did not run */
+  skipped?: string
+  notes: string[]
+  downloaders: DownloaderResult[]
+  /** CPU seconds of the origin's processes between the downloaders' start and the last completion */
+  originCpuSeconds?: number
+  /** bytes (frames) sent by the origin's interface between the downloaders' start and the last completion */
+  originEgressBytes?: number
+}
+
+export interface Measure {
+  tool: string
+  ctx: SwarmContext
+  /** processes on the origin whose CPU counts as the origin's */
+  origin: Proc[]
+  /** starts the downloaders; called at T0 */
+  startDownloaders: () => Map<number, Proc>
+  /** whether host's download is complete (cheap: called every 100 ms per host) */
+  isDone: (host: number, proc: Proc | undefined) => boolean
+  /** where host's finished file is, for the sha512 check */
+  fileOf: (host: number) => string
+  /** CPU of a downloader that has already exited (e.g. from /usr/bin/time) */
+  exitedCpu?: (host: number) => number | undefined
+}
+
+/** Runs the downloaders to completion or timeout, measuring as it goes; the caller stops processes. */
+export async function measure (m: Measure): Promise<{ run: SwarmRun, procs: Map<number, Proc> }> {
+  const { ctx } = m
+  const egress0 = ctx.bed.txBytes(0)
+  const originCpu0 = sum(m.origin.map((p) => cpuSeconds(p.pid) ?? 0))
+  const t0 = performance.now()
+  const procs = m.startDownloaders()
+  const results = new Map<number, DownloaderResult>(ctx.downloaders.map((h) => [h, { host: h }]))
+  const deadline = t0 + ctx.timeoutMs
+  let pending = [...ctx.downloaders]
+  let lastSample: { egress: number, originCpu: number } | undefined
+  while (pending.length > 0 && performance.now() < deadline) {
+    await sleep(100)
+    const now = performance.now()
+    for (const h of pending) {
+      const p = procs.get(h)
+      if (!m.isDone(h, p)) continue
+      const r = results.get(h) as DownloaderResult
+      // a process that exited by itself (curl) is done at its exit, not at our poll
+      r.seconds = ((p?.exitedAt ?? now) - t0) / 1000
+      r.cpuSeconds = p !== undefined ? (cpuSeconds(p.pid) ?? m.exitedCpu?.(h)) : undefined
+    }
+    pending = pending.filter((h) => results.get(h)?.seconds === undefined)
+    if (pending.length === 0) lastSample = { egress: ctx.bed.txBytes(0), originCpu: sum(m.origin.map((p) => cpuSeconds(p.pid) ?? 0)) }
+    if (pending.length > 0 && [...procs.values()].every((p) => p.exitedAt !== undefined)) break // all died
+  }
+  const end = lastSample ?? { egress: ctx.bed.txBytes(0), originCpu: sum(m.origin.map((p) => cpuSeconds(p.pid) ?? 0)) }
+  const run: SwarmRun = {
+    tool: m.tool,
+    notes: [],
+    downloaders: [...results.values()],
+    originCpuSeconds: end.originCpu - originCpu0,
+    originEgressBytes: end.egress - egress0
+  }
+  if (pending.length > 0) run.notes.push(`${pending.length} of ${ctx.downloaders.length} not complete after ${(ctx.timeoutMs / 1000).toFixed(0)} s (or their processes exited)`)
+  return { run, procs }
+}
+
+/** sha512 of every completed downloader's file against the catalogue (after processes stopped). */
+export async function verifyFiles (run: SwarmRun, image: BenchImage, fileOf: (host: number) => string): Promise<void> {
+  for (const r of run.downloaders) {
+    if (r.seconds === undefined) continue
+    try { r.ok = await sha512OfFile(fileOf(r.host)) === image.sha512 } catch { r.ok = false }
+  }
+  const bad = run.downloaders.filter((r) => r.seconds !== undefined && r.ok !== true).length
+  if (bad > 0) run.notes.push(`${bad} completed download(s) FAILED the sha512 check`)
+}
+
+export function skipped (tool: string, ctx: SwarmContext, why: string): SwarmRun {
+  return { tool, skipped: why, notes: [why], downloaders: ctx.downloaders.map((h) => ({ host: h })) }
+}
+
+const sum = (xs: number[]): number => xs.reduce((a, x) => a + x, 0)

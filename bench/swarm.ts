@@ -1,0 +1,104 @@
+import { mkdir, rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { num, parseFlags } from './args.js'
+import { makeBenchImage } from './fixture.js'
+import { kumarRossBound } from './kumar-ross.js'
+import { Testbed } from './netns.js'
+import { killLive, removeBigFiles, tryRun } from './proc.js'
+import { appendResults, machine } from './report.js'
+import { runAria2 } from './runners/aria2.js'
+import { runHttp } from './runners/http.js'
+import { runImgdist } from './runners/imgdist.js'
+import { runLibtorrent } from './runners/libtorrent.js'
+import type { SwarmContext, SwarmRun } from './runners/swarm-run.js'
+import { swarmReport } from './swarm-report.js'
+
+/**
+ * npm run bench:swarm -- [--n 8] [--size-mib 128] …: one origin and N−1 downloaders, each in its
+ * own network namespace with a shaped uplink; imgdist, aria2c and plain HTTP in the same run.
+ */
+
+const USAGE = `usage: bench:swarm -- [--n 8] [--size-mib 128] [--up-mbit 100] [--seed-up-mbit 100] [--down-mbit 0]
+  [--delay-ms 0] [--piece-kib 1024] [--only imgdist,aria2,libtorrent,http] (default imgdist,aria2,http) [--timeout-s auto] [--work-dir /tmp/imgdist-bench/swarm]
+  [--web-seed true] [--no-append true] [--results bench/RESULTS.md]   (needs root, iproute2, tc; aria2c and curl for those runs)`
+
+const TOOLS = ['imgdist', 'aria2', 'libtorrent', 'http'] as const
+const DEFAULT_TOOLS = 'imgdist,aria2,http'
+type Tool = typeof TOOLS[number]
+
+async function main (): Promise<number> {
+  const f = parseFlags(process.argv.slice(2), {
+    n: '8', 'size-mib': '128', 'up-mbit': '100', 'seed-up-mbit': '', 'down-mbit': '0', 'delay-ms': '0', 'piece-kib': '1024',
+    only: DEFAULT_TOOLS, 'timeout-s': 'auto', 'work-dir': '/tmp/imgdist-bench/swarm', 'no-append': 'false', results: '', 'web-seed': 'false'
+  }, USAGE)
+  if (f.help) { console.log(USAGE); return 0 }
+  const n = num(f, 'n', 2, 60)
+  const sizeMiB = num(f, 'size-mib', 1, 64 * 1024)
+  const upMbit = num(f, 'up-mbit', 1, 100_000)
+  const seedUpMbit = f['seed-up-mbit'] === '' ? upMbit : num(f, 'seed-up-mbit', 1, 100_000)
+  const downMbit = num(f, 'down-mbit', 0, 100_000)
+  const delayMs = num(f, 'delay-ms', 0, 10_000)
+  const pieceKiB = num(f, 'piece-kib', 16, 16 * 1024)
+  const only = f.only.split(',').map((s) => s.trim()).filter(Boolean)
+  for (const t of only) if (!(TOOLS as readonly string[]).includes(t)) { console.error(`--only: unknown tool "${t}" (${TOOLS.join(', ')})\n${USAGE}`); return 2 }
+  if (process.getuid?.() !== 0) { console.error('bench:swarm needs root (network namespaces and tc)'); return 2 }
+  for (const tool of ['ip', 'tc']) if (tryRun('which', [tool]) === undefined) { console.error(`bench:swarm needs ${tool} (apt-get install iproute2)`); return 2 }
+
+  const size = Math.round(sizeMiB * 1024 * 1024)
+  const bound = kumarRossBound({
+    fileBytes: size,
+    seedUpBps: seedUpMbit * 1e6,
+    peerUpBps: Array(n - 1).fill(upMbit * 1e6),
+    peerDownBps: downMbit > 0 ? Array(n - 1).fill(downMbit * 1e6) : undefined
+  })
+  // plain HTTP needs about the central time; give every run that and a margin
+  const timeoutS = f['timeout-s'] === 'auto' ? Math.ceil(bound.centralSeconds * 2 + 60) : num(f, 'timeout-s', 1)
+  const distDir = fileURLToPath(new URL('../', import.meta.url))
+  const work = f['work-dir']
+  const bed = new Testbed({ hosts: n, upMbit: [seedUpMbit, ...Array(n - 1).fill(upMbit)], downMbit, delayMs })
+  const m = machine()
+  const cleanup = (): void => { killLive(); bed.teardown() }
+  process.on('exit', cleanup)
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => { cleanup(); process.exit(130) })
+
+  console.log(`bench:swarm N=${n} (${n - 1} downloaders) F=${sizeMiB} MiB piece=${pieceKiB} KiB up=${upMbit} seed-up=${seedUpMbit} down=${downMbit || 'uncapped'} Mbit/s delay=${delayMs} ms; ` +
+    `Kumar–Ross bound ${bound.seconds.toFixed(2)} s; timeout ${timeoutS} s per tool`)
+  await rm(work, { recursive: true, force: true })
+  await mkdir(work, { recursive: true })
+  const originPort = 8080
+  const image = await makeBenchImage({
+    dir: join(work, 'catalogue'), id: 'bench-image', size, pieceLength: pieceKiB * 1024,
+    announce: [`http://${bed.ip(0)}:${originPort}/announce`]
+  })
+  bed.setup()
+  const runs: SwarmRun[] = []
+  const webSeed = f['web-seed'] === 'true'
+  const runners: Record<Tool, (c: SwarmContext) => Promise<SwarmRun>> = { imgdist: async (c) => await runImgdist(c, { webSeed }), aria2: runAria2, libtorrent: runLibtorrent, http: runHttp }
+  for (const tool of TOOLS.filter((t) => only.includes(t))) {
+    const toolWork = join(work, tool)
+    await mkdir(toolWork, { recursive: true })
+    const ctx: SwarmContext = {
+      bed, image, work: toolWork, downloaders: Array.from({ length: n - 1 }, (_, i) => i + 1),
+      timeoutMs: timeoutS * 1000, originPort, distDir, log: (s) => { console.log(`  [${tool}] ${s}`) }
+    }
+    console.log(`-- ${tool} …`)
+    let r: SwarmRun
+    try { r = await runners[tool](ctx) } catch (err) {
+      r = { tool, notes: [`failed: ${(err as Error).message}`], downloaders: ctx.downloaders.map((h) => ({ host: h })) }
+    }
+    if (r.skipped !== undefined) console.log(`   ${r.skipped}`)
+    runs.push(r)
+    // the next tool gets clean disks; logs, the image and the catalogue stay
+    await removeBigFiles(toolWork)
+  }
+  const { text, markdown } = swarmReport({ m, n, webSeed, sizeBytes: size, sizeMiB, pieceKiB, upMbit, seedUpMbit, downMbit, delayMs, bound, runs })
+  console.log('\n' + text)
+  if (f['no-append'] !== 'true') appendResults(markdown, f.results !== '' ? f.results : undefined)
+  return runs.some((r) => r.skipped === undefined && r.downloaders.some((d) => d.ok !== true)) ? 1 : 0
+}
+
+main().then((code) => { process.exitCode = code }, (err: unknown) => {
+  console.error(`bench:swarm: ${(err as Error).message}`)
+  process.exitCode = 1
+}).finally(() => { killLive() })
