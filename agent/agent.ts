@@ -1,0 +1,149 @@
+import type { FastifyInstance } from 'fastify'
+import type { Logger } from 'pino'
+import type { Dispatcher } from 'undici'
+import { ConfigError } from '../lib/errors.js'
+import { createApi, type AgentStatus } from './api.js'
+import type { ResolvedConfig } from './config.js'
+import { openDb, type AgentDb } from './db.js'
+import { Swarm } from './downloader.js'
+import { makeDispatcher } from './http-fetch.js'
+import { createMetrics } from './metrics.js'
+import { CataloguePoller } from './poller.js'
+import { Reconciler } from './reconciler.js'
+import { Reporter } from './reporter.js'
+import { StateStore } from './state-store.js'
+import { createTarget } from './targets/create-target.js'
+import type { Target } from './targets/target.js'
+import { TrustStore } from './trust-store.js'
+import { imageView, type ImageView } from './views.js'
+
+export const AGENT_VERSION = '0.1.0'
+
+/**
+ * The composition root: state, pollers, swarm, targets, reconciler, API, reporter. `close()` is
+ * idempotent and drains: jobs stop, the swarm closes its sockets, LevelDB is closed last.
+ */
+export class ImgdistAgent {
+  cfg: ResolvedConfig
+  readonly log: Logger
+  #db?: AgentDb
+  #store?: StateStore
+  #swarm?: Swarm
+  #targets: Target[] = []
+  #pollers: CataloguePoller[] = []
+  #reconciler?: Reconciler
+  #api?: FastifyInstance
+  #reporter?: Reporter
+  #http: Dispatcher = makeDispatcher()
+  #closing?: Promise<void>
+  readonly startedAt = new Date().toISOString()
+  apiAddress = ''
+
+  readonly #env: Record<string, string | undefined>
+
+  constructor (cfg: ResolvedConfig, log: Logger, opts: { env?: Record<string, string | undefined> } = {}) {
+    this.cfg = cfg
+    this.log = log
+    this.#env = opts.env ?? {}
+  }
+
+  async start (): Promise<void> {
+    const cfg = this.cfg
+    this.#db = await openDb(cfg.dataDir)
+    this.#store = new StateStore(this.#db.sub('images'))
+    await this.#store.load()
+    const trust = new TrustStore(this.#db.sub('trust'))
+    this.#pollers = cfg.subscriptions.map((s) => new CataloguePoller(s, { log: this.log, trust, http: this.#http }))
+    for (const p of this.#pollers) await p.init()
+    const names = new Set<string>()
+    for (const p of this.#pollers) {
+      if (names.has(p.name)) throw new ConfigError(`two subscriptions pin a root for the same catalogue "${p.name}"`)
+      names.add(p.name)
+    }
+    for (const t of cfg.targets) this.#targets.push(await createTarget(t, { log: this.log.child({ target: t.name }), dataDir: cfg.dataDir, env: this.#env }))
+    for (const t of this.#targets) await t.recover?.()
+    this.#swarm = new Swarm({ dataDir: cfg.dataDir, ...cfg.swarm }, this.log.child({ part: 'swarm' }))
+    const torrentPort = await this.#swarm.listening()
+    this.#reconciler = new Reconciler(cfg, { store: this.#store, swarm: this.#swarm, targets: this.#targets, pollers: this.#pollers, log: this.log, http: this.#http })
+    await this.#reconciler.start()
+    for (const p of this.#pollers) { p.on('catalogue', () => { this.#reconciler?.kick() }); p.start() }
+    this.#api = await createApi({
+      status: () => this.status(),
+      images: () => this.images(),
+      peers: () => this.#swarm?.peers() ?? [],
+      approve: async (id) => await this.#act(id, async (r) => { await this.#reconciler?.approve(r) }),
+      retry: async (id) => await this.#act(id, async (r) => { await this.#reconciler?.retry(r) }),
+      pause: () => { this.#reconciler?.pause(); this.log.info('paused') },
+      resume: () => { this.#reconciler?.resume(); this.log.info('resumed') },
+      metrics: createMetrics({
+        images: () => this.images(),
+        polls: () => this.#pollers.map((p) => p.status),
+        peers: () => this.#swarm?.peers().length ?? 0,
+        verificationFailures: () => this.#reconciler?.verificationFailures ?? 0
+      })
+    })
+    this.apiAddress = await this.#api.listen({ host: cfg.apiHost, port: cfg.apiPort })
+    if (cfg.report !== undefined) {
+      this.#reporter = new Reporter({
+        ...cfg.report, site: cfg.site, agentVersion: AGENT_VERSION, http: this.#http, log: this.log,
+        snapshot: () => ({ polls: this.#pollers.map((p) => p.status), images: this.images() })
+      })
+      await this.#reporter.start()
+    }
+    this.log.info({ site: cfg.site, api: this.apiAddress, torrentPort, catalogues: this.#pollers.map((p) => p.name) }, 'imgdist-agent started')
+  }
+
+  async #act (id: string, fn: (r: NonNullable<ReturnType<StateStore['get']>>) => Promise<void>): Promise<ImageView[]> {
+    const recs = this.#store?.findById(id) ?? []
+    for (const r of recs) await fn(r)
+    return recs.map((r) => imageView(r, this.#reconciler?.handleOf(r)))
+  }
+
+  images (): ImageView[] {
+    return (this.#store?.all() ?? []).map((r) => imageView(r, this.#reconciler?.handleOf(r)))
+      .sort((a, b) => `${a.catalogue}/${a.id}`.localeCompare(`${b.catalogue}/${b.id}`))
+  }
+
+  status (): AgentStatus {
+    const images: Record<string, number> = {}
+    for (const i of this.images()) images[i.state] = (images[i.state] ?? 0) + 1
+    const c = this.#swarm?.client
+    return {
+      site: this.cfg.site, agentVersion: AGENT_VERSION, paused: this.#reconciler?.paused ?? false, startedAt: this.startedAt,
+      torrentPort: c?.torrentPort ?? 0, catalogues: this.#pollers.map((p) => ({ ...p.status })), images,
+      downRate: c?.downloadSpeed ?? 0, upRate: c?.uploadSpeed ?? 0, peers: this.#swarm?.peers().length ?? 0
+    }
+  }
+
+  /** SIGHUP: policy, retry and cache limits apply at once; swarm, API and subscription changes need a restart. */
+  reload (next: ResolvedConfig): string[] {
+    const needRestart: string[] = []
+    const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b)
+    for (const k of ['dataDir', 'api', 'swarm', 'subscriptions', 'targets', 'report', 'site'] as const) {
+      if (!same(this.cfg[k], next[k])) needRestart.push(k)
+    }
+    this.cfg = { ...this.cfg, policy: next.policy, cache: next.cache, retryInitialMs: next.retryInitialMs, retryMaxMs: next.retryMaxMs, logLevel: next.logLevel }
+    this.log.level = next.logLevel
+    if (this.#reconciler !== undefined) { this.#reconciler.cfg = this.cfg; this.#reconciler.kick() }
+    this.log.info({ needRestart }, 'config reloaded')
+    return needRestart
+  }
+
+  close (): Promise<void> {
+    this.#closing ??= this.#close()
+    return this.#closing
+  }
+
+  async #close (): Promise<void> {
+    this.log.info('stopping')
+    await this.#api?.close()
+    await this.#reporter?.close()
+    await Promise.all(this.#pollers.map(async (p) => { await p.close() }))
+    await this.#reconciler?.close()
+    await this.#swarm?.close()
+    await Promise.all(this.#targets.map(async (t) => { await t.close() }))
+    await this.#db?.close()
+    await this.#http.close()
+    this.log.info('stopped')
+  }
+}

@@ -1,0 +1,54 @@
+import Fastify, { type FastifyInstance } from 'fastify'
+import type { Registry } from 'prom-client'
+import type { PeerInfo } from './downloader.js'
+import type { PollStatus } from './poller.js'
+import type { ImageView } from './views.js'
+
+/** The operator API of DESIGN.md §5 (JSON). It listens on 127.0.0.1 by default: it has no auth of its own. */
+
+export interface AgentStatus {
+  site: string
+  agentVersion: string
+  paused: boolean
+  startedAt: string
+  torrentPort: number
+  catalogues: PollStatus[]
+  images: Record<string, number>
+  downRate: number
+  upRate: number
+  peers: number
+}
+
+export interface AgentControl {
+  status: () => AgentStatus
+  images: () => ImageView[]
+  peers: () => PeerInfo[]
+  approve: (id: string) => Promise<ImageView[]>
+  retry: (id: string) => Promise<ImageView[]>
+  pause: () => void
+  resume: () => void
+  metrics: Registry
+}
+
+export async function createApi (ctl: AgentControl): Promise<FastifyInstance> {
+  const app = Fastify({ logger: false, bodyLimit: 64 * 1024 })
+  app.get('/healthz', async () => ({ ok: true }))
+  app.get('/v1/status', async () => ctl.status())
+  app.get('/v1/images', async () => ({ images: ctl.images() }))
+  app.get('/v1/peers', async () => ({ peers: ctl.peers() }))
+  const act = (fn: (id: string) => Promise<ImageView[]>) => async (req: { params: unknown }, reply: { code: (n: number) => unknown }) => {
+    const id = (req.params as { id: string }).id
+    const out = await fn(id)
+    if (out.length === 0) { reply.code(404); return { error: { code: 'NOT_FOUND', message: `no image "${id}" at this site` } } }
+    return { images: out }
+  }
+  app.post('/v1/images/:id/approve', act(ctl.approve))
+  app.post('/v1/images/:id/retry', act(ctl.retry))
+  app.post('/v1/pause', async () => { ctl.pause(); return { paused: true } })
+  app.post('/v1/resume', async () => { ctl.resume(); return { paused: false } })
+  app.get('/metrics', async (_req, reply) => {
+    reply.header('content-type', ctl.metrics.contentType)
+    return await ctl.metrics.metrics()
+  })
+  return app
+}

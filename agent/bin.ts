@@ -1,0 +1,62 @@
+#!/usr/bin/env node
+import { pino } from 'pino'
+import { ConfigError, ImgdistError, UsageError } from '../lib/errors.js'
+import { ImgdistAgent } from './agent.js'
+import { CLI_USAGE, runCli } from './cli.js'
+import { readConfigFile } from './config.js'
+
+/** The only file that touches process: argv, env, signals, exit codes. */
+
+async function run (argv: string[]): Promise<void> {
+  let configPath: string | undefined
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string
+    if (a === '--config') configPath = argv[++i]
+    else if (a.startsWith('--config=')) configPath = a.slice(9)
+    else throw new UsageError(`unknown argument ${a}`)
+  }
+  if (configPath === undefined) throw new UsageError('run needs --config FILE')
+  const cfg = await readConfigFile(configPath)
+  const log = pino({ level: cfg.logLevel, base: { site: cfg.site }, redact: ['*.siteKey', '*.password', '*.secret'] })
+  const agent = new ImgdistAgent(cfg, log, { env: process.env })
+  let stopping = false
+  const stop = (signal: string): void => {
+    if (stopping) return
+    stopping = true
+    log.info({ signal }, 'shutting down')
+    // Bound the drain so systemd never has to escalate to SIGKILL.
+    setTimeout(() => { log.error('shutdown took too long; exiting'); process.exit(1) }, 10_000).unref()
+    agent.close().then(() => { process.exit(0) }, (err) => { log.error({ err: String(err) }, 'error while stopping'); process.exit(1) })
+  }
+  process.on('SIGTERM', () => { stop('SIGTERM') })
+  process.on('SIGINT', () => { stop('SIGINT') })
+  process.on('SIGHUP', () => {
+    readConfigFile(configPath as string).then((next) => agent.reload(next), (err) => {
+      log.error({ code: (err as ImgdistError).code, err: (err as Error).message }, 'config reload refused; keeping the running config')
+    })
+  })
+  try {
+    await agent.start()
+  } catch (err) {
+    await agent.close().catch(() => {})
+    throw err
+  }
+}
+
+async function main (): Promise<number> {
+  const argv = process.argv.slice(2)
+  if (argv[0] === undefined || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
+    process.stdout.write(CLI_USAGE)
+    return argv[0] === undefined ? 2 : 0
+  }
+  if (argv[0] === 'run') { await run(argv.slice(1)); return -1 }
+  return await runCli(argv, { out: (s) => process.stdout.write(s), env: process.env })
+}
+
+main().then((code) => { if (code >= 0) process.exitCode = code }, (err: unknown) => {
+  const code = err instanceof UsageError ? 2 : 1
+  const msg = err instanceof ConfigError || err instanceof ImgdistError ? `${err.code}: ${err.message}` : String(err)
+  process.stderr.write(`imgdist-agent: ${msg}\n`)
+  if (err instanceof UsageError) process.stderr.write(CLI_USAGE)
+  process.exit(code)
+})

@@ -1,0 +1,72 @@
+import { request } from 'undici'
+import { ImgdistError, UsageError } from '../lib/errors.js'
+import type { AgentStatus } from './api.js'
+import type { PeerInfo } from './downloader.js'
+import { formatImages, formatPeers, formatStatus } from './format.js'
+import type { ImageView } from './views.js'
+
+/** `imgdist-agent status|images|peers|approve ID|retry ID|pause|resume`: a client of the agent's HTTP API. */
+
+export const CLI_USAGE = `usage: imgdist-agent run --config FILE
+       imgdist-agent status|images|peers|pause|resume [--api URL] [--json]
+       imgdist-agent approve|retry ID [--api URL] [--json]
+  --api URL   the agent's API (default http://127.0.0.1:7800, or $IMGDIST_AGENT_API)
+  --json      machine-readable output
+`
+
+export interface CliIo { out: (s: string) => void, env: Record<string, string | undefined> }
+
+interface Parsed { cmd: string, arg?: string, api: string, json: boolean }
+
+export function parseCliArgs (argv: string[], env: CliIo['env']): Parsed {
+  let api = env.IMGDIST_AGENT_API ?? 'http://127.0.0.1:7800'
+  let json = false
+  const rest: string[] = []
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string
+    if (a === '--json') json = true
+    else if (a === '--api') { const v = argv[++i]; if (v === undefined) throw new UsageError('--api needs a URL'); api = v } else if (a.startsWith('--api=')) api = a.slice(6)
+    else if (a.startsWith('-')) throw new UsageError(`unknown option ${a}`)
+    else rest.push(a)
+  }
+  const [cmd, arg, extra] = rest
+  if (cmd === undefined) throw new UsageError('missing command')
+  if (!['status', 'images', 'peers', 'approve', 'retry', 'pause', 'resume'].includes(cmd)) throw new UsageError(`unknown command "${cmd}"`)
+  if ((cmd === 'approve' || cmd === 'retry') && arg === undefined) throw new UsageError(`${cmd} needs an image ID`)
+  if ((cmd !== 'approve' && cmd !== 'retry' && arg !== undefined) || extra !== undefined) throw new UsageError(`unexpected argument "${extra ?? arg ?? ''}"`)
+  if (!/^https?:\/\//.test(api)) throw new UsageError(`--api must be an http URL, got "${api}"`)
+  return { cmd, ...(arg !== undefined ? { arg } : {}), api: api.replace(/\/+$/, ''), json }
+}
+
+async function call (method: 'GET' | 'POST', url: string): Promise<unknown> {
+  let res
+  try { res = await request(url, { method, headersTimeout: 10_000, bodyTimeout: 10_000 }) } catch (err) {
+    throw new ImgdistError('NETWORK_ERROR', `cannot reach the agent at ${url}: ${(err as Error).message} (is imgdist-agent running? see --api)`)
+  }
+  const text = await res.body.text()
+  let body: unknown
+  try { body = JSON.parse(text) } catch { body = text }
+  if (res.statusCode >= 400) {
+    const e = (body as { error?: { code?: string, message?: string } }).error
+    throw new ImgdistError(e?.code ?? 'HTTP_ERROR', e?.message ?? `HTTP ${res.statusCode}`)
+  }
+  return body
+}
+
+/** Returns the exit code: 0 ok, 1 failure, 2 usage (thrown UsageError is mapped by the caller). */
+export async function runCli (argv: string[], io: CliIo): Promise<number> {
+  const p = parseCliArgs(argv, io.env)
+  const print = (v: unknown, human: () => string): void => { io.out(p.json ? JSON.stringify(v, null, 2) + '\n' : human()) }
+  switch (p.cmd) {
+    case 'status': { const s = await call('GET', `${p.api}/v1/status`) as AgentStatus; print(s, () => formatStatus(s)); break }
+    case 'images': { const r = await call('GET', `${p.api}/v1/images`) as { images: ImageView[] }; print(r, () => formatImages(r.images)); break }
+    case 'peers': { const r = await call('GET', `${p.api}/v1/peers`) as { peers: PeerInfo[] }; print(r, () => formatPeers(r.peers)); break }
+    case 'approve': case 'retry': {
+      const r = await call('POST', `${p.api}/v1/images/${encodeURIComponent(p.arg as string)}/${p.cmd}`) as { images: ImageView[] }
+      print(r, () => `${p.cmd === 'approve' ? 'approved' : 'retrying'} ${p.arg as string}\n` + formatImages(r.images))
+      break
+    }
+    case 'pause': case 'resume': { const r = await call('POST', `${p.api}/v1/${p.cmd}`); print(r, () => `${p.cmd === 'pause' ? 'paused' : 'resumed'}\n`); break }
+  }
+  return 0
+}

@@ -1,0 +1,101 @@
+import { Type, type Static } from '@sinclair/typebox'
+
+/**
+ * The agent's YAML config (deploy/agent.example.yaml documents every field). Durations are
+ * strings like `5m` (lib/duration.ts); sizes are integers in bytes.
+ */
+
+const Duration = Type.String({ pattern: '^\\d+(s|m|h|d|w)$', description: 'a duration like 90s, 15m, 12h, 14d' })
+const HttpUrl = Type.String({ pattern: '^https?://[^\\s]+$', description: 'an http(s) URL' })
+const Name = Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,127}$', description: 'lower-case [a-z0-9._-]' })
+const Glob = Type.String({ minLength: 1, maxLength: 256, description: 'a glob: * matches anything, ? one character' })
+const Bytes = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })
+
+export const PolicyRule = Type.Object({
+  catalogue: Type.Optional(Glob),
+  id: Type.Optional(Glob),
+  name: Type.Optional(Glob),
+  os: Type.Optional(Glob),
+  arch: Type.Optional(Glob),
+  diskFormat: Type.Optional(Glob),
+  maxSize: Type.Optional(Bytes)
+}, { additionalProperties: false })
+export type PolicyRule = Static<typeof PolicyRule>
+
+export const PolicyConfig = Type.Object({
+  /** an image must match at least one allow rule (none listed: everything is allowed) */
+  allow: Type.Array(PolicyRule, { default: [] }),
+  /** an image matching any deny rule is rejected, whatever allow says */
+  deny: Type.Array(PolicyRule, { default: [] }),
+  maxSize: Type.Optional(Bytes),
+  approval: Type.Union([Type.Literal('auto'), Type.Literal('manual')], { default: 'auto' }),
+  retire: Type.Union([Type.Literal('deactivate'), Type.Literal('hide'), Type.Literal('delete'), Type.Literal('keep')], { default: 'deactivate' }),
+  retireGrace: Type.Union([Duration, Type.Literal('0')], { default: '0' })
+}, { additionalProperties: false, default: {} })
+export type PolicyConfig = Static<typeof PolicyConfig>
+
+export const DirectoryTargetConfig = Type.Object({
+  name: Name,
+  type: Type.Literal('directory'),
+  path: Type.String({ minLength: 1 })
+}, { additionalProperties: false })
+
+/** The glance module validates its own fields (agent/targets/glance/); here only its routing keys. */
+export const GlanceTargetConfig = Type.Object({
+  name: Name,
+  type: Type.Literal('glance')
+}, { additionalProperties: true })
+
+export const TargetConfig = Type.Union([DirectoryTargetConfig, GlanceTargetConfig])
+export type TargetConfig = Static<typeof TargetConfig>
+
+export const SubscriptionConfig = Type.Object({
+  name: Type.Optional(Name),
+  /** the index.yaml URL (a URL ending in / means `<url>index.yaml`) */
+  url: HttpUrl,
+  mirrors: Type.Array(HttpUrl, { default: [], maxItems: 16 }),
+  /** path of the root.yaml pinned at install time */
+  root: Type.String({ minLength: 1 }),
+  pollInterval: Type.Union([Duration], { default: '5m' })
+}, { additionalProperties: false })
+export type SubscriptionConfig = Static<typeof SubscriptionConfig>
+
+export const AgentConfigSchema = Type.Object({
+  site: Name,
+  dataDir: Type.String({ minLength: 1 }),
+  cache: Type.Object({
+    maxBytes: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, default: 100 * 1024 ** 3 })
+  }, { additionalProperties: false, default: {} }),
+  api: Type.Object({
+    listen: Type.String({ pattern: '^[^\\s:]+:\\d{1,5}$|^\\[[0-9a-fA-F:]+\\]:\\d{1,5}$', default: '127.0.0.1:7800', description: 'HOST:PORT' })
+  }, { additionalProperties: false, default: {} }),
+  swarm: Type.Object({
+    torrentPort: Type.Integer({ minimum: 0, maximum: 65535, default: 6881 }),
+    dht: Type.Object({
+      enabled: Type.Boolean({ default: true }),
+      bootstrap: Type.Array(Type.String({ pattern: '^[^\\s:]+:\\d{1,5}$', description: 'HOST:PORT' }), { default: [] }),
+      port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 }))
+    }, { additionalProperties: false, default: {} }),
+    lsd: Type.Boolean({ default: false }),
+    trackers: Type.Array(Type.String({ pattern: '^(https?|udp|wss?)://[^\\s]+$', description: 'a tracker URL' }), { default: [] }),
+    /** bytes per second; 0 = unlimited */
+    uploadLimit: Type.Integer({ minimum: 0, default: 0 }),
+    downloadLimit: Type.Integer({ minimum: 0, default: 0 }),
+    maxConns: Type.Integer({ minimum: 1, maximum: 10000, default: 55 }),
+    maxConcurrentDownloads: Type.Integer({ minimum: 1, maximum: 64, default: 2 })
+  }, { additionalProperties: false, default: {} }),
+  subscriptions: Type.Array(SubscriptionConfig, { minItems: 1, maxItems: 64 }),
+  policy: PolicyConfig,
+  targets: Type.Array(TargetConfig, { default: [], maxItems: 16 }),
+  report: Type.Optional(Type.Object({
+    url: HttpUrl,
+    siteKey: Type.String({ minLength: 1, description: 'path of the site secret key file (NAME.key)' }),
+    interval: Type.Union([Duration], { default: '1m' })
+  }, { additionalProperties: false })),
+  retry: Type.Object({
+    initial: Type.Union([Duration], { default: '5s' }),
+    max: Type.Union([Duration], { default: '10m' })
+  }, { additionalProperties: false, default: {} }),
+  logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace'].map((l) => Type.Literal(l)), { default: 'info' })
+}, { additionalProperties: false })
+export type AgentConfig = Static<typeof AgentConfigSchema>

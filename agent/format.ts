@@ -1,0 +1,46 @@
+import type { AgentStatus } from './api.js'
+import type { PeerInfo } from './downloader.js'
+import type { ImageView } from './views.js'
+
+/** Human-readable tables for the operator CLI. */
+
+export function table (headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
+  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()
+  return [line(headers), ...rows.map(line)].join('\n') + '\n'
+}
+
+export function bytes (n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
+  let v = n
+  let i = 0
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++ }
+  return `${i === 0 ? v : v.toFixed(1)} ${units[i] ?? 'B'}`
+}
+
+const rate = (n: number): string => `${bytes(Math.round(n))}/s`
+
+export function formatImages (images: ImageView[]): string {
+  if (images.length === 0) return 'no images\n'
+  return table(['CATALOGUE', 'ID', 'VERSION', 'STATE', 'PROGRESS', 'SIZE', 'DOWN', 'UP', 'PEERS', 'FROM PEERS', 'FROM WEBSEEDS', 'DETAIL'],
+    images.map((i) => [
+      i.catalogue, i.id, i.version, i.state + (i.seeding ? ' (seeding)' : ''), `${(i.progress * 100).toFixed(1)}%`, bytes(i.size),
+      rate(i.downRate), rate(i.upRate), String(i.peers), bytes(i.bytesFromPeers), bytes(i.bytesFromWebSeeds),
+      i.error !== undefined ? `${i.error.code}: ${i.error.message}` : (i.reason ?? '')
+    ]))
+}
+
+export function formatStatus (s: AgentStatus): string {
+  const head = `site ${s.site}  agent ${s.agentVersion}  ${s.paused ? 'PAUSED' : 'running'} since ${s.startedAt}  torrent port ${s.torrentPort}\n` +
+    `swarm: ${s.peers} peers, down ${rate(s.downRate)}, up ${rate(s.upRate)}\n` +
+    `images: ${Object.entries(s.images).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}\n\n`
+  return head + table(['CATALOGUE', 'ROOT', 'INDEX', 'LAST POLL', 'LAST SUCCESS', 'ERROR'],
+    s.catalogues.map((c) => [c.name, `v${c.rootVersion}`, `v${c.indexVersion}`, c.lastPoll ?? '-', c.lastSuccess ?? '-',
+      c.error !== undefined ? `${c.error.code}: ${c.error.message}` : '']))
+}
+
+export function formatPeers (peers: PeerInfo[]): string {
+  if (peers.length === 0) return 'no peers\n'
+  return table(['INFOHASH', 'PEER', 'TYPE', 'DOWNLOADED', 'UPLOADED', 'DOWN', 'UP'],
+    peers.map((p) => [p.infoHash.slice(0, 12), p.address, p.type, bytes(p.downloaded), bytes(p.uploaded), rate(p.downSpeed), rate(p.upSpeed)]))
+}

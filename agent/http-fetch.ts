@@ -1,0 +1,55 @@
+import { Agent, request, type Dispatcher } from 'undici'
+import { ImgdistError } from '../lib/errors.js'
+
+/** Bounded HTTP GETs for catalogue documents and torrents: timeouts, size caps, clear errors. */
+
+export interface FetchResult { status: number, body?: Buffer, etag?: string }
+
+export function makeDispatcher (): Dispatcher {
+  return new Agent({ connectTimeout: 10_000, headersTimeout: 15_000, bodyTimeout: 30_000, keepAliveTimeout: 10_000 })
+}
+
+export async function fetchBytes (dispatcher: Dispatcher, url: string, opts: { maxBytes: number, etag?: string, signal?: AbortSignal, okStatuses?: number[] }): Promise<FetchResult> {
+  let res: Dispatcher.ResponseData
+  try {
+    res = await request(url, {
+      dispatcher,
+      method: 'GET',
+      headers: opts.etag !== undefined ? { 'if-none-match': opts.etag } : {},
+      ...(opts.signal !== undefined ? { signal: opts.signal } : {})
+    })
+  } catch (err) {
+    throw new ImgdistError('NETWORK_ERROR', `GET ${url}: ${(err as Error).message}`, { cause: err })
+  }
+  const etagHeader = res.headers.etag
+  const etag = typeof etagHeader === 'string' ? etagHeader : undefined
+  if (res.statusCode === 304 || res.statusCode === 404 || (opts.okStatuses ?? []).includes(res.statusCode)) {
+    await res.body.dump()
+    return { status: res.statusCode, ...(etag !== undefined ? { etag } : {}) }
+  }
+  if (res.statusCode !== 200) {
+    await res.body.dump()
+    throw new ImgdistError('HTTP_ERROR', `GET ${url}: HTTP ${res.statusCode}`)
+  }
+  const declared = Number(res.headers['content-length'] ?? 0)
+  if (declared > opts.maxBytes) {
+    await res.body.dump()
+    throw new ImgdistError('TOO_LARGE', `GET ${url}: ${declared} bytes is over the limit of ${opts.maxBytes}`)
+  }
+  const chunks: Buffer[] = []
+  let total = 0
+  try {
+    for await (const chunk of res.body) {
+      total += (chunk as Buffer).length
+      if (total > opts.maxBytes) {
+        res.body.destroy()
+        throw new ImgdistError('TOO_LARGE', `GET ${url}: body is over the limit of ${opts.maxBytes} bytes`)
+      }
+      chunks.push(chunk as Buffer)
+    }
+  } catch (err) {
+    if (err instanceof ImgdistError) throw err
+    throw new ImgdistError('NETWORK_ERROR', `GET ${url}: ${(err as Error).message}`, { cause: err })
+  }
+  return { status: 200, body: Buffer.concat(chunks), ...(etag !== undefined ? { etag } : {}) }
+}

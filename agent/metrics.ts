@@ -1,0 +1,43 @@
+import { Gauge, Registry } from 'prom-client'
+import { IMAGE_STATES } from '../lib/image-state.js'
+import type { ImageView } from './views.js'
+import type { PollStatus } from './poller.js'
+
+/** Prometheus metrics computed from the agent's state at scrape time (its own Registry, not the global one). */
+export function createMetrics (src: { images: () => ImageView[], polls: () => PollStatus[], peers: () => number, verificationFailures: () => number }): Registry {
+  const registry = new Registry()
+  new Gauge({
+    name: 'imgdist_agent_images', help: 'Images by state', labelNames: ['state'], registers: [registry],
+    collect () {
+      const imgs = src.images()
+      for (const s of IMAGE_STATES) this.set({ state: s }, imgs.filter((i) => i.state === s).length)
+    }
+  })
+  new Gauge({
+    name: 'imgdist_agent_bytes_downloaded', help: 'Bytes downloaded, by source (peers or webseeds)', labelNames: ['source'], registers: [registry],
+    collect () {
+      const imgs = src.images()
+      this.set({ source: 'peers' }, imgs.reduce((s, i) => s + i.bytesFromPeers, 0))
+      this.set({ source: 'webseeds' }, imgs.reduce((s, i) => s + i.bytesFromWebSeeds, 0))
+    }
+  })
+  new Gauge({
+    name: 'imgdist_agent_bytes_uploaded', help: 'Bytes uploaded to other peers', registers: [registry],
+    collect () { this.set(src.images().reduce((s, i) => s + i.bytesUploaded, 0)) }
+  })
+  new Gauge({ name: 'imgdist_agent_peers', help: 'Connected peers (including web seeds)', registers: [registry], collect () { this.set(src.peers()) } })
+  new Gauge({
+    name: 'imgdist_agent_piece_hash_failures', help: 'Pieces that failed their sha1 and were discarded', registers: [registry],
+    collect () { this.set(src.images().reduce((s, i) => s + i.hashFailures, 0)) }
+  })
+  new Gauge({ name: 'imgdist_agent_verification_failures', help: 'Whole-file sha512/size mismatches', registers: [registry], collect () { this.set(src.verificationFailures()) } })
+  new Gauge({
+    name: 'imgdist_agent_poll_errors', help: 'Failed catalogue polls since start', labelNames: ['catalogue'], registers: [registry],
+    collect () { for (const p of src.polls()) this.set({ catalogue: p.name }, p.pollErrors) }
+  })
+  new Gauge({
+    name: 'imgdist_agent_last_successful_poll_seconds', help: 'Unix time of the last successful poll', labelNames: ['catalogue'], registers: [registry],
+    collect () { for (const p of src.polls()) if (p.lastSuccess !== undefined) this.set({ catalogue: p.name }, Date.parse(p.lastSuccess) / 1000) }
+  })
+  return registry
+}

@@ -1,0 +1,123 @@
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Logger } from 'pino'
+import type { Dispatcher } from 'undici'
+import { ImgdistError } from '../lib/errors.js'
+import { MAX_TORRENT_BYTES, parseTorrent } from '../lib/torrent-meta.js'
+import { unsafeNameReason } from '../lib/trust.js'
+import type { Swarm, TorrentHandle } from './downloader.js'
+import { fetchBytes } from './http-fetch.js'
+import type { Catalogue } from './poller.js'
+import type { ImageRecord, StateStore } from './state-store.js'
+import type { Target, TargetImage } from './targets/target.js'
+import { verifyImageFile } from './verifier.js'
+
+/**
+ * One image's way from `approved` to `registered`: torrent (checked against the signed info
+ * hash), download, sha512, then each target. Throws ImgdistError; the reconciler turns that
+ * into `failed` with a retry.
+ */
+
+export interface PipelineDeps {
+  swarm: Swarm
+  store: StateStore
+  targets: Target[]
+  http: Dispatcher
+  log: Logger
+  dataDir: string
+  /** called when the download phase ends (success or not), to free a download slot */
+  onDownloadEnd: (rec: ImageRecord) => void
+}
+
+export function targetImage (rec: ImageRecord, filePath?: string): TargetImage {
+  return { catalogue: rec.catalogue, indexVersion: rec.indexVersion, entry: rec.entry, endorsers: rec.endorsers, ...(filePath !== undefined ? { filePath } : {}) }
+}
+
+function torrentCachePath (dataDir: string, infoHash: string): string { return join(dataDir, 'torrents', `${infoHash}.torrent`) }
+
+/** The .torrent bytes, from the local copy if this agent fetched them before, else from the index. */
+export async function obtainTorrent (deps: Pick<PipelineDeps, 'http' | 'dataDir'>, rec: ImageRecord, cat: Catalogue | undefined, signal?: AbortSignal): Promise<{ bytes: Uint8Array, webSeeds: string[], name: string }> {
+  const e = rec.entry
+  const local = torrentCachePath(deps.dataDir, e.infoHash)
+  let bytes: Uint8Array | undefined = await readFile(local).catch(() => undefined)
+  if (bytes === undefined) {
+    if (cat === undefined) throw new ImgdistError('NETWORK_ERROR', `${e.id}: no catalogue URL to fetch its torrent from`)
+    const url = new URL(e.torrent, cat.baseUrl).toString()
+    const res = await fetchBytes(deps.http, url, { maxBytes: MAX_TORRENT_BYTES, ...(signal !== undefined ? { signal } : {}) })
+    if (res.status !== 200 || res.body === undefined) throw new ImgdistError('HTTP_ERROR', `GET ${url}: HTTP ${res.status}`)
+    bytes = res.body
+  }
+  // The signed info hash is what makes an unsigned .torrent trustworthy: check before webtorrent sees it.
+  const parsed = parseTorrent(bytes, { infoHash: e.infoHash, length: e.size })
+  const unsafe = unsafeNameReason(parsed.name)
+  if (unsafe !== undefined) throw new ImgdistError('TORRENT_INVALID', `${e.id}: torrent file name ${JSON.stringify(parsed.name)} ${unsafe}`)
+  await mkdir(join(deps.dataDir, 'torrents'), { recursive: true })
+  const tmp = `${local}.tmp`
+  await writeFile(tmp, bytes)
+  await rename(tmp, local)
+  return { bytes, webSeeds: [...new Set([...parsed.webSeeds, ...(e.webSeeds ?? [])])], name: parsed.name }
+}
+
+export function filePathOf (swarm: Swarm, rec: ImageRecord, name: string): string {
+  return join(swarm.downloadDir(rec.entry.infoHash), name)
+}
+
+function abortable<T> (p: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    if (signal.aborted) { reject(new ImgdistError('ABORTED', 'stopped')); return }
+    const onAbort = (): void => { reject(new ImgdistError('ABORTED', 'stopped')) }
+    signal.addEventListener('abort', onAbort, { once: true })
+    p.then((v) => { signal.removeEventListener('abort', onAbort); resolve(v) }, (err) => { signal.removeEventListener('abort', onAbort); reject(err) })
+  })
+}
+
+export async function runPipeline (deps: PipelineDeps, rec: ImageRecord, cat: Catalogue | undefined, signal: AbortSignal,
+  onHandle: (h: TorrentHandle) => void): Promise<void> {
+  const { swarm, store, log } = deps
+  const e = rec.entry
+  let downloadEnded = false
+  const endDownload = (): void => { if (!downloadEnded) { downloadEnded = true; deps.onDownloadEnd(rec) } }
+  try {
+    // Adopt what every target already holds: no bytes need to move.
+    const found = await Promise.all(deps.targets.map(async (t) => await t.find(targetImage(rec), signal)))
+    if (deps.targets.length > 0 && found.every((r) => r !== undefined)) {
+      deps.targets.forEach((t, i) => { rec.targets[t.name] = { state: 'registered', ref: (found[i] as { ref: string }).ref, adopted: true, at: new Date().toISOString() } })
+      endDownload()
+      await store.transition(rec, 'registered', { reason: 'adopted an existing image with the same sha512', retries: 0 })
+      log.info({ image: e.id, catalogue: rec.catalogue }, 'adopted existing image')
+      return
+    }
+    const t = await obtainTorrent(deps, rec, cat, signal)
+    await store.transition(rec, 'downloading')
+    const handle = swarm.add(e.infoHash, t.bytes, t.webSeeds)
+    onHandle(handle)
+    log.info({ image: e.id, infoHash: e.infoHash }, 'downloading')
+    await abortable(handle.done, signal)
+    endDownload()
+    await store.transition(rec, 'verifying', { progress: 1 })
+    const path = filePathOf(swarm, rec, t.name)
+    try {
+      await verifyImageFile(path, e, signal)
+    } catch (err) {
+      if (err instanceof ImgdistError && err.code === 'HASH_MISMATCH') {
+        // Pieces all passed sha1 yet the whole is wrong: the data cannot be trusted, start over.
+        await swarm.remove(e.infoHash, true)
+        rec.cached = false
+      }
+      throw err
+    }
+    log.info({ image: e.id }, 'verified sha512 and size')
+    rec.cached = true
+    rec.lastUsed = Date.now()
+    await store.transition(rec, 'registering')
+    for (const [i, target] of deps.targets.entries()) {
+      const reg = found[i] ?? await target.register(targetImage(rec, path), signal)
+      rec.targets[target.name] = { state: 'registered', ref: reg.ref, adopted: reg.adopted, at: new Date().toISOString() }
+      await store.put(rec)
+      log.info({ image: e.id, target: target.name, ref: reg.ref, adopted: reg.adopted }, 'registered')
+    }
+    await store.transition(rec, 'registered', { retries: 0, reason: 'verified and registered' })
+  } finally {
+    endDownload()
+  }
+}

@@ -1,0 +1,195 @@
+import { EventEmitter } from 'node:events'
+import { readFile } from 'node:fs/promises'
+import type { Logger } from 'pino'
+import type { Dispatcher } from 'undici'
+import { MAX_INDEX_BYTES, MAX_ROOT_BYTES, parseSignedYaml } from '../lib/document.js'
+import { ConfigError, ImgdistError, toImgdistError } from '../lib/errors.js'
+import type { IndexDocument, RootDocument, SignedDocument } from '../lib/schema.js'
+import { acceptIndex, checkRootShape, verifyThreshold, walkRootChain } from '../lib/trust.js'
+import type { ResolvedConfig } from './config.js'
+import { fetchBytes } from './http-fetch.js'
+import type { TrustStore } from './trust-store.js'
+
+/**
+ * One subscription: polls index.yaml (conditional GET, mirrors, backoff with jitter), walks root
+ * rotations, and accepts per DESIGN.md §3. Any failure keeps the last good catalogue in force.
+ */
+
+export interface Catalogue {
+  name: string
+  root: RootDocument
+  index: IndexDocument
+  digest: string
+  signers: string[]
+  /** the URL the index was fetched from: torrents are relative to it */
+  baseUrl: string
+}
+
+export interface PollStatus {
+  name: string
+  url: string
+  rootVersion: number
+  indexVersion: number
+  lastPoll?: string
+  lastSuccess?: string
+  error?: { code: string, message: string }
+  pollErrors: number
+}
+
+type Sub = ResolvedConfig['subscriptions'][number]
+
+export class CataloguePoller extends EventEmitter {
+  readonly sub: Sub
+  name = ''
+  current?: Catalogue
+  #root?: RootDocument
+  #etag?: string
+  #timer?: NodeJS.Timeout
+  #failures = 0
+  #closed = false
+  #polling?: Promise<void>
+  readonly status: PollStatus
+  readonly #log: Logger
+  readonly #trust: TrustStore
+  readonly #http: Dispatcher
+  readonly #now: () => Date
+  readonly #abort = new AbortController()
+
+  constructor (sub: Sub, deps: { log: Logger, trust: TrustStore, http: Dispatcher, now?: () => Date }) {
+    super()
+    this.sub = sub
+    this.#log = deps.log
+    this.#trust = deps.trust
+    this.#http = deps.http
+    this.#now = deps.now ?? (() => new Date())
+    this.status = { name: sub.label, url: sub.url, rootVersion: 0, indexVersion: 0, pollErrors: 0 }
+  }
+
+  /** Loads the pinned root and the last accepted state; the pinned file wins only if it is newer. */
+  async init (): Promise<void> {
+    let pinned: RootDocument
+    try {
+      const doc = parseSignedYaml(await readFile(this.sub.root), MAX_ROOT_BYTES, `root ${this.sub.root}`)
+      pinned = checkRootShape(doc, `root ${this.sub.root}`)
+      verifyThreshold(pinned.signed, pinned.signatures, pinned.signed.roles.root, pinned.signed.keys, `root ${this.sub.root}`)
+    } catch (err) {
+      throw new ConfigError(`subscription ${this.sub.label}: pinned root ${this.sub.root} is unusable: ${(err as Error).message}`)
+    }
+    this.name = pinned.signed.name
+    this.status.name = this.name
+    const stored = await this.#trust.getRoot(this.name)
+    this.#root = stored !== undefined && stored.signed.version >= pinned.signed.version ? stored : pinned
+    this.status.rootVersion = this.#root.signed.version
+    const idx = await this.#trust.getIndex(this.name)
+    if (idx !== undefined) {
+      try {
+        const doc = parseSignedYaml(idx.text, MAX_INDEX_BYTES, 'stored index')
+        const acc = acceptIndex(this.#root.signed, doc, { now: this.#now(), last: { version: idx.version, digest: idx.digest } })
+        this.current = { name: this.name, root: this.#root, index: acc.doc, digest: acc.digest, signers: acc.signers, baseUrl: this.sub.url }
+        this.status.indexVersion = acc.doc.signed.version
+      } catch (err) {
+        this.#fail(toImgdistError(err))
+        this.status.indexVersion = idx.version
+      }
+    }
+  }
+
+  start (): void { this.#schedule(0) }
+
+  pollNow (): Promise<void> {
+    this.#polling ??= this.#poll().finally(() => { this.#polling = undefined })
+    return this.#polling
+  }
+
+  #schedule (delay: number): void {
+    if (this.#closed) return
+    clearTimeout(this.#timer)
+    this.#timer = setTimeout(() => {
+      void this.pollNow().then(() => {
+        const base = this.sub.pollIntervalMs
+        // Back off quickly on failure but never poll less often than configured.
+        const next = this.#failures === 0 ? base : Math.min(base, 2000 * 2 ** Math.min(this.#failures, 10))
+        this.#schedule(next * (0.8 + Math.random() * 0.4))
+      })
+    }, delay)
+  }
+
+  #fail (err: ImgdistError): void {
+    this.status.error = { code: err.code, message: err.message }
+    this.emit('error-status', this.status.error)
+  }
+
+  async #poll (): Promise<void> {
+    if (this.#closed) return
+    this.status.lastPoll = this.#now().toISOString()
+    const urls = [this.sub.url, ...this.sub.mirrors.map((m) => m.endsWith('/') ? `${m}index.yaml` : m)]
+    let lastErr: ImgdistError | undefined
+    for (const url of urls) {
+      try {
+        await this.#pollFrom(url)
+        this.#failures = 0
+        this.status.lastSuccess = this.#now().toISOString()
+        return
+      } catch (err) {
+        lastErr = toImgdistError(err)
+        if (lastErr.code !== 'NETWORK_ERROR' && lastErr.code !== 'HTTP_ERROR') break // a refused document: mirrors would only repeat it
+      }
+    }
+    if (lastErr !== undefined) {
+      this.#failures++
+      this.status.pollErrors++
+      this.#log.warn({ catalogue: this.name, code: lastErr.code, err: lastErr.message }, 'catalogue poll failed; keeping the last good catalogue')
+      this.#fail(lastErr)
+    }
+  }
+
+  async #pollFrom (url: string): Promise<void> {
+    const signal = this.#abort.signal
+    const root = await this.#walkRoots(url, signal)
+    const res = await fetchBytes(this.#http, url, { maxBytes: MAX_INDEX_BYTES, signal, ...(this.#etag !== undefined && this.current !== undefined && root === this.#root ? { etag: this.#etag } : {}) })
+    if (res.status === 304) { delete this.status.error; return }
+    if (res.status === 404) throw new ImgdistError('HTTP_ERROR', `GET ${url}: HTTP 404`)
+    const body = res.body as Buffer
+    const doc = parseSignedYaml(body, MAX_INDEX_BYTES, `index from ${url}`)
+    const stored = await this.#trust.getIndex(this.name)
+    const acc = acceptIndex(root.signed, doc, { now: this.#now(), ...(stored !== undefined ? { last: { version: stored.version, digest: stored.digest } } : {}) })
+    const changed = stored === undefined || stored.digest !== acc.digest || root !== this.#root
+    if (changed) {
+      await this.#trust.putAccepted(this.name, root, {
+        version: acc.doc.signed.version, digest: acc.digest, text: body.toString('utf8'), signers: acc.signers, acceptedAt: this.#now().toISOString()
+      })
+      this.#log.info({ catalogue: this.name, indexVersion: acc.doc.signed.version, rootVersion: root.signed.version }, 'accepted catalogue')
+    }
+    this.#root = root
+    if (res.etag !== undefined) this.#etag = res.etag
+    this.status.rootVersion = root.signed.version
+    this.status.indexVersion = acc.doc.signed.version
+    delete this.status.error
+    const fresh = this.current === undefined || this.current.digest !== acc.digest
+    this.current = { name: this.name, root, index: acc.doc, digest: acc.digest, signers: acc.signers, baseUrl: url }
+    if (fresh) this.emit('catalogue', this.current)
+  }
+
+  /** Fetches root N+1, N+2, ... until 404 and verifies the chain; returns the current root if none. */
+  async #walkRoots (indexUrl: string, signal: AbortSignal): Promise<RootDocument> {
+    const trusted = this.#root as RootDocument
+    const successors: Array<SignedDocument<unknown>> = []
+    for (let v = trusted.signed.version + 1; successors.length < 64; v++) {
+      const url = new URL(`root/${v}.yaml`, indexUrl).toString()
+      const res = await fetchBytes(this.#http, url, { maxBytes: MAX_ROOT_BYTES, signal, okStatuses: [403, 410] })
+      if (res.status !== 200) break
+      successors.push(parseSignedYaml(res.body as Buffer, MAX_ROOT_BYTES, `root v${v} from ${url}`))
+    }
+    if (successors.length === 0) return trusted
+    const next = walkRootChain(trusted, successors, this.#now())
+    this.#log.info({ catalogue: this.name, from: trusted.signed.version, to: next.signed.version }, 'root rotated')
+    return next
+  }
+
+  async close (): Promise<void> {
+    this.#closed = true
+    clearTimeout(this.#timer)
+    this.#abort.abort()
+    await this.#polling?.catch(() => {})
+  }
+}

@@ -1,0 +1,119 @@
+import { randomBytes } from 'node:crypto'
+import { copyFile, link, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { ImgdistError } from '../../lib/errors.js'
+import { TargetError, type Registration, type RetireAction, type Target, type TargetImage } from './target.js'
+
+/**
+ * The embedded default target: `<dir>/<id>.img` plus `<id>.json` (its catalogue metadata), for
+ * hypervisors without OpenStack. Both appear by rename, sidecar last, so a reader that sees the
+ * sidecar sees a complete, verified image; a crash leaves only `.tmp-*` files, cleaned at start.
+ */
+
+export interface Sidecar {
+  imgdist: 1
+  catalogue: string
+  catalogueVersion: number
+  id: string
+  name: string
+  version: string
+  sha512: string
+  size: number
+  diskFormat: string
+  containerFormat: string
+  arch: string
+  os: string
+  minDisk: number
+  minRam: number
+  properties: Record<string, string>
+  endorsers: string[]
+  verifiedAt: string
+  retired?: { at: string, action: RetireAction }
+}
+
+export interface DirectoryTargetConfig { name: string, type: 'directory', path: string }
+
+export function sidecarOf (img: TargetImage, verifiedAt: Date): Sidecar {
+  const e = img.entry
+  return {
+    imgdist: 1, catalogue: img.catalogue, catalogueVersion: img.indexVersion, id: e.id, name: e.name, version: e.version,
+    sha512: e.sha512, size: e.size, diskFormat: e.diskFormat, containerFormat: e.containerFormat, arch: e.arch, os: e.os,
+    minDisk: e.minDisk, minRam: e.minRam, properties: e.properties, endorsers: img.endorsers, verifiedAt: verifiedAt.toISOString()
+  }
+}
+
+async function writeAtomic (path: string, data: string): Promise<void> {
+  const tmp = `${path}.tmp-${randomBytes(4).toString('hex')}`
+  await writeFile(tmp, data, { mode: 0o644 })
+  await rename(tmp, path)
+}
+
+async function readSidecar (path: string): Promise<Sidecar | undefined> {
+  try { return JSON.parse(await readFile(path, 'utf8')) as Sidecar } catch { return undefined }
+}
+
+export function createDirectoryTarget (cfg: DirectoryTargetConfig): Target {
+  const dir = cfg.path
+  const files = (id: string): { img: string, json: string } => ({ img: join(dir, `${id}.img`), json: join(dir, `${id}.json`) })
+  const wrap = (what: string, err: unknown): TargetError =>
+    new TargetError('IO_ERROR', `directory target ${cfg.name}: ${what}: ${(err as Error).message}`, { retryable: true, cause: err })
+
+  return {
+    name: cfg.name,
+    type: 'directory',
+
+    async find (img) {
+      const f = files(img.entry.id)
+      const side = await readSidecar(f.json)
+      if (side === undefined || side.retired !== undefined) return undefined
+      if (side.sha512 !== img.entry.sha512 || side.catalogue !== img.catalogue) return undefined
+      return { ref: f.img, adopted: true }
+    },
+
+    async register (img) {
+      if (img.filePath === undefined) throw new ImgdistError('INTERNAL', 'register() needs the verified file')
+      const f = files(img.entry.id)
+      const tmp = join(dir, `.tmp-${img.entry.id}-${randomBytes(4).toString('hex')}.img`)
+      try {
+        await mkdir(dir, { recursive: true })
+        // A hardlink shares the cache's inode: cheap, and the cache never writes to a finished file.
+        try { await link(img.filePath, tmp) } catch { await copyFile(img.filePath, tmp) }
+        await rm(f.json, { force: true })
+        await rename(tmp, f.img)
+        await writeAtomic(f.json, JSON.stringify(sidecarOf(img, new Date()), null, 2) + '\n')
+      } catch (err) {
+        await rm(tmp, { force: true }).catch(() => {})
+        throw wrap(`cannot write ${f.img}`, err)
+      }
+      return { ref: f.img, adopted: false }
+    },
+
+    async retire (img, reg, action) {
+      const f = files(img.entry.id)
+      if (reg.ref !== f.img) return // not ours: never touch what this target did not register
+      const side = await readSidecar(f.json)
+      if (side === undefined || side.sha512 !== img.entry.sha512) return
+      try {
+        if (action === 'keep') return
+        if (action === 'delete') {
+          await rm(f.json, { force: true })
+          await rm(f.img, { force: true })
+          return
+        }
+        // deactivate / hide: out of the way of anything globbing *.img, but recoverable.
+        await rename(f.img, `${f.img}.retired`).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'ENOENT') throw err })
+        await writeAtomic(f.json, JSON.stringify({ ...side, retired: { at: new Date().toISOString(), action } }, null, 2) + '\n')
+      } catch (err) {
+        throw wrap(`cannot retire ${f.img}`, err)
+      }
+    },
+
+    async recover () {
+      let names: string[]
+      try { names = await readdir(dir) } catch { return }
+      await Promise.all(names.filter((n) => n.startsWith('.tmp-') || /\.tmp-[0-9a-f]{8}$/.test(n)).map(async (n) => { await rm(join(dir, n), { force: true }) }))
+    },
+
+    async close () {}
+  }
+}

@@ -1,0 +1,61 @@
+import type { ImageState } from '../lib/image-state.js'
+import type { TorrentHandle } from './downloader.js'
+import type { ErrorInfo, ImageRecord, TargetState } from './state-store.js'
+
+/** What the API, the CLI, metrics and reports show of one image. */
+export interface ImageView {
+  catalogue: string
+  id: string
+  name: string
+  version: string
+  state: ImageState
+  reason?: string
+  progress: number
+  size: number
+  downRate: number
+  upRate: number
+  peers: number
+  bytesFromPeers: number
+  bytesFromWebSeeds: number
+  bytesUploaded: number
+  /** bytes this process fetched (after a restart: what the resume did not already have) */
+  bytesThisRun: number
+  resumedBytes: number
+  hashFailures: number
+  bannedPeers: string[]
+  seeding: boolean
+  cached: boolean
+  retries: number
+  nextAttemptAt?: string
+  error?: ErrorInfo
+  targets: Record<string, TargetState>
+  updatedAt: string
+}
+
+export function imageView (rec: ImageRecord, h: TorrentHandle | undefined): ImageView {
+  const t = h?.torrent
+  const live = t !== undefined && !t.destroyed
+  return {
+    catalogue: rec.catalogue, id: rec.id, name: rec.entry.name, version: rec.entry.version, state: rec.state,
+    ...(rec.reason !== undefined ? { reason: rec.reason } : {}),
+    progress: rec.state === 'downloading' && live ? t.progress : rec.progress,
+    size: rec.entry.size,
+    downRate: live ? t.downloadSpeed : 0,
+    upRate: live ? t.uploadSpeed : 0,
+    peers: live ? t.wires.length : 0,
+    bytesFromPeers: rec.bytesFromPeers,
+    bytesFromWebSeeds: rec.bytesFromWebSeeds,
+    bytesUploaded: rec.bytesUploaded,
+    bytesThisRun: h !== undefined ? h.counters.bytesFromPeers + h.counters.bytesFromWebSeeds : 0,
+    resumedBytes: h?.counters.resumedBytes ?? 0,
+    hashFailures: h?.counters.hashFailures ?? 0,
+    bannedPeers: h?.counters.bannedPeers ?? [],
+    seeding: live && t.done && rec.cached,
+    cached: rec.cached,
+    retries: rec.retries,
+    ...(rec.nextAttemptAt !== undefined && rec.state === 'failed' ? { nextAttemptAt: new Date(rec.nextAttemptAt).toISOString() } : {}),
+    ...(rec.error !== undefined ? { error: rec.error } : {}),
+    targets: rec.targets,
+    updatedAt: rec.updatedAt
+  }
+}

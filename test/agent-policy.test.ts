@@ -1,0 +1,72 @@
+import { execFile } from 'node:child_process'
+import { access, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import t from 'tap'
+import { makeFixture } from './helpers/catalogue-fixture.js'
+import { startOrigin, startSeeder } from './helpers/agent-origin.js'
+import { AGENT_BIN, imagesOf, startAgent, waitFor, writeAgentConfig, type AgentProc } from './helpers/agent-proc.js'
+
+const run = promisify(execFile)
+const exists = async (p: string): Promise<boolean> => await access(p).then(() => true, () => false)
+
+t.test('policy: deny rule, manual approval through the CLI, revocation retires per policy', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'imgdist-policy-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  const fx = await makeFixture(join(dir, 'fx'))
+  const origin = await startOrigin(fx)
+  t.teardown(origin.close)
+  await fx.addImage('deny-me', 256 * 1024, { pieceLength: 16 * 1024, announce: [origin.announce] })
+  const wanted = await fx.addImage('manual-one', 512 * 1024, { pieceLength: 16 * 1024, announce: [origin.announce] })
+  const seeder = await startSeeder(fx, ['deny-me', 'manual-one'])
+  t.teardown(seeder.close)
+  const agents: AgentProc[] = []
+  t.teardown(async () => { await Promise.all(agents.map(async (a) => await a.stop('SIGKILL'))) })
+  const a = await startAgent(join(dir, 'site'), 'site-p', {
+    subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '1s' }],
+    policy: { deny: [{ id: 'deny-*' }], approval: 'manual', retire: 'deactivate' }
+  })
+  agents.push(a)
+  const cli = async (...args: string[]): Promise<string> => (await run(process.execPath, [AGENT_BIN, ...args, '--api', a.api])).stdout
+
+  const denied = await waitFor('deny rule applied', async () => (await imagesOf(a)).find((i) => i.id === 'deny-me' && i.state === 'rejected'))
+  t.match(denied.reason, /denied by rule/)
+  await waitFor('manual approval pending', async () => (await imagesOf(a)).find((i) => i.id === 'manual-one' && i.state === 'awaiting-approval'))
+  const table = await cli('images')
+  t.match(table, /manual-one\s+1\.0\s+awaiting-approval/, 'the images table shows the waiting image')
+
+  t.match(await cli('approve', 'manual-one'), /approved manual-one/)
+  await waitFor('approved image registered', async () => (await imagesOf(a)).find((i) => i.id === 'manual-one' && i.state === 'registered'), 60_000)
+  t.ok(await exists(join(a.dir, 'images', 'manual-one.img')))
+  t.notOk(await exists(join(a.dir, 'images', 'deny-me.img')), 'the denied image was never fetched')
+
+  const status = JSON.parse(await cli('status', '--json')) as { site: string, images: Record<string, number> }
+  t.equal(status.site, 'site-p')
+  t.equal(status.images.registered, 1)
+  t.match(await cli('pause'), /paused/)
+  t.equal((JSON.parse(await cli('status', '--json')) as { paused: boolean }).paused, true)
+  t.match(await cli('resume'), /resumed/)
+  await t.rejects(run(process.execPath, [AGENT_BIN, 'approve', 'no-such-image', '--api', a.api]), /no image "no-such-image"/)
+
+  await fx.revoke(wanted.id, 'CVE-2099-0001')
+  const retired = await waitFor('revoked image retired', async () => (await imagesOf(a)).find((i) => i.id === 'manual-one' && i.state === 'retired'), 30_000)
+  t.match(retired.reason, /revoked: CVE-2099-0001/)
+  t.notOk(await exists(join(a.dir, 'images', 'manual-one.img')), 'the image is no longer visible')
+  t.ok(await exists(join(a.dir, 'images', 'manual-one.img.retired')), 'deactivate keeps it aside')
+  const side = JSON.parse(await readFile(join(a.dir, 'images', 'manual-one.json'), 'utf8')) as { retired?: { action: string } }
+  t.equal(side.retired?.action, 'deactivate')
+  t.equal(retired.seeding, false, 'a revoked image is not seeded')
+
+  // SIGHUP: a new policy applies without a restart; a broken config is refused and the old one kept.
+  await writeFile(a.configPath, 'site: [broken')
+  a.proc.kill('SIGHUP')
+  await waitFor('bad reload refused', async () => a.logs.some((l) => l.includes('config reload refused')), 10_000)
+  await writeAgentConfig(a.dir, 'site-p', {
+    subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '1s' }],
+    policy: { deny: [], approval: 'auto', retire: 'deactivate' }
+  })
+  a.proc.kill('SIGHUP')
+  await waitFor('formerly denied image registered after reload', async () => (await imagesOf(a)).find((i) => i.id === 'deny-me' && i.state === 'registered'), 30_000)
+  t.equal(await a.stop('SIGTERM'), 0, 'SIGTERM exits 0')
+})
