@@ -1,7 +1,7 @@
 import type { Logger } from 'pino'
 import { toImgdistError } from '../lib/errors.js'
 import { imageExpired } from '../lib/trust.js'
-import { backoffMs } from './backoff.js'
+import { backoffMs } from '../lib/backoff.js'
 import { chooseEvictions } from './cache.js'
 import type { ResolvedConfig } from './config.js'
 import type { Swarm, TorrentHandle } from './downloader.js'

@@ -1,5 +1,5 @@
 import { parentPort, workerData } from 'node:worker_threads'
-import { PieceHasher } from './piece-hasher.js'
+import { PieceHasher } from '../lib/piece-hasher.js'
 
 /**
  * Worker thread: hashes torrent pieces while the main thread computes sha512 of the same bytes.

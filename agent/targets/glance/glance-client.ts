@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream'
 import type { Logger } from 'pino'
 import { request, type Dispatcher } from 'undici'
-import { retryDelay } from '../../../lib/glance-backoff.js'
+import { retryDelay } from '../../../lib/backoff.js'
 import { GlanceError, codeForStatus, errorMessageOf, isRetryableStatus } from './glance-errors.js'
 import { sleep, type KeystoneSession, type KeystoneToken } from './keystone-auth.js'
 

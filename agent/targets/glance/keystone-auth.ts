@@ -1,6 +1,6 @@
 import type { Logger } from 'pino'
 import { request, type Dispatcher } from 'undici'
-import { retryDelay } from '../../../lib/glance-backoff.js'
+import { retryDelay } from '../../../lib/backoff.js'
 import type { KeystoneCredentials, ResolvedCloud } from './clouds-config.js'
 import { GlanceError, errorMessageOf, isRetryableStatus } from './glance-errors.js'
 

@@ -1,14 +1,15 @@
 /**
- * Retry timing for the glance target's HTTP calls: exponential backoff with full jitter, and
- * a server's Retry-After (seconds or HTTP date) honoured but capped, so a confused server cannot
- * park the agent for hours. Pure: the caller supplies randomness and the clock.
+ * Retry timing shared by the agent's state machine and its HTTP clients (Glance, Keystone):
+ * exponential backoff with ±20% jitter, so a fleet that failed together does not retry
+ * together, and a server's Retry-After (seconds or HTTP date) honoured but capped, so a confused
+ * server cannot park the agent for hours. Pure: the caller supplies randomness and the clock.
  */
 
 export interface BackoffOptions { baseMs: number, maxMs: number }
 
-export function backoffDelay (attempt: number, opts: BackoffOptions, random: () => number = Math.random): number {
-  const ceiling = Math.min(opts.maxMs, opts.baseMs * 2 ** Math.max(0, attempt - 1))
-  return Math.round(ceiling / 2 + random() * ceiling / 2)
+export function backoffMs (attempt: number, initialMs: number, maxMs: number, random: () => number = Math.random): number {
+  const base = Math.min(maxMs, initialMs * 2 ** Math.max(0, Math.min(attempt - 1, 30)))
+  return Math.round(base * (0.8 + random() * 0.4))
 }
 
 /** Milliseconds to wait per a Retry-After header, or undefined if absent or unreadable. */
@@ -25,5 +26,5 @@ export function retryDelay (attempt: number, retryAfter: string | string[] | und
   nowMs: number, random: () => number = Math.random): number {
   const server = parseRetryAfter(retryAfter, nowMs)
   if (server !== undefined) return Math.min(server, opts.maxMs)
-  return backoffDelay(attempt, opts, random)
+  return backoffMs(attempt, opts.baseMs, opts.maxMs, random)
 }

@@ -1,8 +1,9 @@
 import { createHash, type Hash } from 'node:crypto'
 
 /**
- * The sha1-per-piece half of lib/image-hasher.ts, for the worker thread that runs beside the
- * main thread's sha512 (see hash-image.ts). Accepts chunks of any size.
+ * sha1 of every torrent piece of a stream of chunks of any size. Used by ImageHasher (one
+ * thread) and on its own by imgdist-sign's worker thread, which runs it beside the main
+ * thread's sha512 (signer/hash-image.ts).
  */
 export class PieceHasher {
   readonly pieceLength: number
