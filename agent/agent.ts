@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'
-import { ConfigError } from '../lib/errors.js'
-import { createApi, type AgentStatus } from './api.js'
+import { ConfigError, toImgdistError } from '../lib/errors.js'
+import { createApi, type AgentStatus, type TargetView } from './api.js'
 import type { ResolvedConfig } from './config.js'
 import { openDb, type AgentDb } from './db.js'
 import { Swarm } from './downloader.js'
@@ -18,6 +18,7 @@ import { TrustStore } from './trust-store.js'
 import { imageView, type ImageView } from './views.js'
 
 export const AGENT_VERSION = '0.1.0'
+const RECOVER_TIMEOUT_MS = 60_000
 
 /**
  * The composition root: state, pollers, swarm, targets, reconciler, API, reporter. `close()` is
@@ -36,6 +37,7 @@ export class ImgdistAgent {
   #reporter?: Reporter
   #http: Dispatcher = makeDispatcher()
   #closing?: Promise<void>
+  readonly #recoverErrors = new Map<string, { code: string, message: string }>()
   readonly startedAt = new Date().toISOString()
   apiAddress = ''
 
@@ -61,7 +63,7 @@ export class ImgdistAgent {
       names.add(p.name)
     }
     for (const t of cfg.targets) this.#targets.push(await createTarget(t, { log: this.log.child({ target: t.name }), dataDir: cfg.dataDir, env: this.#env }))
-    for (const t of this.#targets) await t.recover?.()
+    for (const t of this.#targets) await this.#recover(t)
     this.#swarm = new Swarm({ dataDir: cfg.dataDir, ...cfg.swarm }, this.log.child({ part: 'swarm' }))
     const torrentPort = await this.#swarm.listening()
     this.#reconciler = new Reconciler(cfg, { store: this.#store, swarm: this.#swarm, targets: this.#targets, pollers: this.#pollers, log: this.log, http: this.#http })
@@ -93,6 +95,31 @@ export class ImgdistAgent {
     this.log.info({ site: cfg.site, api: this.apiAddress, torrentPort, catalogues: this.#pollers.map((p) => p.name) }, 'imgdist-agent started')
   }
 
+  /**
+   * Start-up clean-up of a target (e.g. Glance images a crash left `queued`). Not fatal: a target
+   * that is down or refuses the credentials must not turn into a systemd restart loop; its images
+   * fail with the target's error and are retried, and register() cleans up per image anyway.
+   * Awaited (bounded) so it cannot race with the first registration.
+   */
+  async #recover (t: Target): Promise<void> {
+    if (t.recover === undefined) return
+    try {
+      await t.recover(AbortSignal.timeout(RECOVER_TIMEOUT_MS))
+      this.#recoverErrors.delete(t.name)
+    } catch (err) {
+      const e = toImgdistError(err)
+      this.#recoverErrors.set(t.name, { code: e.code, message: e.message })
+      this.log.warn({ target: t.name, code: e.code, err: e.message }, 'target start-up clean-up failed; running on')
+    }
+  }
+
+  targets (): TargetView[] {
+    return this.#targets.map((t) => {
+      const recoverError = this.#recoverErrors.get(t.name)
+      return { ...(t.status?.() ?? {}), name: t.name, type: t.type, ...(recoverError !== undefined ? { recoverError } : {}) }
+    })
+  }
+
   async #act (id: string, fn: (r: NonNullable<ReturnType<StateStore['get']>>) => Promise<void>): Promise<ImageView[]> {
     const recs = this.#store?.findById(id) ?? []
     for (const r of recs) await fn(r)
@@ -111,7 +138,8 @@ export class ImgdistAgent {
     return {
       site: this.cfg.site, agentVersion: AGENT_VERSION, paused: this.#reconciler?.paused ?? false, startedAt: this.startedAt,
       torrentPort: c?.torrentPort ?? 0, catalogues: this.#pollers.map((p) => ({ ...p.status })), images,
-      downRate: c?.downloadSpeed ?? 0, upRate: c?.uploadSpeed ?? 0, peers: this.#swarm?.peers().length ?? 0
+      downRate: c?.downloadSpeed ?? 0, upRate: c?.uploadSpeed ?? 0, peers: this.#swarm?.peers().length ?? 0,
+      targets: this.targets()
     }
   }
 

@@ -17,6 +17,16 @@ export interface AgentStatus {
   downRate: number
   upRate: number
   peers: number
+  /** each target's own view (a Glance target: endpoint, credential source, last image id, last error) */
+  targets: TargetView[]
+}
+
+export interface TargetView {
+  name: string
+  type: string
+  /** start-up clean-up (recover) failed; the agent runs on and the target retries per image */
+  recoverError?: { code: string, message: string }
+  [key: string]: unknown
 }
 
 export interface AgentControl {

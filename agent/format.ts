@@ -1,4 +1,4 @@
-import type { AgentStatus } from './api.js'
+import type { AgentStatus, TargetView } from './api.js'
 import type { PeerInfo } from './downloader.js'
 import type { ImageView } from './views.js'
 
@@ -20,23 +20,50 @@ export function bytes (n: number): string {
 
 const rate = (n: number): string => `${bytes(Math.round(n))}/s`
 
+/** Per target: its state and its own id of the image (the Glance image id), e.g. `cloud-a registered 5c1d… (adopted)`. */
+export function formatTargets (targets: ImageView['targets']): string {
+  const parts = Object.entries(targets ?? {}).map(([name, t]) =>
+    `${name} ${t.state}${t.ref !== undefined ? ` ${t.ref}` : ''}${t.adopted === true ? ' (adopted)' : ''}`)
+  return parts.length === 0 ? '-' : parts.join('; ')
+}
+
+function detail (i: ImageView): string {
+  if (i.error !== undefined) return `${i.error.code}: ${i.error.message}`
+  // a retire that failed leaves the image in its state with the target's error
+  const te = Object.entries(i.targets ?? {}).find(([, t]) => t.error !== undefined)
+  if (te !== undefined && te[1].error !== undefined) return `${te[0]}: ${te[1].error.code}: ${te[1].error.message}`
+  return i.reason ?? ''
+}
+
 export function formatImages (images: ImageView[]): string {
   if (images.length === 0) return 'no images\n'
-  return table(['CATALOGUE', 'ID', 'VERSION', 'STATE', 'PROGRESS', 'SIZE', 'DOWN', 'UP', 'PEERS', 'FROM PEERS', 'FROM WEBSEEDS', 'DETAIL'],
+  return table(['CATALOGUE', 'ID', 'VERSION', 'STATE', 'PROGRESS', 'SIZE', 'DOWN', 'UP', 'PEERS', 'FROM PEERS', 'FROM WEBSEEDS', 'TARGETS', 'DETAIL'],
     images.map((i) => [
       i.catalogue, i.id, i.version, i.state + (i.seeding ? ' (seeding)' : ''), `${(i.progress * 100).toFixed(1)}%`, bytes(i.size),
       rate(i.downRate), rate(i.upRate), String(i.peers), bytes(i.bytesFromPeers), bytes(i.bytesFromWebSeeds),
-      i.error !== undefined ? `${i.error.code}: ${i.error.message}` : (i.reason ?? '')
+      formatTargets(i.targets), detail(i)
     ]))
+}
+
+function targetRow (t: TargetView): string[] {
+  const s = (k: string): string | undefined => typeof t[k] === 'string' ? t[k] as string : undefined
+  const where = s('endpoint') ?? s('authUrl') ?? s('path') ?? ''
+  const err = (t.lastError ?? t.recoverError) as { code?: string, message?: string, at?: string } | undefined
+  return [t.name, t.type, where, s('credentials') ?? '', s('lastImageId') ?? '-',
+    err !== undefined ? `${err.code ?? ''}: ${err.message ?? ''}${err.at !== undefined ? ` (${err.at})` : ''}` : '']
 }
 
 export function formatStatus (s: AgentStatus): string {
   const head = `site ${s.site}  agent ${s.agentVersion}  ${s.paused ? 'PAUSED' : 'running'} since ${s.startedAt}  torrent port ${s.torrentPort}\n` +
     `swarm: ${s.peers} peers, down ${rate(s.downRate)}, up ${rate(s.upRate)}\n` +
     `images: ${Object.entries(s.images).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}\n\n`
-  return head + table(['CATALOGUE', 'ROOT', 'INDEX', 'LAST POLL', 'LAST SUCCESS', 'ERROR'],
+  const cats = table(['CATALOGUE', 'ROOT', 'INDEX', 'LAST POLL', 'LAST SUCCESS', 'ERROR'],
     s.catalogues.map((c) => [c.name, `v${c.rootVersion}`, `v${c.indexVersion}`, c.lastPoll ?? '-', c.lastSuccess ?? '-',
       c.error !== undefined ? `${c.error.code}: ${c.error.message}` : '']))
+  const targets = (s.targets ?? []).length === 0
+    ? ''
+    : '\n' + table(['TARGET', 'TYPE', 'WHERE', 'CREDENTIALS', 'LAST IMAGE', 'LAST ERROR'], (s.targets ?? []).map(targetRow))
+  return head + cats + targets
 }
 
 export function formatPeers (peers: PeerInfo[]): string {

@@ -2,7 +2,7 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'
-import { ImgdistError } from '../lib/errors.js'
+import { ImgdistError, toImgdistError } from '../lib/errors.js'
 import { MAX_TORRENT_BYTES, parseTorrent } from '../lib/torrent-meta.js'
 import { unsafeNameReason } from '../lib/trust.js'
 import type { Swarm, TorrentHandle } from './downloader.js'
@@ -31,6 +31,30 @@ export interface PipelineDeps {
 
 export function targetImage (rec: ImageRecord, filePath?: string): TargetImage {
   return { catalogue: rec.catalogue, indexVersion: rec.indexVersion, entry: rec.entry, endorsers: rec.endorsers, ...(filePath !== undefined ? { filePath } : {}) }
+}
+
+/**
+ * Runs one target step; on failure the target's own line of the record keeps the error (and the
+ * target's object id, e.g. the Glance image concerned) for the operator view, then it rethrows.
+ */
+async function targetStep<T> (rec: ImageRecord, target: Target, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn()
+  } catch (err) {
+    const e = toImgdistError(err)
+    if (e.code !== 'ABORTED') {
+      const prev = rec.targets[target.name]
+      const ref = (err as { imageId?: unknown }).imageId
+      rec.targets[target.name] = {
+        state: prev?.state === 'registered' ? 'registered' : 'failed',
+        ...(typeof ref === 'string' ? { ref } : prev?.ref !== undefined ? { ref: prev.ref } : {}),
+        ...(prev?.adopted !== undefined ? { adopted: prev.adopted } : {}),
+        at: new Date().toISOString(),
+        error: { code: e.code, message: e.message }
+      }
+    }
+    throw err
+  }
 }
 
 function torrentCachePath (dataDir: string, infoHash: string): string { return join(dataDir, 'torrents', `${infoHash}.torrent`) }
@@ -79,7 +103,7 @@ export async function runPipeline (deps: PipelineDeps, rec: ImageRecord, cat: Ca
   const endDownload = (): void => { if (!downloadEnded) { downloadEnded = true; deps.onDownloadEnd(rec) } }
   try {
     // Adopt what every target already holds: no bytes need to move.
-    const found = await Promise.all(deps.targets.map(async (t) => await t.find(targetImage(rec), signal)))
+    const found = await Promise.all(deps.targets.map(async (t) => await targetStep(rec, t, async () => await t.find(targetImage(rec), signal))))
     if (deps.targets.length > 0 && found.every((r) => r !== undefined)) {
       deps.targets.forEach((t, i) => { rec.targets[t.name] = { state: 'registered', ref: (found[i] as { ref: string }).ref, adopted: true, at: new Date().toISOString() } })
       endDownload()
@@ -111,7 +135,7 @@ export async function runPipeline (deps: PipelineDeps, rec: ImageRecord, cat: Ca
     rec.lastUsed = Date.now()
     await store.transition(rec, 'registering')
     for (const [i, target] of deps.targets.entries()) {
-      const reg = found[i] ?? await target.register(targetImage(rec, path), signal)
+      const reg = found[i] ?? await targetStep(rec, target, async () => await target.register(targetImage(rec, path), signal))
       rec.targets[target.name] = { state: 'registered', ref: reg.ref, adopted: reg.adopted, at: new Date().toISOString() }
       await store.put(rec)
       log.info({ image: e.id, target: target.name, ref: reg.ref, adopted: reg.adopted }, 'registered')

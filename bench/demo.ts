@@ -8,18 +8,29 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { stringify } from 'yaml'
 import { bytes, table } from '../agent/format.js'
+import { UsageError } from '../lib/errors.js'
 import { buildRoot, editIndex, emptyIndex, upsertImage } from '../lib/catalogue-edit.js'
 import { addSignature, serializeDocument } from '../lib/document.js'
 import { ImageHasher } from '../lib/image-hasher.js'
 import { encodePublicKey, encodeSecretKey, generateKeyPair } from '../lib/keys.js'
 import type { ImageEntry } from '../lib/schema.js'
+import { keyIdOf } from '../lib/keys.js'
 import { buildTorrent } from '../lib/torrent-meta.js'
+import { parseFlags } from './args.js'
+import { DEMO_GLANCE_TARGET, demoTargetImage, glanceTargetConfig, openDemoGlance, type DemoGlance } from './demo-glance.js'
 
 /**
  * `npm run demo`: the whole product on loopback, no root, no internet. Keys, a root, a 32 MiB
  * image, a signed catalogue, the real imgdist-index and three imgdist-agent processes with
  * directory targets; waits until every site has the image verified and prints the fleet.
+ * `--glance-cloud NAME`: site-1 also registers the image in that cloud's Glance (docs/glance.md).
  */
+
+const USAGE = `usage: npm run demo [-- --glance-cloud NAME]
+  --glance-cloud NAME  site-1 also registers the image in the Glance of cloud NAME of clouds.yaml
+                       (found as the openstack CLI finds it: $OS_CLIENT_CONFIG_FILE, ./clouds.yaml,
+                       ~/.config/openstack/, /etc/openstack/); see docs/glance.md
+`
 
 const IMAGE_SIZE = 32 * 1024 * 1024
 const PIECE_LENGTH = 256 * 1024
@@ -27,6 +38,8 @@ const SITES = ['site-1', 'site-2', 'site-3']
 // The origin can upload about one copy in 4 s: alone it would need 12 s for three sites, so sites share.
 const ORIGIN_UPLOAD_LIMIT = 8 * 1024 * 1024
 const DEADLINE_MS = 50_000
+// a 32 MiB upload into Glance, which hashes it, on top
+const GLANCE_EXTRA_MS = 40_000
 
 const here = fileURLToPath(new URL('.', import.meta.url))
 const INDEX_BIN = join(here, '..', 'index-server', 'bin.js')
@@ -87,14 +100,29 @@ async function makeImage (path: string): Promise<{ sha512: string, size: number,
   return h.digest()
 }
 
-interface View { id: string, state: string, progress: number, bytesFromPeers: number, bytesFromWebSeeds: number, bytesUploaded: number }
+interface View {
+  id: string
+  state: string
+  progress: number
+  bytesFromPeers: number
+  bytesFromWebSeeds: number
+  bytesUploaded: number
+  error?: { code: string, message: string }
+  targets?: Record<string, { state: string, ref?: string, error?: { code: string, message: string } }>
+}
 
 async function main (): Promise<number> {
+  const flags = parseFlags(process.argv.slice(2), { 'glance-cloud': '' }, USAGE)
+  if (flags.help) { process.stdout.write(USAGE); return 0 }
+  const glanceCloud = flags['glance-cloud'] === '' ? undefined : flags['glance-cloud']
   const started = Date.now()
   const dir = await mkdtemp(join(tmpdir(), 'imgdist-demo-'))
   const procs: Proc[] = []
+  let glance: DemoGlance | undefined
   try {
     say(`imgdist demo in ${dir}`)
+    // the cloud is resolved before anything is built, so a wrong name fails at once
+    if (glanceCloud !== undefined) glance = openDemoGlance(glanceCloud, process.env)
     // 1. The endorser: keys, root v1, image, torrent, signed catalogue.
     const rootKey = generateKeyPair()
     const indexKey = generateKeyPair()
@@ -115,6 +143,11 @@ async function main (): Promise<number> {
     }
     const index = addSignature(editIndex(emptyIndex('demo', new Date(), new Date(Date.now() + 30 * 86400_000)), new Date(), (s) => upsertImage(s, entry)), indexKey)
     say(`signed catalogue "demo" v${index.signed.version}: ${entry.id} (${bytes(entry.size)}, sha512 ${entry.sha512.slice(0, 16)}…)`)
+    const targetImg = demoTargetImage('demo', index.signed.version, entry, [keyIdOf(indexKey.publicKey)])
+    if (glance !== undefined) {
+      await glance.probe(targetImg)
+      say(`Glance mode: site-1 also registers into cloud "${glanceCloud}" (${glance.describe()})`)
+    }
 
     // 2. The index operator: install the root, register the sites' report keys, serve.
     const indexDir = join(dir, 'index')
@@ -153,7 +186,10 @@ async function main (): Promise<number> {
         swarm: { torrentPort: 0, dht: { enabled: false }, lsd: false, maxConcurrentDownloads: 2 },
         subscriptions: [{ name: 'demo', url: `${url}/v1/index.yaml`, root: rootPath, pollInterval: '2s' }],
         policy: { approval: 'auto', retire: 'deactivate' },
-        targets: [{ name: 'images', type: 'directory', path: join(dir, site, 'images') }],
+        targets: [
+          { name: 'images', type: 'directory', path: join(dir, site, 'images') },
+          ...(glance !== undefined && site === SITES[0] ? [glanceTargetConfig(glance.cloud)] : [])
+        ],
         report: { url, siteKey: siteKeys.get(site), interval: '1s' },
         logLevel: 'info'
       }))
@@ -174,12 +210,18 @@ async function main (): Promise<number> {
         const v = r.images.find((i) => i.id === entry.id)
         if (v !== undefined) views.set(a.site, v)
       }
-      const line = agents.map((a) => { const v = views.get(a.site); return `${a.site} ${v?.state ?? '-'} ${((v?.progress ?? 0) * 100).toFixed(0)}%` }).join('  ')
+      const line = agents.map((a) => {
+        const v = views.get(a.site)
+        return `${a.site} ${v?.state ?? '-'} ${((v?.progress ?? 0) * 100).toFixed(0)}%${v?.error !== undefined ? ` (${v.error.code})` : ''}`
+      }).join('  ')
       // A terminal gets one live line; a log (CI, the test) gets a line every few seconds.
       if (process.stdout.isTTY) process.stdout.write(`\r${line}   `)
       else if (line !== lastLine && Date.now() - lastPrinted > 2000) { say(line); lastPrinted = Date.now(); lastLine = line }
       if (agents.every((a) => views.get(a.site)?.state === 'registered')) break
-      if (Date.now() - started > DEADLINE_MS) throw new Error('not every site finished in time')
+      if (Date.now() - started > DEADLINE_MS + (glance !== undefined ? GLANCE_EXTRA_MS : 0)) {
+        const errs = [...views.entries()].filter(([, v]) => v.error !== undefined).map(([s, v]) => `${s}: ${v.error?.code ?? ''}: ${v.error?.message ?? ''}`)
+        throw new Error(`not every site finished in time${errs.length > 0 ? `\n${errs.join('\n')}` : ''}`)
+      }
       await new Promise((resolve) => setTimeout(resolve, 500))
     }
     say(process.stdout.isTTY ? '\n' : agents.map((a) => `${a.site} registered`).join('  ') + '\n')
@@ -203,6 +245,11 @@ async function main (): Promise<number> {
       const side = JSON.parse(await readFile(join(a.dir, 'images', `${entry.id}.json`), 'utf8')) as { sha512: string }
       if (side.sha512 !== entry.sha512) throw new Error(`${a.site}: sidecar sha512 differs`)
     }
+    if (glance !== undefined) {
+      const ref = views.get(SITES[0] as string)?.targets?.[DEMO_GLANCE_TARGET]?.ref
+      if (ref === undefined) throw new Error('site-1 did not record a Glance image id')
+      say(`site-1 registered it in Glance (cloud "${glance.cloud}"): ${await glance.check(targetImg, ref)}`)
+    }
     const fleet = await fetch(`${url}/v1/fleet`).then(async (r) => await r.json() as { sites: Array<{ name: string }> }).catch(() => ({ sites: [] }))
     say(`the index server's fleet view has reports from ${fleet.sites.length} site(s): ${url}/`)
     say(`every site verified sha512 ${entry.sha512.slice(0, 16)}… in ${((Date.now() - started) / 1000).toFixed(1)} s`)
@@ -213,11 +260,12 @@ async function main (): Promise<number> {
     if (procs[0] !== undefined) codes.push([procs[0].name, await stop(procs[0])])
     const bad = codes.filter(([, c]) => c !== 0)
     say(bad.length === 0 ? 'all processes stopped cleanly' : `unclean exits: ${bad.map(([n, c]) => `${n}=${String(c)}`).join(', ')}`)
+    await glance?.close()
     await rm(dir, { recursive: true, force: true })
   }
 }
 
 main().then((code) => { process.exitCode = code }, (err: unknown) => {
   process.stderr.write(`demo failed: ${err instanceof Error ? err.message : String(err)}\n`)
-  process.exitCode = 1
+  process.exitCode = err instanceof UsageError ? 2 : 1
 })

@@ -114,6 +114,8 @@ export function createDirectoryTarget (cfg: DirectoryTargetConfig): Target {
       await Promise.all(names.filter((n) => n.startsWith('.tmp-') || /\.tmp-[0-9a-f]{8}$/.test(n)).map(async (n) => { await rm(join(dir, n), { force: true }) }))
     },
 
+    status: () => ({ path: dir }),
+
     async close () {}
   }
 }

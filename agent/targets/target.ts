@@ -37,6 +37,8 @@ export interface Target {
   retire: (img: TargetImage, reg: Registration, action: RetireAction, signal?: AbortSignal) => Promise<void>
   /** Start-up clean-up of what a crash left half-done (partial files, `queued` Glance images). */
   recover?: (signal?: AbortSignal) => Promise<void>
+  /** What the operator view shows of the target itself (endpoint, credential source, last error); never a secret. */
+  status?: () => object
   close: () => Promise<void>
 }
 

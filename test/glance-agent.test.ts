@@ -1,0 +1,212 @@
+import { execFile } from 'node:child_process'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import t from 'tap'
+import { keyIdOf } from '../lib/keys.js'
+import type { ImageEntry } from '../lib/schema.js'
+import { startOrigin, startSeeder } from './helpers/agent-origin.js'
+import { AGENT_BIN, startAgent, waitFor, type AgentProc } from './helpers/agent-proc.js'
+import { makeFixture, type Fixture } from './helpers/catalogue-fixture.js'
+import { missingOpenStackPackages, startOpenStack, type OpenStack } from './helpers/glance-openstack.js'
+
+/**
+ * End to end through the real daemon: a real Keystone + Glance (one start for the file), an
+ * origin (index stand-in + origin seed), and spawned `imgdist-agent run` processes whose config
+ * has a `glance` target naming a cloud of a clouds.yaml found through OS_CLIENT_CONFIG_FILE.
+ * Register → adopt by a second agent → refused credentials → revocation retires it in Glance.
+ */
+
+const run = promisify(execFile)
+const TARGET = 'cloud-a'
+const WRONG_PASSWORD = 'not-the-demo-password'
+
+interface TargetStateLite { state: string, ref?: string, adopted?: boolean, error?: { code: string, message: string } }
+interface ViewLite {
+  id: string
+  state: string
+  retries: number
+  bytesFromPeers: number
+  bytesFromWebSeeds: number
+  error?: { code: string, message: string }
+  targets: Record<string, TargetStateLite>
+}
+interface StatusLite { targets: Array<{ name: string, type: string, endpoint?: string, credentials?: string, lastImageId?: string, lastError?: { code: string }, recoverError?: { code: string } }> }
+
+const viewOf = async (a: AgentProc, id: string): Promise<ViewLite | undefined> =>
+  (await a.get<{ images: ViewLite[] }>('/v1/images')).images.find((i) => i.id === id)
+
+async function cli (a: AgentProc, ...args: string[]): Promise<string> {
+  const { stdout } = await run(process.execPath, [AGENT_BIN, ...args, '--api', a.api], { timeout: 20_000 })
+  return stdout
+}
+
+async function main (): Promise<void> {
+  t.setTimeout(280_000)
+  const os: OpenStack = await startOpenStack()
+  t.teardown(async () => { await os.stop() })
+  t.comment(`keystone ready in ${os.startSeconds.keystone.toFixed(1)}s, glance in ${os.startSeconds.glance.toFixed(1)}s`)
+  const dir = await mkdtemp(join(tmpdir(), 'imgdist-glance-agent-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+
+  // The agents find clouds.yaml the way the openstack CLI does: OS_CLIENT_CONFIG_FILE, inherited
+  // by every spawned agent. Other OS_* of the calling shell must not leak into them.
+  const cloudsFile = join(dir, 'clouds.yaml')
+  await writeFile(cloudsFile, [
+    'clouds:',
+    '  e2e-appcred:',
+    '    auth_type: v3applicationcredential',
+    '    region_name: RegionOne',
+    '    interface: public',
+    '    auth:',
+    `      auth_url: ${os.keystoneUrl}`,
+    `      application_credential_id: ${os.appCred.id}`,
+    `      application_credential_secret: ${os.appCred.secret}`,
+    '  e2e-wrong-password:',
+    '    region_name: RegionOne',
+    '    auth:',
+    `      auth_url: ${os.keystoneUrl}`,
+    `      username: ${os.demo.username}`,
+    `      password: ${WRONG_PASSWORD}`,
+    `      project_name: ${os.demo.project}`,
+    '      user_domain_name: Default',
+    '      project_domain_name: Default',
+    ''
+  ].join('\n'), { mode: 0o600 })
+  const savedEnv = { ...process.env }
+  for (const k of Object.keys(process.env)) if (k.startsWith('OS_')) Reflect.deleteProperty(process.env, k)
+  process.env.OS_CLIENT_CONFIG_FILE = cloudsFile
+  t.teardown(() => {
+    for (const k of Object.keys(process.env)) if (k.startsWith('OS_')) Reflect.deleteProperty(process.env, k)
+    Object.assign(process.env, Object.fromEntries(Object.entries(savedEnv).filter(([k]) => k.startsWith('OS_'))))
+  })
+
+  const fx: Fixture = await makeFixture(join(dir, 'fx'))
+  const origin = await startOrigin(fx)
+  t.teardown(origin.close)
+  const entry: ImageEntry = await fx.addImage('alma-9', 3 * 1024 * 1024 + 4099, { pieceLength: 64 * 1024, announce: [origin.announce] })
+  const seeder = await startSeeder(fx, [entry.id])
+  t.teardown(seeder.close)
+
+  const agents: AgentProc[] = []
+  t.teardown(async () => { await Promise.all(agents.map(async (a) => await a.stop('SIGKILL'))) })
+  const agentWith = async (site: string, cloud: string): Promise<AgentProc> => {
+    const a = await startAgent(join(dir, site), site, {
+      subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '2s' }],
+      policy: { approval: 'auto', retire: 'deactivate', retireGrace: '0' },
+      targets: [{ name: TARGET, type: 'glance', cloud, visibility: 'community', tags: ['imgdist', 'e2e'], retryBaseMs: 200, retryMaxMs: 1000, maxAttempts: 3 }]
+    })
+    agents.push(a)
+    return a
+  }
+  const glanceImagesOf = async (id: string): Promise<any[]> =>
+    (await os.glanceGet(`/v2/images?imgdist_id=${id}&imgdist_catalogue=${fx.index.signed.name}`)).body.images as any[]
+
+  let imageId = ''
+  let siteA: AgentProc | undefined
+
+  await t.test('an approved image ends active in Glance, verified by Glance\'s own sha512', async (t) => {
+    const a = await agentWith('site-a', 'e2e-appcred')
+    siteA = a
+    const v = await waitFor('site-a registered in Glance', async () => {
+      const x = await viewOf(a, entry.id)
+      return x?.state === 'registered' && x.targets[TARGET]?.state === 'registered' ? x : undefined
+    }, 120_000)
+    imageId = v.targets[TARGET]?.ref ?? ''
+    t.match(imageId, /^[0-9a-f-]{36}$/, `the status API names the Glance image id (${imageId})`)
+    t.equal(v.targets[TARGET]?.adopted, false, 'uploaded, not adopted')
+
+    const { status, body: g } = await os.glanceGet(`/v2/images/${imageId}`)
+    t.equal(status, 200)
+    t.equal(g.status, 'active')
+    t.equal(g.size, entry.size)
+    t.equal(g.os_hash_algo, 'sha512')
+    t.equal(g.os_hash_value, entry.sha512, 'os_hash_value (computed by Glance) equals the catalogue sha512')
+    t.equal(g.visibility, 'community', 'the configured visibility')
+    t.equal(g.owner, os.demo.projectId, 'in the application credential\'s project')
+    t.equal(g.name, `${entry.name}-${entry.version}`)
+    t.match(g, {
+      imgdist_catalogue: fx.index.signed.name, imgdist_id: entry.id, imgdist_version: entry.version,
+      imgdist_sha512: entry.sha512, imgdist_endorsers: keyIdOf((fx.indexKeys[0] as { publicKey: Uint8Array }).publicKey),
+      os_distro: 'test', architecture: 'x86_64'
+    })
+    t.same([...g.tags].sort(), ['e2e', 'imgdist'])
+
+    const st = await a.get<StatusLite>('/v1/status')
+    t.match(st.targets, [{ name: TARGET, type: 'glance', endpoint: os.glanceUrl, lastImageId: imageId }], 'status shows the target')
+    t.match(st.targets[0]?.credentials, /clouds\.yaml/, 'and where its credentials came from')
+    const everything = JSON.stringify(st) + JSON.stringify(await a.get('/v1/images'))
+    t.notOk(everything.includes(os.appCred.secret), 'the application credential secret is not in the API')
+
+    const human = await cli(a, 'images')
+    t.match(human, /TARGETS/)
+    t.match(human, new RegExp(`alma-9\\s.*registered.*${TARGET} registered ${imageId}`), `imgdist-agent images shows the Glance id:\n${human}`)
+    const json = JSON.parse(await cli(a, 'images', '--json')) as { images: ViewLite[] }
+    t.equal(json.images[0]?.targets[TARGET]?.ref, imageId)
+    const statusOut = await cli(a, 'status')
+    t.match(statusOut, new RegExp(`${TARGET}\\s+glance\\s+${os.glanceUrl.replace(/[.]/g, '\\.')}`), `imgdist-agent status lists the target:\n${statusOut}`)
+  })
+
+  await t.test('a second agent (fresh state) adopts the image instead of uploading it', async (t) => {
+    const b = await agentWith('site-b', 'e2e-appcred')
+    const v = await waitFor('site-b registered', async () => {
+      const x = await viewOf(b, entry.id)
+      return x?.state === 'registered' ? x : undefined
+    }, 60_000)
+    t.equal(v.targets[TARGET]?.ref, imageId, 'the same Glance image')
+    t.equal(v.targets[TARGET]?.adopted, true, 'adopted')
+    t.equal(v.bytesFromPeers + v.bytesFromWebSeeds, 0, 'no image bytes moved')
+    t.ok(b.logs.some((l) => l.includes('adopted existing image')), 'the log says it adopted')
+    t.same((await glanceImagesOf(entry.id)).map((i) => i.id), [imageId], 'exactly one Glance image')
+    t.equal(await b.stop('SIGTERM'), 0, 'site-b stops cleanly')
+  })
+
+  await t.test('a wrong password: a clear AUTH_FAILED in the status API, and the agent keeps running', async (t) => {
+    const c = await agentWith('site-c', 'e2e-wrong-password')
+    const v = await waitFor('site-c AUTH_FAILED', async () => {
+      const x = await viewOf(c, entry.id)
+      return x?.state === 'failed' && x.error?.code === 'AUTH_FAILED' && x.retries >= 2 ? x : undefined
+    }, 60_000)
+    t.equal(v.targets[TARGET]?.state, 'failed')
+    t.equal(v.targets[TARGET]?.error?.code, 'AUTH_FAILED', 'the target\'s own line carries the Glance error')
+    t.ok(v.retries >= 2, `retried with backoff (${v.retries} attempts), still failing the same clear way`)
+    const st = await c.get<StatusLite>('/v1/status')
+    t.equal(st.targets[0]?.lastError?.code, 'AUTH_FAILED', 'status: the target\'s last error')
+    t.equal(st.targets[0]?.recoverError?.code, 'AUTH_FAILED', 'the start-up clean-up failed too, without stopping the agent')
+    t.equal(c.proc.exitCode, null, 'the process is alive (no crash loop)')
+    t.equal(c.proc.signalCode, null)
+    const health = await fetch(`${c.api}/healthz`)
+    t.equal(health.status, 200, '/healthz answers')
+    t.match(await cli(c, 'images'), /AUTH_FAILED/, 'imgdist-agent images shows it')
+    const everything = JSON.stringify(st) + JSON.stringify(await c.get('/v1/images')) + c.logs.join('\n')
+    t.notOk(everything.includes(WRONG_PASSWORD), 'the password is in neither the API nor the logs')
+    t.same((await glanceImagesOf(entry.id)).map((i) => i.id), [imageId], 'Glance untouched')
+    t.equal(await c.stop('SIGTERM'), 0, 'site-c stops cleanly')
+  })
+
+  await t.test('a revocation retires the image in Glance per policy (deactivate)', async (t) => {
+    const a = siteA
+    if (a === undefined || imageId === '') { t.fail('site-a did not register'); return }
+    await fx.revoke(entry.id, 'e2e: withdrawn by the endorser')
+    const v = await waitFor('site-a retired', async () => {
+      const x = await viewOf(a, entry.id)
+      return x?.state === 'retired' ? x : undefined
+    }, 60_000)
+    t.equal(v.targets[TARGET]?.state, 'retired')
+    t.equal(v.targets[TARGET]?.ref, imageId)
+    const { body: g } = await os.glanceGet(`/v2/images/${imageId}`)
+    t.equal(g.status, 'deactivated', 'deactivated in Glance')
+    t.same((await glanceImagesOf(entry.id)).map((i) => i.id), [imageId], 'still exactly one Glance image')
+    t.equal(await a.stop('SIGTERM'), 0, 'site-a stops cleanly (targets closed)')
+  })
+}
+
+const missing = missingOpenStackPackages()
+if (missing.length > 0) {
+  t.comment(`SKIPPING the agent + Glance end-to-end test: missing Debian packages: ${missing.join(' ')}`)
+  t.comment('install them with: bash test/setup/install-tools.sh')
+  t.plan(0, `missing Debian packages ${missing.join(' ')} (run test/setup/install-tools.sh)`)
+} else {
+  await main()
+}
