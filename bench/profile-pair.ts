@@ -1,0 +1,141 @@
+import { spawn } from 'node:child_process'
+import { existsSync, readFileSync } from 'node:fs'
+import { link, mkdir, rm, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import WebTorrent from 'webtorrent'
+import { num, parseFlags } from './args.js'
+import { makeBenchImage } from './fixture.js'
+import { cpuSeconds } from './proc.js'
+import { fmt, machine, median } from './report.js'
+
+/**
+ * node dist/bench/profile-pair.js [--size-mib 512] [--piece-kib 1024] [--runs 3] [--cpu-prof true]
+ *
+ * A focused CPU benchmark of webtorrent itself (no agent, no index server): one webtorrent
+ * seeder process and one webtorrent leecher process on 127.0.0.1, DHT/LSD/uTP/trackers off, the
+ * leecher connected with addPeer and using the client and add() options of agent/downloader.ts
+ * (rarest-first). Separate processes so that process.cpuUsage() attributes CPU to one side.
+ * Prints MiB/s and the leecher's CPU-s per GiB received for each run and the median.
+ * With --cpu-prof the leecher runs under `node --cpu-prof`; summarise with profile-summary.js.
+ */
+
+const USAGE = 'usage: node dist/bench/profile-pair.js [--size-mib 512] [--piece-kib 1024] [--runs 3] [--seeders 1] [--strategy rarest] [--cpu-prof false] [--work-dir /tmp/imgdist-profile] [--timeout-s 300]'
+const SELF = fileURLToPath(import.meta.url)
+
+interface LeechResult { seconds: number, cpuS: number, userS: number, sysS: number, bytes: number, seedCpuS?: number }
+
+// The client options agent/downloader.ts uses (its Swarm constructor), for a loopback pair.
+function client (): WebTorrent {
+  return new WebTorrent({ torrentPort: 0, dht: false, lsd: false, utp: false, natUpnp: false, natPmp: false, maxConns: 55, tracker: false } as ConstructorParameters<typeof WebTorrent>[0])
+}
+
+function addOpts (path: string, strategy = 'rarest'): Record<string, unknown> {
+  return { path, strategy, skipVerify: false, announce: [], urlList: [], destroyStoreOnDestroy: false }
+}
+
+async function seedRole (torrentPath: string, dir: string): Promise<void> {
+  const c = client()
+  const t = c.add(readFileSync(torrentPath), addOpts(dir))
+  await new Promise<void>((resolve, reject) => { t.once('done', () => { resolve() }); t.once('error', reject) })
+  const addr = c.address()
+  process.stdout.write(JSON.stringify({ port: addr?.port }) + '\n')
+  // Serve until the parent closes stdin.
+  process.stdin.resume()
+  process.stdin.on('end', () => { c.destroy(() => { process.exit(0) }) })
+}
+
+async function leechRole (torrentPath: string, dir: string, ports: number[], strategy: string): Promise<void> {
+  const c = client()
+  const t = c.add(readFileSync(torrentPath), addOpts(dir, strategy))
+  await new Promise<void>((resolve) => { if ((t as unknown as { ready: boolean }).ready) resolve(); else t.once('ready', () => { resolve() }) })
+  const cpu0 = process.cpuUsage()
+  const t0 = process.hrtime.bigint()
+  for (const port of ports) t.addPeer(`127.0.0.1:${port}`)
+  await new Promise<void>((resolve, reject) => { t.once('done', () => { resolve() }); t.once('error', reject) })
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9
+  const cpu = process.cpuUsage(cpu0)
+  const r: LeechResult = { seconds, cpuS: (cpu.user + cpu.system) / 1e6, userS: cpu.user / 1e6, sysS: cpu.system / 1e6, bytes: t.length }
+  process.stdout.write(JSON.stringify(r) + '\n')
+  c.destroy(() => { process.exit(0) })
+}
+
+/** Spawns this file in a role; resolves with the first JSON line it prints. */
+function child (args: string[], nodeArgs: string[], timeoutMs: number): { pid: number, line: Promise<Record<string, unknown>>, end: () => void, exited: Promise<void> } {
+  const p = spawn(process.execPath, [...nodeArgs, SELF, ...args], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const exited = new Promise<void>((resolve) => p.once('exit', () => { resolve() }))
+  const line = new Promise<Record<string, unknown>>((resolve, reject) => {
+    let buf = ''
+    const timer = setTimeout(() => { p.kill('SIGKILL'); reject(new Error(`${args[1] ?? '?'}: timed out`)) }, timeoutMs)
+    p.stdout.on('data', (d: Buffer) => {
+      buf += d.toString()
+      const nl = buf.indexOf('\n')
+      if (nl >= 0) { clearTimeout(timer); resolve(JSON.parse(buf.slice(0, nl)) as Record<string, unknown>) }
+    })
+    p.once('exit', (code) => { clearTimeout(timer); reject(new Error(`${args[1] ?? '?'} exited ${String(code)}`)) })
+  })
+  return { pid: p.pid ?? 0, line, end: () => { p.stdin.end() }, exited }
+}
+
+async function main (): Promise<number> {
+  const f = parseFlags(process.argv.slice(2), { 'size-mib': '512', 'piece-kib': '1024', runs: '3', 'cpu-prof': 'false', 'work-dir': '/tmp/imgdist-profile', 'timeout-s': '300', seeders: '1', strategy: 'rarest', role: '', torrent: '', dir: '', ports: '' }, USAGE)
+  if (f.help) { console.log(USAGE); return 0 }
+  if (f.role === 'seed') { await seedRole(f.torrent, f.dir); return -1 }
+  if (f.role === 'leech') { await leechRole(f.torrent, f.dir, f.ports.split(',').map(Number), f.strategy); return -1 }
+
+  const sizeMiB = num(f, 'size-mib', 1, 64 * 1024)
+  const pieceKiB = num(f, 'piece-kib', 16, 16 * 1024)
+  const runs = num(f, 'runs', 1, 50)
+  const nSeeders = num(f, 'seeders', 1, 16)
+  const timeoutMs = num(f, 'timeout-s', 1) * 1000
+  const work = f['work-dir']
+  const imgDir = join(work, `image-${sizeMiB}m-${pieceKiB}k`)
+  const m = machine()
+  let image = { path: join(imgDir, 'profile.img'), torrentPath: join(imgDir, 'profile.torrent') }
+  if (!existsSync(join(imgDir, 'done'))) {
+    await rm(imgDir, { recursive: true, force: true })
+    const b = await makeBenchImage({ dir: imgDir, id: 'profile', size: sizeMiB * 2 ** 20, pieceLength: pieceKiB * 1024, announce: [] })
+    image = { path: b.path, torrentPath: b.torrentPath }
+    await writeFile(join(imgDir, 'done'), image.torrentPath)
+  } else {
+    image.torrentPath = readFileSync(join(imgDir, 'done'), 'utf8')
+  }
+  console.log(`profile-pair: ${sizeMiB} MiB, ${pieceKiB} KiB pieces, ${nSeeders} seeder(s), strategy ${f.strategy}, ${runs} run(s); ${m.cpuModel} ×${m.nproc}, load ${m.load}`)
+
+  // The torrent's name is the image id without the .img suffix: give the seeder a folder where it is.
+  const seedDir = join(imgDir, 'seed')
+  if (!existsSync(join(seedDir, 'profile'))) { await mkdir(seedDir, { recursive: true }); await link(image.path, join(seedDir, 'profile')) }
+  // With --seeders K the leecher has K wires, as a downloader in a swarm has several peers.
+  const seeders = Array.from({ length: nSeeders }, () => child(['--role', 'seed', '--torrent', image.torrentPath, '--dir', seedDir], [], timeoutMs))
+  const ports = (await Promise.all(seeders.map(async (s) => await s.line))).map((l) => Number(l.port))
+  const seedCpu = (): number | undefined => seeders.reduce<number | undefined>((a, s) => { const c = cpuSeconds(s.pid); return a === undefined || c === undefined ? undefined : a + c }, 0)
+  const results: LeechResult[] = []
+  try {
+    for (let i = 0; i < runs; i++) {
+      const dir = join(work, `leech-${i}`)
+      await rm(dir, { recursive: true, force: true })
+      await mkdir(dir, { recursive: true })
+      const nodeArgs = f['cpu-prof'] === 'true' ? ['--cpu-prof', '--cpu-prof-dir', join(work, 'prof')] : []
+      const l = child(['--role', 'leech', '--torrent', image.torrentPath, '--dir', dir, '--ports', ports.join(','), '--strategy', f.strategy], nodeArgs, timeoutMs)
+      const seed0 = seedCpu()
+      const r = await l.line as unknown as LeechResult
+      const seed1 = seedCpu()
+      // The seeder's CPU from the leecher's start (not just from its first request): an upper bound.
+      if (seed0 !== undefined && seed1 !== undefined) r.seedCpuS = seed1 - seed0
+      await l.exited
+      await rm(dir, { recursive: true, force: true })
+      results.push(r)
+      const gib = r.bytes / 2 ** 30
+      console.log(`run ${i + 1}: ${fmt(r.seconds, 2)} s, ${fmt(r.bytes / 2 ** 20 / r.seconds, 1)} MiB/s, leecher CPU ${fmt(r.cpuS, 2)} s (user ${fmt(r.userS, 2)}, sys ${fmt(r.sysS, 2)}) = ${fmt(r.cpuS / gib, 2)} CPU-s/GiB; seeder(s) ${fmt((r.seedCpuS ?? NaN) / gib, 2)} CPU-s/GiB`)
+    }
+  } finally {
+    for (const s of seeders) s.end()
+    await Promise.all(seeders.map(async (s) => { await s.exited }))
+  }
+  const gib = sizeMiB / 1024
+  console.log(`median: ${fmt(median(results.map((r) => sizeMiB / r.seconds)), 1)} MiB/s, ${fmt(median(results.map((r) => r.cpuS / gib)), 2)} leecher CPU-s/GiB (load at end ${machine().load})`)
+  if (f['cpu-prof'] === 'true') console.log(`profiles in ${join(work, 'prof')}; node dist/bench/profile-summary.js <file.cpuprofile>`)
+  return 0
+}
+
+main().then((code) => { if (code >= 0) process.exit(code) }, (err: Error) => { console.error(err.message); process.exit(1) })
