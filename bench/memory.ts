@@ -6,7 +6,7 @@ import { num, parseFlags } from './args.js'
 import { makeBenchImage, sha512OfFile } from './fixture.js'
 import { agentImage, agentTargetDir, spawnAgent, startIndexOrigin, writeAgentConfig, type AgentSpec } from './imgdist-procs.js'
 import { LoopbackHost } from './netns.js'
-import { cpuSeconds, killLive, removeBigFiles, rssKiB, sleep, stopAll, type Proc } from './proc.js'
+import { cleanupOnExit, cpuSeconds, killLive, removeBigFiles, rssKiB, sleep, stopAll, type Proc } from './proc.js'
 import { choosePieceLength } from '../lib/torrent-meta.js'
 import { appendResults, fmt, machine, machineLines, markdownTable, textTable } from './report.js'
 
@@ -36,8 +36,7 @@ async function main (): Promise<number> {
   const host = new LoopbackHost('imgb-mem')
   const m = machine()
   const cleanup = (): void => { killLive(); host.teardown() }
-  process.on('exit', cleanup)
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => { cleanup(); process.exit(130) })
+  cleanupOnExit(cleanup)
   await rm(work, { recursive: true, force: true })
   await mkdir(work, { recursive: true })
   console.log(`bench:memory: writing a ${sizeGiB} GiB image of random bytes …`)

@@ -6,7 +6,7 @@ import { num, parseFlags } from './args.js'
 import { makeBenchImage, sha512OfFile, type BenchImage } from './fixture.js'
 import { agentImage, agentTargetDir, spawnAgent, startIndexOrigin, writeAgentConfig, type AgentSpec } from './imgdist-procs.js'
 import { LoopbackHost } from './netns.js'
-import { cpuSeconds, killLive, removeBigFiles, sleep, start, stopAll, waitUntil, type Proc } from './proc.js'
+import { cleanupOnExit, cpuSeconds, killLive, removeBigFiles, sleep, start, stopAll, waitUntil, type Proc } from './proc.js'
 import { appendResults, fmt, machine, machineLines, markdownTable, textTable } from './report.js'
 
 /**
@@ -35,8 +35,7 @@ async function main (): Promise<number> {
   const host = new LoopbackHost('imgb-pair')
   const m = machine()
   const cleanup = (): void => { killLive(); host.teardown() }
-  process.on('exit', cleanup)
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => { cleanup(); process.exit(130) })
+  cleanupOnExit(cleanup)
   await rm(work, { recursive: true, force: true })
   await mkdir(work, { recursive: true })
   const image = await makeBenchImage({ dir: join(work, 'catalogue'), id: 'bench-image', size: sizeMiB * 2 ** 20, pieceLength: pieceKiB * 1024, announce: ['http://127.0.0.1:8080/announce'] })

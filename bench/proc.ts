@@ -46,6 +46,20 @@ export function killLive (): void {
   for (const p of live) p.child.kill('SIGKILL')
 }
 
+/**
+ * Runs `cleanup` (kill children, tear down namespaces) however the benchmark ends: normal exit
+ * or Ctrl-C / SIGTERM / SIGHUP, so no namespace or process outlives a run.
+ */
+export function cleanupOnExit (cleanup: () => void): void {
+  process.on('exit', cleanup)
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => { cleanup(); process.exit(130) })
+}
+
+/** The lines of a file a child appends to (a completion hook's log); none while it does not exist. */
+export function readLines (path: string): string[] {
+  try { return readFileSync(path, 'utf8').split('\n') } catch { return [] }
+}
+
 export interface Proc { child: ChildProcess, pid: number, label: string, exited: Promise<number | null>, exitedAt?: number }
 
 /** Spawns with stdout+stderr to `logPath`; `exited` resolves with the exit code (null if signalled). */

@@ -5,7 +5,7 @@ import { num, parseFlags } from './args.js'
 import { makeBenchImage } from './fixture.js'
 import { kumarRossBound } from './kumar-ross.js'
 import { Testbed } from './netns.js'
-import { killLive, removeBigFiles, tryRun } from './proc.js'
+import { cleanupOnExit, killLive, removeBigFiles, tryRun } from './proc.js'
 import { appendResults, machine } from './report.js'
 import { runAria2 } from './runners/aria2.js'
 import { runHttp } from './runners/http.js'
@@ -59,8 +59,7 @@ async function main (): Promise<number> {
   const bed = new Testbed({ hosts: n, upMbit: [seedUpMbit, ...Array(n - 1).fill(upMbit)], downMbit, delayMs })
   const m = machine()
   const cleanup = (): void => { killLive(); bed.teardown() }
-  process.on('exit', cleanup)
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => { cleanup(); process.exit(130) })
+  cleanupOnExit(cleanup)
 
   console.log(`bench:swarm N=${n} (${n - 1} downloaders) F=${sizeMiB} MiB piece=${pieceKiB} KiB up=${upMbit} seed-up=${seedUpMbit} down=${downMbit || 'uncapped'} Mbit/s delay=${delayMs} ms; ` +
     `Kumar–Ross bound ${bound.seconds.toFixed(2)} s; timeout ${timeoutS} s per tool`)

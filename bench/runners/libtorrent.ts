@@ -1,7 +1,7 @@
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { link, mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { sleep, start, stopAll, tryRun, waitUntil, type Proc } from '../proc.js'
+import { readLines, sleep, start, stopAll, tryRun, waitUntil, type Proc } from '../proc.js'
 import { measure, skipped, verifyFiles, type SwarmContext, type SwarmRun } from './swarm-run.js'
 import { startTracker } from './tracker-proc.js'
 
@@ -41,7 +41,7 @@ export async function runLibtorrent (ctx: SwarmContext): Promise<SwarmRun> {
         }
         return m
       },
-      isDone: (h) => readDone(doneFile).includes(dirOf(h) + '/'),
+      isDone: (h) => readLines(doneFile).includes(dirOf(h) + '/'),
       fileOf: (h) => join(dirOf(h), image.id)
     })
     await stopAll(all)
@@ -50,8 +50,4 @@ export async function runLibtorrent (ctx: SwarmContext): Promise<SwarmRun> {
   } finally {
     await stopAll(all)
   }
-}
-
-function readDone (path: string): string[] {
-  try { return readFileSync(path, 'utf8').split('\n') } catch { return [] }
 }
