@@ -1,21 +1,15 @@
 import { createHash } from 'node:crypto'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
-import { makeFixture } from './helpers/catalogue-fixture.js'
-import { startOrigin, startSeeder } from './helpers/agent-origin.js'
+import { originTestbed, startSeeder } from './helpers/agent-origin.js'
 import { startCorruptPeer } from './helpers/agent-corrupt-peer.js'
 import { imagesOf, startAgent, waitFor, type AgentProc } from './helpers/agent-proc.js'
 
 const sha512 = (b: Uint8Array): string => createHash('sha512').update(b).digest('hex')
 
 t.test('a peer serving corrupt pieces is cut off and the download still verifies', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'imgdist-corrupt-'))
-  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
-  const fx = await makeFixture(join(dir, 'fx'))
-  const origin = await startOrigin(fx)
-  t.teardown(origin.close)
+  const { dir, fx, origin } = await originTestbed(t, 'imgdist-corrupt-')
   const entry = await fx.addImage('corrupt-target', 4 * 1024 * 1024, { pieceLength: 32 * 1024, announce: [origin.announce] })
   // The bad peer is fast and announced first; the good seed is slow, so the agent surely asks the bad one.
   const bad = await startCorruptPeer({ infoHash: entry.infoHash, filePath: fx.images.get(entry.id) as string, size: entry.size, pieceLength: 32 * 1024, announce: origin.announce })
@@ -37,11 +31,7 @@ t.test('a peer serving corrupt pieces is cut off and the download still verifies
 })
 
 t.test('a web seed serving wrong bytes is caught and a good source completes the image', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'imgdist-webseed-'))
-  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
-  const fx = await makeFixture(join(dir, 'fx'))
-  const origin = await startOrigin(fx)
-  t.teardown(origin.close)
+  const { dir, fx, origin } = await originTestbed(t, 'imgdist-webseed-')
   const id = 'webseed-target'
   const webSeed = `http://127.0.0.1:${origin.port}/v1/images/${id}`
   const entry = await fx.addImage(id, 2 * 1024 * 1024, { pieceLength: 32 * 1024, announce: [origin.announce], webSeeds: [webSeed] })

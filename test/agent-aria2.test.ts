@@ -1,13 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { link, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { link, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { makeFixture } from './helpers/catalogue-fixture.js'
-import { startOrigin, startSeeder } from './helpers/agent-origin.js'
+import { originTestbed, startSeeder } from './helpers/agent-origin.js'
 import { imagesOf, startAgent, waitFor, type AgentProc } from './helpers/agent-proc.js'
 
 const ARIA2C = '/usr/bin/aria2c'
@@ -30,11 +28,7 @@ function aria2 (args: string[], logs: string[]): ChildProcess {
 }
 
 t.test('interop with aria2c', { skip: existsSync(ARIA2C) ? false : `aria2c is not installed at ${ARIA2C} (apt-get install aria2): interop not tested` }, async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'imgdist-aria2-'))
-  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
-  const fx = await makeFixture(join(dir, 'fx'))
-  const origin = await startOrigin(fx)
-  t.teardown(origin.close)
+  const { dir, fx, origin } = await originTestbed(t, 'imgdist-aria2-')
   const procs: ChildProcess[] = []
   const agents: AgentProc[] = []
   t.teardown(async () => {

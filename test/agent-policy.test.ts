@@ -1,22 +1,16 @@
 import { execFile } from 'node:child_process'
-import { access, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { access, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
-import { makeFixture } from './helpers/catalogue-fixture.js'
-import { startOrigin, startSeeder } from './helpers/agent-origin.js'
+import { originTestbed, startSeeder } from './helpers/agent-origin.js'
 import { AGENT_BIN, imagesOf, startAgent, waitFor, writeAgentConfig, type AgentProc } from './helpers/agent-proc.js'
 
 const run = promisify(execFile)
 const exists = async (p: string): Promise<boolean> => await access(p).then(() => true, () => false)
 
 t.test('policy: deny rule, manual approval through the CLI, revocation retires per policy', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'imgdist-policy-'))
-  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
-  const fx = await makeFixture(join(dir, 'fx'))
-  const origin = await startOrigin(fx)
-  t.teardown(origin.close)
+  const { dir, fx, origin } = await originTestbed(t, 'imgdist-policy-')
   await fx.addImage('deny-me', 256 * 1024, { pieceLength: 16 * 1024, announce: [origin.announce] })
   const wanted = await fx.addImage('manual-one', 512 * 1024, { pieceLength: 16 * 1024, announce: [origin.announce] })
   const seeder = await startSeeder(fx, ['deny-me', 'manual-one'])

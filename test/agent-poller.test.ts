@@ -1,5 +1,4 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
 import { pino } from 'pino'
@@ -10,17 +9,12 @@ import { openDb } from '../agent/db.js'
 import { makeDispatcher } from '../agent/http-fetch.js'
 import { CataloguePoller } from '../agent/poller.js'
 import { TrustStore } from '../agent/trust-store.js'
-import { makeFixture } from './helpers/catalogue-fixture.js'
-import { startOrigin } from './helpers/agent-origin.js'
+import { originTestbed } from './helpers/agent-origin.js'
 
 const log = pino({ level: 'silent' })
 
 t.test('poller: accept, 304, durable rollback protection, root rotation, failures keep the last good', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'imgdist-poller-'))
-  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
-  const fx = await makeFixture(join(dir, 'fx'))
-  const origin = await startOrigin(fx)
-  t.teardown(origin.close)
+  const { dir, fx, origin } = await originTestbed(t, 'imgdist-poller-')
   const http = makeDispatcher()
   t.teardown(async () => { await http.close() })
   const sub = { url: origin.indexUrl, mirrors: [], root: fx.rootPath, pollInterval: '1h', pollIntervalMs: 3_600_000, label: 'test' }

@@ -1,18 +1,12 @@
 import { createHash } from 'node:crypto'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
-import { makeFixture } from './helpers/catalogue-fixture.js'
-import { startOrigin, startSeeder } from './helpers/agent-origin.js'
+import { originTestbed, startSeeder } from './helpers/agent-origin.js'
 import { imagesOf, startAgent, waitFor, type AgentProc } from './helpers/agent-proc.js'
 
 t.test('kill -9 mid-download: the restarted agent resumes and fetches less than the image', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'imgdist-resume-'))
-  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
-  const fx = await makeFixture(join(dir, 'fx'))
-  const origin = await startOrigin(fx)
-  t.teardown(origin.close)
+  const { dir, fx, origin } = await originTestbed(t, 'imgdist-resume-')
   const size = 8 * 1024 * 1024
   const entry = await fx.addImage('resume-me', size, { pieceLength: 64 * 1024, announce: [origin.announce] })
   const seeder = await startSeeder(fx, [entry.id], { uploadLimit: 1024 * 1024 })

@@ -1,21 +1,14 @@
 import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { mkdtemp, rm } from 'node:fs/promises'
 import t from 'tap'
-import { makeFixture } from './helpers/catalogue-fixture.js'
-import { startOrigin, startSeeder } from './helpers/agent-origin.js'
+import { originTestbed, startSeeder } from './helpers/agent-origin.js'
 import { imagesOf, startAgent, waitFor, type AgentProc } from './helpers/agent-proc.js'
 
 // Origin (index stand-in + a rate-limited origin seed) and three real agent processes on loopback,
 // DHT off, tracker on: every site ends with the verified image, and sites fed each other.
 t.test('three agents fetch one image from a slow origin and from each other', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'imgdist-swarm-'))
-  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
-  const fx = await makeFixture(join(dir, 'fx'))
-  const origin = await startOrigin(fx)
-  t.teardown(origin.close)
+  const { dir, fx, origin } = await originTestbed(t, 'imgdist-swarm-')
   const entry = await fx.addImage('alpine-3.20', 8 * 1024 * 1024, { pieceLength: 64 * 1024, announce: [origin.announce] })
   // Slow enough that three sites cannot all be served by the origin alone in time, so they must share.
   const seeder = await startSeeder(fx, ['alpine-3.20'], { uploadLimit: 1024 * 1024 })

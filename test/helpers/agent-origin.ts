@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
-import { link, mkdir, readFile, stat } from 'node:fs/promises'
+import { link, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Server as TrackerServer } from 'bittorrent-tracker'
 import WebTorrent from 'webtorrent'
-import type { Fixture } from './catalogue-fixture.js'
+import { makeFixture, type Fixture } from './catalogue-fixture.js'
 
 /**
  * A stand-in index server for agent tests: serves the fixture's files under /v1/ (index with
@@ -127,4 +128,17 @@ export async function startSeeder (fx: Fixture, ids: string[], opts: { uploadLim
     })
   }
   return { client, close: async () => { if (!client.destroyed) await new Promise<void>((resolve) => { client.destroy(() => { resolve() }) }) } }
+}
+
+/**
+ * The usual start of an agent test: a temp dir (removed at teardown), a signed catalogue in it,
+ * and a stand-in origin serving that catalogue (closed at teardown).
+ */
+export async function originTestbed (t: { teardown: (fn: () => unknown) => void }, prefix: string): Promise<{ dir: string, fx: Fixture, origin: Origin }> {
+  const dir = await mkdtemp(join(tmpdir(), prefix))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  const fx = await makeFixture(join(dir, 'fx'))
+  const origin = await startOrigin(fx)
+  t.teardown(origin.close)
+  return { dir, fx, origin }
 }
