@@ -5,7 +5,7 @@ import { ConfigError, toImgdistError } from '../lib/errors.js'
 import { createApi, type AgentStatus, type TargetView } from './api.js'
 import type { ResolvedConfig } from './config.js'
 import { openDb, type AgentDb } from './db.js'
-import { Swarm } from './downloader.js'
+import { Swarm } from './swarm/swarm.js'
 import { makeDispatcher } from './http-fetch.js'
 import { createMetrics } from './metrics.js'
 import { CataloguePoller } from './poller.js'
@@ -30,6 +30,7 @@ export class ImgdistAgent {
   #db?: AgentDb
   #store?: StateStore
   #swarm?: Swarm
+  #torrentPort = 0
   #targets: Target[] = []
   #pollers: CataloguePoller[] = []
   #reconciler?: Reconciler
@@ -64,8 +65,9 @@ export class ImgdistAgent {
     }
     for (const t of cfg.targets) this.#targets.push(await createTarget(t, { log: this.log.child({ target: t.name }), dataDir: cfg.dataDir, env: this.#env }))
     for (const t of this.#targets) await this.#recover(t)
-    this.#swarm = new Swarm({ dataDir: cfg.dataDir, ...cfg.swarm }, this.log.child({ part: 'swarm' }))
+    this.#swarm = new Swarm({ dataDir: cfg.dataDir, ...cfg.swarm }, this.log.child({ part: 'swarm' }), this.#http)
     const torrentPort = await this.#swarm.listening()
+    this.#torrentPort = torrentPort
     this.#reconciler = new Reconciler(cfg, { store: this.#store, swarm: this.#swarm, targets: this.#targets, pollers: this.#pollers, log: this.log, http: this.#http })
     await this.#reconciler.start()
     for (const p of this.#pollers) { p.on('catalogue', () => { this.#reconciler?.kick() }); p.start() }
@@ -134,11 +136,11 @@ export class ImgdistAgent {
   status (): AgentStatus {
     const images: Record<string, number> = {}
     for (const i of this.images()) images[i.state] = (images[i.state] ?? 0) + 1
-    const c = this.#swarm?.client
+    const sw = this.#swarm
     return {
       site: this.cfg.site, agentVersion: AGENT_VERSION, paused: this.#reconciler?.paused ?? false, startedAt: this.startedAt,
-      torrentPort: c?.torrentPort ?? 0, catalogues: this.#pollers.map((p) => ({ ...p.status })), images,
-      downRate: c?.downloadSpeed ?? 0, upRate: c?.uploadSpeed ?? 0, peers: this.#swarm?.peers().length ?? 0,
+      torrentPort: this.#torrentPort, catalogues: this.#pollers.map((p) => ({ ...p.status })), images,
+      downRate: sw?.downloadSpeed ?? 0, upRate: sw?.uploadSpeed ?? 0, peers: this.#swarm?.peers().length ?? 0,
       targets: this.targets()
     }
   }

@@ -4,7 +4,8 @@ import { imageExpired } from '../lib/trust.js'
 import { backoffMs } from '../lib/backoff.js'
 import { chooseEvictions } from './cache.js'
 import type { ResolvedConfig } from './config.js'
-import type { Swarm, TorrentHandle } from './downloader.js'
+import type { Swarm } from './swarm/swarm.js'
+import type { TorrentHandle } from './swarm/torrent-session.js'
 import { obtainTorrent, runPipeline, targetImage, type PipelineDeps } from './pipeline.js'
 import type { Catalogue, CataloguePoller } from './poller.js'
 import { decide, retireDue } from './policy.js'
@@ -175,7 +176,7 @@ export class Reconciler {
       const rec = this.deps.store.all().find((r) => recordKey(r.catalogue, r.id) === key)
       if (rec === undefined || job.handle === undefined) continue
       this.#absorb(rec, job)
-      rec.progress = job.handle.torrent.progress ?? 0
+      rec.progress = job.handle.progress
       await this.deps.store.put(rec)
     }
     for (const [key, h] of this.#seeding) {

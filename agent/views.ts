@@ -1,5 +1,5 @@
 import type { ImageState } from '../lib/image-state.js'
-import type { TorrentHandle } from './downloader.js'
+import type { TorrentHandle } from './swarm/torrent-session.js'
 import type { ErrorInfo, ImageRecord, TargetState } from './state-store.js'
 
 /** What the API, the CLI, metrics and reports show of one image. */
@@ -33,16 +33,15 @@ export interface ImageView {
 }
 
 export function imageView (rec: ImageRecord, h: TorrentHandle | undefined): ImageView {
-  const t = h?.torrent
-  const live = t !== undefined && !t.destroyed
+  const live = h !== undefined && !h.destroyed
   return {
     catalogue: rec.catalogue, id: rec.id, name: rec.entry.name, version: rec.entry.version, state: rec.state,
     ...(rec.reason !== undefined ? { reason: rec.reason } : {}),
-    progress: rec.state === 'downloading' && live ? t.progress : rec.progress,
+    progress: rec.state === 'downloading' && live ? h.progress : rec.progress,
     size: rec.entry.size,
-    downRate: live ? t.downloadSpeed : 0,
-    upRate: live ? t.uploadSpeed : 0,
-    peers: live ? t.wires.length : 0,
+    downRate: live ? h.downloadSpeed : 0,
+    upRate: live ? h.uploadSpeed : 0,
+    peers: live ? h.numPeers : 0,
     bytesFromPeers: rec.bytesFromPeers,
     bytesFromWebSeeds: rec.bytesFromWebSeeds,
     bytesUploaded: rec.bytesUploaded,
@@ -50,7 +49,7 @@ export function imageView (rec: ImageRecord, h: TorrentHandle | undefined): Imag
     resumedBytes: h?.counters.resumedBytes ?? 0,
     hashFailures: h?.counters.hashFailures ?? 0,
     bannedPeers: h?.counters.bannedPeers ?? [],
-    seeding: live && t.done && rec.cached,
+    seeding: live && h.complete && rec.cached,
     cached: rec.cached,
     retries: rec.retries,
     ...(rec.nextAttemptAt !== undefined && rec.state === 'failed' ? { nextAttemptAt: new Date(rec.nextAttemptAt).toISOString() } : {}),

@@ -1,6 +1,7 @@
-import { mkdir, writeFile } from 'node:fs/promises'
+import { copyFile, link, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
+import { parseTorrent } from '../lib/torrent-meta.js'
 import type { BenchImage } from './fixture.js'
 import { run, sleep, start, tryRun, waitUntil, type Proc } from './proc.js'
 
@@ -83,6 +84,22 @@ export async function writeAgentConfig (a: AgentSpec): Promise<void> {
     targets: [{ name: 'dir', type: 'directory', path: agentTargetDir(a) }],
     logLevel: 'warn'
   }))
+}
+
+/**
+ * Places the image where the agent keeps a torrent's pieces (`<dataDir>/downloads/<infoHash>/<torrent
+ * name>`, agent/downloader.ts `downloadDir` and agent/pipeline.ts `filePathOf`) before the agent starts:
+ * the agent hash-checks existing pieces when it adds the torrent, so it resumes at 100 % without a
+ * byte from the network, then verifies, registers and seeds. Hard link (no copy of the bytes) when
+ * the file system allows, else a copy. Returns the path.
+ */
+export async function preloadAgentImage (a: AgentSpec): Promise<string> {
+  const t = parseTorrent(await readFile(a.image.torrentPath), { infoHash: a.image.infoHash, length: a.image.size })
+  const dir = join(a.dir, 'data', 'downloads', a.image.infoHash)
+  await mkdir(dir, { recursive: true })
+  const dest = join(dir, t.name)
+  try { await link(a.image.path, dest) } catch { await copyFile(a.image.path, dest) }
+  return dest
 }
 
 export function spawnAgent (a: AgentSpec): Proc {

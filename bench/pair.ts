@@ -4,16 +4,16 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { num, parseFlags } from './args.js'
 import { makeBenchImage, sha512OfFile, type BenchImage } from './fixture.js'
-import { agentImage, agentTargetDir, spawnAgent, startIndexOrigin, writeAgentConfig, type AgentSpec } from './imgdist-procs.js'
+import { agentImage, agentTargetDir, preloadAgentImage, spawnAgent, startIndexOrigin, writeAgentConfig, type AgentSpec } from './imgdist-procs.js'
 import { LoopbackHost } from './netns.js'
-import { cleanupOnExit, cpuSeconds, killLive, removeBigFiles, sleep, start, stopAll, waitUntil, type Proc } from './proc.js'
+import { cleanupOnExit, cpuSeconds, killLive, removeBigFiles, sleep, start, stopAll, tryRun, waitUntil, type Proc } from './proc.js'
 import { appendResults, fmt, machine, machineLines, markdownTable, textTable } from './report.js'
 
 /**
  * npm run bench:pair -- [--size-mib 512]: one seeder, one downloader, on the loopback of a
  * namespace of its own (no port clashes with anything else on the machine): imgdist (index
- * server's origin seed → agent), aria2c → aria2c, and curl from python3's http.server and from
- * the index server's /v1/images.
+ * server's origin seed → agent, and agent → agent with the index as tracker only), aria2c →
+ * aria2c, and curl from python3's http.server and from the index server's /v1/images.
  */
 
 const USAGE = 'usage: bench:pair -- [--size-mib 512] [--piece-kib 1024] [--only http,aria2,imgdist] [--timeout-s 600] [--work-dir /tmp/imgdist-bench/pair] [--no-append true] [--results bench/RESULTS.md]'
@@ -50,8 +50,10 @@ async function main (): Promise<number> {
   const only = f.only.split(',')
   if (only.includes('http')) await step('http', async () => await pairHttp(c))
   if (only.includes('aria2')) await step('aria2', async () => await pairAria2(c))
-  if (!only.includes('imgdist')) { /* not asked for */ } else if (existsSync(join(distDir, 'agent', 'bin.js')) && existsSync(join(distDir, 'index-server', 'bin.js'))) await step('imgdist', async () => await pairImgdist(c))
-  else rows.push({ tool: 'imgdist', ok: false, note: 'imgdist: not built yet' })
+  if (!only.includes('imgdist')) { /* not asked for */ } else if (existsSync(join(distDir, 'agent', 'bin.js')) && existsSync(join(distDir, 'index-server', 'bin.js'))) {
+    await step('imgdist', async () => await pairImgdist(c))
+    await step('imgdist-agents', async () => await pairImgdistAgents(c))
+  } else rows.push({ tool: 'imgdist', ok: false, note: 'imgdist: not built yet' })
 
   const gib = image.size / 2 ** 30
   const head = ['tool', 'wall s', 'MiB/s', 'downloader CPU-s/GiB', 'seeder CPU-s/GiB', 'sha512']
@@ -63,11 +65,13 @@ async function main (): Promise<number> {
   if (f['no-append'] !== 'true') {
     appendResults([`## bench:pair ${m.date}`, '', ...machineLines(m), `- parameters: ${params}`, '',
       ...markdownTable(head, table), '',
-      'wall s = from starting the downloader process until it had the whole file (curl, aria2c: the process exits; imgdist: until the agent registered the verified image, so it includes start-up, catalogue fetch, sha512 check and the copy into the directory target). CPU = user+system.',
+      'wall s = from starting the downloader process until it had the whole file (curl, aria2c: the process exits; imgdist (registered): until the downloading agent registered the verified image, so it includes start-up, catalogue fetch, sha512 check and the copy into the directory target; (bytes in): until its status API first showed progress 1). imgdist agent → agent: the seeder is an agent that had the image placed in its data dir (no network transfer) and the index seeds nothing. CPU = user+system; seeder CPU is counted over the downloader run.',
       '', ...notes], f.results !== '' ? f.results : undefined)
   }
   return rows.every((r) => r.ok) ? 0 : 1
 }
+
+const INDEX_URL = 'http://127.0.0.1:8080/v1/index.yaml'
 
 interface PairCtx { host: LoopbackHost, image: BenchImage, work: string, distDir: string, timeoutMs: number }
 
@@ -137,37 +141,95 @@ async function pairImgdist (c: PairCtx): Promise<PairRow[]> {
     const got = join(dir, 'curl-got')
     rows.push(await timedDownload(c, dir, 'curl ← imgdist-index /v1/images', server, ['curl', '-sS', '--fail', '-o', got, `http://127.0.0.1:8080/v1/images/${c.image.id}`], got))
     await rm(got, { force: true })
-    const a: AgentSpec = { distDir: c.distDir, exec: c.host.exec, dir: join(dir, 'agent'), site: 'pair', indexUrl: 'http://127.0.0.1:8080/v1/index.yaml', image: c.image, api: '127.0.0.1:7800', torrentPort: 6882 }
-    await writeAgentConfig(a)
-    const seed0 = cpuSeconds(server.pid) ?? NaN
-    const t0 = performance.now()
-    const agent = spawnAgent(a)
-    procs.push(agent)
-    const sidecar = join(agentTargetDir(a), `${c.image.id}.json`)
-    let downloaded: number | undefined
-    let leechAtDownload: number | undefined
-    let seedAtDownload: number | undefined
-    const done = await waitUntil(() => {
-      if (downloaded === undefined) {
-        const e = agentImage(c.host.exec, a.api, c.image.id)
-        if (e !== undefined && typeof e.progress === 'number' && e.progress >= 1) {
-          downloaded = (performance.now() - t0) / 1000
-          leechAtDownload = cpuSeconds(agent.pid)
-          seedAtDownload = cpuSeconds(server.pid)
-        }
-      }
-      return existsSync(sidecar) || agent.exitedAt !== undefined
-    }, c.timeoutMs, 250)
-    const seconds = (performance.now() - t0) / 1000
-    const leechCpu = cpuSeconds(agent.pid)
-    const seedCpu = (cpuSeconds(server.pid) ?? NaN) - seed0
-    const ok = done && existsSync(sidecar) && await sha512OfFile(join(agentTargetDir(a), `${c.image.id}.img`)).catch(() => '') === c.image.sha512
-    if (downloaded !== undefined) {
-      rows.push({ tool: 'imgdist index seed → agent (bytes in)', seconds: downloaded, leechCpu: leechAtDownload, seedCpu: (seedAtDownload ?? NaN) - seed0, ok, note: 'bytes in = until the agent\'s status API first showed progress 1 (polled every 250 ms)' })
-    }
-    rows.push({ tool: 'imgdist index seed → agent (registered)', seconds: ok ? seconds : undefined, leechCpu, seedCpu, ok })
+    const a: AgentSpec = { distDir: c.distDir, exec: c.host.exec, dir: join(dir, 'agent'), site: 'pair', indexUrl: INDEX_URL, image: c.image, api: '127.0.0.1:7800', torrentPort: 6882 }
+    rows.push(...await timedAgent(c, a, server, 'imgdist index seed → agent', procs))
     return rows
   } finally { await stopAll(procs) }
+}
+
+/**
+ * Agent ↔ agent: agent A holds the image from the start (placed in its data dir, never fetched),
+ * verifies, registers and seeds it; the index serves catalogue, torrent and tracker only (no origin
+ * seed, no web seed in the torrent), so agent B's only source of bytes is A.
+ */
+async function pairImgdistAgents (c: PairCtx): Promise<PairRow[]> {
+  const dir = join(c.work, 'imgdist-agents')
+  await mkdir(dir, { recursive: true })
+  const procs: Proc[] = []
+  const origin = 'http://127.0.0.1:8080'
+  const metric = (name: string): number | undefined => {
+    const m = new RegExp(`^${name}\\s+(\\S+)`, 'm').exec(tryRun('ip', [...c.host.exec, 'curl', '-sS', '--fail', '--max-time', '5', `${origin}/metrics`]) ?? '')
+    return m?.[1] !== undefined ? Number(m[1]) : undefined
+  }
+  try {
+    const server = await startIndexOrigin({ distDir: c.distDir, exec: c.host.exec, host: '127.0.0.1', port: 8080, work: dir, image: c.image, webSeed: false, seed: false, torrentPort: 6881 })
+    procs.push(server)
+    const seedSpec: AgentSpec = { distDir: c.distDir, exec: c.host.exec, dir: join(dir, 'agent-a'), site: 'pair-a', indexUrl: INDEX_URL, image: c.image, api: '127.0.0.1:7801', torrentPort: 6883 }
+    await writeAgentConfig(seedSpec)
+    await preloadAgentImage(seedSpec)
+    const a0 = performance.now()
+    const seeder = spawnAgent(seedSpec)
+    procs.push(seeder)
+    const seedSidecar = join(agentTargetDir(seedSpec), `${c.image.id}.json`)
+    if (!await waitUntil(() => existsSync(seedSidecar) || seeder.exitedAt !== undefined, c.timeoutMs, 250) || seeder.exitedAt !== undefined) {
+      throw new Error(`agent A did not register the preloaded image (see ${join(seedSpec.dir, 'agent.log')})`)
+    }
+    const aReady = (performance.now() - a0) / 1000
+    const fromNet = agentImage(c.host.exec, seedSpec.api, c.image.id)
+    const aIn = Number(fromNet?.bytesFromPeers ?? NaN) + Number(fromNet?.bytesFromWebSeeds ?? NaN)
+    if (aIn !== 0) throw new Error(`agent A's status API shows ${aIn} bytes from the network (expected 0: it should resume from its data dir)`)
+    // B asks the tracker once at start: A must be in the swarm by then (the only peer, no origin seed)
+    if (!await waitUntil(() => (metric('imgdist_index_tracker_peers') ?? 0) >= 1, 60_000, 250)) throw new Error('agent A did not announce to the tracker within 60 s')
+    const http0 = metric('imgdist_index_webseed_bytes_total') ?? 0
+    const b: AgentSpec = { distDir: c.distDir, exec: c.host.exec, dir: join(dir, 'agent-b'), site: 'pair-b', indexUrl: INDEX_URL, image: c.image, api: '127.0.0.1:7802', torrentPort: 6884 }
+    const rows = await timedAgent(c, b, seeder, 'imgdist agent → agent', procs)
+    const httpBytes = (metric('imgdist_index_webseed_bytes_total') ?? 0) - http0
+    const e = agentImage(c.host.exec, b.api, c.image.id)
+    const fromPeers = Number(e?.bytesFromPeers ?? NaN)
+    const fromWeb = Number(e?.bytesFromWebSeeds ?? 0)
+    const last = rows[rows.length - 1] as PairRow
+    last.note = `A (seeder) registered the preloaded image ${aReady.toFixed(1)} s after its start with 0 B from the network; B received ${fromPeers} B from peers, ${fromWeb} B from web seeds; the index served ${httpBytes} image bytes over HTTP during B's run`
+    if (httpBytes > 0 || fromWeb > 0) for (const r of rows) r.ok = false // B must have had A as its only source
+    return rows
+  } finally { await stopAll(procs) }
+}
+
+/**
+ * Starts agent `a` and times it to (bytes in) its status API's first progress 1 (polled every
+ * 250 ms) and (registered) its directory target holding `<id>.json` with the verified image. The
+ * seeder's CPU is counted over the same spans.
+ */
+async function timedAgent (c: PairCtx, a: AgentSpec, seederProc: Proc, label: string, procs: Proc[]): Promise<PairRow[]> {
+  await writeAgentConfig(a)
+  const seed0 = cpuSeconds(seederProc.pid) ?? NaN
+  const t0 = performance.now()
+  const agent = spawnAgent(a)
+  procs.push(agent)
+  const sidecar = join(agentTargetDir(a), `${c.image.id}.json`)
+  let downloaded: number | undefined
+  let leechAtDownload: number | undefined
+  let seedAtDownload: number | undefined
+  const done = await waitUntil(() => {
+    if (downloaded === undefined) {
+      const e = agentImage(c.host.exec, a.api, c.image.id)
+      if (e !== undefined && typeof e.progress === 'number' && e.progress >= 1) {
+        downloaded = (performance.now() - t0) / 1000
+        leechAtDownload = cpuSeconds(agent.pid)
+        seedAtDownload = cpuSeconds(seederProc.pid)
+      }
+    }
+    return existsSync(sidecar) || agent.exitedAt !== undefined
+  }, c.timeoutMs, 250)
+  const seconds = (performance.now() - t0) / 1000
+  const leechCpu = cpuSeconds(agent.pid)
+  const seedCpu = (cpuSeconds(seederProc.pid) ?? NaN) - seed0
+  const ok = done && existsSync(sidecar) && await sha512OfFile(join(agentTargetDir(a), `${c.image.id}.img`)).catch(() => '') === c.image.sha512
+  const rows: PairRow[] = []
+  if (downloaded !== undefined) {
+    rows.push({ tool: `${label} (bytes in)`, seconds: downloaded, leechCpu: leechAtDownload, seedCpu: (seedAtDownload ?? NaN) - seed0, ok, note: 'bytes in = until the agent\'s status API first showed progress 1 (polled every 250 ms)' })
+  }
+  rows.push({ tool: `${label} (registered)`, seconds: ok ? seconds : undefined, leechCpu, seedCpu, ok })
+  return rows
 }
 
 main().then((code) => { process.exitCode = code }, (err: unknown) => {

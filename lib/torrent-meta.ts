@@ -59,6 +59,8 @@ export interface ParsedTorrent {
   length: number
   pieceLength: number
   pieceCount: number
+  /** the concatenated 20-byte sha1 of each piece */
+  pieces: Uint8Array
   announce: string[]
   webSeeds: string[]
 }
@@ -101,5 +103,5 @@ export function parseTorrent (bytes: Uint8Array, expect?: { infoHash?: string, l
   }
   const ul = t['url-list']
   const webSeeds = Array.isArray(ul) ? ul.map(str).filter((s): s is string => s !== undefined) : (str(ul) !== undefined ? [str(ul) as string] : [])
-  return { infoHash, name, length, pieceLength, pieceCount, announce, webSeeds }
+  return { infoHash, name, length, pieceLength, pieceCount, pieces, announce, webSeeds }
 }

@@ -1,0 +1,235 @@
+import type { Socket } from 'node:net'
+import {
+  MAX_REQUEST_LENGTH, MsgId, WireDecoder, WireError, encode, encodeHandshake, hasBit, isImgdistPeerId, setBit,
+  type Handshake
+} from '../../lib/peer-wire.js'
+import { blockKey, type BlockRequest } from './piece-picker.js'
+import { RateMeter } from './rate-meter.js'
+
+/**
+ * One TCP connection to one peer: its choke/interest state, what it has, what we asked it
+ * for and what it asked us for. Every message is checked against the torrent's geometry and a
+ * peer that breaks the protocol is dropped with the reason. Decisions (what to request, whom to
+ * serve) belong to the session; this class only keeps the state straight.
+ */
+
+export interface PeerSession {
+  readonly pieceCount: number
+  pieceSize: (i: number) => number
+  onPeerBits: (peer: PeerConn) => void
+  onPeerHave: (peer: PeerConn, i: number) => void
+  onPeerChoke: (peer: PeerConn, choked: boolean) => void
+  onPeerInterest: (peer: PeerConn) => void
+  onPeerRequest: (peer: PeerConn) => void
+  onPeerBlock: (peer: PeerConn, index: number, begin: number, block: Buffer) => void
+  onPeerClose: (peer: PeerConn, reason: string) => void
+}
+
+/** the most requests a peer may queue with us: enough for 16 MiB in flight */
+const MAX_QUEUED_REQUESTS = 1024
+const HIGH_WATER = 1024 * 1024
+
+export class PeerConn {
+  readonly socket: Socket
+  /** host:port as dialled, or as seen for an incoming connection */
+  readonly key: string
+  readonly incoming: boolean
+  peerId: Buffer | undefined
+  imgdist = false
+  #session: PeerSession | undefined
+  bits = new Uint8Array(0)
+  haveCount = 0
+  gotBitfield = false
+  amChoking = true
+  amInterested = false
+  peerChoking = true
+  peerInterested = false
+  /** block keys we asked for, with the request itself */
+  readonly requested = new Map<number, BlockRequest>()
+  readonly uploadQueue: BlockRequest[] = []
+  readonly down = new RateMeter()
+  readonly up = new RateMeter()
+  lastReceived = Date.now()
+  lastSent = Date.now()
+  /** when the last block came, or when requests were first outstanding: a stalled peer's requests go elsewhere */
+  lastBlockAt = Date.now()
+  snubbed = false
+  /** the session's upload loop is running for this peer */
+  serving = false
+  closed = false
+  readonly #decoder: WireDecoder
+
+  constructor (socket: Socket, key: string, incoming: boolean, onHandshake: (conn: PeerConn, h: Handshake) => void) {
+    this.socket = socket
+    this.key = key
+    this.incoming = incoming
+    this.#decoder = new WireDecoder({
+      onHandshake: (h) => { this.peerId = h.peerId; this.imgdist = isImgdistPeerId(h.peerId); onHandshake(this, h) },
+      onKeepAlive: () => {},
+      onMessage: (id, payload) => { this.#onMessage(id, payload) },
+      onPiece: (index, begin, block) => { this.#onPiece(index, begin, block) }
+    }, 13 + MAX_REQUEST_LENGTH)
+    socket.setNoDelay(true)
+    socket.on('data', (chunk: Buffer) => {
+      this.lastReceived = Date.now()
+      try { this.#decoder.push(chunk) } catch (err) { this.destroy(err instanceof WireError ? err.message : `protocol error: ${(err as Error).message}`) }
+    })
+    socket.on('error', (err) => { this.destroy(err.message) })
+    socket.on('close', () => { this.destroy('connection closed') })
+    socket.on('drain', () => { this.#session?.onPeerRequest(this) })
+  }
+
+  get session (): PeerSession | undefined { return this.#session }
+  get isSeed (): boolean { return this.#session !== undefined && this.haveCount === this.#session.pieceCount }
+  get writable (): boolean { return !this.closed && this.socket.writableLength < HIGH_WATER }
+
+  sendHandshake (infoHash: Uint8Array, peerId: Uint8Array): void { this.#write(encodeHandshake(infoHash, peerId)) }
+
+  /** Binds the connection to a torrent once the handshake named it; sends our bitfield if we have pieces. */
+  attach (session: PeerSession, ourBits: Uint8Array, ourHaveCount: number): void {
+    this.#session = session
+    this.bits = new Uint8Array(Math.ceil(session.pieceCount / 8))
+    this.#decoder.maxMessage = Math.max(this.#decoder.maxMessage, 1 + this.bits.length)
+    if (ourHaveCount > 0) this.#write(encode.bitfield(ourBits))
+  }
+
+  has (i: number): boolean { return hasBit(this.bits, i) }
+
+  setInterested (on: boolean): void {
+    if (this.amInterested === on) return
+    this.amInterested = on
+    this.#write(encode.simple(on ? MsgId.interested : MsgId.notInterested))
+  }
+
+  setChoking (on: boolean): void {
+    if (this.amChoking === on) return
+    this.amChoking = on
+    if (on) this.uploadQueue.length = 0
+    this.#write(encode.simple(on ? MsgId.choke : MsgId.unchoke))
+  }
+
+  sendHave (i: number): void { this.#write(encode.have(i)) }
+  keepAlive (): void { this.#write(encode.keepAlive()) }
+
+  request (r: BlockRequest, key: number): void {
+    if (this.requested.size === 0) this.lastBlockAt = Date.now()
+    this.requested.set(key, r)
+    this.#write(encode.triple(MsgId.request, r.index, r.begin, r.length))
+  }
+
+  cancel (key: number): void {
+    const r = this.requested.get(key)
+    if (r === undefined) return
+    this.requested.delete(key)
+    this.#write(encode.triple(MsgId.cancel, r.index, r.begin, r.length))
+  }
+
+  /** One writev of header + block; `block` must not be reused while the socket may still hold it. */
+  sendBlock (index: number, begin: number, block: Buffer): void {
+    if (this.closed) return
+    this.socket.cork()
+    this.socket.write(encode.pieceHeader(index, begin, block.length))
+    this.socket.write(block)
+    this.socket.uncork()
+    this.lastSent = Date.now()
+    this.up.add(block.length)
+  }
+
+  destroy (reason: string): void {
+    if (this.closed) return
+    this.closed = true
+    this.socket.destroy()
+    this.#session?.onPeerClose(this, reason)
+  }
+
+  #write (b: Buffer): void {
+    if (this.closed) return
+    this.lastSent = Date.now()
+    this.socket.write(b)
+  }
+
+  #onMessage (id: number, p: Buffer): void {
+    const s = this.#session
+    if (s === undefined) { this.destroy('message before the handshake completed'); return }
+    switch (id) {
+      case MsgId.choke:
+        this.peerChoking = true
+        s.onPeerChoke(this, true)
+        return
+      case MsgId.unchoke:
+        this.peerChoking = false
+        s.onPeerChoke(this, false)
+        return
+      case MsgId.interested:
+      case MsgId.notInterested:
+        this.peerInterested = id === MsgId.interested
+        s.onPeerInterest(this)
+        return
+      case MsgId.have: {
+        if (p.length !== 4) { this.destroy('malformed have'); return }
+        const i = p.readUInt32BE(0)
+        if (i >= s.pieceCount) { this.destroy(`have for piece ${i} of ${s.pieceCount}`); return }
+        if (hasBit(this.bits, i)) return
+        setBit(this.bits, i)
+        this.haveCount++
+        s.onPeerHave(this, i)
+        return
+      }
+      case MsgId.bitfield: {
+        if (p.length !== this.bits.length) { this.destroy(`bitfield of ${p.length} bytes for ${s.pieceCount} pieces`); return }
+        const spare = this.bits.length * 8 - s.pieceCount
+        const bits = Uint8Array.from(p)
+        if (spare > 0) bits[bits.length - 1] = (bits[bits.length - 1] as number) & (0xff << spare)
+        if (this.gotBitfield || this.haveCount > 0) {
+          // A second bitfield (aria2c sends one again after `interested`) or one after haves: take what it adds.
+          for (let i = 0; i < s.pieceCount; i++) {
+            if (hasBit(bits, i) && !hasBit(this.bits, i)) { setBit(this.bits, i); this.haveCount++; s.onPeerHave(this, i) }
+          }
+          return
+        }
+        this.gotBitfield = true
+        this.bits.set(bits)
+        let n = 0
+        for (let i = 0; i < s.pieceCount; i++) if (hasBit(this.bits, i)) n++
+        this.haveCount = n
+        s.onPeerBits(this)
+        return
+      }
+      case MsgId.request:
+      case MsgId.cancel: {
+        if (p.length !== 12) { this.destroy('malformed request'); return }
+        const r = { index: p.readUInt32BE(0), begin: p.readUInt32BE(4), length: p.readUInt32BE(8) }
+        if (id === MsgId.cancel) {
+          const k = this.uploadQueue.findIndex((q) => q.index === r.index && q.begin === r.begin && q.length === r.length)
+          if (k >= 0) this.uploadQueue.splice(k, 1)
+          return
+        }
+        if (r.index >= s.pieceCount || r.length === 0 || r.length > MAX_REQUEST_LENGTH || r.begin + r.length > s.pieceSize(r.index)) {
+          this.destroy(`bad request ${r.index}/${r.begin}/${r.length}`); return
+        }
+        if (this.amChoking) { s.onPeerRequest(this); return } // BEP 3: requests while choked are dropped
+        if (this.uploadQueue.length >= MAX_QUEUED_REQUESTS) { this.destroy('too many queued requests'); return }
+        this.uploadQueue.push(r)
+        s.onPeerRequest(this)
+        return
+      }
+      default:
+        // port (DHT), extension and fast-extension messages: we advertised none of them, so ignore
+    }
+  }
+
+  #onPiece (index: number, begin: number, block: Buffer): void {
+    const s = this.#session
+    if (s === undefined) { this.destroy('piece before the handshake completed'); return }
+    const key = blockKey(index, begin)
+    if (!this.requested.delete(key)) {
+      // Unasked-for (or already cancelled) data: counted, not stored.
+      this.down.add(block.length)
+      return
+    }
+    this.lastBlockAt = Date.now()
+    this.snubbed = false
+    this.down.add(block.length)
+    s.onPeerBlock(this, index, begin, block)
+  }
+}

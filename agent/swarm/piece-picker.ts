@@ -1,0 +1,199 @@
+import { BLOCK_LENGTH, hasBit, setBit } from '../../lib/peer-wire.js'
+
+/**
+ * Which block to ask which peer for. Rarest first over the pieces a peer has (ties broken at a
+ * random start, so that downloaders spread out), pieces already begun finished first, and an
+ * endgame that asks a second peer for blocks still in flight once nothing else is left.
+ *
+ * One rule is particular to a fleet of imgdist agents fed by one origin: from a peer marked
+ * `shareOnly` (a seed that is not an imgdist agent, i.e. the origin or a foreign client) we ask
+ * only for pieces that no connected downloader has yet and that fall in *our share*
+ * (`share(i)`: piece i modulo the number of agents downloading, see share.ts). The agents then
+ * split the origin's upload between them instead of all fetching the same rare pieces, and
+ * trade the rest among themselves: that is what keeps origin egress near one copy
+ * (Kumar–Ross: the origin need send each piece only once).
+ */
+
+export interface BlockRequest { index: number, begin: number, length: number }
+
+export interface PickPeer {
+  bits: Uint8Array
+  shareOnly: boolean
+  /** block keys (blockKey()) this peer has been asked for and not yet delivered */
+  requested: { has: (key: number) => boolean }
+}
+
+export interface PendingPiece {
+  index: number
+  length: number
+  blocks: number
+  buf: Buffer | undefined
+  /** per block: 0 missing, 1 requested, 2 received */
+  state: Uint8Array
+  /** outstanding requests per block; endgame makes it 2 */
+  reqCount: Uint8Array
+  received: number
+  /** keys of the peers that delivered blocks of it, to blame for a bad sha1 */
+  from: Set<string>
+}
+
+export const MAX_BLOCKS_PER_PIECE = 1024
+export function blockKey (index: number, begin: number): number { return index * MAX_BLOCKS_PER_PIECE + begin / BLOCK_LENGTH }
+
+export class PiecePicker {
+  readonly count: number
+  readonly pieceLength: number
+  readonly length: number
+  readonly have: Uint8Array
+  haveCount = 0
+  /** connected peers holding each piece (web seeds not counted) */
+  readonly avail: Uint16Array
+  /** connected peers holding every piece */
+  seeds = 0
+  readonly pending = new Map<number, PendingPiece>()
+  /** which pieces are ours to take from a share-only seed; replaced by the session as peers come and go */
+  share: (index: number) => boolean = () => true
+  readonly #maxPending: number
+
+  constructor (length: number, pieceLength: number, maxPendingBytes = 256 * 1024 * 1024) {
+    this.length = length
+    this.pieceLength = pieceLength
+    this.count = Math.ceil(length / pieceLength)
+    this.have = new Uint8Array(Math.ceil(this.count / 8))
+    this.avail = new Uint16Array(this.count)
+    this.#maxPending = Math.max(4, Math.floor(maxPendingBytes / pieceLength))
+  }
+
+  get complete (): boolean { return this.haveCount === this.count }
+  pieceSize (i: number): number { return i === this.count - 1 ? this.length - i * this.pieceLength : this.pieceLength }
+  hasPiece (i: number): boolean { return hasBit(this.have, i) }
+
+  markHave (i: number): void {
+    if (hasBit(this.have, i)) return
+    setBit(this.have, i)
+    this.haveCount++
+  }
+
+  /** a peer's bitfield arrived (+1) or the peer left (-1) */
+  addPeerBits (bits: Uint8Array, sign: 1 | -1, isSeed: boolean): void {
+    for (let i = 0; i < this.count; i++) if (hasBit(bits, i)) this.avail[i] = (this.avail[i] as number) + sign
+    if (isSeed) this.seeds += sign
+  }
+
+  addHave (i: number): void { this.avail[i] = (this.avail[i] as number) + 1 }
+
+  /** Up to `max` requests for this peer, in the order they should be sent. */
+  pick (peer: PickPeer, max: number): BlockRequest[] {
+    const out: BlockRequest[] = []
+    for (const p of this.pending.values()) {
+      if (out.length >= max) return out
+      if (!hasBit(peer.bits, p.index) || (peer.shareOnly && !this.#needsSeed(p.index))) continue
+      this.#fill(p, peer, out, max, false)
+    }
+    while (out.length < max && this.pending.size < this.#maxPending) {
+      const i = this.#pickNew(peer)
+      if (i < 0) break
+      const p = this.#begin(i)
+      this.#fill(p, peer, out, max, false)
+    }
+    // Endgame: every missing piece is in flight somewhere; ask this peer too, for blocks it was not asked for.
+    if (out.length < max && this.haveCount + this.pending.size === this.count) {
+      for (const p of this.pending.values()) {
+        if (out.length >= max) break
+        if (hasBit(peer.bits, p.index)) this.#fill(p, peer, out, max, true)
+      }
+    }
+    return out
+  }
+
+  /** A requested block will not come (choke, cancel, disconnect, timeout): it may be asked of another peer. */
+  unrequest (index: number, begin: number): void {
+    const p = this.pending.get(index)
+    if (p === undefined) return
+    const b = begin / BLOCK_LENGTH
+    if (p.state[b] !== 1) return
+    const n = (p.reqCount[b] as number) - 1
+    p.reqCount[b] = n
+    if (n === 0) p.state[b] = 0
+    // A piece nobody is sending and nothing received of: forget it so that rarity chooses afresh.
+    if (p.received === 0 && p.reqCount.every((c) => c === 0)) this.pending.delete(index)
+  }
+
+  /**
+   * A block arrived. Returns the piece when this block completed it (the caller then verifies
+   * it and calls finish()), 'dup' for a block already held, 'bad' for one never asked for or
+   * of the wrong size.
+   */
+  receive (index: number, begin: number, block: Buffer, fromKey: string): PendingPiece | 'dup' | 'bad' | undefined {
+    if (index >= this.count) return 'bad'
+    const p = this.pending.get(index)
+    // Late: the piece was completed (or failed) with other blocks, e.g. from a web seed.
+    if (p === undefined) return 'dup'
+    const b = begin / BLOCK_LENGTH
+    if (!Number.isInteger(b) || b >= p.blocks || block.length !== Math.min(BLOCK_LENGTH, p.length - begin)) return 'bad'
+    if (p.state[b] === 2) return 'dup'
+    if (p.buf === undefined) p.buf = Buffer.allocUnsafeSlow(p.length)
+    block.copy(p.buf, begin)
+    p.state[b] = 2
+    p.received++
+    p.from.add(fromKey)
+    if (p.received < p.blocks) return undefined
+    this.pending.delete(index)
+    return p
+  }
+
+  /** After the sha1 check of a completed piece: kept, or dropped to be fetched again. */
+  finish (p: PendingPiece, ok: boolean): void {
+    if (ok) this.markHave(p.index)
+  }
+
+  /** The whole piece is being fetched elsewhere (a web seed): peers leave it alone except in endgame. */
+  reserve (i: number): PendingPiece {
+    const p = this.#begin(i)
+    p.state.fill(1)
+    p.reqCount.fill(1)
+    return p
+  }
+
+  #needsSeed (i: number): boolean { return (this.avail[i] as number) - this.seeds <= 0 }
+
+  #pickNew (peer: PickPeer): number {
+    const n = this.count
+    const start = Math.floor(Math.random() * n)
+    let best = -1
+    let bestAvail = Infinity
+    for (let k = 0; k < n; k++) {
+      const i = start + k < n ? start + k : start + k - n
+      if (hasBit(this.have, i) || this.pending.has(i) || !hasBit(peer.bits, i)) continue
+      if (peer.shareOnly && (!this.#needsSeed(i) || !this.share(i))) continue
+      const a = this.avail[i] as number
+      if (a < bestAvail) {
+        best = i
+        bestAvail = a
+        if (a <= 1) break
+      }
+    }
+    return best
+  }
+
+  #begin (i: number): PendingPiece {
+    const length = this.pieceSize(i)
+    const blocks = Math.ceil(length / BLOCK_LENGTH)
+    const p: PendingPiece = { index: i, length, blocks, buf: undefined, state: new Uint8Array(blocks), reqCount: new Uint8Array(blocks), received: 0, from: new Set() }
+    this.pending.set(i, p)
+    return p
+  }
+
+  #fill (p: PendingPiece, peer: PickPeer, out: BlockRequest[], max: number, endgame: boolean): void {
+    for (let b = 0; b < p.blocks && out.length < max; b++) {
+      const s = p.state[b]
+      if (endgame ? s !== 1 || (p.reqCount[b] as number) >= 2 : s !== 0) continue
+      const begin = b * BLOCK_LENGTH
+      const key = blockKey(p.index, begin)
+      if (peer.requested.has(key)) continue
+      p.state[b] = 1
+      p.reqCount[b] = (p.reqCount[b] as number) + 1
+      out.push({ index: p.index, begin, length: Math.min(BLOCK_LENGTH, p.length - begin) })
+    }
+  }
+}

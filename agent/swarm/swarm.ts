@@ -1,0 +1,243 @@
+import { randomBytes } from 'node:crypto'
+import { rm } from 'node:fs/promises'
+import { createServer, connect, type Server, type Socket } from 'node:net'
+import { join } from 'node:path'
+import { Client as DHT } from 'bittorrent-dht'
+import type { Logger } from 'pino'
+import Discovery from 'torrent-discovery'
+import type { Dispatcher } from 'undici'
+import { PEER_ID_PREFIX, type Handshake } from '../../lib/peer-wire.js'
+import { parseTorrent } from '../../lib/torrent-meta.js'
+import { PeerConn } from './peer-conn.js'
+import { PieceStore } from './piece-store.js'
+import { TokenBucket } from './rate-meter.js'
+import { BOTH_SEEDS, TorrentHandle } from './torrent-session.js'
+
+/**
+ * The agent's BitTorrent engine (replacing webtorrent on the agent, see docs/agent.md): one
+ * listening TCP port for every torrent, peers found by tracker, DHT and LSD (torrent-discovery,
+ * the library webtorrent itself uses), connections dialled and accepted here, and one
+ * TorrentHandle per torrent doing the rest. Standard BitTorrent v1 on the wire (BEP 3 with
+ * BEP 19 web seeds), so aria2c, libtorrent, transmission and webtorrent peers interoperate.
+ */
+
+export interface SwarmOptions {
+  dataDir: string
+  torrentPort: number
+  dht: { enabled: boolean, bootstrap: string[], port?: number | undefined }
+  lsd: boolean
+  trackers: string[]
+  uploadLimit: number
+  downloadLimit: number
+  maxConns: number
+}
+
+export interface PeerInfo { infoHash: string, address: string, type: string, downloaded: number, uploaded: number, downSpeed: number, upSpeed: number }
+
+const HANDSHAKE_TIMEOUT_MS = 10_000
+const LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1', 'localhost'])
+const DIAL_TIMEOUT_MS = 10_000
+
+interface Candidate { failures: number, nextAt: number }
+
+interface Entry { handle: TorrentHandle, discovery: Discovery | undefined, candidates: Map<string, Candidate>, dialing: Set<string> }
+
+export class Swarm {
+  readonly peerId = Buffer.concat([Buffer.from(PEER_ID_PREFIX, 'latin1'), randomBytes(12)])
+  readonly #opts: SwarmOptions
+  readonly #log: Logger
+  readonly #dispatcher: Dispatcher | undefined
+  readonly #entries = new Map<string, Entry>()
+  readonly #server: Server
+  readonly #upload: TokenBucket
+  readonly #download: TokenBucket
+  readonly #dht: DHT | undefined
+  readonly #timer: NodeJS.Timeout
+  readonly #listening: Promise<number>
+  readonly #incoming = new Set<Socket>()
+  #closed = false
+  #port = 0
+
+  constructor (opts: SwarmOptions, log: Logger, dispatcher?: Dispatcher) {
+    this.#opts = opts
+    this.#log = log
+    this.#dispatcher = dispatcher
+    this.#upload = new TokenBucket(opts.uploadLimit)
+    this.#download = new TokenBucket(opts.downloadLimit)
+    this.#server = createServer((socket) => { this.#accept(socket) })
+    this.#listening = new Promise<number>((resolve, reject) => {
+      this.#server.once('error', reject)
+      this.#server.listen(opts.torrentPort, () => {
+        this.#server.off('error', reject)
+        this.#server.on('error', (err) => { log.error({ err: err.message }, 'torrent port error') })
+        this.#port = (this.#server.address() as { port: number }).port
+        resolve(this.#port)
+      })
+    })
+    this.#listening.catch(() => {})
+    if (opts.dht.enabled) {
+      this.#dht = new DHT({ bootstrap: opts.dht.bootstrap.length > 0 ? opts.dht.bootstrap : undefined as unknown as string[] })
+      this.#dht.on('error', (err: Error) => { log.warn({ err: err.message }, 'DHT error') })
+      this.#dht.on('warning', () => {})
+      this.#dht.listen(opts.dht.port ?? 0)
+    }
+    this.#timer = setInterval(() => { this.#tick() }, 1000)
+    this.#timer.unref()
+  }
+
+  async listening (): Promise<number> { return await this.#listening }
+
+  downloadDir (infoHash: string): string { return join(this.#opts.dataDir, 'downloads', infoHash) }
+
+  get (infoHash: string): TorrentHandle | undefined { return this.#entries.get(infoHash)?.handle }
+
+  get downloadSpeed (): number { let s = 0; for (const e of this.#entries.values()) s += e.handle.downloadSpeed; return s }
+  get uploadSpeed (): number { let s = 0; for (const e of this.#entries.values()) s += e.handle.uploadSpeed; return s }
+
+  /** Adds a .torrent whose info hash was checked against the signed one; pieces already on disk are hash-checked, not re-fetched. */
+  add (infoHash: string, torrentBytes: Uint8Array, webSeeds: string[]): TorrentHandle {
+    const existing = this.#entries.get(infoHash)
+    if (existing !== undefined) return existing.handle
+    const torrent = parseTorrent(torrentBytes, { infoHash })
+    const handle = new TorrentHandle(torrent, webSeeds, {
+      peerId: this.peerId, log: this.#log, upload: this.#upload, download: this.#download, dispatcher: this.#dispatcher, maxConns: this.#opts.maxConns
+    })
+    const entry: Entry = { handle, discovery: undefined, candidates: new Map(), dialing: new Set() }
+    // Not straight back: a peer that just went away is dialled again after 10 s, a fellow seed after 5 minutes.
+    handle.onPeerGone = (key, reason) => {
+      const c = entry.candidates.get(key)
+      if (c !== undefined) c.nextAt = Date.now() + (reason === BOTH_SEEDS ? 300_000 : 10_000)
+    }
+    this.#entries.set(infoHash, entry)
+    void this.#start(entry)
+    return handle
+  }
+
+  async #start (e: Entry): Promise<void> {
+    const h = e.handle
+    try {
+      const store = await PieceStore.open(join(this.downloadDir(h.infoHash), h.torrent.name), h.torrent.length, h.torrent.pieceLength, h.torrent.pieces)
+      await h.start(store)
+      if (h.destroyed) return
+      const port = await this.#listening
+      const announce = [...new Set([...h.torrent.announce, ...this.#opts.trackers])]
+      const d = new Discovery({
+        infoHash: h.infoHash,
+        peerId: this.peerId.toString('hex'),
+        port,
+        announce,
+        dht: this.#dht ?? false,
+        lsd: this.#opts.lsd,
+        tracker: announce.length > 0 ? { getAnnounceOpts: () => ({ uploaded: h.counters.uploaded, downloaded: h.counters.bytesFromPeers + h.counters.bytesFromWebSeeds, left: Math.round(h.torrent.length * (1 - h.progress)) }) } : false
+      })
+      d.on('peer', (peer: string | { host?: string, ip?: string, port: number }) => {
+        const addr = typeof peer === 'string' ? peer : `${peer.host ?? peer.ip ?? ''}:${peer.port}`
+        if (!e.candidates.has(addr)) e.candidates.set(addr, { failures: 0, nextAt: 0 })
+        this.#dial(e, addr)
+      })
+      d.on('warning', (err: Error) => { this.#log.debug({ infoHash: h.infoHash, err: err.message }, 'discovery warning') })
+      d.on('error', (err: Error) => { this.#log.warn({ infoHash: h.infoHash, err: err.message }, 'discovery error') })
+      e.discovery = d
+      h.done.then(() => { if (!h.destroyed) d.complete() }, () => {})
+    } catch (err) {
+      this.#log.error({ infoHash: h.infoHash, err: (err as Error).message }, 'cannot start torrent')
+      await h.destroy().catch(() => {})
+    }
+  }
+
+  #dial (e: Entry, addr: string): void {
+    const h = e.handle
+    if (this.#closed || h.destroyed || !h.ready || h.banned.has(addr) || e.dialing.has(addr)) return
+    if (h.peers.size + e.dialing.size >= this.#opts.maxConns) return
+    for (const p of h.peers) if (p.key === addr) return
+    const c = e.candidates.get(addr)
+    if (c !== undefined && c.nextAt > Date.now()) return
+    const i = addr.lastIndexOf(':')
+    const host = addr.slice(0, i).replace(/^\[|\]$/g, '')
+    const port = Number(addr.slice(i + 1))
+    if (host === '' || !Number.isInteger(port) || port <= 0 || port > 65535) return
+    if (port === this.#port && LOOPBACK.has(host)) return // ourselves, as the tracker lists us
+    e.dialing.add(addr)
+    const socket = connect({ host, port })
+    const failed = (why: string): void => {
+      e.dialing.delete(addr)
+      const cand = e.candidates.get(addr)
+      if (cand !== undefined) { cand.failures++; cand.nextAt = Date.now() + Math.min(300_000, 5000 * 2 ** Math.min(cand.failures, 6)) }
+      this.#log.debug({ peer: addr, why }, 'could not connect')
+      socket.destroy()
+    }
+    socket.setTimeout(DIAL_TIMEOUT_MS, () => { failed('timeout') })
+    socket.once('error', (err) => { failed(err.message) })
+    socket.once('connect', () => {
+      socket.setTimeout(HANDSHAKE_TIMEOUT_MS, () => { conn.destroy('no handshake') })
+      socket.removeAllListeners('error')
+      const conn = new PeerConn(socket, addr, false, (c, hs) => {
+        e.dialing.delete(addr)
+        socket.setTimeout(0)
+        if (!hs.infoHash.equals(Buffer.from(h.infoHash, 'hex'))) { c.destroy('handshake for another torrent'); return }
+        if (hs.peerId.equals(this.peerId)) { h.banned.add(addr); c.destroy('connected to ourselves'); return }
+        if (!h.canAccept(hs.peerId, addr)) { c.destroy('not accepted'); return }
+        const cand = e.candidates.get(addr)
+        if (cand !== undefined) cand.failures = 0
+        h.attach(c)
+      })
+      socket.once('close', () => { if (e.dialing.delete(addr)) failed('closed before the handshake') })
+      conn.sendHandshake(Buffer.from(h.infoHash, 'hex'), this.peerId)
+    })
+  }
+
+  #accept (socket: Socket): void {
+    if (this.#closed) { socket.destroy(); return }
+    this.#incoming.add(socket)
+    socket.once('close', () => { this.#incoming.delete(socket) })
+    socket.setTimeout(HANDSHAKE_TIMEOUT_MS, () => { socket.destroy() })
+    const key = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`
+    const conn = new PeerConn(socket, key, true, (c: PeerConn, hs: Handshake) => {
+      socket.setTimeout(0)
+      const e = this.#entries.get(hs.infoHash.toString('hex'))
+      if (e === undefined || hs.peerId.equals(this.peerId) || !e.handle.canAccept(hs.peerId, key)) { c.destroy('unknown torrent or not accepted'); return }
+      c.sendHandshake(hs.infoHash, this.peerId)
+      e.handle.attach(c)
+    })
+    void conn
+  }
+
+  #tick (): void {
+    const now = Date.now()
+    for (const e of this.#entries.values()) {
+      e.handle.tick(now)
+      if (e.handle.ready && !e.handle.destroyed) for (const addr of e.candidates.keys()) this.#dial(e, addr)
+    }
+  }
+
+  /** Stops seeding; with `deleteData` the downloaded pieces are removed from disk too. */
+  async remove (infoHash: string, deleteData: boolean): Promise<void> {
+    const e = this.#entries.get(infoHash)
+    this.#entries.delete(infoHash)
+    if (e !== undefined) {
+      e.discovery?.destroy()
+      await e.handle.destroy()
+    }
+    if (deleteData) await rm(this.downloadDir(infoHash), { recursive: true, force: true })
+  }
+
+  pauseAll (): void { for (const e of this.#entries.values()) if (!e.handle.complete) e.handle.pause() }
+  resumeAll (): void { for (const e of this.#entries.values()) e.handle.resume() }
+
+  peers (): PeerInfo[] {
+    const out: PeerInfo[] = []
+    for (const [infoHash, e] of this.#entries) for (const p of e.handle.peerInfo()) out.push({ infoHash, ...p })
+    return out
+  }
+
+  async close (): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    clearInterval(this.#timer)
+    const closing = new Promise<void>((resolve) => { this.#server.close(() => { resolve() }) })
+    for (const s of this.#incoming) s.destroy()
+    await Promise.all([...this.#entries.keys()].map(async (k) => { await this.remove(k, false) }))
+    await closing
+    if (this.#dht !== undefined) await new Promise<void>((resolve) => { this.#dht?.destroy(() => { resolve() }) })
+  }
+}

@@ -1,0 +1,421 @@
+import type { Logger } from 'pino'
+import type { Dispatcher } from 'undici'
+import { ImgdistError } from '../../lib/errors.js'
+import { BLOCK_LENGTH, hasBit } from '../../lib/peer-wire.js'
+import type { ParsedTorrent } from '../../lib/torrent-meta.js'
+import type { PeerConn, PeerSession } from './peer-conn.js'
+import { blockKey, PiecePicker, type PendingPiece } from './piece-picker.js'
+import type { PieceStore } from './piece-store.js'
+import { RateMeter, type TokenBucket } from './rate-meter.js'
+import { shareOf } from './share.js'
+import { WebSeed } from './web-seed.js'
+
+/**
+ * One torrent: its peers, what to ask each for, the sha1 of every piece, what to serve, and
+ * when it is done. Peers that send pieces failing sha1 are banned (a sole sender at once, a
+ * co-sender at its second strike); so are web seeds. See docs/agent.md "The BitTorrent engine".
+ */
+
+export interface TorrentCounters {
+  bytesFromPeers: number
+  bytesFromWebSeeds: number
+  uploaded: number
+  hashFailures: number
+  bannedPeers: string[]
+  /** piece bytes verified from disk when the torrent was (re-)added: what a resume saved */
+  resumedBytes: number
+}
+
+export interface SessionDeps {
+  peerId: Buffer
+  log: Logger
+  upload: TokenBucket
+  download: TokenBucket
+  dispatcher?: Dispatcher | undefined
+  maxConns: number
+}
+
+/** no block from anyone for this long while pieces are missing: every source may be asked for anything */
+const STARVING_MS = 1500
+/**
+ * Requests outstanding this long with nothing delivered: the peer is snubbed, its requests are
+ * cancelled and go elsewhere, and it is asked again after the same time. webtorrent 2.8.5 (the
+ * index server's seeder) loses a request for a block that was re-requested after a choke while
+ * its disk read of the first request was still in flight (bittorrent-protocol `_pull` matches
+ * the new request); the cancel clears its queue so that the next attempt is answered.
+ */
+const SNUB_MS = 5000
+const UPLOAD_SLOTS = 50
+export const BOTH_SEEDS = 'both sides are seeds'
+
+export class TorrentHandle implements PeerSession {
+  readonly infoHash: string
+  readonly torrent: ParsedTorrent
+  readonly counters: TorrentCounters = { bytesFromPeers: 0, bytesFromWebSeeds: 0, uploaded: 0, hashFailures: 0, bannedPeers: [], resumedBytes: 0 }
+  readonly done: Promise<void>
+  readonly picker: PiecePicker
+  readonly peers = new Set<PeerConn>()
+  readonly banned = new Set<string>()
+  readonly bannedIds = new Set<string>()
+  readonly webSeeds: WebSeed[]
+  paused = false
+  destroyed = false
+  ready = false
+  readonly #deps: SessionDeps
+  readonly #log: Logger
+  readonly #down = new RateMeter()
+  readonly #up = new RateMeter()
+  readonly #strikes = new Map<string, number>()
+  readonly #abort = new AbortController()
+  #store: PieceStore | undefined
+  #lastBlockAt = Date.now()
+  #resolve!: () => void
+  #reject!: (err: Error) => void
+  #settled = false
+  #finishing = false
+
+  constructor (torrent: ParsedTorrent, webSeeds: string[], deps: SessionDeps) {
+    this.torrent = torrent
+    this.infoHash = torrent.infoHash
+    this.#deps = deps
+    this.#log = deps.log.child({ infoHash: torrent.infoHash })
+    this.picker = new PiecePicker(torrent.length, torrent.pieceLength)
+    this.webSeeds = webSeeds.map((u) => new WebSeed(u, torrent.name))
+    this.done = new Promise<void>((resolve, reject) => { this.#resolve = resolve; this.#reject = reject })
+    this.done.catch(() => {})
+  }
+
+  get pieceCount (): number { return this.picker.count }
+  pieceSize (i: number): number { return this.picker.pieceSize(i) }
+  get complete (): boolean { return this.ready && this.picker.complete }
+  get progress (): number {
+    if (this.picker.complete) return 1
+    let bytes = 0
+    for (let i = 0; i < this.picker.count; i++) if (this.picker.hasPiece(i)) bytes += this.picker.pieceSize(i)
+    return bytes / this.torrent.length
+  }
+
+  get downloadSpeed (): number { return this.#down.rate() }
+  get uploadSpeed (): number { return this.#up.rate() }
+  get numPeers (): number { return this.peers.size }
+
+  /** Opens the file and hash-checks what is already there (a resume); then peers may be attached. */
+  async start (store: PieceStore): Promise<void> {
+    this.#store = store
+    try {
+      this.counters.resumedBytes = await store.scan((i) => { this.picker.markHave(i) }, this.#abort.signal)
+    } catch (err) {
+      this.#fail(new ImgdistError('IO_ERROR', `${store.path}: ${(err as Error).message}`, { cause: err }))
+      return
+    }
+    this.ready = true
+    this.#pumpWebSeeds(true)
+    if (this.counters.resumedBytes > 0) this.#log.info({ resumedBytes: this.counters.resumedBytes }, 'pieces already on disk kept')
+    this.#checkDone()
+  }
+
+  canAccept (peerId: Buffer, key: string): boolean {
+    if (!this.ready || this.destroyed || this.peers.size >= this.#deps.maxConns) return false
+    if (this.banned.has(key) || this.bannedIds.has(peerId.toString('hex'))) return false
+    for (const p of this.peers) if (p.peerId?.equals(peerId) === true) return false
+    return true
+  }
+
+  attach (peer: PeerConn): void {
+    this.peers.add(peer)
+    peer.attach(this, this.picker.have, this.picker.haveCount)
+  }
+
+  // ---- PeerSession: what a connection reports ----
+
+  onPeerBits (peer: PeerConn): void {
+    this.picker.addPeerBits(peer.bits, 1, peer.isSeed)
+    if (peer.isSeed && this.picker.complete) { peer.destroy(BOTH_SEEDS); return }
+    this.#updateShare()
+    this.#updateInterest(peer)
+    this.#refill(peer)
+  }
+
+  onPeerHave (peer: PeerConn, i: number): void {
+    this.picker.addHave(i)
+    if (peer.isSeed) {
+      this.picker.seeds++
+      if (this.picker.complete) { peer.destroy(BOTH_SEEDS); return }
+      this.#updateShare()
+    }
+    if (!this.picker.hasPiece(i)) { peer.setInterested(!this.paused); this.#refill(peer) }
+  }
+
+  onPeerChoke (peer: PeerConn, choked: boolean): void {
+    this.#log.debug({ peer: peer.key, choked, requested: peer.requested.size }, 'peer choke state')
+    if (choked) this.#release(peer, false)
+    else this.#refill(peer)
+  }
+
+  onPeerInterest (peer: PeerConn): void {
+    const unchoked = [...this.peers].filter((p) => !p.amChoking).length
+    peer.setChoking(!(peer.peerInterested && (unchoked < UPLOAD_SLOTS || !peer.amChoking)))
+  }
+
+  onPeerRequest (peer: PeerConn): void { void this.#serve(peer) }
+
+  onPeerBlock (peer: PeerConn, index: number, begin: number, block: Buffer): void {
+    this.counters.bytesFromPeers += block.length
+    this.#down.add(block.length)
+    this.#lastBlockAt = Date.now()
+    const p = this.picker.pending.get(index)
+    const doubled = p !== undefined && (p.reqCount[begin / BLOCK_LENGTH] ?? 0) > 1
+    const r = this.picker.receive(index, begin, block, peer.key)
+    if (r === 'bad') { peer.destroy(`sent block ${index}/${begin} of ${block.length} bytes, not what was asked`); return }
+    if (doubled || typeof r === 'object') this.#cancelElsewhere(peer, index, typeof r === 'object' ? undefined : begin)
+    if (typeof r === 'object') this.#pieceDone(r)
+    this.#refill(peer)
+  }
+
+  /** set by the swarm: when to dial an address again */
+  onPeerGone: (key: string, reason: string) => void = () => {}
+
+  onPeerClose (peer: PeerConn, reason: string): void {
+    if (!this.peers.delete(peer)) return
+    this.onPeerGone(peer.key, reason)
+    this.picker.addPeerBits(peer.bits, -1, peer.isSeed)
+    this.#release(peer, false)
+    this.#updateShare()
+    this.#log.debug({ peer: peer.key, reason }, 'peer gone')
+  }
+
+  // ---- timers (the swarm calls tick() every second) ----
+
+  tick (now = Date.now()): void {
+    if (this.destroyed || !this.ready) return
+    for (const peer of this.peers) {
+      if (now - peer.lastReceived > 180_000) { peer.destroy('silent for 3 minutes'); continue }
+      if (peer.snubbed && now - peer.lastBlockAt > 2 * SNUB_MS) { peer.snubbed = false; peer.lastBlockAt = now }
+      if (now - peer.lastSent > 60_000) peer.keepAlive()
+      if (peer.requested.size > 0 && now - peer.lastBlockAt > SNUB_MS) {
+        this.#log.debug({ peer: peer.key, requested: peer.requested.size, choked: peer.peerChoking, interested: peer.amInterested, blocks: [...peer.requested.values()].map((r) => `${r.index}/${r.begin}`).join(' ') }, 'peer snubbed')
+        peer.snubbed = true
+        this.#release(peer, true)
+      }
+    }
+    const starving = this.#starving(now)
+    for (const peer of this.peers) if (starving || peer.requested.size === 0) this.#refill(peer)
+    this.#pumpWebSeeds(starving)
+  }
+
+  pause (): void {
+    this.paused = true
+    for (const peer of this.peers) { this.#release(peer, true); peer.setInterested(false) }
+  }
+
+  resume (): void {
+    this.paused = false
+    for (const peer of this.peers) { this.#updateInterest(peer); this.#refill(peer) }
+  }
+
+  peerInfo (): Array<{ address: string, type: string, downloaded: number, uploaded: number, downSpeed: number, upSpeed: number }> {
+    const out = [...this.peers].map((p) => ({
+      address: p.key, type: p.incoming ? 'tcpIncoming' : 'tcpOutgoing', downloaded: p.down.total, uploaded: p.up.total, downSpeed: p.down.rate(), upSpeed: p.up.rate()
+    }))
+    for (const w of this.webSeeds) if (!w.banned && w.downloaded > 0) out.push({ address: w.url, type: 'webSeed', downloaded: w.downloaded, uploaded: 0, downSpeed: 0, upSpeed: 0 })
+    return out
+  }
+
+  async destroy (): Promise<void> {
+    if (this.destroyed) return
+    this.destroyed = true
+    this.#abort.abort()
+    for (const peer of [...this.peers]) peer.destroy('torrent removed')
+    await this.#store?.close()
+    this.#fail(new ImgdistError('ABORTED', 'torrent removed'))
+  }
+
+  // ---- internals ----
+
+  #starving (now: number): boolean {
+    return !this.paused && !this.picker.complete && now - this.#lastBlockAt > STARVING_MS
+  }
+
+  /** The share rule (piece-picker.ts) applies to seeds that are not imgdist agents, unless we are starving. */
+  #shareOnly (peer: PeerConn): boolean { return peer.isSeed && !peer.imgdist && !this.#starving(Date.now()) }
+
+  #updateShare (): void {
+    const ids = [...this.peers].filter((p) => p.imgdist && !p.isSeed && p.peerId !== undefined).map((p) => p.peerId as Buffer)
+    this.picker.share = shareOf(this.#deps.peerId, ids)
+  }
+
+  #updateInterest (peer: PeerConn): void {
+    if (this.paused || this.picker.complete) { peer.setInterested(false); return }
+    const ours = this.picker.have
+    for (let b = 0; b < peer.bits.length; b++) {
+      if (((peer.bits[b] as number) & ~(ours[b] as number) & 0xff) !== 0) { peer.setInterested(true); return }
+    }
+    peer.setInterested(false)
+  }
+
+  #refill (peer: PeerConn): void {
+    if (this.paused || this.destroyed || peer.closed || peer.peerChoking || !peer.amInterested || peer.snubbed || this.picker.complete) return
+    // Keep about half a second of this peer's rate in flight, between 512 KiB and 4 MiB.
+    const depth = Math.max(32, Math.min(256, Math.ceil(peer.down.rate() / 2 / 16384)))
+    const room = depth - peer.requested.size
+    if (room < Math.min(16, depth / 2)) return
+    if (this.#deps.download.limit > 0) {
+      const wait = this.#deps.download.take(room * 16384)
+      if (wait > 0) return // tick() retries
+    }
+    const reqs = this.picker.pick({ bits: peer.bits, shareOnly: this.#shareOnly(peer), requested: peer.requested }, room)
+    if (reqs.length === 0) return
+    peer.socket.cork()
+    for (const r of reqs) peer.request(r, blockKey(r.index, r.begin))
+    peer.socket.uncork()
+  }
+
+  /** Hands a peer's outstanding requests back to the picker (with cancels when the peer is still there). */
+  #release (peer: PeerConn, sendCancel: boolean): void {
+    for (const [key, r] of [...peer.requested]) {
+      if (sendCancel && !peer.closed) peer.cancel(key)
+      else peer.requested.delete(key)
+      this.picker.unrequest(r.index, r.begin)
+    }
+  }
+
+  #cancelElsewhere (from: PeerConn | undefined, index: number, begin: number | undefined): void {
+    for (const other of this.peers) {
+      if (other === from) continue
+      for (const [key, r] of other.requested) {
+        if (r.index === index && (begin === undefined || r.begin === begin)) { other.cancel(key); this.picker.unrequest(r.index, r.begin) }
+      }
+    }
+  }
+
+  #pieceDone (p: PendingPiece): void {
+    const buf = p.buf as Buffer
+    const store = this.#store as PieceStore
+    if (!store.verify(p.index, buf)) {
+      this.picker.finish(p, false)
+      this.counters.hashFailures++
+      this.#blame(p.from, p.index)
+      return
+    }
+    this.picker.finish(p, true)
+    store.write(p.index, buf).catch((err: Error) => { this.#fail(err) })
+    for (const peer of this.peers) {
+      peer.sendHave(p.index)
+      if (!hasBit(peer.bits, p.index)) continue
+      if (peer.amInterested) this.#updateInterest(peer)
+    }
+    this.#checkDone()
+  }
+
+  /** A sole sender of a bad piece is banned at once; a co-sender after two strikes. */
+  #blame (senders: Set<string>, index: number): void {
+    for (const key of senders) {
+      const strikes = (this.#strikes.get(key) ?? 0) + 1
+      this.#strikes.set(key, strikes)
+      if (senders.size > 1 && strikes < 2) continue
+      if (this.banned.has(key)) continue
+      this.banned.add(key)
+      this.counters.bannedPeers.push(key)
+      this.#log.warn({ peer: key, piece: index }, 'peer sent a piece that failed its sha1: disconnected and banned')
+      for (const w of this.webSeeds) if (w.url === key) w.ban()
+      for (const peer of this.peers) {
+        if (peer.key !== key) continue
+        if (peer.peerId !== undefined) this.bannedIds.add(peer.peerId.toString('hex'))
+        peer.destroy('banned: sent a piece that failed sha1')
+      }
+    }
+  }
+
+  #checkDone (): void {
+    if (!this.ready || !this.picker.complete || this.#finishing) return
+    this.#finishing = true
+    for (const peer of [...this.peers]) {
+      if (peer.isSeed) peer.destroy(BOTH_SEEDS)
+      else peer.setInterested(false)
+    }
+    void (this.#store as PieceStore).flush().then(() => {
+      if (this.#settled) return
+      this.#settled = true
+      this.#log.info('all pieces verified and written')
+      this.#resolve()
+    })
+  }
+
+  #fail (err: Error): void {
+    if (this.#settled) return
+    this.#settled = true
+    this.#reject(err)
+  }
+
+  async #serve (peer: PeerConn): Promise<void> {
+    if (peer.serving) return
+    peer.serving = true
+    try {
+      while (peer.uploadQueue.length > 0 && peer.writable && !peer.amChoking && !this.destroyed) {
+        const r = peer.uploadQueue[0] as { index: number, begin: number, length: number }
+        if (!this.picker.hasPiece(r.index)) { this.#log.debug({ peer: peer.key, piece: r.index }, 'request for a piece we lack dropped'); peer.uploadQueue.shift(); continue }
+        const wait = this.#deps.upload.take(r.length)
+        if (wait > 0) { setTimeout(() => { void this.#serve(peer) }, wait).unref(); return }
+        const store = this.#store as PieceStore
+        const buf = store.cached(r.index) ?? await store.read(r.index)
+        if (peer.uploadQueue[0] !== r) continue // cancelled or choked meanwhile
+        peer.uploadQueue.shift()
+        peer.sendBlock(r.index, r.begin, buf.subarray(r.begin, r.begin + r.length))
+        this.counters.uploaded += r.length
+        this.#up.add(r.length)
+      }
+    } catch (err) {
+      this.#log.error({ err: (err as Error).message }, 'cannot read a piece to upload')
+      peer.destroy('local read error')
+    } finally {
+      peer.serving = false
+    }
+  }
+
+  #pumpWebSeeds (starving: boolean): void {
+    if (this.paused || this.picker.complete || this.destroyed) return
+    for (const ws of this.webSeeds) {
+      while (ws.usable) {
+        const i = this.#webSeedPiece(starving || this.peers.size === 0)
+        if (i < 0) return
+        void this.#fetchFromWebSeed(ws, i)
+      }
+    }
+  }
+
+  /** A piece no connected peer has (or, when `any`, any piece) that nobody is fetching yet. */
+  #webSeedPiece (any: boolean): number {
+    const n = this.picker.count
+    const start = Math.floor(Math.random() * n)
+    for (let k = 0; k < n; k++) {
+      const i = (start + k) % n
+      if (this.picker.hasPiece(i) || this.picker.pending.has(i)) continue
+      if (any || this.picker.avail[i] === 0) return i
+    }
+    return -1
+  }
+
+  async #fetchFromWebSeed (ws: WebSeed, i: number): Promise<void> {
+    const p = this.picker.reserve(i)
+    ws.inFlight++
+    try {
+      const buf = await ws.fetch(i * this.torrent.pieceLength, p.length, this.#deps.dispatcher, this.#abort.signal)
+      this.counters.bytesFromWebSeeds += buf.length
+      this.#lastBlockAt = Date.now()
+      if (this.picker.pending.get(i) !== p) return // peers finished it first
+      this.picker.pending.delete(i)
+      this.#cancelElsewhere(undefined, i, undefined)
+      p.buf = buf
+      p.from = new Set([ws.url])
+      ws.failures = 0
+      this.#pieceDone(p)
+    } catch (err) {
+      if (this.destroyed) return
+      ws.failed()
+      this.#log.debug({ webSeed: ws.url, err: (err as Error).message }, 'web seed request failed')
+      if (this.picker.pending.get(i) === p) this.picker.pending.delete(i)
+    } finally {
+      ws.inFlight--
+    }
+  }
+}
