@@ -122,7 +122,7 @@ export async function runPipeline (deps: PipelineDeps, rec: ImageRecord, cat: Ca
     await store.transition(rec, 'verifying', { progress: 1 })
     const path = filePathOf(swarm, rec, t.name)
     try {
-      await verifyImageFile(path, e, signal)
+      await verifyImageFile(path, e, signal, abortable(handle.sha512(), signal))
     } catch (err) {
       if (err instanceof ImgdistError && err.code === 'HASH_MISMATCH') {
         // Pieces all passed sha1 yet the whole is wrong: the data cannot be trusted, start over.

@@ -7,16 +7,21 @@ import type { ImageEntry } from '../lib/schema.js'
 /**
  * The end-to-end check: the whole file, streamed through sha512, against the signed entry.
  * Piece sha1s only prove the bytes match the torrent; this proves they are what was endorsed.
+ * `precomputed`: the digest of the same file hashed while it downloaded (agent/swarm/prefix-hasher.ts).
  */
-export async function verifyImageFile (path: string, entry: ImageEntry, signal?: AbortSignal): Promise<void> {
+export async function verifyImageFile (path: string, entry: ImageEntry, signal?: AbortSignal, precomputed?: Promise<string>): Promise<void> {
   let size: number
   try { size = (await stat(path)).size } catch (err) {
     throw new ImgdistError('IO_ERROR', `cannot read downloaded file ${path}: ${(err as Error).message}`, { cause: err })
   }
   if (size !== entry.size) throw new ImgdistError('HASH_MISMATCH', `${entry.id}: file is ${size} bytes, the catalogue says ${entry.size}`)
-  const h = createHash('sha512')
-  const stream = createReadStream(path, { highWaterMark: 1024 * 1024, ...(signal !== undefined ? { signal } : {}) })
-  for await (const chunk of stream) h.update(chunk as Buffer)
-  const hex = h.digest('hex')
+  const hex = precomputed !== undefined
+    ? await precomputed
+    : await (async () => {
+      const h = createHash('sha512')
+      const stream = createReadStream(path, { highWaterMark: 1024 * 1024, ...(signal !== undefined ? { signal } : {}) })
+      for await (const chunk of stream) h.update(chunk as Buffer)
+      return h.digest('hex')
+    })()
   if (hex !== entry.sha512) throw new ImgdistError('HASH_MISMATCH', `${entry.id}: sha512 ${hex.slice(0, 16)}… is not the signed ${entry.sha512.slice(0, 16)}…`)
 }

@@ -82,7 +82,7 @@ export async function writeAgentConfig (a: AgentSpec): Promise<void> {
     subscriptions: [{ name: 'bench', url: a.indexUrl, root: a.image.rootPath, pollInterval: '1m' }],
     policy: { approval: 'auto' },
     targets: [{ name: 'dir', type: 'directory', path: agentTargetDir(a) }],
-    logLevel: 'warn'
+    logLevel: process.env.IMGDIST_BENCH_LOG_LEVEL ?? 'warn'
   }))
 }
 
@@ -104,7 +104,9 @@ export async function preloadAgentImage (a: AgentSpec): Promise<string> {
 
 export function spawnAgent (a: AgentSpec): Proc {
   const cfg = join(a.dir, 'agent.yaml')
-  return start(`agent-${a.site}`, 'ip', [...a.exec, process.execPath, join(a.distDir, 'agent', 'bin.js'), 'run', '--config', cfg], join(a.dir, 'agent.log'))
+  // IMGDIST_BENCH_CPU_PROF=DIR: each agent writes a V8 CPU profile there (summarise with dist/bench/profile-summary.js)
+  const prof = process.env.IMGDIST_BENCH_CPU_PROF !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${process.env.IMGDIST_BENCH_CPU_PROF}`] : []
+  return start(`agent-${a.site}`, 'ip', [...a.exec, process.execPath, ...prof, join(a.distDir, 'agent', 'bin.js'), 'run', '--config', cfg], join(a.dir, 'agent.log'))
 }
 
 /** The agent's GET /v1/images entry for the image, or undefined (curl inside the agent's namespace). */

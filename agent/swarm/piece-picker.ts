@@ -1,8 +1,8 @@
 import { BLOCK_LENGTH, hasBit, setBit } from '../../lib/peer-wire.js'
 
 /**
- * Which block to ask which peer for. Rarest first over the pieces a peer has (ties broken at a
- * random start, so that downloaders spread out), pieces already begun finished first, and an
+ * Which block to ask which peer for. Rarest first over the pieces a peer has (ties to the lowest
+ * index), pieces already begun finished first, and an
  * endgame that asks a second peer for blocks still in flight once nothing else is left.
  *
  * One rule is particular to a fleet of imgdist agents fed by one origin: from a peer marked
@@ -157,13 +157,15 @@ export class PiecePicker {
 
   #needsSeed (i: number): boolean { return (this.avail[i] as number) - this.seeds <= 0 }
 
+  /**
+   * Rarest first; among equally rare pieces the lowest index, so that the file fills from the
+   * front and the sha512 of its prefix can run while the rest downloads (prefix-hasher.ts).
+   * Downloaders still spread out: their origin pieces come from disjoint shares.
+   */
   #pickNew (peer: PickPeer): number {
-    const n = this.count
-    const start = Math.floor(Math.random() * n)
     let best = -1
     let bestAvail = Infinity
-    for (let k = 0; k < n; k++) {
-      const i = start + k < n ? start + k : start + k - n
+    for (let i = 0; i < this.count; i++) {
       if (hasBit(this.have, i) || this.pending.has(i) || !hasBit(peer.bits, i)) continue
       if (peer.shareOnly && (!this.#needsSeed(i) || !this.share(i))) continue
       const a = this.avail[i] as number

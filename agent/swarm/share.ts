@@ -2,19 +2,29 @@ import { createHash } from 'node:crypto'
 
 /**
  * Which pieces this agent takes from the origin when several imgdist agents download at once.
- * Every agent sorts the same set of ids (its own and those of the agents it is connected to
- * that are still downloading) and takes the pieces whose index falls on its rank, so the
- * origin's upload is split between them without any message beyond standard BitTorrent.
- * Agents that see different sets (a peer not yet connected) overlap a little; that costs only
+ * Every agent ranks the same set of ids (its own and those of the agents it is connected to
+ * that are still downloading) by rendezvous hashing: piece i belongs to the id with the highest
+ * score(id, i). The origin's upload is thus split between the agents without any message beyond
+ * standard BitTorrent, and when an agent joins, leaves or finishes only its own pieces move.
+ * Agents that see different sets (a peer not yet connected) overlap a little; that costs
  * duplicate origin bytes, never correctness, and the sets converge as the mesh forms.
- * The ids are hashed first so that the order does not favour a client version or a port.
  */
 export function shareOf (ownId: Uint8Array, downloadingPeerIds: Uint8Array[]): (index: number) => boolean {
-  const key = (id: Uint8Array): string => createHash('sha1').update(id).digest('hex')
+  const key = (id: Uint8Array): number => createHash('sha1').update(id).digest().readUInt32BE(0)
   const own = key(ownId)
-  const all = [...new Set([own, ...downloadingPeerIds.map(key)])].sort()
-  const n = all.length
-  const rank = all.indexOf(own)
-  if (n <= 1) return () => true
-  return (index) => index % n === rank
+  const others = [...new Set(downloadingPeerIds.map(key))].filter((k) => k !== own)
+  if (others.length === 0) return () => true
+  return (index) => {
+    const mine = score(own, index)
+    for (const k of others) if (score(k, index) > mine) return false
+    return true
+  }
+}
+
+/** a 32-bit mix (murmur3's finaliser) of id key and piece index */
+function score (idKey: number, index: number): number {
+  let h = (idKey ^ Math.imul(index + 1, 0x9e3779b1)) >>> 0
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b)
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35)
+  return (h ^ (h >>> 16)) >>> 0
 }

@@ -7,6 +7,7 @@ import type { PeerConn, PeerSession } from './peer-conn.js'
 import { blockKey, PiecePicker, type PendingPiece } from './piece-picker.js'
 import type { PieceStore } from './piece-store.js'
 import { RateMeter, type TokenBucket } from './rate-meter.js'
+import { PrefixHasher } from './prefix-hasher.js'
 import { shareOf } from './share.js'
 import { WebSeed } from './web-seed.js'
 
@@ -68,6 +69,10 @@ export class TorrentHandle implements PeerSession {
   readonly #strikes = new Map<string, number>()
   readonly #abort = new AbortController()
   #store: PieceStore | undefined
+  #hasher: PrefixHasher | undefined
+  /** pieces on disk (verified and their write completed), and how many lead the file without a gap */
+  #written: Uint8Array
+  #writtenPrefix = 0
   #lastBlockAt = Date.now()
   #resolve!: () => void
   #reject!: (err: Error) => void
@@ -81,6 +86,7 @@ export class TorrentHandle implements PeerSession {
     this.#log = deps.log.child({ infoHash: torrent.infoHash })
     this.picker = new PiecePicker(torrent.length, torrent.pieceLength)
     this.webSeeds = webSeeds.map((u) => new WebSeed(u, torrent.name))
+    this.#written = new Uint8Array(this.picker.count)
     this.done = new Promise<void>((resolve, reject) => { this.#resolve = resolve; this.#reject = reject })
     this.done.catch(() => {})
   }
@@ -103,12 +109,14 @@ export class TorrentHandle implements PeerSession {
   async start (store: PieceStore): Promise<void> {
     this.#store = store
     try {
-      this.counters.resumedBytes = await store.scan((i) => { this.picker.markHave(i) }, this.#abort.signal)
+      this.counters.resumedBytes = await store.scan((i) => { this.picker.markHave(i); this.#written[i] = 1 }, this.#abort.signal)
     } catch (err) {
       this.#fail(new ImgdistError('IO_ERROR', `${store.path}: ${(err as Error).message}`, { cause: err }))
       return
     }
     this.ready = true
+    // A download hashes as it goes; a torrent complete on disk (seeding a cached image) only if asked.
+    if (!this.picker.complete) this.#advanceHash()
     this.#pumpWebSeeds(true)
     if (this.counters.resumedBytes > 0) this.#log.info({ resumedBytes: this.counters.resumedBytes }, 'pieces already on disk kept')
     this.#checkDone()
@@ -226,11 +234,26 @@ export class TorrentHandle implements PeerSession {
     this.destroyed = true
     this.#abort.abort()
     for (const peer of [...this.peers]) peer.destroy('torrent removed')
+    await this.#hasher?.close()
     await this.#store?.close()
     this.#fail(new ImgdistError('ABORTED', 'torrent removed'))
   }
 
+  /** sha512 of the whole file as on disk: ready soon after `done` for a download (hashed as pieces landed) */
+  async sha512 (): Promise<string> {
+    if (!this.picker.complete) throw new ImgdistError('INTERNAL', 'sha512 asked of an incomplete torrent')
+    this.#advanceHash()
+    return await (this.#hasher as PrefixHasher).digest
+  }
+
   // ---- internals ----
+
+  #advanceHash (): void {
+    if (this.destroyed || this.#store === undefined) return
+    this.#hasher ??= new PrefixHasher(this.#store.path, this.torrent.length)
+    while (this.#writtenPrefix < this.picker.count && this.#written[this.#writtenPrefix] === 1) this.#writtenPrefix++
+    this.#hasher.advance(this.#writtenPrefix * this.torrent.pieceLength)
+  }
 
   #starving (now: number): boolean {
     return !this.paused && !this.picker.complete && now - this.#lastBlockAt > STARVING_MS
@@ -298,7 +321,7 @@ export class TorrentHandle implements PeerSession {
       return
     }
     this.picker.finish(p, true)
-    store.write(p.index, buf).catch((err: Error) => { this.#fail(err) })
+    store.write(p.index, buf).then(() => { this.#written[p.index] = 1; this.#advanceHash() }, (err: Error) => { this.#fail(err) })
     for (const peer of this.peers) {
       peer.sendHave(p.index)
       if (!hasBit(peer.bits, p.index)) continue
@@ -329,6 +352,9 @@ export class TorrentHandle implements PeerSession {
   #checkDone (): void {
     if (!this.ready || !this.picker.complete || this.#finishing) return
     this.#finishing = true
+    const sources: Record<string, number> = {}
+    for (const peer of this.peers) if (peer.down.total > 0) sources[peer.key] = peer.down.total
+    this.#log.info({ sources, webSeeds: this.counters.bytesFromWebSeeds, resumed: this.counters.resumedBytes }, 'bytes received per connected source')
     for (const peer of [...this.peers]) {
       if (peer.isSeed) peer.destroy(BOTH_SEEDS)
       else peer.setInterested(false)

@@ -1,0 +1,37 @@
+import { createHash } from 'node:crypto'
+import { closeSync, openSync, readSync } from 'node:fs'
+import { parentPort, workerData } from 'node:worker_threads'
+
+/**
+ * Worker side of prefix-hasher.ts: sha512 of the file's bytes from 0 up to the offset the
+ * session says is verified and on disk, read in 4 MiB steps on this thread so that the
+ * download's event loop never waits for it.
+ */
+
+export type ToHashWorker = { upTo: number } | { stop: true }
+export type FromHashWorker = { digest: string } | { error: string }
+
+const { path, length } = workerData as { path: string, length: number }
+const port = parentPort
+if (port === null) throw new Error('prefix-hash-worker must run as a worker thread')
+
+const fd = openSync(path, 'r')
+const hash = createHash('sha512')
+const buf = Buffer.allocUnsafe(4 * 1024 * 1024)
+let pos = 0
+
+port.on('message', (m: ToHashWorker) => {
+  if ('stop' in m) { closeSync(fd); port.close(); return }
+  try {
+    while (pos < m.upTo) {
+      const n = readSync(fd, buf, 0, Math.min(buf.length, m.upTo - pos), pos)
+      if (n <= 0) throw new Error(`short read at ${pos} of ${path}`)
+      hash.update(buf.subarray(0, n))
+      pos += n
+    }
+    if (pos >= length) { port.postMessage({ digest: hash.digest('hex') } satisfies FromHashWorker); closeSync(fd); port.close() }
+  } catch (err) {
+    port.postMessage({ error: (err as Error).message } satisfies FromHashWorker)
+    port.close()
+  }
+})
