@@ -145,6 +145,14 @@ export class Swarm {
     }
   }
 
+  /** Dials a known peer directly (host:port), as a tracker answer would; for tests and operators' tools. */
+  addPeer (infoHash: string, addr: string): void {
+    const e = this.#entries.get(infoHash)
+    if (e === undefined) return
+    if (!e.candidates.has(addr)) e.candidates.set(addr, { failures: 0, nextAt: 0 })
+    this.#dial(e, addr)
+  }
+
   #dial (e: Entry, addr: string): void {
     const h = e.handle
     if (this.#closed || h.destroyed || !h.ready || h.banned.has(addr) || e.dialing.has(addr)) return

@@ -1,0 +1,158 @@
+import { createHash } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
+import { connect, type Socket } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { pino } from 'pino'
+import t from 'tap'
+import { BLOCK_LENGTH, MsgId, WireDecoder, encode, encodeHandshake, hasBit, setBit, type WireHandler } from '../lib/peer-wire.js'
+import { buildTorrent } from '../lib/torrent-meta.js'
+import { PiecePicker, blockKey } from '../agent/swarm/piece-picker.js'
+import { shareOf } from '../agent/swarm/share.js'
+import { TokenBucket } from '../agent/swarm/rate-meter.js'
+import { hashFile, writeRandomFile } from './helpers/catalogue-fixture.js'
+
+// The agent's BitTorrent engine: codec, picker and share rule as units, then a real Swarm
+// (the built dist/ code, as the agent runs it) against two real engines and a hostile raw socket.
+
+function collect (): { h: WireHandler, out: string[] } {
+  const out: string[] = []
+  return {
+    out,
+    h: {
+      onHandshake: (hs) => out.push(`hs:${hs.infoHash.toString('hex').slice(0, 4)}`),
+      onKeepAlive: () => out.push('ka'),
+      onMessage: (id, p) => out.push(`m${id}:${p.length}`),
+      onPiece: (i, b, block) => out.push(`p${i}/${b}:${block.length}`)
+    }
+  }
+}
+
+t.test('wire codec: any split of the byte stream yields the same messages', async (t) => {
+  const ih = Buffer.alloc(20, 0xab)
+  const block = Buffer.alloc(BLOCK_LENGTH, 7)
+  const stream = Buffer.concat([encodeHandshake(ih, Buffer.alloc(20, 1)), encode.bitfield(new Uint8Array([0xf0])), encode.keepAlive(),
+    encode.have(3), encode.triple(MsgId.request, 1, 0, BLOCK_LENGTH), encode.pieceHeader(2, BLOCK_LENGTH, block.length), block, encode.simple(MsgId.unchoke)])
+  const want = ['hs:abab', 'm5:1', 'ka', 'm4:4', 'm6:12', `p2/${BLOCK_LENGTH}:${BLOCK_LENGTH}`, 'm1:0']
+  for (const step of [1, 3, 7, 68, 100, 4096, stream.length]) {
+    const { h, out } = collect()
+    const d = new WireDecoder(h, 13 + BLOCK_LENGTH)
+    for (let i = 0; i < stream.length; i += step) d.push(stream.subarray(i, i + step))
+    t.same(out, want, `chunks of ${step} bytes`)
+  }
+})
+
+t.test('wire codec: refuses what is not BitTorrent or too large', async (t) => {
+  const { h } = collect()
+  t.throws(() => { new WireDecoder(h, 100).push(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'.padEnd(68, ' '))) }, { code: 'PEER_PROTOCOL' })
+  const d = new WireDecoder(h, 100)
+  d.push(encodeHandshake(Buffer.alloc(20), Buffer.alloc(20)))
+  const huge = Buffer.alloc(4); huge.writeUInt32BE(1 << 30, 0)
+  t.throws(() => { d.push(huge) }, { code: 'PEER_PROTOCOL', message: /exceeds the limit/ })
+})
+
+t.test('picker: rarest first, ties to the lowest index, blocks of begun pieces first, then endgame', async (t) => {
+  const p = new PiecePicker(4 * 32768, 32768) // 4 pieces of 2 blocks
+  const all = new Uint8Array([0xf0])
+  const some = new Uint8Array([0x30]) // pieces 2 and 3
+  p.addPeerBits(all, 1, true)
+  p.addPeerBits(some, 1, false)
+  const seed = { bits: all, shareOnly: false, requested: new Set<number>() }
+  const first = p.pick(seed, 2)
+  t.same(first.map((r) => `${r.index}/${r.begin}`), ['0/0', `0/${BLOCK_LENGTH}`], 'pieces 0 and 1 are rarest; 0 first')
+  for (const r of first) seed.requested.add(blockKey(r.index, r.begin))
+  const leech = { bits: some, shareOnly: false, requested: new Set<number>() }
+  t.same(p.pick(leech, 1).map((r) => r.index), [2], 'the leecher is asked for what it has')
+  // Only the seed holds pieces 0 and 1: with the share rule, another agent's pieces are left to it.
+  p.share = (i) => i !== 1
+  const shareOnly = { bits: all, shareOnly: true, requested: seed.requested }
+  t.same(p.pick(shareOnly, 10).map((r) => r.index), [], 'share-only seed: piece 1 is not ours, 2 and 3 a leecher has')
+  p.share = () => true
+  const rest = p.pick(seed, 10)
+  t.same([...new Set(rest.map((r) => r.index))].sort(), [1, 2, 3], 'then the rest: the begun piece 2 first, then 1 and 3')
+  // Everything is requested: endgame asks another holder of a block in flight.
+  const endgame = p.pick(leech, 10)
+  t.ok(endgame.length > 0 && endgame.every((r) => r.index === 2 || r.index === 3), 'endgame duplicates blocks in flight')
+  // A block that comes back after its piece completed elsewhere is a duplicate, not an error.
+  const b0 = Buffer.alloc(BLOCK_LENGTH)
+  t.equal(p.receive(0, 0, b0, 'a'), undefined)
+  const done = p.receive(0, BLOCK_LENGTH, b0, 'a')
+  t.equal(typeof done, 'object', 'the second block completes piece 0')
+  t.equal(p.receive(0, 0, b0, 'b'), 'dup')
+  t.equal(p.receive(1, 5, b0, 'b'), 'bad', 'a block at a misaligned offset is refused')
+})
+
+t.test('share rule: every piece has exactly one owner, and a leaving agent moves only its own pieces', async (t) => {
+  const ids = Array.from({ length: 7 }, (_, i) => Buffer.from(`-IM0100-agent${i}xxxxxx`))
+  const owners = (set: Buffer[]): number[] => Array.from({ length: 512 }, (_, piece) => {
+    const o = set.filter((id) => shareOf(id, set.filter((x) => x !== id))(piece))
+    return o.length === 1 ? set.indexOf(o[0] as Buffer) : -1
+  })
+  const full = owners(ids)
+  t.notOk(full.includes(-1), 'no piece without an owner or with two')
+  const counts = ids.map((_, i) => full.filter((o) => o === i).length)
+  t.ok(Math.min(...counts) > 40 && Math.max(...counts) < 110, `balanced: ${counts.join(' ')}`)
+  const without6 = owners(ids.slice(0, 6))
+  t.ok(full.every((o, piece) => o === 6 || without6[piece] === o), 'pieces of the others stay put')
+  t.equal(shareOf(ids[0] as Buffer, [])(5), true, 'alone, every piece is ours')
+})
+
+t.test('token bucket: limits, and 0 means unlimited', async (t) => {
+  const b = new TokenBucket(1000)
+  const t0 = Date.now()
+  t.equal(b.take(1000, t0), 0)
+  t.ok(b.take(500, t0) > 0, 'empty: wait')
+  t.equal(b.take(500, t0 + 600), 0, 'refilled after 0.6 s')
+  t.equal(new TokenBucket(0).take(1e9), 0)
+})
+
+t.test('a real engine seeds to another over TCP; a hostile raw peer is dropped without harm', async (t) => {
+  const distSwarm = resolve('dist/agent/swarm/swarm.js')
+  const { Swarm } = await import(distSwarm) as typeof import('../agent/swarm/swarm.js')
+  const dir = await mkdtemp(join(tmpdir(), 'imgdist-wire-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  const size = 3 * 1024 * 1024 + 12345
+  const pieceLength = 64 * 1024
+  const src = join(dir, 'src.img')
+  await writeRandomFile(src, size)
+  const hashed = await hashFile(src, pieceLength)
+  const tor = buildTorrent({ name: 'img.raw', length: size, pieceLength, pieces: hashed.pieces })
+  const log = pino({ level: process.env.WIRE_TEST_LOG ?? 'silent' })
+  const opts = (name: string): ConstructorParameters<typeof Swarm>[0] => ({ dataDir: join(dir, name), torrentPort: 0, dht: { enabled: false, bootstrap: [] }, lsd: false, trackers: [], uploadLimit: 0, downloadLimit: 0, maxConns: 20 })
+  const seeder = new Swarm(opts('seed'), log)
+  const leecher = new Swarm(opts('leech'), log)
+  t.teardown(async () => { await seeder.close(); await leecher.close() })
+  // The seeder finds the image where a finished download would be, and hash-checks it.
+  await (await import('node:fs/promises')).mkdir(seeder.downloadDir(tor.infoHash), { recursive: true })
+  await (await import('node:fs/promises')).copyFile(src, join(seeder.downloadDir(tor.infoHash), 'img.raw'))
+  const s = seeder.add(tor.infoHash, tor.bytes, [])
+  await s.done
+  t.equal(s.counters.resumedBytes, size, 'every piece on disk verified')
+  const port = await seeder.listening()
+
+  // A raw socket that handshakes correctly, then sends an absurd message length: dropped.
+  const raw: Socket = connect({ host: '127.0.0.1', port })
+  await new Promise<void>((resolve) => raw.once('connect', () => { resolve() }))
+  const closed = new Promise<void>((resolve) => raw.once('close', () => { resolve() }))
+  raw.on('error', () => {})
+  raw.resume() // read (and drop) the seeder's handshake and bitfield, so that its close is seen
+  raw.write(encodeHandshake(Buffer.from(tor.infoHash, 'hex'), Buffer.from('-XX0000-hostilepeer!')))
+  const big = Buffer.alloc(4); big.writeUInt32BE(50 * 1024 * 1024, 0)
+  raw.write(big)
+  await closed
+  t.pass('the hostile connection was closed by the seeder')
+
+  const l = leecher.add(tor.infoHash, tor.bytes, [])
+  while (!l.ready) await new Promise((resolve) => setTimeout(resolve, 10))
+  leecher.addPeer(tor.infoHash, `127.0.0.1:${port}`)
+  await l.done
+  const got = await readFile(join(leecher.downloadDir(tor.infoHash), 'img.raw'))
+  t.equal(createHash('sha512').update(got).digest('hex'), hashed.sha512, 'the leecher has the exact bytes')
+  t.equal(await l.sha512(), hashed.sha512, 'and its prefix hasher agrees')
+  t.equal(l.counters.bytesFromPeers, size, 'every byte came over the wire once')
+  t.ok(s.counters.uploaded >= size, 'the seeder counted its upload')
+  const bits = l.picker.have
+  t.ok(Array.from({ length: l.picker.count }, (_, i) => hasBit(bits, i)).every(Boolean))
+  const probe = new Uint8Array(1); setBit(probe, 0); t.equal(probe[0], 0x80, 'bit 0 is the most significant')
+})
