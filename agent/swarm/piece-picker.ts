@@ -97,10 +97,11 @@ export class PiecePicker {
       this.#fill(p, peer, out, max, false)
     }
     // Endgame: every missing piece is in flight somewhere; ask this peer too, for blocks it was not asked for.
+    // A share-only seed (the origin) is not asked twice for what a downloader is already sending.
     if (out.length < max && this.haveCount + this.pending.size === this.count) {
       for (const p of this.pending.values()) {
         if (out.length >= max) break
-        if (hasBit(peer.bits, p.index)) this.#fill(p, peer, out, max, true)
+        if (hasBit(peer.bits, p.index) && (!peer.shareOnly || this.#needsSeed(p.index))) this.#fill(p, peer, out, max, true)
       }
     }
     return out

@@ -87,7 +87,7 @@ export class PieceStore {
 
   cached (i: number): Buffer | undefined {
     const b = this.#cache.get(i) ?? this.#unwritten.get(i)
-    if (b !== undefined) { this.#cache.delete(i); this.#cache.set(i, b) }
+    if (b !== undefined) this.#remember(i, b)
     return b
   }
 

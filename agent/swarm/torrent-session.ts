@@ -36,8 +36,12 @@ export interface SessionDeps {
   maxConns: number
 }
 
-/** no block from anyone for this long while pieces are missing: every source may be asked for anything */
-const STARVING_MS = 1500
+/**
+ * No block from anyone for this long while pieces are missing: every source may be asked for
+ * anything, one piece at a time from a share-only seed (the origin) so that a stall costs at
+ * most a piece of duplicate origin upload.
+ */
+const STARVING_MS = 3000
 /**
  * Requests outstanding this long with nothing delivered: the peer is snubbed, its requests are
  * cancelled and go elsewhere, and it is asked again after the same time. webtorrent 2.8.5 (the
@@ -280,8 +284,9 @@ export class TorrentHandle implements PeerSession {
     if (this.paused || this.destroyed || peer.closed || peer.peerChoking || !peer.amInterested || peer.snubbed || this.picker.complete) return
     // Keep about half a second of this peer's rate in flight, between 512 KiB and 4 MiB.
     const depth = Math.max(32, Math.min(256, Math.ceil(peer.down.rate() / 2 / 16384)))
-    const room = depth - peer.requested.size
+    let room = depth - peer.requested.size
     if (room < Math.min(16, depth / 2)) return
+    if (peer.isSeed && !peer.imgdist && this.#starving(Date.now())) room = Math.min(room, Math.ceil(this.torrent.pieceLength / BLOCK_LENGTH))
     if (this.#deps.download.limit > 0) {
       const wait = this.#deps.download.take(room * 16384)
       if (wait > 0) return // tick() retries
