@@ -15,22 +15,27 @@ const { path, length } = workerData as { path: string, length: number }
 const port = parentPort
 if (port === null) throw new Error('prefix-hash-worker must run as a worker thread')
 
-const fd = openSync(path, 'r')
 const hash = createHash('sha512')
 const buf = Buffer.allocUnsafe(4 * 1024 * 1024)
 let pos = 0
 
 port.on('message', (m: ToHashWorker) => {
-  if ('stop' in m) { closeSync(fd); port.close(); return }
+  if ('stop' in m) { port.close(); return }
+  // Opened per step, not held: a terminated worker cannot close a descriptor it keeps open.
+  let fd: number | undefined
   try {
+    fd = openSync(path, 'r')
     while (pos < m.upTo) {
       const n = readSync(fd, buf, 0, Math.min(buf.length, m.upTo - pos), pos)
       if (n <= 0) throw new Error(`short read at ${pos} of ${path}`)
       hash.update(buf.subarray(0, n))
       pos += n
     }
-    if (pos >= length) { port.postMessage({ digest: hash.digest('hex') } satisfies FromHashWorker); closeSync(fd); port.close() }
+    closeSync(fd)
+    fd = undefined
+    if (pos >= length) { port.postMessage({ digest: hash.digest('hex') } satisfies FromHashWorker); port.close() }
   } catch (err) {
+    if (fd !== undefined) closeSync(fd)
     port.postMessage({ error: (err as Error).message } satisfies FromHashWorker)
     port.close()
   }
