@@ -93,8 +93,6 @@ export class PeerConn {
     if (ourHaveCount > 0) this.#write(encode.bitfield(ourBits))
   }
 
-  has (i: number): boolean { return hasBit(this.bits, i) }
-
   setInterested (on: boolean): void {
     if (this.amInterested === on) return
     this.amInterested = on

@@ -46,6 +46,7 @@ export class PiecePicker {
   readonly length: number
   readonly have: Uint8Array
   haveCount = 0
+  haveBytes = 0
   /** connected peers holding each piece (web seeds not counted) */
   readonly avail: Uint16Array
   /** connected peers holding every piece */
@@ -72,6 +73,7 @@ export class PiecePicker {
     if (hasBit(this.have, i)) return
     setBit(this.have, i)
     this.haveCount++
+    this.haveBytes += this.pieceSize(i)
   }
 
   /** a peer's bitfield arrived (+1) or the peer left (-1) */
@@ -122,7 +124,7 @@ export class PiecePicker {
 
   /**
    * A block arrived. Returns the piece when this block completed it (the caller then verifies
-   * it and calls finish()), 'dup' for a block already held, 'bad' for one never asked for or
+   * it and, if its sha1 passes, calls markHave()), 'dup' for a block already held, 'bad' for one never asked for or
    * of the wrong size.
    */
   receive (index: number, begin: number, block: Buffer, fromKey: string): PendingPiece | 'dup' | 'bad' | undefined {
@@ -141,11 +143,6 @@ export class PiecePicker {
     if (p.received < p.blocks) return undefined
     this.pending.delete(index)
     return p
-  }
-
-  /** After the sha1 check of a completed piece: kept, or dropped to be fetched again. */
-  finish (p: PendingPiece, ok: boolean): void {
-    if (ok) this.markHave(p.index)
   }
 
   /** The whole piece is being fetched elsewhere (a web seed): peers leave it alone except in endgame. */

@@ -98,12 +98,7 @@ export class TorrentHandle implements PeerSession {
   get pieceCount (): number { return this.picker.count }
   pieceSize (i: number): number { return this.picker.pieceSize(i) }
   get complete (): boolean { return this.ready && this.picker.complete }
-  get progress (): number {
-    if (this.picker.complete) return 1
-    let bytes = 0
-    for (let i = 0; i < this.picker.count; i++) if (this.picker.hasPiece(i)) bytes += this.picker.pieceSize(i)
-    return bytes / this.torrent.length
-  }
+  get progress (): number { return this.picker.haveBytes / this.torrent.length }
 
   get downloadSpeed (): number { return this.#down.rate() }
   get uploadSpeed (): number { return this.#up.rate() }
@@ -320,12 +315,12 @@ export class TorrentHandle implements PeerSession {
     const buf = p.buf as Buffer
     const store = this.#store as PieceStore
     if (!store.verify(p.index, buf)) {
-      this.picker.finish(p, false)
+      // Out of `pending` already: the piece will be chosen and fetched again.
       this.counters.hashFailures++
       this.#blame(p.from, p.index)
       return
     }
-    this.picker.finish(p, true)
+    this.picker.markHave(p.index)
     store.write(p.index, buf).then(() => { this.#written[p.index] = 1; this.#advanceHash() }, (err: Error) => { this.#fail(err) })
     for (const peer of this.peers) {
       peer.sendHave(p.index)
