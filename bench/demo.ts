@@ -42,8 +42,8 @@ const DEADLINE_MS = 50_000
 const GLANCE_EXTRA_MS = 40_000
 
 const here = fileURLToPath(new URL('.', import.meta.url))
-const INDEX_BIN = join(here, '..', 'index-server', 'bin.js')
-const AGENT_BIN = join(here, '..', 'agent', 'bin.js')
+const INDEX_BIN = join(here, '..', 'bin', 'imgdist-index.js')
+const AGENT_BIN = join(here, '..', 'bin', 'imgdist-agent.js')
 const run = promisify(execFile)
 const say = (s: string): void => { process.stdout.write(s + '\n') }
 

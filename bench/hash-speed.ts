@@ -23,7 +23,7 @@ if (!Number.isInteger(sizeMiB) || sizeMiB < 1 || !Number.isInteger(runs) || runs
   console.error('usage: node dist/bench/hash-speed.js [--size-mib N] [--runs N] [--dir DIR]')
   process.exit(2)
 }
-const signer = join(dirname(fileURLToPath(import.meta.url)), '..', 'signer', 'bin.js')
+const signer = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'imgdist-sign.js')
 
 async function timed (cmd: string, args: string[]): Promise<number> {
   const start = process.hrtime.bigint()

@@ -25,7 +25,7 @@ export interface OriginSpec {
 }
 
 export async function startIndexOrigin (o: OriginSpec): Promise<Proc> {
-  const bin = join(o.distDir, 'index-server', 'bin.js')
+  const bin = join(o.distDir, 'bin', 'imgdist-index.js')
   const origin = `http://${o.host}:${o.port}`
   const dataDir = join(o.work, 'index-data')
   run(process.execPath, [bin, 'init', '--data-dir', dataDir, '--root', o.image.rootPath])
@@ -106,7 +106,7 @@ export function spawnAgent (a: AgentSpec): Proc {
   const cfg = join(a.dir, 'agent.yaml')
   // IMGDIST_BENCH_CPU_PROF=DIR: each agent writes a V8 CPU profile there (summarise with dist/bench/profile-summary.js)
   const prof = process.env.IMGDIST_BENCH_CPU_PROF !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${process.env.IMGDIST_BENCH_CPU_PROF}`] : []
-  return start(`agent-${a.site}`, 'ip', [...a.exec, process.execPath, ...prof, join(a.distDir, 'agent', 'bin.js'), 'run', '--config', cfg], join(a.dir, 'agent.log'))
+  return start(`agent-${a.site}`, 'ip', [...a.exec, process.execPath, ...prof, join(a.distDir, 'bin', 'imgdist-agent.js'), 'run', '--config', cfg], join(a.dir, 'agent.log'))
 }
 
 /** The agent's GET /v1/images entry for the image, or undefined (curl inside the agent's namespace). */

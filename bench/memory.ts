@@ -25,7 +25,7 @@ async function main (): Promise<number> {
   const timeoutMs = num(f, 'timeout-s', 1) * 1000
   if (process.getuid?.() !== 0) { console.error('bench:memory needs root (it runs in a network namespace of its own)'); return 2 }
   const distDir = fileURLToPath(new URL('../', import.meta.url))
-  if (!existsSync(join(distDir, 'agent', 'bin.js')) || !existsSync(join(distDir, 'index-server', 'bin.js'))) { console.error('imgdist: not built yet (npm run build)'); return 1 }
+  if (!existsSync(join(distDir, 'bin', 'imgdist-agent.js')) || !existsSync(join(distDir, 'bin', 'imgdist-index.js'))) { console.error('imgdist: not built yet (npm run build)'); return 1 }
   const work = f['work-dir']
   const size = Math.round(sizeGiB * 2 ** 30)
   await mkdir(work, { recursive: true })

@@ -50,7 +50,7 @@ async function main (): Promise<number> {
   const only = f.only.split(',')
   if (only.includes('http')) await step('http', async () => await pairHttp(c))
   if (only.includes('aria2')) await step('aria2', async () => await pairAria2(c))
-  if (!only.includes('imgdist')) { /* not asked for */ } else if (existsSync(join(distDir, 'agent', 'bin.js')) && existsSync(join(distDir, 'index-server', 'bin.js'))) {
+  if (!only.includes('imgdist')) { /* not asked for */ } else if (existsSync(join(distDir, 'bin', 'imgdist-agent.js')) && existsSync(join(distDir, 'bin', 'imgdist-index.js'))) {
     await step('imgdist', async () => await pairImgdist(c))
     await step('imgdist-agents', async () => await pairImgdistAgents(c))
   } else rows.push({ tool: 'imgdist', ok: false, note: 'imgdist: not built yet' })

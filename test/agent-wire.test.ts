@@ -67,10 +67,14 @@ t.test('picker: rarest first, ties to the lowest index, blocks of begun pieces f
   // Only the seed holds pieces 0 and 1: with the share rule, another agent's pieces are left to it.
   p.share = (i) => i !== 1
   const shareOnly = { bits: all, shareOnly: true, requested: seed.requested }
-  t.same(p.pick(shareOnly, 10).map((r) => r.index), [], 'share-only seed: piece 1 is not ours, 2 and 3 a leecher has')
+  const stolen = p.pick(shareOnly, 10)
+  t.same(stolen.map((r) => r.index), [1, 1], 'share-only seed: nothing of our share is left (2 and 3 a leecher has), so piece 1 of another share is stolen')
+  for (const r of stolen) seed.requested.add(blockKey(r.index, r.begin))
+  t.same(p.pick(shareOnly, 10), [], 'one stolen piece at a time')
   p.share = () => true
-  const rest = p.pick(seed, 10)
-  t.same([...new Set(rest.map((r) => r.index))].sort(), [1, 2, 3], 'then the rest: the begun piece 2 first, then 1 and 3')
+  const rest = p.pick(seed, 3)
+  t.same(rest.map((r) => r.index), [2, 3, 3], 'then the rest: the begun piece 2 first, then 3')
+  for (const r of rest) seed.requested.add(blockKey(r.index, r.begin))
   // Everything is requested: endgame asks another holder of a block in flight.
   const endgame = p.pick(leech, 10)
   t.ok(endgame.length > 0 && endgame.every((r) => r.index === 2 || r.index === 3), 'endgame duplicates blocks in flight')
@@ -81,6 +85,34 @@ t.test('picker: rarest first, ties to the lowest index, blocks of begun pieces f
   t.equal(typeof done, 'object', 'the second block completes piece 0')
   t.equal(p.receive(0, 0, b0, 'b'), 'dup')
   t.equal(p.receive(1, 5, b0, 'b'), 'bad', 'a block at a misaligned offset is refused')
+})
+
+t.test('stealing from a share-only seed: from the back of the file, thieves apart, owners first', async (t) => {
+  const pieces = 64
+  const all = new Uint8Array(pieces / 8).fill(0xff)
+  const thief = (score: (i: number) => number): PiecePicker => {
+    const p = new PiecePicker(pieces * 16384, 16384)
+    p.addPeerBits(all, 1, true)
+    p.share = (i) => i % 4 === 0 // our share: every fourth piece
+    p.stealWindow = 4
+    p.stealScore = score
+    return p
+  }
+  const origin = { bits: all, shareOnly: true, requested: new Set<number>() }
+  const a = thief((i) => i)
+  t.same(a.pick(origin, 16).map((r) => r.index), Array.from({ length: 16 }, (_, k) => 4 * k), 'our own share first, lowest index first')
+  for (let i = 0; i < pieces; i += 4) a.markHave(i)
+  t.same(a.pick(origin, 16).map((r) => r.index), [63], 'then one piece of another share, from the back')
+  const b = thief((i) => -i)
+  for (let i = 0; i < pieces; i += 4) b.markHave(i)
+  t.same(b.pick(origin, 16).map((r) => r.index), [59], 'another thief ranks the last candidates its own way')
+  t.same(b.pick(origin, 16), [], 'one stolen piece at a time')
+  const c = thief((i) => i)
+  for (let i = 0; i < pieces; i += 4) c.markHave(i)
+  const downloader = new Uint8Array(pieces / 8)
+  setBit(downloader, 63)
+  c.addPeerBits(downloader, 1, false)
+  t.same(c.pick(origin, 16).map((r) => r.index), [62], 'a piece a downloader already has is left to the swarm, not stolen from the seed')
 })
 
 t.test('share rule: every piece has exactly one owner, and a leaving agent moves only its own pieces', async (t) => {

@@ -9,7 +9,7 @@ import { encodePublicKey, generateKeyPair } from '../lib/keys.js'
 import { body, indexBytes, makeServerDir, waitFor } from './index-fixture.js'
 import { makeFixture } from './helpers/catalogue-fixture.js'
 
-const BIN = join(import.meta.dirname, '..', 'dist', 'index-server', 'bin.js')
+const BIN = join(import.meta.dirname, '..', 'dist', 'bin', 'imgdist-index.js')
 const execp = promisify(execFile)
 
 async function cli (args: string[]): Promise<{ code: number, stdout: string, stderr: string }> {

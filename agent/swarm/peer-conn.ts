@@ -48,6 +48,8 @@ export class PeerConn {
   readonly requested = new Map<number, BlockRequest>()
   readonly uploadQueue: BlockRequest[] = []
   readonly down = new RateMeter()
+  /** bytes of blocks that arrived when we already had them (endgame, cancels, dropped requests) */
+  wastedBytes = 0
   readonly up = new RateMeter()
   lastReceived = Date.now()
   lastSent = Date.now()

@@ -54,6 +54,16 @@ export class PiecePicker {
   readonly pending = new Map<number, PendingPiece>()
   /** which pieces are ours to take from a share-only seed; replaced by the session as peers come and go */
   share: (index: number) => boolean = () => true
+  /**
+   * Stealing: once nothing of our own share is left to begin, we may take one piece at a time
+   * from another agent's share that no downloader has yet, so that the origin stays busy while
+   * agents with bigger or later-started shares catch up. The owners work from the front of the
+   * file, thieves from the back: among the last `stealWindow` candidates each thief takes the one
+   * its own `stealScore` ranks highest, so that thieves rarely pick the same piece.
+   */
+  stealScore: (index: number) => number = (i) => i
+  stealWindow = 1
+  #stolen = -1
   readonly #maxPending: number
 
   constructor (length: number, pieceLength: number, maxPendingBytes = 256 * 1024 * 1024) {
@@ -161,6 +171,25 @@ export class PiecePicker {
    * Downloaders still spread out: their origin pieces come from disjoint shares.
    */
   #pickNew (peer: PickPeer): number {
+    if (peer.shareOnly) {
+      const own = this.#pickRarest(peer)
+      return own >= 0 || this.pending.has(this.#stolen) ? own : (this.#stolen = this.#steal(peer))
+    }
+    return this.#pickRarest(peer)
+  }
+
+  #steal (peer: PickPeer): number {
+    const window: number[] = []
+    for (let i = this.count - 1; i >= 0 && window.length < this.stealWindow; i--) {
+      if (hasBit(this.have, i) || this.pending.has(i) || !hasBit(peer.bits, i) || !this.#needsSeed(i) || this.share(i)) continue
+      window.push(i)
+    }
+    let best = -1
+    for (const i of window) if (best < 0 || this.stealScore(i) > this.stealScore(best)) best = i
+    return best
+  }
+
+  #pickRarest (peer: PickPeer): number {
     let best = -1
     let bestAvail = Infinity
     for (let i = 0; i < this.count; i++) {

@@ -21,6 +21,12 @@ export function shareOf (ownId: Uint8Array, downloadingPeerIds: Uint8Array[]): (
   }
 }
 
+/** This agent's own ranking of pieces, for choosing which piece of another share to steal (piece-picker.ts). */
+export function stealScoreOf (ownId: Uint8Array): (index: number) => number {
+  const own = createHash('sha1').update(ownId).digest().readUInt32BE(0)
+  return (index) => score(own, index)
+}
+
 /** a 32-bit mix (murmur3's finaliser) of id key and piece index */
 function score (idKey: number, index: number): number {
   let h = (idKey ^ Math.imul(index + 1, 0x9e3779b1)) >>> 0

@@ -8,7 +8,7 @@ import { blockKey, PiecePicker, type PendingPiece } from './piece-picker.js'
 import type { PieceStore } from './piece-store.js'
 import { RateMeter, type TokenBucket } from './rate-meter.js'
 import { PrefixHasher } from './prefix-hasher.js'
-import { shareOf } from './share.js'
+import { shareOf, stealScoreOf } from './share.js'
 import { WebSeed } from './web-seed.js'
 
 /**
@@ -89,6 +89,7 @@ export class TorrentHandle implements PeerSession {
     this.#deps = deps
     this.#log = deps.log.child({ infoHash: torrent.infoHash })
     this.picker = new PiecePicker(torrent.length, torrent.pieceLength)
+    this.picker.stealScore = stealScoreOf(deps.peerId)
     this.webSeeds = webSeeds.map((u) => new WebSeed(u, torrent.name))
     this.#written = new Uint8Array(this.picker.count)
     this.done = new Promise<void>((resolve, reject) => { this.#resolve = resolve; this.#reject = reject })
@@ -131,6 +132,9 @@ export class TorrentHandle implements PeerSession {
   attach (peer: PeerConn): void {
     this.peers.add(peer)
     peer.attach(this, this.picker.have, this.picker.haveCount)
+    // Now, not when its bitfield comes: a peer with no pieces yet sends none (BEP 3), and a
+    // downloader missing from the share would leave its share of the origin's pieces to others twice.
+    this.#updateShare()
   }
 
   // ---- PeerSession: what a connection reports ----
@@ -159,9 +163,23 @@ export class TorrentHandle implements PeerSession {
     else this.#refill(peer)
   }
 
+  /**
+   * A peer that loses interest stays unchoked: choking it would race with the requests it sends
+   * once it is interested again (BEP 3 drops requests across a choke, and we have no BEP 6
+   * reject), and the bytes of those dropped requests would be sent twice. An idle unchoked peer
+   * gives its slot up only to an interested one when all slots are taken.
+   */
   onPeerInterest (peer: PeerConn): void {
-    const unchoked = [...this.peers].filter((p) => !p.amChoking).length
-    peer.setChoking(!(peer.peerInterested && (unchoked < UPLOAD_SLOTS || !peer.amChoking)))
+    if (!peer.peerInterested || !peer.amChoking) return
+    let unchoked = 0
+    let idle: PeerConn | undefined
+    for (const p of this.peers) {
+      if (p.amChoking) continue
+      unchoked++
+      if (!p.peerInterested) idle = p
+    }
+    if (unchoked >= UPLOAD_SLOTS && idle !== undefined) { idle.setChoking(true); unchoked-- }
+    if (unchoked < UPLOAD_SLOTS) peer.setChoking(false)
   }
 
   onPeerRequest (peer: PeerConn): void { void this.#serve(peer) }
@@ -173,6 +191,7 @@ export class TorrentHandle implements PeerSession {
     const p = this.picker.pending.get(index)
     const doubled = p !== undefined && (p.reqCount[begin / BLOCK_LENGTH] ?? 0) > 1
     const r = this.picker.receive(index, begin, block, peer.key)
+    if (r === 'dup') peer.wastedBytes += block.length
     if (r === 'bad') { peer.destroy(`sent block ${index}/${begin} of ${block.length} bytes, not what was asked`); return }
     if (doubled || typeof r === 'object') this.#cancelElsewhere(peer, index, typeof r === 'object' ? undefined : begin)
     if (typeof r === 'object') this.#pieceDone(r)
@@ -264,6 +283,7 @@ export class TorrentHandle implements PeerSession {
   #updateShare (): void {
     const ids = [...this.peers].filter((p) => p.imgdist && !p.isSeed && p.peerId !== undefined).map((p) => p.peerId as Buffer)
     this.picker.share = shareOf(this.#deps.peerId, ids)
+    this.picker.stealWindow = ids.length + 1
   }
 
   #updateInterest (peer: PeerConn): void {
@@ -321,6 +341,7 @@ export class TorrentHandle implements PeerSession {
       return
     }
     this.picker.markHave(p.index)
+    if (this.#log.isLevelEnabled('trace')) this.#log.trace({ piece: p.index, from: [...p.from] }, 'piece verified')
     store.write(p.index, buf).then(() => { this.#written[p.index] = 1; this.#advanceHash() }, (err: Error) => { this.#fail(err) })
     for (const peer of this.peers) {
       peer.sendHave(p.index)
@@ -353,8 +374,12 @@ export class TorrentHandle implements PeerSession {
     if (!this.ready || !this.picker.complete || this.#finishing) return
     this.#finishing = true
     const sources: Record<string, number> = {}
-    for (const peer of this.peers) if (peer.down.total > 0) sources[peer.key] = peer.down.total
-    this.#log.info({ sources, webSeeds: this.counters.bytesFromWebSeeds, resumed: this.counters.resumedBytes }, 'bytes received per connected source')
+    const wasted: Record<string, number> = {}
+    for (const peer of this.peers) {
+      if (peer.down.total > 0) sources[peer.key] = peer.down.total
+      if (peer.wastedBytes > 0) wasted[peer.key] = peer.wastedBytes
+    }
+    this.#log.info({ sources, wasted, webSeeds: this.counters.bytesFromWebSeeds, resumed: this.counters.resumedBytes }, 'bytes received per connected source')
     for (const peer of [...this.peers]) {
       if (peer.isSeed) peer.destroy(BOTH_SEEDS)
       else peer.setInterested(false)

@@ -21,11 +21,10 @@ type GlanceModule = { createGlanceTarget: (config: unknown, deps: TargetDeps) =>
 export async function createTarget (config: TargetConfig, deps: TargetDeps): Promise<Target> {
   if (config.type === 'directory') return createDirectoryTarget(config as DirectoryTargetConfig)
   if (config.type === 'glance') {
-    // Resolved at run time so the agent builds and runs with only the directory target.
-    const specifier = './glance/glance-target.js'
+    // Loaded only when configured. A literal specifier, so the bundler (npm run bundle) inlines it.
     let mod: GlanceModule
     try {
-      mod = await import(specifier) as GlanceModule
+      mod = await import('./glance/glance-target.js') as GlanceModule
     } catch (err) {
       throw new ConfigError(`target ${config.name}: glance target not available (${(err as Error).message})`)
     }

@@ -14,7 +14,7 @@ import { measure, skipped, verifyFiles, type SwarmContext, type SwarmRun } from 
 const AGENT_API = '127.0.0.1:7800'
 
 export function imgdistMissing (distDir: string): string | undefined {
-  const missing = ['agent/bin.js', 'index-server/bin.js'].filter((f) => !existsSync(join(distDir, f)))
+  const missing = ['bin/imgdist-agent.js', 'bin/imgdist-index.js'].filter((f) => !existsSync(join(distDir, f)))
   return missing.length > 0 ? `imgdist: not built yet (missing dist/${missing.join(', dist/')})` : undefined
 }
 

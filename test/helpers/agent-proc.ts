@@ -5,7 +5,7 @@ import { stringify } from 'yaml'
 
 /** Runs the built `imgdist-agent` as a real process and talks to its API. */
 
-export const AGENT_BIN = resolve('dist/agent/bin.js')
+export const AGENT_BIN = resolve('dist/bin/imgdist-agent.js')
 
 export interface AgentProc {
   site: string

@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 
-/** Runs the built imgdist-sign (dist/signer/bin.js) as a user would; never blocks the event loop. */
+/** Runs the built imgdist-sign (dist/bin/imgdist-sign.js, the bundle npm installs as the bin) as a user would; never blocks the event loop. */
 
-export const SIGNER_BIN = fileURLToPath(new URL('../../dist/signer/bin.js', import.meta.url))
+export const SIGNER_BIN = fileURLToPath(new URL('../../dist/bin/imgdist-sign.js', import.meta.url))
 
 export interface RunResult { code: number | null, stdout: string, stderr: string }
 
