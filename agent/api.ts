@@ -1,6 +1,6 @@
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { Registry } from 'prom-client'
-import type { PeerInfo } from './swarm/swarm.js'
+import type { PeerInfo } from '../swarm/swarm.js'
 import type { PollStatus } from './poller.js'
 import type { ImageView } from './views.js'
 

@@ -1,7 +1,7 @@
 import { request } from 'undici'
 import { ImgdistError, UsageError } from '../lib/errors.js'
 import type { AgentStatus } from './api.js'
-import type { PeerInfo } from './swarm/swarm.js'
+import type { PeerInfo } from '../swarm/swarm.js'
 import { formatImages, formatPeers, formatStatus } from './format.js'
 import type { ImageView } from './views.js'
 

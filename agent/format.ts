@@ -1,5 +1,5 @@
 import type { AgentStatus, TargetView } from './api.js'
-import type { PeerInfo } from './swarm/swarm.js'
+import type { PeerInfo } from '../swarm/swarm.js'
 import type { ImageView } from './views.js'
 
 /** Human-readable tables for the operator CLI. */

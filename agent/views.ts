@@ -1,5 +1,5 @@
 import type { ImageState } from '../lib/image-state.js'
-import type { TorrentHandle } from './swarm/torrent-session.js'
+import type { TorrentHandle } from '../swarm/torrent-session.js'
 import type { ErrorInfo, ImageRecord, TargetState } from './state-store.js'
 
 /** What the API, the CLI, metrics and reports show of one image. */

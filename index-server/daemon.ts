@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify'
+import type { Logger } from 'pino'
 import { ConfigError } from '../lib/errors.js'
 import { dataPaths } from './data-dir.js'
 import { OriginSeeder } from './seeder.js'
@@ -22,10 +23,8 @@ export async function startIndexDaemon (config: IndexServerConfig, opts: { logge
     ? new OriginSeeder({
       imagesDir: dataPaths(config.dataDir).imagesDir,
       dht: config.seeding.dht,
-      utp: config.seeding.utp,
       torrentPort: config.seeding.torrentPort,
-      uploadLimit: config.seeding.uploadLimit,
-      onWarning: (msg) => app.log.warn(msg)
+      uploadLimit: config.seeding.uploadLimit
     })
     : undefined
   const app = await buildServer({
@@ -62,7 +61,8 @@ export async function startIndexDaemon (config: IndexServerConfig, opts: { logge
       // Announce where peers can reach this host: via the public URL when set, so the tracker
       // records the host's own address, not loopback.
       const announce = `${(config.publicUrl ?? url).replace(/\/+$/, '')}/announce`
-      await seeder.start([announce])
+      if (config.seeding.utp) app.log.warn('seeding.utp: uTP is not implemented by the engine (swarm/); the origin seeds over TCP only')
+      await seeder.start([announce], app.log.child({ part: 'seeder' }) as unknown as Logger)
       app.imgdist.resync()
       timer = setInterval(() => app.imgdist.resync(), ms(config.seeding.rescanInterval))
       timer.unref()

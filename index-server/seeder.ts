@@ -1,7 +1,10 @@
-import WebTorrent, { type Torrent } from 'webtorrent'
+import type { Logger } from 'pino'
 import { ImgdistError } from '../lib/errors.js'
+import { ORIGIN_PEER_ID_PREFIX } from '../lib/peer-wire.js'
+import { Swarm } from '../swarm/swarm.js'
 import type { SeederStats } from './metrics.js'
 import { Mutex } from './mutex.js'
+import { join } from 'node:path'
 
 /** One image the origin should seed: its verified file is `<imagesDir>/<id>`, the torrent's name is `<id>`. */
 export interface SeedItem { id: string, infoHash: string, torrent: Uint8Array }
@@ -9,110 +12,99 @@ export interface SeedItem { id: string, infoHash: string, torrent: Uint8Array }
 export interface SeederOptions {
   imagesDir: string
   dht: boolean
-  utp: boolean
   torrentPort: number
   /** bytes per second; undefined or negative: unlimited */
   uploadLimit?: number
-  onWarning?: (msg: string, err?: unknown) => void
+  /** connections per torrent (default 200: every site of a large fleet at once) */
+  maxConns?: number
 }
 
 /**
- * The origin seed: one webtorrent client seeding exactly the set of images it was last given.
- * Files were verified against the signed sha512 before they reach this set, so torrents are added
- * with skipVerify (no re-hash of every piece at each start). Revoked or removed images are
- * dropped from the client without touching their files.
+ * The origin seed: the engine the agents use (swarm/), seeding exactly the set of images it was
+ * last given. Files were verified against the signed sha512 before they reach this set, so they
+ * are seeded read-only without a re-hash of every piece at each start. Revoked or removed images
+ * are dropped without touching their files. Its peer id is not an agent's, so agents apply the
+ * share rule to it and the origin sends each piece about once.
  */
 export class OriginSeeder {
   readonly opts: SeederOptions
-  #client: WebTorrent | undefined
-  #announce: string[] = []
+  #swarm: Swarm | undefined
   #mutex = new Mutex()
   #closed = false
+  #port: number | undefined
 
   constructor (opts: SeederOptions) { this.opts = opts }
 
-  get port (): number | undefined { return this.#client?.torrentPort }
+  get port (): number | undefined { return this.#port }
 
   /** Starts listening for peers; `announce` are the tracker URLs every seeded torrent announces to. */
-  async start (announce: string[]): Promise<void> {
-    if (this.#client !== undefined || this.#closed) return
-    this.#announce = announce
-    const client = new WebTorrent({
-      dht: this.opts.dht,
-      lsd: false,
-      utp: this.opts.utp,
-      natUpnp: false,
-      natPmp: false,
+  async start (announce: string[], log: Logger): Promise<void> {
+    if (this.#swarm !== undefined || this.#closed) return
+    const swarm = new Swarm({
+      dataDir: this.opts.imagesDir,
       torrentPort: this.opts.torrentPort,
-      uploadLimit: this.opts.uploadLimit !== undefined && this.opts.uploadLimit > 0 ? this.opts.uploadLimit : -1
-    })
-    this.#client = client
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: Error): void => {
-        reject(new ImgdistError('SEEDER_START', `cannot start the origin seeder on port ${this.opts.torrentPort}: ${err.message}`, { cause: err }))
-      }
-      client.once('error', onError)
-      client.once('listening', () => { client.removeListener('error', onError); resolve() })
-    })
-    client.on('error', (err: Error) => this.opts.onWarning?.(`seeder error: ${err.message}`, err))
+      dht: { enabled: this.opts.dht, bootstrap: [] },
+      lsd: false,
+      trackers: announce,
+      uploadLimit: this.opts.uploadLimit !== undefined && this.opts.uploadLimit > 0 ? this.opts.uploadLimit : 0,
+      downloadLimit: 0,
+      maxConns: this.opts.maxConns ?? 200,
+      peerIdPrefix: ORIGIN_PEER_ID_PREFIX
+    }, log)
+    this.#swarm = swarm
+    try {
+      this.#port = await swarm.listening()
+    } catch (err) {
+      this.#swarm = undefined
+      await swarm.close().catch(() => {})
+      throw new ImgdistError('SEEDER_START', `cannot start the origin seeder on port ${this.opts.torrentPort}: ${(err as Error).message}`, { cause: err })
+    }
   }
 
   /** Makes the seeded set exactly `items` (by info hash). Calls are serialised. */
   async sync (items: SeedItem[]): Promise<void> {
     await this.#mutex.run(async () => {
-      const client = this.#client
-      if (client === undefined || this.#closed) return
+      const swarm = this.#swarm
+      if (swarm === undefined || this.#closed) return
       const wanted = new Map(items.map((i) => [i.infoHash, i]))
-      for (const t of [...client.torrents]) {
-        if (!wanted.has(t.infoHash)) await this.#remove(client, t)
+      for (const infoHash of swarm.infoHashes()) {
+        if (!wanted.has(infoHash)) await swarm.remove(infoHash, false)
       }
-      const have = new Set(client.torrents.map((t) => t.infoHash))
       for (const item of wanted.values()) {
-        if (have.has(item.infoHash)) continue
-        await this.#add(client, item)
+        if (swarm.get(item.infoHash) !== undefined) continue
+        // A torrent that cannot be parsed or whose file is missing fails in its handle and is logged there.
+        swarm.add(item.infoHash, item.torrent, [], { path: join(this.opts.imagesDir, item.id), verified: true })
       }
     })
   }
 
-  async #add (client: WebTorrent, item: SeedItem): Promise<void> {
-    await new Promise<void>((resolve) => {
-      const torrent = client.add(item.torrent, { path: this.opts.imagesDir, strategy: 'rarest', skipVerify: true, announce: this.#announce })
-      const onError = (err: Error): void => { this.opts.onWarning?.(`cannot seed ${item.id}: ${err.message}`, err); resolve() }
-      torrent.once('error', onError)
-      torrent.once('ready', () => {
-        torrent.removeListener('error', onError)
-        torrent.on('error', (err: Error) => this.opts.onWarning?.(`seeding ${item.id}: ${err.message}`, err))
-        resolve()
-      })
-    })
+  /** info hashes being seeded (their file opened) */
+  seeding (): string[] {
+    const swarm = this.#swarm
+    if (swarm === undefined) return []
+    return swarm.infoHashes().filter((h) => { const t = swarm.get(h); return t !== undefined && t.ready && !t.destroyed })
   }
-
-  async #remove (client: WebTorrent, t: Torrent): Promise<void> {
-    await new Promise<void>((resolve) => {
-      client.remove(t, { destroyStore: false }, () => resolve()).catch(() => resolve())
-    })
-  }
-
-  seeding (): string[] { return this.#client?.torrents.filter((t) => t.ready).map((t) => t.infoHash) ?? [] }
 
   stats (): SeederStats | undefined {
-    const c = this.#client
-    if (c === undefined || c.destroyed) return undefined
-    return {
-      torrents: c.torrents.length,
-      peers: c.torrents.reduce((n, t) => n + t.numPeers, 0),
-      uploadSpeed: c.uploadSpeed,
-      uploaded: c.torrents.reduce((n, t) => n + t.uploaded, 0)
+    const swarm = this.#swarm
+    if (swarm === undefined || this.#closed) return undefined
+    let peers = 0
+    let uploaded = 0
+    const hashes = swarm.infoHashes()
+    for (const h of hashes) {
+      const t = swarm.get(h)
+      if (t === undefined) continue
+      peers += t.peers.size
+      uploaded += t.counters.uploaded
     }
+    return { torrents: hashes.length, peers, uploadSpeed: swarm.uploadSpeed, uploaded }
   }
 
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    const c = this.#client
-    if (c === undefined) return
-    await this.#mutex.run(async () => {
-      await new Promise<void>((resolve) => c.destroy(() => resolve()))
-    })
+    const swarm = this.#swarm
+    if (swarm === undefined) return
+    await this.#mutex.run(async () => { await swarm.close() })
   }
 }

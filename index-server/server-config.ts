@@ -16,7 +16,7 @@ export const IndexServerConfig = Type.Object({
   seeding: Type.Object({
     enabled: Type.Boolean({ default: true }),
     dht: Type.Boolean({ default: true }),
-    utp: Type.Boolean({ default: true }),
+    utp: Type.Boolean({ default: false, description: 'not implemented: the origin seeds over TCP; true only logs a warning' }),
     torrentPort: Type.Integer({ minimum: 0, maximum: 65535, default: 6881, description: 'TCP/uTP port for peers (0: any free port)' }),
     uploadLimit: Type.Integer({ minimum: -1, default: -1, description: 'bytes per second, -1 for unlimited' }),
     rescanInterval: Duration('1m', 'how often to look for image files and torrents placed by hand')

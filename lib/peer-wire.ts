@@ -27,6 +27,12 @@ export class WireError extends ImgdistError {
 
 /** Azureus-style client id: `-IM0100-` plus 12 random bytes. Peers recognise imgdist agents by it. */
 export const PEER_ID_PREFIX = '-IM0100-'
+/**
+ * The index server's origin seed runs the same engine under another id: agents must not take it
+ * for a fellow agent, since the share rule that keeps origin egress near one copy applies only
+ * to seeds that are not agents.
+ */
+export const ORIGIN_PEER_ID_PREFIX = '-IX0100-'
 export function isImgdistPeerId (id: Uint8Array): boolean {
   return Buffer.from(id.subarray(0, 4)).toString('latin1') === PEER_ID_PREFIX.slice(0, 4)
 }

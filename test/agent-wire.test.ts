@@ -8,9 +8,9 @@ import { pino } from 'pino'
 import t from 'tap'
 import { BLOCK_LENGTH, MsgId, WireDecoder, encode, encodeHandshake, hasBit, setBit, type WireHandler } from '../lib/peer-wire.js'
 import { buildTorrent } from '../lib/torrent-meta.js'
-import { PiecePicker, blockKey } from '../agent/swarm/piece-picker.js'
-import { shareOf } from '../agent/swarm/share.js'
-import { TokenBucket } from '../agent/swarm/rate-meter.js'
+import { PiecePicker, blockKey } from '../swarm/piece-picker.js'
+import { shareOf } from '../swarm/share.js'
+import { TokenBucket } from '../swarm/rate-meter.js'
 import { hashFile, writeRandomFile } from './helpers/catalogue-fixture.js'
 
 // The agent's BitTorrent engine: codec, picker and share rule as units, then a real Swarm
@@ -66,6 +66,7 @@ t.test('picker: rarest first, ties to the lowest index, blocks of begun pieces f
   t.same(p.pick(leech, 1).map((r) => r.index), [2], 'the leecher is asked for what it has')
   // Only the seed holds pieces 0 and 1: with the share rule, another agent's pieces are left to it.
   p.share = (i) => i !== 1
+  p.stealKeep = 0
   const shareOnly = { bits: all, shareOnly: true, requested: seed.requested }
   const stolen = p.pick(shareOnly, 10)
   t.same(stolen.map((r) => r.index), [1, 1], 'share-only seed: nothing of our share is left (2 and 3 a leecher has), so piece 1 of another share is stolen')
@@ -95,6 +96,7 @@ t.test('stealing from a share-only seed: from the back of the file, thieves apar
     p.addPeerBits(all, 1, true)
     p.share = (i) => i % 4 === 0 // our share: every fourth piece
     p.stealWindow = 4
+    p.stealKeep = 2
     p.stealScore = score
     return p
   }
@@ -113,6 +115,16 @@ t.test('stealing from a share-only seed: from the back of the file, thieves apar
   setBit(downloader, 63)
   c.addPeerBits(downloader, 1, false)
   t.same(c.pick(origin, 16).map((r) => r.index), [62], 'a piece a downloader already has is left to the swarm, not stolen from the seed')
+  const d = thief((i) => i)
+  d.owner = (i) => i % 4
+  d.stealWindow = 2
+  for (let i = 0; i < pieces; i++) if (![61, 57, 62, 58, 54].includes(i)) d.markHave(i)
+  t.same(d.pick(origin, 16).map((r) => r.index), [62], 'an owner with only stealKeep pieces left (61, 57) is left alone; one with more is stolen from')
+  const e = thief((i) => i)
+  e.stealWindow = 2
+  e.stealKeep = 0
+  for (let i = 0; i < pieces; i++) if (i !== 61) e.markHave(i)
+  t.same(e.pick(origin, 16), [], 'fewer candidates than thieves: nothing is stolen')
 })
 
 t.test('share rule: every piece has exactly one owner, and a leaving agent moves only its own pieces', async (t) => {
@@ -140,8 +152,8 @@ t.test('token bucket: limits, and 0 means unlimited', async (t) => {
 })
 
 t.test('a real engine seeds to another over TCP; a hostile raw peer is dropped without harm', async (t) => {
-  const distSwarm = resolve('dist/agent/swarm/swarm.js')
-  const { Swarm } = await import(distSwarm) as typeof import('../agent/swarm/swarm.js')
+  const distSwarm = resolve('dist/swarm/swarm.js')
+  const { Swarm } = await import(distSwarm) as typeof import('../swarm/swarm.js')
   const dir = await mkdtemp(join(tmpdir(), 'imgdist-wire-'))
   t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
   const size = 3 * 1024 * 1024 + 12345

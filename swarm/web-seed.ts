@@ -1,5 +1,5 @@
 import { request, type Dispatcher } from 'undici'
-import { ImgdistError } from '../../lib/errors.js'
+import { ImgdistError } from '../lib/errors.js'
 
 /**
  * A BEP 19 web seed: an HTTP server holding the whole file, asked for one piece at a time with

@@ -2,7 +2,7 @@ import type { Socket } from 'node:net'
 import {
   MAX_REQUEST_LENGTH, MsgId, WireDecoder, WireError, encode, encodeHandshake, hasBit, isImgdistPeerId, setBit,
   type Handshake
-} from '../../lib/peer-wire.js'
+} from '../lib/peer-wire.js'
 import { blockKey, type BlockRequest } from './piece-picker.js'
 import { RateMeter } from './rate-meter.js'
 

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { mkdir, open, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import { ImgdistError } from '../../lib/errors.js'
+import { ImgdistError } from '../lib/errors.js'
 
 /**
  * One torrent's single file on disk: whole pieces written at their offset once their sha1 has
@@ -32,8 +32,16 @@ export class PieceStore {
     this.#cacheMax = Math.max(2, Math.floor(cacheBytes / pieceLength))
   }
 
-  static async open (path: string, length: number, pieceLength: number, hashes: Uint8Array, cacheBytes = 16 * 1024 * 1024): Promise<PieceStore> {
+  /** `readOnly`: a complete file to seed (the index's images); it must exist with the torrent's length. */
+  static async open (path: string, length: number, pieceLength: number, hashes: Uint8Array, opts: { cacheBytes?: number, readOnly?: boolean } = {}): Promise<PieceStore> {
+    const cacheBytes = opts.cacheBytes ?? 16 * 1024 * 1024
     try {
+      if (opts.readOnly === true) {
+        const fh = await open(path, 'r')
+        const st = await fh.stat()
+        if (st.size !== length) { await fh.close(); throw new Error(`it has ${st.size} bytes, the torrent ${length}`) }
+        return new PieceStore(path, fh, length, pieceLength, hashes, cacheBytes)
+      }
       await mkdir(dirname(path), { recursive: true })
       const fh = await open(path, 'r+').catch(async (err: NodeJS.ErrnoException) => {
         if (err.code === 'ENOENT') return await open(path, 'w+')

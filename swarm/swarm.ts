@@ -6,15 +6,15 @@ import { Client as DHT } from 'bittorrent-dht'
 import type { Logger } from 'pino'
 import Discovery from 'torrent-discovery'
 import type { Dispatcher } from 'undici'
-import { PEER_ID_PREFIX, type Handshake } from '../../lib/peer-wire.js'
-import { parseTorrent } from '../../lib/torrent-meta.js'
+import { PEER_ID_PREFIX, type Handshake } from '../lib/peer-wire.js'
+import { parseTorrent } from '../lib/torrent-meta.js'
 import { PeerConn } from './peer-conn.js'
 import { PieceStore } from './piece-store.js'
 import { TokenBucket } from './rate-meter.js'
 import { BOTH_SEEDS, TorrentHandle } from './torrent-session.js'
 
 /**
- * The agent's BitTorrent engine (replacing webtorrent on the agent, see docs/agent.md): one
+ * The BitTorrent engine of the agents and of the index server's origin seed (docs/agent-engine.md): one
  * listening TCP port for every torrent, peers found by tracker, DHT and LSD (torrent-discovery,
  * the library webtorrent itself uses), connections dialled and accepted here, and one
  * TorrentHandle per torrent doing the rest. Standard BitTorrent v1 on the wire (BEP 3 with
@@ -30,6 +30,23 @@ export interface SwarmOptions {
   uploadLimit: number
   downloadLimit: number
   maxConns: number
+  /**
+   * The first 8 bytes of our peer id. Agents use PEER_ID_PREFIX, which other agents recognise as a
+   * fellow agent; the origin seed must use another (ORIGIN_PEER_ID_PREFIX), so that agents apply
+   * the share rule to it (torrent-session.ts).
+   */
+  peerIdPrefix?: string
+}
+
+/** Options of one torrent: where its file is, and whether that file is already known good. */
+export interface AddOptions {
+  /** the file holding the torrent's single file; default <dataDir>/downloads/<infoHash>/<name> */
+  path?: string
+  /**
+   * The file is complete and was verified before (the index's images are checked against the
+   * signed sha512 on import): seed it read-only, without hash-checking every piece at start.
+   */
+  verified?: boolean
 }
 
 export interface PeerInfo { infoHash: string, address: string, type: string, downloaded: number, uploaded: number, downSpeed: number, upSpeed: number }
@@ -40,10 +57,10 @@ const DIAL_TIMEOUT_MS = 10_000
 
 interface Candidate { failures: number, nextAt: number }
 
-interface Entry { handle: TorrentHandle, discovery: Discovery | undefined, candidates: Map<string, Candidate>, dialing: Set<string> }
+interface Entry { handle: TorrentHandle, opts: AddOptions, discovery: Discovery | undefined, candidates: Map<string, Candidate>, dialing: Set<string> }
 
 export class Swarm {
-  readonly peerId = Buffer.concat([Buffer.from(PEER_ID_PREFIX, 'latin1'), randomBytes(12)])
+  readonly peerId: Buffer
   readonly #opts: SwarmOptions
   readonly #log: Logger
   readonly #dispatcher: Dispatcher | undefined
@@ -60,6 +77,7 @@ export class Swarm {
 
   constructor (opts: SwarmOptions, log: Logger, dispatcher?: Dispatcher) {
     this.#opts = opts
+    this.peerId = Buffer.concat([Buffer.from(opts.peerIdPrefix ?? PEER_ID_PREFIX, 'latin1').subarray(0, 8), randomBytes(12)])
     this.#log = log
     this.#dispatcher = dispatcher
     this.#upload = new TokenBucket(opts.uploadLimit)
@@ -90,19 +108,20 @@ export class Swarm {
   downloadDir (infoHash: string): string { return join(this.#opts.dataDir, 'downloads', infoHash) }
 
   get (infoHash: string): TorrentHandle | undefined { return this.#entries.get(infoHash)?.handle }
+  infoHashes (): string[] { return [...this.#entries.keys()] }
 
   get downloadSpeed (): number { let s = 0; for (const e of this.#entries.values()) s += e.handle.downloadSpeed; return s }
   get uploadSpeed (): number { let s = 0; for (const e of this.#entries.values()) s += e.handle.uploadSpeed; return s }
 
   /** Adds a .torrent whose info hash was checked against the signed one; pieces already on disk are hash-checked, not re-fetched. */
-  add (infoHash: string, torrentBytes: Uint8Array, webSeeds: string[]): TorrentHandle {
+  add (infoHash: string, torrentBytes: Uint8Array, webSeeds: string[], opts: AddOptions = {}): TorrentHandle {
     const existing = this.#entries.get(infoHash)
     if (existing !== undefined) return existing.handle
     const torrent = parseTorrent(torrentBytes, { infoHash })
     const handle = new TorrentHandle(torrent, webSeeds, {
       peerId: this.peerId, log: this.#log, upload: this.#upload, download: this.#download, dispatcher: this.#dispatcher, maxConns: this.#opts.maxConns
     })
-    const entry: Entry = { handle, discovery: undefined, candidates: new Map(), dialing: new Set() }
+    const entry: Entry = { handle, opts, discovery: undefined, candidates: new Map(), dialing: new Set() }
     // Not straight back: a peer that just went away is dialled again after 10 s, a fellow seed after 5 minutes.
     handle.onPeerGone = (key, reason) => {
       const c = entry.candidates.get(key)
@@ -116,8 +135,9 @@ export class Swarm {
   async #start (e: Entry): Promise<void> {
     const h = e.handle
     try {
-      const store = await PieceStore.open(join(this.downloadDir(h.infoHash), h.torrent.name), h.torrent.length, h.torrent.pieceLength, h.torrent.pieces)
-      await h.start(store)
+      const path = e.opts.path ?? join(this.downloadDir(h.infoHash), h.torrent.name)
+      const store = await PieceStore.open(path, h.torrent.length, h.torrent.pieceLength, h.torrent.pieces, { readOnly: e.opts.verified === true })
+      await h.start(store, e.opts.verified === true)
       if (h.destroyed) return
       const port = await this.#listening
       const announce = [...new Set([...h.torrent.announce, ...this.#opts.trackers])]
@@ -184,7 +204,7 @@ export class Swarm {
         socket.setTimeout(0)
         if (!hs.infoHash.equals(Buffer.from(h.infoHash, 'hex'))) { c.destroy('handshake for another torrent'); return }
         if (hs.peerId.equals(this.peerId)) { h.banned.add(addr); c.destroy('connected to ourselves'); return }
-        if (!h.canAccept(hs.peerId, addr)) { c.destroy('not accepted'); return }
+        if (!h.canAccept(hs.peerId, addr, true)) { c.destroy('not accepted'); return }
         const cand = e.candidates.get(addr)
         if (cand !== undefined) cand.failures = 0
         h.attach(c)
@@ -203,7 +223,7 @@ export class Swarm {
     const conn = new PeerConn(socket, key, true, (c: PeerConn, hs: Handshake) => {
       socket.setTimeout(0)
       const e = this.#entries.get(hs.infoHash.toString('hex'))
-      if (e === undefined || hs.peerId.equals(this.peerId) || !e.handle.canAccept(hs.peerId, key)) { c.destroy('unknown torrent or not accepted'); return }
+      if (e === undefined || hs.peerId.equals(this.peerId) || !e.handle.canAccept(hs.peerId, key, false)) { c.destroy('unknown torrent or not accepted'); return }
       c.sendHandshake(hs.infoHash, this.peerId)
       e.handle.attach(c)
     })

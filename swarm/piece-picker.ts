@@ -1,4 +1,4 @@
-import { BLOCK_LENGTH, hasBit, setBit } from '../../lib/peer-wire.js'
+import { BLOCK_LENGTH, hasBit, setBit } from '../lib/peer-wire.js'
 
 /**
  * Which block to ask which peer for. Rarest first over the pieces a peer has (ties to the lowest
@@ -59,10 +59,19 @@ export class PiecePicker {
    * from another agent's share that no downloader has yet, so that the origin stays busy while
    * agents with bigger or later-started shares catch up. The owners work from the front of the
    * file, thieves from the back: among the last `stealWindow` candidates each thief takes the one
-   * its own `stealScore` ranks highest, so that thieves rarely pick the same piece.
+   * its own `stealScore` ranks highest, so that thieves rarely pick the same piece; with fewer
+   * candidates than that, nothing is stolen.
    */
   stealScore: (index: number) => number = (i) => i
   stealWindow = 1
+  /** which agent's share a piece is in (any number that tells the owners apart); see share.ts */
+  owner: (index: number) => number = () => 0
+  /**
+   * An owner with this many pieces or fewer left is not stolen from: it has about that many in
+   * flight at the origin already (up to 4 MiB, see the request depth in torrent-session.ts), and
+   * a thief would take one of those a second time.
+   */
+  stealKeep: number
   #stolen = -1
   readonly #maxPending: number
 
@@ -73,6 +82,7 @@ export class PiecePicker {
     this.have = new Uint8Array(Math.ceil(this.count / 8))
     this.avail = new Uint16Array(this.count)
     this.#maxPending = Math.max(4, Math.floor(maxPendingBytes / pieceLength))
+    this.stealKeep = Math.ceil(4 * 1024 * 1024 / pieceLength) + 1
   }
 
   get complete (): boolean { return this.haveCount === this.count }
@@ -109,11 +119,14 @@ export class PiecePicker {
       this.#fill(p, peer, out, max, false)
     }
     // Endgame: every missing piece is in flight somewhere; ask this peer too, for blocks it was not asked for.
-    // A share-only seed (the origin) is not asked twice for what a downloader is already sending.
-    if (out.length < max && this.haveCount + this.pending.size === this.count) {
+    // Never a share-only seed (the origin): in the 8-host bench every agent in endgame asked it for
+    // the last piece, and the origin sent that piece 7 times while the agents' last pieces waited
+    // behind it. What we need from the origin is already asked of it; a stalled origin is what
+    // starving (torrent-session.ts) is for.
+    if (out.length < max && !peer.shareOnly && this.haveCount + this.pending.size === this.count) {
       for (const p of this.pending.values()) {
         if (out.length >= max) break
-        if (hasBit(peer.bits, p.index) && (!peer.shareOnly || this.#needsSeed(p.index))) this.#fill(p, peer, out, max, true)
+        if (hasBit(peer.bits, p.index)) this.#fill(p, peer, out, max, true)
       }
     }
     return out
@@ -179,11 +192,17 @@ export class PiecePicker {
   }
 
   #steal (peer: PickPeer): number {
+    const left = new Map<number, number>()
+    const stealable = (i: number): boolean => !hasBit(this.have, i) && hasBit(peer.bits, i) && this.#needsSeed(i) && !this.share(i)
+    for (let i = 0; i < this.count; i++) if (stealable(i)) left.set(this.owner(i), (left.get(this.owner(i)) ?? 0) + 1)
     const window: number[] = []
     for (let i = this.count - 1; i >= 0 && window.length < this.stealWindow; i--) {
-      if (hasBit(this.have, i) || this.pending.has(i) || !hasBit(peer.bits, i) || !this.#needsSeed(i) || this.share(i)) continue
+      if (this.pending.has(i) || !stealable(i) || (left.get(this.owner(i)) ?? 0) <= this.stealKeep) continue
       window.push(i)
     }
+    // Fewer candidates than thieves: they would all take the same few pieces, and the origin would
+    // send each several times (seen in the bench: the last piece 7 times). Their owners have them in hand.
+    if (window.length < this.stealWindow) return -1
     let best = -1
     for (const i of window) if (best < 0 || this.stealScore(i) > this.stealScore(best)) best = i
     return best

@@ -1,14 +1,14 @@
 import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'
-import { ImgdistError } from '../../lib/errors.js'
-import { BLOCK_LENGTH, hasBit } from '../../lib/peer-wire.js'
-import type { ParsedTorrent } from '../../lib/torrent-meta.js'
+import { ImgdistError } from '../lib/errors.js'
+import { BLOCK_LENGTH, hasBit } from '../lib/peer-wire.js'
+import type { ParsedTorrent } from '../lib/torrent-meta.js'
 import type { PeerConn, PeerSession } from './peer-conn.js'
 import { blockKey, PiecePicker, type PendingPiece } from './piece-picker.js'
 import type { PieceStore } from './piece-store.js'
 import { RateMeter, type TokenBucket } from './rate-meter.js'
 import { PrefixHasher } from './prefix-hasher.js'
-import { shareOf, stealScoreOf } from './share.js'
+import { ownerOf, shareOf, stealScoreOf } from './share.js'
 import { WebSeed } from './web-seed.js'
 
 /**
@@ -68,6 +68,7 @@ export class TorrentHandle implements PeerSession {
   ready = false
   readonly #deps: SessionDeps
   readonly #log: Logger
+  readonly #trace: boolean
   readonly #down = new RateMeter()
   readonly #up = new RateMeter()
   readonly #strikes = new Map<string, number>()
@@ -88,6 +89,8 @@ export class TorrentHandle implements PeerSession {
     this.infoHash = torrent.infoHash
     this.#deps = deps
     this.#log = deps.log.child({ infoHash: torrent.infoHash })
+    // optional call: fastify's logger is a no-op object when logging is off (index server tests)
+    this.#trace = this.#log.isLevelEnabled?.('trace') ?? false
     this.picker = new PiecePicker(torrent.length, torrent.pieceLength)
     this.picker.stealScore = stealScoreOf(deps.peerId)
     this.webSeeds = webSeeds.map((u) => new WebSeed(u, torrent.name))
@@ -106,10 +109,16 @@ export class TorrentHandle implements PeerSession {
   get numPeers (): number { return this.peers.size }
 
   /** Opens the file and hash-checks what is already there (a resume); then peers may be attached. */
-  async start (store: PieceStore): Promise<void> {
+  /** `verified`: the file is complete and known good (an origin seed); its pieces are not hash-checked. */
+  async start (store: PieceStore, verified = false): Promise<void> {
     this.#store = store
     try {
-      this.counters.resumedBytes = await store.scan((i) => { this.picker.markHave(i); this.#written[i] = 1 }, this.#abort.signal)
+      if (verified) {
+        for (let i = 0; i < this.picker.count; i++) this.picker.markHave(i)
+        this.#written.fill(1)
+      } else {
+        this.counters.resumedBytes = await store.scan((i) => { this.picker.markHave(i); this.#written[i] = 1 }, this.#abort.signal)
+      }
     } catch (err) {
       this.#fail(new ImgdistError('IO_ERROR', `${store.path}: ${(err as Error).message}`, { cause: err }))
       return
@@ -122,10 +131,21 @@ export class TorrentHandle implements PeerSession {
     this.#checkDone()
   }
 
-  canAccept (peerId: Buffer, key: string): boolean {
-    if (!this.ready || this.destroyed || this.peers.size >= this.#deps.maxConns) return false
+  /**
+   * Whether a connection whose handshake just came may join. Two peers that learn of each other at
+   * once dial each other; if each end kept the connection it saw first, each could close the one
+   * the other kept, again on every retry (seen in the bench: agents reached the origin only after
+   * 3–4 s). Both ends therefore keep the connection opened by the smaller peer id.
+   */
+  canAccept (peerId: Buffer, key: string, outgoing: boolean): boolean {
+    if (!this.ready || this.destroyed) return false
     if (this.banned.has(key) || this.bannedIds.has(peerId.toString('hex'))) return false
-    for (const p of this.peers) if (p.peerId?.equals(peerId) === true) return false
+    const dup = [...this.peers].find((p) => p.peerId?.equals(peerId) === true)
+    if (dup === undefined) return this.peers.size < this.#deps.maxConns
+    if (dup.incoming !== outgoing) return false // the same side opened both: keep the first
+    const opener = outgoing ? this.#deps.peerId : peerId
+    if (Buffer.compare(opener, outgoing ? peerId : this.#deps.peerId) > 0) return false
+    dup.destroy('duplicate connection: keeping the one opened by the smaller peer id')
     return true
   }
 
@@ -283,6 +303,7 @@ export class TorrentHandle implements PeerSession {
   #updateShare (): void {
     const ids = [...this.peers].filter((p) => p.imgdist && !p.isSeed && p.peerId !== undefined).map((p) => p.peerId as Buffer)
     this.picker.share = shareOf(this.#deps.peerId, ids)
+    this.picker.owner = ownerOf(this.#deps.peerId, ids)
     this.picker.stealWindow = ids.length + 1
   }
 
@@ -308,6 +329,7 @@ export class TorrentHandle implements PeerSession {
     }
     const reqs = this.picker.pick({ bits: peer.bits, shareOnly: this.#shareOnly(peer), requested: peer.requested }, room)
     if (reqs.length === 0) return
+    if (this.#trace) this.#log.trace({ peer: peer.key, pieces: [...new Set(reqs.map((r) => r.index))], blocks: reqs.length }, 'requested')
     peer.socket.cork()
     for (const r of reqs) peer.request(r, blockKey(r.index, r.begin))
     peer.socket.uncork()
@@ -341,7 +363,7 @@ export class TorrentHandle implements PeerSession {
       return
     }
     this.picker.markHave(p.index)
-    if (this.#log.isLevelEnabled('trace')) this.#log.trace({ piece: p.index, from: [...p.from] }, 'piece verified')
+    if (this.#trace) this.#log.trace({ piece: p.index, from: [...p.from] }, 'piece verified')
     store.write(p.index, buf).then(() => { this.#written[p.index] = 1; this.#advanceHash() }, (err: Error) => { this.#fail(err) })
     for (const peer of this.peers) {
       peer.sendHave(p.index)

@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads'
-import { ImgdistError } from '../../lib/errors.js'
+import { ImgdistError } from '../lib/errors.js'
 import type { FromHashWorker, ToHashWorker } from './prefix-hash-worker.js'
 
 /**

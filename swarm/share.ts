@@ -10,20 +10,31 @@ import { createHash } from 'node:crypto'
  * duplicate origin bytes, never correctness, and the sets converge as the mesh forms.
  */
 export function shareOf (ownId: Uint8Array, downloadingPeerIds: Uint8Array[]): (index: number) => boolean {
-  const key = (id: Uint8Array): number => createHash('sha1').update(id).digest().readUInt32BE(0)
-  const own = key(ownId)
-  const others = [...new Set(downloadingPeerIds.map(key))].filter((k) => k !== own)
-  if (others.length === 0) return () => true
+  const own = idKey(ownId)
+  const owner = ownerOf(ownId, downloadingPeerIds)
+  return (index) => owner(index) === own
+}
+
+/** The owner of each piece, as a number that tells the agents apart (for stealing, piece-picker.ts). */
+export function ownerOf (ownId: Uint8Array, downloadingPeerIds: Uint8Array[]): (index: number) => number {
+  const keys = [...new Set([ownId, ...downloadingPeerIds].map(idKey))]
+  if (keys.length === 1) return () => keys[0] as number
   return (index) => {
-    const mine = score(own, index)
-    for (const k of others) if (score(k, index) > mine) return false
-    return true
+    let best = keys[0] as number
+    let bestScore = score(best, index)
+    for (const k of keys) {
+      const s = score(k, index)
+      if (s > bestScore) { best = k; bestScore = s }
+    }
+    return best
   }
 }
 
+function idKey (id: Uint8Array): number { return createHash('sha1').update(id).digest().readUInt32BE(0) }
+
 /** This agent's own ranking of pieces, for choosing which piece of another share to steal (piece-picker.ts). */
 export function stealScoreOf (ownId: Uint8Array): (index: number) => number {
-  const own = createHash('sha1').update(ownId).digest().readUInt32BE(0)
+  const own = idKey(ownId)
   return (index) => score(own, index)
 }
 
