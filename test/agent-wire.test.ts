@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { pino } from 'pino'
 import t from 'tap'
-import { BLOCK_LENGTH, MsgId, WireDecoder, encode, encodeHandshake, hasBit, setBit, type WireHandler } from '../lib/peer-wire.js'
+import { BLOCK_LENGTH, MsgId, ORIGIN_PEER_ID_PREFIX, WireDecoder, encode, encodeHandshake, hasBit, isImgdistPeerId, setBit, type WireHandler } from '../lib/peer-wire.js'
 import { buildTorrent } from '../lib/torrent-meta.js'
 import { PiecePicker, blockKey } from '../swarm/piece-picker.js'
 import { shareOf } from '../swarm/share.js'
@@ -199,4 +199,49 @@ t.test('a real engine seeds to another over TCP; a hostile raw peer is dropped w
   const bits = l.picker.have
   t.ok(Array.from({ length: l.picker.count }, (_, i) => hasBit(bits, i)).every(Boolean))
   const probe = new Uint8Array(1); setBit(probe, 0); t.equal(probe[0], 0x80, 'bit 0 is the most significant')
+})
+
+t.test('two engines that dial each other at once keep one connection; an origin seeds a verified file in place', async (t) => {
+  const { Swarm } = await import(resolve('dist/swarm/swarm.js')) as typeof import('../swarm/swarm.js')
+  const dir = await mkdtemp(join(tmpdir(), 'imgdist-wire-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  const size = 2 * 1024 * 1024 + 777
+  const pieceLength = 64 * 1024
+  const src = join(dir, 'origin-image')
+  await writeRandomFile(src, size)
+  const hashed = await hashFile(src, pieceLength)
+  const tor = buildTorrent({ name: 'img.raw', length: size, pieceLength, pieces: hashed.pieces })
+  const log = pino({ level: process.env.WIRE_TEST_LOG ?? 'silent' })
+  const opts = (name: string, prefix?: string): ConstructorParameters<typeof Swarm>[0] => ({ dataDir: join(dir, name), torrentPort: 0, dht: { enabled: false, bootstrap: [] }, lsd: false, trackers: [], uploadLimit: 0, downloadLimit: 0, maxConns: 20, peerIdPrefix: prefix })
+  const origin = new Swarm(opts('origin', ORIGIN_PEER_ID_PREFIX), log)
+  const a = new Swarm(opts('a'), log)
+  const b = new Swarm(opts('b'), log)
+  t.teardown(async () => { await origin.close(); await a.close(); await b.close() })
+  t.equal(origin.peerId.subarray(0, 8).toString('latin1'), ORIGIN_PEER_ID_PREFIX)
+  t.notOk(isImgdistPeerId(origin.peerId), 'agents do not take the origin for a fellow agent')
+  // As the index server does: the file where it is, read-only, not hash-checked again.
+  const o = origin.add(tor.infoHash, tor.bytes, [], { path: src, verified: true })
+  await o.done
+  t.equal(o.progress, 1)
+  t.equal(o.counters.resumedBytes, 0, 'a verified file is not scanned')
+  const ha = a.add(tor.infoHash, tor.bytes, [])
+  const hb = b.add(tor.infoHash, tor.bytes, [])
+  while (!ha.ready || !hb.ready) await new Promise((resolve) => setTimeout(resolve, 10))
+  const [pa, pb] = [await a.listening(), await b.listening()]
+  // Both learn of each other at the same moment, as from one tracker answer.
+  a.addPeer(tor.infoHash, `127.0.0.1:${pb}`)
+  b.addPeer(tor.infoHash, `127.0.0.1:${pa}`)
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  t.equal(ha.peers.size, 1, 'a has one connection to b')
+  t.equal(hb.peers.size, 1, 'b has one connection to a')
+  const [ca] = [...ha.peers]
+  const [cb] = [...hb.peers]
+  t.ok(ca !== undefined && cb !== undefined && ca.socket.localPort === cb.socket.remotePort && ca.socket.remotePort === cb.socket.localPort, 'the same connection at both ends')
+  const originPort = await origin.listening()
+  a.addPeer(tor.infoHash, `127.0.0.1:${originPort}`)
+  b.addPeer(tor.infoHash, `127.0.0.1:${originPort}`)
+  await Promise.all([ha.done, hb.done])
+  t.equal(await ha.sha512(), hashed.sha512, 'a has the exact bytes')
+  t.equal(await hb.sha512(), hashed.sha512, 'b has the exact bytes')
+  t.ok(o.counters.uploaded >= size, 'the origin seeded from the file in place')
 })
