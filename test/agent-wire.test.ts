@@ -16,6 +16,21 @@ import { hashFile, writeRandomFile } from './helpers/catalogue-fixture.js'
 // The agent's BitTorrent engine: codec, picker and share rule as units, then a real Swarm
 // (the built dist/ code, as the agent runs it) against two real engines and a hostile raw socket.
 
+/** A random image, its torrent (64 KiB pieces), and options for engines from the built dist/ code. */
+async function engineFixture (t: { teardown: (fn: () => Promise<void>) => void }, size: number) {
+  const { Swarm } = await import(resolve('dist/swarm/swarm.js')) as typeof import('../swarm/swarm.js')
+  const dir = await mkdtemp(join(tmpdir(), 'imgdist-wire-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  const pieceLength = 64 * 1024
+  const src = join(dir, 'src.img')
+  await writeRandomFile(src, size)
+  const hashed = await hashFile(src, pieceLength)
+  const tor = buildTorrent({ name: 'img.raw', length: size, pieceLength, pieces: hashed.pieces })
+  const log = pino({ level: process.env.WIRE_TEST_LOG ?? 'silent' })
+  const opts = (name: string, peerIdPrefix?: string): ConstructorParameters<typeof Swarm>[0] => ({ dataDir: join(dir, name), torrentPort: 0, dht: { enabled: false, bootstrap: [] }, lsd: false, trackers: [], uploadLimit: 0, downloadLimit: 0, maxConns: 20, peerIdPrefix })
+  return { Swarm, dir, src, size, hashed, tor, log, opts }
+}
+
 function collect (): { h: WireHandler, out: string[] } {
   const out: string[] = []
   return {
@@ -152,18 +167,7 @@ t.test('token bucket: limits, and 0 means unlimited', async (t) => {
 })
 
 t.test('a real engine seeds to another over TCP; a hostile raw peer is dropped without harm', async (t) => {
-  const distSwarm = resolve('dist/swarm/swarm.js')
-  const { Swarm } = await import(distSwarm) as typeof import('../swarm/swarm.js')
-  const dir = await mkdtemp(join(tmpdir(), 'imgdist-wire-'))
-  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
-  const size = 3 * 1024 * 1024 + 12345
-  const pieceLength = 64 * 1024
-  const src = join(dir, 'src.img')
-  await writeRandomFile(src, size)
-  const hashed = await hashFile(src, pieceLength)
-  const tor = buildTorrent({ name: 'img.raw', length: size, pieceLength, pieces: hashed.pieces })
-  const log = pino({ level: process.env.WIRE_TEST_LOG ?? 'silent' })
-  const opts = (name: string): ConstructorParameters<typeof Swarm>[0] => ({ dataDir: join(dir, name), torrentPort: 0, dht: { enabled: false, bootstrap: [] }, lsd: false, trackers: [], uploadLimit: 0, downloadLimit: 0, maxConns: 20 })
+  const { Swarm, dir, src, size, hashed, tor, log, opts } = await engineFixture(t, 3 * 1024 * 1024 + 12345)
   const seeder = new Swarm(opts('seed'), log)
   const leecher = new Swarm(opts('leech'), log)
   t.teardown(async () => { await seeder.close(); await leecher.close() })
@@ -202,17 +206,7 @@ t.test('a real engine seeds to another over TCP; a hostile raw peer is dropped w
 })
 
 t.test('two engines that dial each other at once keep one connection; an origin seeds a verified file in place', async (t) => {
-  const { Swarm } = await import(resolve('dist/swarm/swarm.js')) as typeof import('../swarm/swarm.js')
-  const dir = await mkdtemp(join(tmpdir(), 'imgdist-wire-'))
-  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
-  const size = 2 * 1024 * 1024 + 777
-  const pieceLength = 64 * 1024
-  const src = join(dir, 'origin-image')
-  await writeRandomFile(src, size)
-  const hashed = await hashFile(src, pieceLength)
-  const tor = buildTorrent({ name: 'img.raw', length: size, pieceLength, pieces: hashed.pieces })
-  const log = pino({ level: process.env.WIRE_TEST_LOG ?? 'silent' })
-  const opts = (name: string, prefix?: string): ConstructorParameters<typeof Swarm>[0] => ({ dataDir: join(dir, name), torrentPort: 0, dht: { enabled: false, bootstrap: [] }, lsd: false, trackers: [], uploadLimit: 0, downloadLimit: 0, maxConns: 20, peerIdPrefix: prefix })
+  const { Swarm, src, size, hashed, tor, log, opts } = await engineFixture(t, 2 * 1024 * 1024 + 777)
   const origin = new Swarm(opts('origin', ORIGIN_PEER_ID_PREFIX), log)
   const a = new Swarm(opts('a'), log)
   const b = new Swarm(opts('b'), log)
