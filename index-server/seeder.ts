@@ -71,7 +71,10 @@ export class OriginSeeder {
         if (!wanted.has(infoHash)) await swarm.remove(infoHash, false)
       }
       for (const item of wanted.values()) {
-        if (swarm.get(item.infoHash) !== undefined) continue
+        const existing = swarm.get(item.infoHash)
+        if (existing !== undefined && !existing.destroyed) continue
+        // One that failed to start (its file missing or short, logged by the engine) is tried again at each sync.
+        if (existing !== undefined) await swarm.remove(item.infoHash, false)
         // A torrent that cannot be parsed or whose file is missing fails in its handle and is logged there.
         swarm.add(item.infoHash, item.torrent, [], { path: join(this.opts.imagesDir, item.id), verified: true })
       }
