@@ -1,10 +1,10 @@
+import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { ImgdistError } from '../lib/errors.js'
 import { ORIGIN_PEER_ID_PREFIX } from '../lib/peer-wire.js'
 import { Swarm } from '../swarm/swarm.js'
 import type { SeederStats } from './metrics.js'
 import { Mutex } from './mutex.js'
-import { join } from 'node:path'
 
 /** One image the origin should seed: its verified file is `<imagesDir>/<id>`, the torrent's name is `<id>`. */
 export interface SeedItem { id: string, infoHash: string, torrent: Uint8Array }
@@ -67,15 +67,14 @@ export class OriginSeeder {
       const swarm = this.#swarm
       if (swarm === undefined || this.#closed) return
       const wanted = new Map(items.map((i) => [i.infoHash, i]))
-      for (const infoHash of swarm.infoHashes()) {
-        if (!wanted.has(infoHash)) await swarm.remove(infoHash, false)
+      for (const t of swarm.torrents()) {
+        if (!wanted.has(t.infoHash)) await swarm.remove(t.infoHash, false)
       }
       for (const item of wanted.values()) {
         const existing = swarm.get(item.infoHash)
         if (existing !== undefined && !existing.destroyed) continue
-        // One that failed to start (its file missing or short, logged by the engine) is tried again at each sync.
+        // One that failed to start (its file missing or short: the engine logs why) is tried again at each sync.
         if (existing !== undefined) await swarm.remove(item.infoHash, false)
-        // A torrent that cannot be parsed or whose file is missing fails in its handle and is logged there.
         swarm.add(item.infoHash, item.torrent, [], { path: join(this.opts.imagesDir, item.id), verified: true })
       }
     })
@@ -85,22 +84,20 @@ export class OriginSeeder {
   seeding (): string[] {
     const swarm = this.#swarm
     if (swarm === undefined) return []
-    return swarm.infoHashes().filter((h) => { const t = swarm.get(h); return t !== undefined && t.ready && !t.destroyed })
+    return swarm.torrents().filter((t) => t.ready && !t.destroyed).map((t) => t.infoHash)
   }
 
   stats (): SeederStats | undefined {
     const swarm = this.#swarm
     if (swarm === undefined || this.#closed) return undefined
+    const torrents = swarm.torrents()
     let peers = 0
     let uploaded = 0
-    const hashes = swarm.infoHashes()
-    for (const h of hashes) {
-      const t = swarm.get(h)
-      if (t === undefined) continue
+    for (const t of torrents) {
       peers += t.peers.size
       uploaded += t.counters.uploaded
     }
-    return { torrents: hashes.length, peers, uploadSpeed: swarm.uploadSpeed, uploaded }
+    return { torrents: torrents.length, peers, uploadSpeed: swarm.uploadSpeed, uploaded }
   }
 
   async close (): Promise<void> {

@@ -108,7 +108,7 @@ export class Swarm {
   downloadDir (infoHash: string): string { return join(this.#opts.dataDir, 'downloads', infoHash) }
 
   get (infoHash: string): TorrentHandle | undefined { return this.#entries.get(infoHash)?.handle }
-  infoHashes (): string[] { return [...this.#entries.keys()] }
+  torrents (): TorrentHandle[] { return [...this.#entries.values()].map((e) => e.handle) }
 
   get downloadSpeed (): number { let s = 0; for (const e of this.#entries.values()) s += e.handle.downloadSpeed; return s }
   get uploadSpeed (): number { let s = 0; for (const e of this.#entries.values()) s += e.handle.uploadSpeed; return s }
