@@ -10,11 +10,17 @@ const CLK_TCK = 100 // sysconf(_SC_CLK_TCK) on every Linux this runs on; getconf
 
 /** user+system CPU seconds of a live process (threads included), or undefined once it is gone. */
 export function cpuSeconds (pid: number): number | undefined {
+  const t = cpuTimes(pid)
+  return t !== undefined ? t.user + t.system : undefined
+}
+
+/** user and system CPU seconds of a live process (threads included), or undefined once it is gone. */
+export function cpuTimes (pid: number): { user: number, system: number } | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
     // comm may contain spaces and parens: fields start after the last ')'
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return (Number(f[11]) + Number(f[12])) / CLK_TCK
+    return { user: Number(f[11]) / CLK_TCK, system: Number(f[12]) / CLK_TCK }
   } catch { return undefined }
 }
 

@@ -49,7 +49,7 @@ export function swarmReport (r: SwarmReportInput): { text: string, markdown: str
   for (const run of r.runs) {
     if (run.skipped !== undefined) { raw.push(`- ${run.tool}: skipped: ${run.skipped}`); continue }
     const per = run.downloaders.map((d) => `h${d.host} ${d.seconds !== undefined ? `${d.seconds.toFixed(2)}s` : 'not done'}` +
-      `${d.cpuSeconds !== undefined ? ` cpu ${d.cpuSeconds.toFixed(2)}s` : ''}${d.ok === false ? ' BAD-HASH' : d.ok === true ? '' : ' unverified'}`)
+      `${d.cpuSeconds !== undefined ? ` cpu ${d.cpuSeconds.toFixed(2)}s` : ''}${d.systemSeconds !== undefined ? ` (sys ${d.systemSeconds.toFixed(2)})` : ''}${d.ok === false ? ' BAD-HASH' : d.ok === true ? '' : ' unverified'}`)
     raw.push(`- ${run.tool}: ${per.join('; ')}; origin egress ${run.originEgressBytes ?? '—'} bytes (${fmt((run.originEgressBytes ?? NaN) / 2 ** 20)} MiB), origin CPU ${fmt(run.originCpuSeconds, 2)} s`)
     for (const note of run.notes) raw.push(`  - note: ${note}`)
   }

@@ -2,7 +2,7 @@ import { ImgdistError } from './errors.js'
 
 /**
  * The BitTorrent peer wire protocol (BEP 3) as bytes: the handshake and the length-prefixed
- * messages, with no sockets of its own. The agent's engine (agent/swarm/) owns the connections;
+ * messages, with no sockets of its own. The agent's engine (swarm/) owns the connections;
  * this file only turns bytes into messages and back, with every length bounded.
  *
  * Hand-written rather than bittorrent-protocol because the data path is the product's hot loop:
@@ -92,9 +92,9 @@ export const encode = {
 
 export interface WireHandler {
   onHandshake: (h: Handshake) => void
-  /** any message but `piece`; payload excludes the id byte and may be a view into a socket chunk */
+  /** any message but `piece`; payload excludes the id byte and is valid only during the call */
   onMessage: (id: number, payload: Buffer) => void
-  /** `block` may be a view into a socket chunk: copy it before the next push() if it must outlive it */
+  /** `block` is valid only during the call (a view into the chunk or into the decoder's buffer): copy what must outlive it */
   onPiece: (index: number, begin: number, block: Buffer) => void
   onKeepAlive: () => void
 }
@@ -102,13 +102,20 @@ export interface WireHandler {
 /**
  * Incremental parser: push() socket chunks in order; it calls the handler once per complete
  * message. Throws WireError on a malformed stream (the caller drops the peer).
+ *
+ * Nothing of a chunk is kept after push() returns: messages that lie inside the chunk are handed
+ * on as views, and the tail of one that does not is copied into a buffer the decoder owns and
+ * reuses. So the caller may read every chunk into the same buffer (a socket's `onread`), and a
+ * 16 KiB block split across TCP reads (the usual case behind a shaped link) costs one copy and
+ * no allocation.
  */
 export class WireDecoder {
   readonly #h: WireHandler
   /** the largest message accepted; the owner raises it once it knows the bitfield's size */
   maxMessage: number
-  #chunks: Buffer[] = []
-  #buffered = 0
+  /** the part of a message received so far, when it spans chunks */
+  #acc: Buffer = Buffer.allocUnsafe(0)
+  #accLen = 0
   #handshaken = false
 
   /** maxMessage: the largest message accepted, e.g. the bitfield's size or a block plus 13 */
@@ -118,64 +125,83 @@ export class WireDecoder {
   }
 
   push (chunk: Buffer): void {
-    this.#chunks.push(chunk)
-    this.#buffered += chunk.length
-    for (;;) {
-      if (!this.#handshaken) {
-        if (this.#buffered < HANDSHAKE_LENGTH) return
-        this.#handshaken = true
-        this.#h.onHandshake(decodeHandshake(this.#take(HANDSHAKE_LENGTH)))
-        continue
-      }
-      if (this.#buffered < 4) return
-      const len = this.#peekUInt32()
-      if (len > this.maxMessage) throw new WireError(`message of ${len} bytes exceeds the limit of ${this.maxMessage}`)
-      if (this.#buffered < 4 + len) return
-      const msg = this.#take(4 + len)
-      if (len === 0) { this.#h.onKeepAlive(); continue }
-      const id = msg[4] as number
-      if (id === MsgId.piece) {
-        if (len < 9) throw new WireError('piece message too short')
-        this.#h.onPiece(msg.readUInt32BE(5), msg.readUInt32BE(9), msg.subarray(13))
-      } else {
-        this.#h.onMessage(id, msg.subarray(5))
-      }
-    }
-  }
-
-  #peekUInt32 (): number {
-    const first = this.#chunks[0] as Buffer
-    if (first.length >= 4) return first.readUInt32BE(0)
-    return this.#take(4, true).readUInt32BE(0)
-  }
-
-  /** n bytes off the front: a view when they lie in one chunk, else one copy. */
-  #take (n: number, peek = false): Buffer {
-    const first = this.#chunks[0] as Buffer
-    if (first.length >= n) {
-      const out = first.subarray(0, n)
-      if (!peek) {
-        if (first.length === n) this.#chunks.shift()
-        else this.#chunks[0] = first.subarray(n)
-        this.#buffered -= n
-      }
-      return out
-    }
-    const out = Buffer.allocUnsafe(n)
     let off = 0
-    let i = 0
-    while (off < n) {
-      const c = this.#chunks[i] as Buffer
-      const k = Math.min(c.length, n - off)
-      c.copy(out, off, 0, k)
-      off += k
-      if (!peek) {
-        if (k === c.length) { this.#chunks.shift(); continue }
-        this.#chunks[0] = c.subarray(k)
-      } else i++
+    if (this.#accLen > 0) {
+      off = this.#complete(chunk)
+      if (off < 0) return
     }
-    if (!peek) this.#buffered -= n
-    return out
+    const end = chunk.length
+    while (off < end) {
+      const need = this.#sizeAt(chunk, off, end - off)
+      if (need < 0 || end - off < need) break
+      this.#dispatch(chunk.subarray(off, off + need))
+      off += need
+    }
+    if (off < end) this.#keep(chunk, off, end)
+  }
+
+  /**
+   * The whole size of the message starting at b[off] (length prefix included), or -1 when too
+   * few bytes are there to tell. Throws when the length is over the limit.
+   */
+  #sizeAt (b: Buffer, off: number, avail: number): number {
+    if (!this.#handshaken) return avail >= 1 ? HANDSHAKE_LENGTH : -1
+    if (avail < 4) return -1
+    const len = b.readUInt32BE(off)
+    if (len > this.maxMessage) throw new WireError(`message of ${len} bytes exceeds the limit of ${this.maxMessage}`)
+    return 4 + len
+  }
+
+  /** Adds the front of `chunk` to the message begun in #acc; returns where the rest starts, or -1 if the chunk is used up. */
+  #complete (chunk: Buffer): number {
+    let off = 0
+    for (;;) {
+      const need = this.#sizeAt(this.#acc, 0, this.#accLen)
+      // Not enough to know the size yet (at most 3 bytes of a length prefix): take what tells it.
+      const want = need < 0 ? 4 : need
+      const k = Math.min(want - this.#accLen, chunk.length - off)
+      this.#ensure(this.#accLen + k)
+      chunk.copy(this.#acc, this.#accLen, off, off + k)
+      this.#accLen += k
+      off += k
+      if (this.#accLen < want) return -1
+      if (need < 0) continue
+      this.#accLen = 0
+      this.#dispatch(this.#acc.subarray(0, need))
+      return off
+    }
+  }
+
+  #keep (chunk: Buffer, off: number, end: number): void {
+    this.#ensure(end - off)
+    chunk.copy(this.#acc, 0, off, end)
+    this.#accLen = end - off
+  }
+
+  #ensure (n: number): void {
+    if (this.#acc.length >= n) return
+    // Grown to the next power of two from 32 KiB, bounded by maxMessage via #sizeAt: one 16 KiB block needs 32 KiB once.
+    let size = Math.max(32 * 1024, this.#acc.length)
+    while (size < n) size *= 2
+    const next = Buffer.allocUnsafe(size)
+    this.#acc.copy(next, 0, 0, this.#accLen)
+    this.#acc = next
+  }
+
+  #dispatch (msg: Buffer): void {
+    if (!this.#handshaken) {
+      this.#handshaken = true
+      this.#h.onHandshake(decodeHandshake(msg))
+      return
+    }
+    if (msg.length === 4) { this.#h.onKeepAlive(); return }
+    const id = msg[4] as number
+    if (id === MsgId.piece) {
+      if (msg.length < 13) throw new WireError('piece message too short')
+      this.#h.onPiece(msg.readUInt32BE(5), msg.readUInt32BE(9), msg.subarray(13))
+    } else {
+      this.#h.onMessage(id, msg.subarray(5))
+    }
   }
 }
 

@@ -72,13 +72,16 @@ export class PeerConn {
       onPiece: (index, begin, block) => { this.#onPiece(index, begin, block) }
     }, 13 + MAX_REQUEST_LENGTH)
     socket.setNoDelay(true)
-    socket.on('data', (chunk: Buffer) => {
-      this.lastReceived = Date.now()
-      try { this.#decoder.push(chunk) } catch (err) { this.destroy(err instanceof WireError ? err.message : `protocol error: ${(err as Error).message}`) }
-    })
     socket.on('error', (err) => { this.destroy(err.message) })
     socket.on('close', () => { this.destroy('connection closed') })
     socket.on('drain', () => { this.#session?.onPeerRequest(this) })
+  }
+
+  /** Bytes from the socket, in order (socket-read.ts calls it); `chunk` need not outlive the call, the decoder keeps no view of it. */
+  receive (chunk: Buffer): void {
+    if (this.closed) return
+    this.lastReceived = Date.now()
+    try { this.#decoder.push(chunk) } catch (err) { this.destroy(err instanceof WireError ? err.message : `protocol error: ${(err as Error).message}`) }
   }
 
   get session (): PeerSession | undefined { return this.#session }

@@ -147,7 +147,7 @@ export class PiecePicker {
 
   /**
    * A block arrived. Returns the piece when this block completed it (the caller then verifies
-   * it and, if its sha1 passes, calls markHave()), 'dup' for a block already held, 'bad' for one never asked for or
+   * it and calls settle()), 'dup' for a block already held, 'bad' for one never asked for or
    * of the wrong size.
    */
   receive (index: number, begin: number, block: Buffer, fromKey: string): PendingPiece | 'dup' | 'bad' | undefined {
@@ -164,8 +164,17 @@ export class PiecePicker {
     p.received++
     p.from.add(fromKey)
     if (p.received < p.blocks) return undefined
-    this.pending.delete(index)
     return p
+  }
+
+  /**
+   * A complete piece's sha1 was checked: it leaves `pending` (kept there while the hash runs so
+   * that nobody asks for it again), and counts as held if it passed; if not, it will be chosen
+   * and fetched afresh.
+   */
+  settle (p: PendingPiece, good: boolean): void {
+    if (this.pending.get(p.index) === p) this.pending.delete(p.index)
+    if (good) this.markHave(p.index)
   }
 
   /** The whole piece is being fetched elsewhere (a web seed): peers leave it alone except in endgame. */

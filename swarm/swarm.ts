@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { rm } from 'node:fs/promises'
-import { createServer, connect, type Server, type Socket } from 'node:net'
+import { createServer, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { Client as DHT } from 'bittorrent-dht'
 import type { Logger } from 'pino'
@@ -9,6 +9,7 @@ import type { Dispatcher } from 'undici'
 import { PEER_ID_PREFIX, type Handshake } from '../lib/peer-wire.js'
 import { parseTorrent } from '../lib/torrent-meta.js'
 import { PeerConn } from './peer-conn.js'
+import { adopt, dial } from './socket-read.js'
 import { PieceStore } from './piece-store.js'
 import { TokenBucket } from './rate-meter.js'
 import { BOTH_SEEDS, TorrentHandle } from './torrent-session.js'
@@ -82,7 +83,7 @@ export class Swarm {
     this.#dispatcher = dispatcher
     this.#upload = new TokenBucket(opts.uploadLimit)
     this.#download = new TokenBucket(opts.downloadLimit)
-    this.#server = createServer((socket) => { this.#accept(socket) })
+    this.#server = createServer({ pauseOnConnect: true }, (socket) => { this.#accept(socket) })
     this.#listening = new Promise<number>((resolve, reject) => {
       this.#server.once('error', reject)
       this.#server.listen(opts.torrentPort, () => {
@@ -186,7 +187,8 @@ export class Swarm {
     if (host === '' || !Number.isInteger(port) || port <= 0 || port > 65535) return
     if (port === this.#port && LOOPBACK.has(host)) return // ourselves, as the tracker lists us
     e.dialing.add(addr)
-    const socket = connect({ host, port })
+    let conn: PeerConn | undefined
+    const socket = dial(host, port, () => conn)
     const failed = (why: string): void => {
       e.dialing.delete(addr)
       const cand = e.candidates.get(addr)
@@ -197,9 +199,9 @@ export class Swarm {
     socket.setTimeout(DIAL_TIMEOUT_MS, () => { failed('timeout') })
     socket.once('error', (err) => { failed(err.message) })
     socket.once('connect', () => {
-      socket.setTimeout(HANDSHAKE_TIMEOUT_MS, () => { conn.destroy('no handshake') })
+      socket.setTimeout(HANDSHAKE_TIMEOUT_MS, () => { conn?.destroy('no handshake') })
       socket.removeAllListeners('error')
-      const conn = new PeerConn(socket, addr, false, (c, hs) => {
+      conn = new PeerConn(socket, addr, false, (c, hs) => {
         e.dialing.delete(addr)
         socket.setTimeout(0)
         if (!hs.infoHash.equals(Buffer.from(h.infoHash, 'hex'))) { c.destroy('handshake for another torrent'); return }
@@ -214,20 +216,21 @@ export class Swarm {
     })
   }
 
-  #accept (socket: Socket): void {
-    if (this.#closed) { socket.destroy(); return }
+  #accept (accepted: Socket): void {
+    if (this.#closed) { accepted.destroy(); return }
+    let conn: PeerConn | undefined
+    const socket = adopt(accepted, () => conn)
     this.#incoming.add(socket)
     socket.once('close', () => { this.#incoming.delete(socket) })
     socket.setTimeout(HANDSHAKE_TIMEOUT_MS, () => { socket.destroy() })
     const key = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`
-    const conn = new PeerConn(socket, key, true, (c: PeerConn, hs: Handshake) => {
+    conn = new PeerConn(socket, key, true, (c: PeerConn, hs: Handshake) => {
       socket.setTimeout(0)
       const e = this.#entries.get(hs.infoHash.toString('hex'))
       if (e === undefined || hs.peerId.equals(this.peerId) || !e.handle.canAccept(hs.peerId, key, false)) { c.destroy('unknown torrent or not accepted'); return }
       c.sendHandshake(hs.infoHash, this.peerId)
       e.handle.attach(c)
     })
-    void conn
   }
 
   #tick (): void {

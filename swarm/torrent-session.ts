@@ -214,7 +214,7 @@ export class TorrentHandle implements PeerSession {
     if (r === 'dup') peer.wastedBytes += block.length
     if (r === 'bad') { peer.destroy(`sent block ${index}/${begin} of ${block.length} bytes, not what was asked`); return }
     if (doubled || typeof r === 'object') this.#cancelElsewhere(peer, index, typeof r === 'object' ? undefined : begin)
-    if (typeof r === 'object') this.#pieceDone(r)
+    if (typeof r === 'object') void this.#pieceDone(r)
     this.#refill(peer)
   }
 
@@ -353,16 +353,17 @@ export class TorrentHandle implements PeerSession {
     }
   }
 
-  #pieceDone (p: PendingPiece): void {
+  async #pieceDone (p: PendingPiece): Promise<void> {
     const buf = p.buf as Buffer
     const store = this.#store as PieceStore
-    if (!store.verify(p.index, buf)) {
-      // Out of `pending` already: the piece will be chosen and fetched again.
+    const good = await store.verify(p.index, buf)
+    if (this.destroyed) return
+    this.picker.settle(p, good)
+    if (!good) {
       this.counters.hashFailures++
       this.#blame(p.from, p.index)
       return
     }
-    this.picker.markHave(p.index)
     if (this.#trace) this.#log.trace({ piece: p.index, from: [...p.from] }, 'piece verified')
     store.write(p.index, buf).then(() => { this.#written[p.index] = 1; this.#advanceHash() }, (err: Error) => { this.#fail(err) })
     for (const peer of this.peers) {
@@ -475,18 +476,19 @@ export class TorrentHandle implements PeerSession {
       const buf = await ws.fetch(i * this.torrent.pieceLength, p.length, this.#deps.dispatcher, this.#abort.signal)
       this.counters.bytesFromWebSeeds += buf.length
       this.#lastBlockAt = Date.now()
-      if (this.picker.pending.get(i) !== p) return // peers finished it first
-      this.picker.pending.delete(i)
+      if (this.picker.pending.get(i) !== p || p.received === p.blocks) return // peers finished it first (its sha1 may be running)
       this.#cancelElsewhere(undefined, i, undefined)
       p.buf = buf
+      p.state.fill(2)
+      p.received = p.blocks
       p.from = new Set([ws.url])
       ws.failures = 0
-      this.#pieceDone(p)
+      await this.#pieceDone(p)
     } catch (err) {
       if (this.destroyed) return
       ws.failed()
       this.#log.debug({ webSeed: ws.url, err: (err as Error).message }, 'web seed request failed')
-      if (this.picker.pending.get(i) === p) this.picker.pending.delete(i)
+      if (this.picker.pending.get(i) === p && p.received < p.blocks) this.picker.pending.delete(i)
     } finally {
       ws.inFlight--
     }

@@ -58,6 +58,29 @@ t.test('wire codec: any split of the byte stream yields the same messages', asyn
   }
 })
 
+t.test('wire codec: keeps no view of a chunk, so sockets may read every chunk into one shared buffer', async (t) => {
+  const ih = Buffer.alloc(20, 0xab)
+  const block = Buffer.from(Array.from({ length: BLOCK_LENGTH }, (_, i) => i % 251))
+  const stream = Buffer.concat([encodeHandshake(ih, Buffer.alloc(20, 1)), encode.bitfield(new Uint8Array(40_000).fill(0xff)),
+    encode.pieceHeader(2, 0, block.length), block, encode.have(9), encode.pieceHeader(3, BLOCK_LENGTH, block.length), block])
+  for (const step of [1, 5, 1448, 4096, 20_000, 65_536]) {
+    const shared = Buffer.alloc(step)
+    const got: string[] = []
+    const d = new WireDecoder({
+      onHandshake: (hs) => got.push(`hs:${hs.peerId.toString('hex').slice(0, 4)}`),
+      onKeepAlive: () => got.push('ka'),
+      onMessage: (id, p) => got.push(`m${id}:${p.length}:${p.every((b) => b === 0xff || id !== MsgId.bitfield) ? 'ok' : 'bad'}`),
+      onPiece: (i, b, blk) => got.push(`p${i}/${b}:${blk.equals(block) ? 'ok' : 'bad'}`)
+    }, 13 + 40_000)
+    for (let i = 0; i < stream.length; i += step) {
+      const n = stream.copy(shared, 0, i, i + step)
+      d.push(shared.subarray(0, n))
+      shared.fill(0x5a) // the next read overwrites the buffer
+    }
+    t.same(got, ['hs:0101', 'm5:40000:ok', 'p2/0:ok', 'm4:4:ok', `p3/${BLOCK_LENGTH}:ok`], `reads of ${step} bytes into one buffer`)
+  }
+})
+
 t.test('wire codec: refuses what is not BitTorrent or too large', async (t) => {
   const { h } = collect()
   t.throws(() => { new WireDecoder(h, 100).push(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'.padEnd(68, ' '))) }, { code: 'PEER_PROTOCOL' })

@@ -1,7 +1,7 @@
 import type { BenchImage } from '../fixture.js'
 import { sha512OfFile } from '../fixture.js'
 import type { Testbed } from '../netns.js'
-import { cpuSeconds, sleep, type Proc } from '../proc.js'
+import { cpuSeconds, cpuTimes, sleep, type Proc } from '../proc.js'
 
 /** What every swarm runner gets, and the one measuring loop they share. */
 
@@ -26,6 +26,8 @@ export interface DownloaderResult {
   seconds?: number
   /** CPU seconds (user+system) the downloader process had used when it was complete */
   cpuSeconds?: number
+  /** the system (kernel) part of cpuSeconds, when /proc had it */
+  systemSeconds?: number
   /** the file it ended with has the catalogue's sha512 */
   ok?: boolean
 }
@@ -77,7 +79,9 @@ export async function measure (m: Measure): Promise<{ run: SwarmRun, procs: Map<
       const r = results.get(h) as DownloaderResult
       // a process that exited by itself (curl) is done at its exit, not at our poll
       r.seconds = ((p?.exitedAt ?? now) - t0) / 1000
-      r.cpuSeconds = p !== undefined ? (cpuSeconds(p.pid) ?? m.exitedCpu?.(h)) : undefined
+      const t = p !== undefined ? cpuTimes(p.pid) : undefined
+      r.cpuSeconds = t !== undefined ? t.user + t.system : (p !== undefined ? m.exitedCpu?.(h) : undefined)
+      r.systemSeconds = t?.system
     }
     pending = pending.filter((h) => results.get(h)?.seconds === undefined)
     if (pending.length === 0) lastSample = { egress: ctx.bed.txBytes(0), originCpu: sum(m.origin.map((p) => cpuSeconds(p.pid) ?? 0)) }
