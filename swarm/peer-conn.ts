@@ -81,7 +81,11 @@ export class PeerConn {
   receive (chunk: Buffer): void {
     if (this.closed) return
     this.lastReceived = Date.now()
-    try { this.#decoder.push(chunk) } catch (err) { this.destroy(err instanceof WireError ? err.message : `protocol error: ${(err as Error).message}`) }
+    // Everything the chunk makes us send this peer (blocks it asked for, our next requests) leaves
+    // in one writev rather than one per message: a chunk holds many requests, and each block sent
+    // alone was a syscall and a trip through the stream machinery.
+    this.socket.cork()
+    try { this.#decoder.push(chunk) } catch (err) { this.destroy(err instanceof WireError ? err.message : `protocol error: ${(err as Error).message}`) } finally { this.socket.uncork() }
   }
 
   get session (): PeerSession | undefined { return this.#session }
@@ -127,12 +131,15 @@ export class PeerConn {
     this.#write(encode.triple(MsgId.cancel, r.index, r.begin, r.length))
   }
 
-  /** One writev of header + block; `block` must not be reused while the socket may still hold it. */
-  sendBlock (index: number, begin: number, block: Buffer): void {
-    if (this.closed) return
+  /**
+   * Header + block in one writev. `block` must not change until `written` is called (the socket
+   * has handed it to the kernel, or was destroyed); `written` is called exactly once.
+   */
+  sendBlock (index: number, begin: number, block: Buffer, written: () => void): void {
+    if (this.closed) { written(); return }
     this.socket.cork()
     this.socket.write(encode.pieceHeader(index, begin, block.length))
-    this.socket.write(block)
+    this.socket.write(block, written)
     this.socket.uncork()
     this.lastSent = Date.now()
     this.up.add(block.length)

@@ -72,6 +72,8 @@ export class PiecePicker {
    * a thief would take one of those a second time.
    */
   stealKeep: number
+  /** where a piece's buffer comes from when its first block arrives (the store's pool) */
+  alloc: (length: number) => Buffer = (length) => Buffer.allocUnsafeSlow(length)
   #stolen = -1
   readonly #maxPending: number
 
@@ -158,7 +160,7 @@ export class PiecePicker {
     const b = begin / BLOCK_LENGTH
     if (!Number.isInteger(b) || b >= p.blocks || block.length !== Math.min(BLOCK_LENGTH, p.length - begin)) return 'bad'
     if (p.state[b] === 2) return 'dup'
-    if (p.buf === undefined) p.buf = Buffer.allocUnsafeSlow(p.length)
+    if (p.buf === undefined) p.buf = this.alloc(p.length)
     block.copy(p.buf, begin)
     p.state[b] = 2
     p.received++

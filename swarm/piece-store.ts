@@ -1,46 +1,61 @@
-import { subtle } from 'node:crypto'
 import { mkdir, open, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { ImgdistError } from '../lib/errors.js'
+import { BufferPool } from './buffer-pool.js'
+import type { Sha1Checker } from './sha1-checker.js'
 
 /**
  * One torrent's single file on disk: whole pieces written at their offset once their sha1 has
  * passed, pieces read back whole for uploading (peers ask for a piece's blocks one after the
  * other, so a small cache of whole pieces turns 64 block reads into one), and the hash check of
  * whatever is already on disk when a download resumes.
+ *
+ * Piece buffers come from `pool` and are reused (buffer-pool.ts). A buffer handed out by
+ * cached() or read() is held for the caller, who must release() it; the store retires a
+ * buffer when it leaves the cache, never before its disk write has completed.
  */
+
+export interface StoreOptions {
+  /** bytes of whole pieces kept in memory for uploading (default 16 MiB) */
+  cacheBytes?: number
+  /** a complete file to seed (the index's images); it must exist with the torrent's length */
+  readOnly?: boolean
+  checker: Sha1Checker
+}
 
 export class PieceStore {
   readonly path: string
+  readonly pool: BufferPool
   readonly #fh: FileHandle
   readonly #length: number
   readonly #pieceLength: number
   readonly #hashes: Uint8Array
+  readonly #checker: Sha1Checker
   readonly #cache = new Map<number, Buffer>()
-  /** pieces whose write has not completed: reads must not go to the file for them yet */
-  readonly #unwritten = new Map<number, Buffer>()
+  /** pieces whose write has not completed: they stay in the cache, and reads must not go to the file for them yet */
+  readonly #unwritten = new Set<number>()
   readonly #cacheMax: number
   #writes = new Set<Promise<void>>()
   #closed = false
 
-  private constructor (path: string, fh: FileHandle, length: number, pieceLength: number, hashes: Uint8Array, cacheBytes: number) {
+  private constructor (path: string, fh: FileHandle, length: number, pieceLength: number, hashes: Uint8Array, opts: StoreOptions) {
     this.path = path
     this.#fh = fh
     this.#length = length
     this.#pieceLength = pieceLength
     this.#hashes = hashes
-    this.#cacheMax = Math.max(2, Math.floor(cacheBytes / pieceLength))
+    this.#checker = opts.checker
+    this.#cacheMax = Math.max(2, Math.floor((opts.cacheBytes ?? 16 * 1024 * 1024) / pieceLength))
+    this.pool = new BufferPool(pieceLength)
   }
 
-  /** `readOnly`: a complete file to seed (the index's images); it must exist with the torrent's length. */
-  static async open (path: string, length: number, pieceLength: number, hashes: Uint8Array, opts: { cacheBytes?: number, readOnly?: boolean } = {}): Promise<PieceStore> {
-    const cacheBytes = opts.cacheBytes ?? 16 * 1024 * 1024
+  static async open (path: string, length: number, pieceLength: number, hashes: Uint8Array, opts: StoreOptions): Promise<PieceStore> {
     try {
       if (opts.readOnly === true) {
         const fh = await open(path, 'r')
         const st = await fh.stat()
         if (st.size !== length) { await fh.close(); throw new Error(`it has ${st.size} bytes, the torrent ${length}`) }
-        return new PieceStore(path, fh, length, pieceLength, hashes, cacheBytes)
+        return new PieceStore(path, fh, length, pieceLength, hashes, opts)
       }
       await mkdir(dirname(path), { recursive: true })
       const fh = await open(path, 'r+').catch(async (err: NodeJS.ErrnoException) => {
@@ -49,7 +64,7 @@ export class PieceStore {
       })
       const st = await fh.stat()
       if (st.size > length) await fh.truncate(length)
-      return new PieceStore(path, fh, length, pieceLength, hashes, cacheBytes)
+      return new PieceStore(path, fh, length, pieceLength, hashes, opts)
     } catch (err) {
       throw new ImgdistError('IO_ERROR', `cannot open ${path}: ${(err as Error).message}`, { cause: err })
     }
@@ -57,69 +72,93 @@ export class PieceStore {
 
   pieceSize (i: number): number { return Math.min(this.#pieceLength, this.#length - i * this.#pieceLength) }
 
-  /**
-   * sha1 of the piece's bytes against the torrent's (the torrent's info hash was checked against
-   * the signed one). WebCrypto's digest runs on libuv's thread pool, not on the event loop: on the
-   * loopback pair hashing was 28 % of the downloader's main thread, time in which no socket was read.
-   */
+  /** sha1 of the piece's bytes against the torrent's (the torrent's info hash was checked against the signed one) */
   async verify (i: number, buf: Uint8Array): Promise<boolean> {
-    const want = this.#hashes.subarray(i * 20, i * 20 + 20)
-    const got = new Uint8Array(await subtle.digest('SHA-1', buf))
-    return Buffer.from(got.buffer, got.byteOffset, got.byteLength).equals(want)
+    return await this.#checker.check(buf, this.#hashes.subarray(i * 20, i * 20 + 20))
   }
 
   /** Hash-checks the pieces already on disk; calls `have` for each good one. Returns the bytes kept. */
   async scan (have: (i: number) => void, signal?: AbortSignal): Promise<number> {
     const size = (await this.#fh.stat()).size
     const count = Math.ceil(this.#length / this.#pieceLength)
-    const buf = Buffer.allocUnsafe(this.#pieceLength)
+    const buf = this.pool.take(this.#pieceLength)
     let kept = 0
-    for (let i = 0; i < count; i++) {
-      if (signal?.aborted === true || this.#closed) break
-      const len = this.pieceSize(i)
-      if (i * this.#pieceLength + len > size) break
-      const { bytesRead } = await this.#fh.read(buf, 0, len, i * this.#pieceLength)
-      if (bytesRead === len && await this.verify(i, buf.subarray(0, len))) { have(i); kept += len }
-    }
+    try {
+      for (let i = 0; i < count; i++) {
+        if (signal?.aborted === true || this.#closed) break
+        const len = this.pieceSize(i)
+        if (i * this.#pieceLength + len > size) break
+        const { bytesRead } = await this.#fh.read(buf, 0, len, i * this.#pieceLength)
+        if (bytesRead === len && await this.verify(i, buf.subarray(0, len))) { have(i); kept += len }
+      }
+    } finally { this.pool.retire(buf) }
     return kept
   }
 
-  /** Writes a verified piece; the buffer is kept in the read cache (other peers will ask for it next). */
+  /** Writes a verified piece, taking `buf` over: it stays in the read cache (other peers will ask for it next). */
   async write (i: number, buf: Buffer): Promise<void> {
+    this.#unwritten.add(i)
     this.#remember(i, buf)
-    this.#unwritten.set(i, buf)
+    this.pool.hold(buf)
     const p = this.#fh.write(buf, 0, buf.length, i * this.#pieceLength).then(() => {}, (err: Error) => {
       throw new ImgdistError('IO_ERROR', `write of piece ${i} to ${this.path} failed: ${err.message}`, { cause: err })
     })
     this.#writes.add(p)
-    try { await p } finally { this.#writes.delete(p); this.#unwritten.delete(i) }
+    try { await p } finally {
+      this.#writes.delete(p)
+      this.#unwritten.delete(i)
+      this.pool.release(buf)
+      this.#evict()
+    }
   }
 
   /** Every write issued so far has reached the file (the sha512 pass reads it next). */
   async flush (): Promise<void> { await Promise.allSettled([...this.#writes]) }
 
+  /** The piece from the cache, held for the caller (release() it), or undefined. */
   cached (i: number): Buffer | undefined {
-    const b = this.#cache.get(i) ?? this.#unwritten.get(i)
-    if (b !== undefined) this.#remember(i, b)
+    const b = this.#cache.get(i)
+    if (b === undefined) return undefined
+    this.#remember(i, b)
+    this.pool.hold(b)
     return b
   }
 
+  /** The piece, from the cache or the file, held for the caller (release() it). */
   async read (i: number): Promise<Buffer> {
     const hit = this.cached(i)
     if (hit !== undefined) return hit
     const len = this.pieceSize(i)
-    // A fresh buffer each time, never pooled: blocks of it may still sit in a socket's write queue.
-    const buf = Buffer.allocUnsafeSlow(len)
-    const { bytesRead } = await this.#fh.read(buf, 0, len, i * this.#pieceLength)
-    if (bytesRead !== len) throw new ImgdistError('IO_ERROR', `${this.path}: piece ${i} is short on disk (${bytesRead} of ${len} bytes)`)
+    const buf = this.pool.take(len)
+    try {
+      const { bytesRead } = await this.#fh.read(buf, 0, len, i * this.#pieceLength)
+      if (bytesRead !== len) throw new ImgdistError('IO_ERROR', `${this.path}: piece ${i} is short on disk (${bytesRead} of ${len} bytes)`)
+    } catch (err) { this.pool.retire(buf); throw err }
+    // Read twice at once (two peers asked): keep the first, hand out the cached one.
+    const again = this.cached(i)
+    if (again !== undefined) { this.pool.retire(buf); return again }
+    this.pool.hold(buf)
     this.#remember(i, buf)
     return buf
   }
 
+  release (buf: Buffer): void { this.pool.release(buf) }
+
   #remember (i: number, buf: Buffer): void {
     this.#cache.delete(i)
     this.#cache.set(i, buf)
-    while (this.#cache.size > this.#cacheMax) this.#cache.delete(this.#cache.keys().next().value as number)
+    this.#evict()
+  }
+
+  /** Oldest first, pieces whose disk write is done leave the cache and go back to the pool. */
+  #evict (): void {
+    if (this.#cache.size <= this.#cacheMax) return
+    for (const [i, b] of this.#cache) {
+      if (this.#cache.size <= this.#cacheMax) return
+      if (this.#unwritten.has(i)) continue
+      this.#cache.delete(i)
+      this.pool.retire(b)
+    }
   }
 
   async close (): Promise<void> {

@@ -112,6 +112,7 @@ export class TorrentHandle implements PeerSession {
   /** `verified`: the file is complete and known good (an origin seed); its pieces are not hash-checked. */
   async start (store: PieceStore, verified = false): Promise<void> {
     this.#store = store
+    this.picker.alloc = (length) => store.pool.take(length)
     try {
       if (verified) {
         for (let i = 0; i < this.picker.count; i++) this.picker.markHave(i)
@@ -202,7 +203,7 @@ export class TorrentHandle implements PeerSession {
     if (unchoked < UPLOAD_SLOTS) peer.setChoking(false)
   }
 
-  onPeerRequest (peer: PeerConn): void { void this.#serve(peer) }
+  onPeerRequest (peer: PeerConn): void { if (!peer.serving) void this.#serve(peer) }
 
   onPeerBlock (peer: PeerConn, index: number, begin: number, block: Buffer): void {
     this.counters.bytesFromPeers += block.length
@@ -360,6 +361,7 @@ export class TorrentHandle implements PeerSession {
     if (this.destroyed) return
     this.picker.settle(p, good)
     if (!good) {
+      store.pool.retire(buf)
       this.counters.hashFailures++
       this.#blame(p.from, p.index)
       return
@@ -432,9 +434,12 @@ export class TorrentHandle implements PeerSession {
         if (wait > 0) { setTimeout(() => { void this.#serve(peer) }, wait).unref(); return }
         const store = this.#store as PieceStore
         const buf = store.cached(r.index) ?? await store.read(r.index)
-        if (peer.uploadQueue[0] !== r) continue // cancelled or choked meanwhile
+        if (peer.uploadQueue[0] !== r) { store.release(buf); continue } // cancelled or choked meanwhile
         peer.uploadQueue.shift()
-        peer.sendBlock(r.index, r.begin, buf.subarray(r.begin, r.begin + r.length))
+        // The socket's write holds the piece buffer in place of ours (buffer-pool.ts).
+        store.pool.hold(buf)
+        peer.sendBlock(r.index, r.begin, buf.subarray(r.begin, r.begin + r.length), () => { store.release(buf) })
+        store.release(buf)
         this.counters.uploaded += r.length
         this.#up.add(r.length)
       }
@@ -478,6 +483,7 @@ export class TorrentHandle implements PeerSession {
       this.#lastBlockAt = Date.now()
       if (this.picker.pending.get(i) !== p || p.received === p.blocks) return // peers finished it first (its sha1 may be running)
       this.#cancelElsewhere(undefined, i, undefined)
+      if (p.buf !== undefined) this.#store?.pool.retire(p.buf)
       p.buf = buf
       p.state.fill(2)
       p.received = p.blocks
