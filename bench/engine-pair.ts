@@ -26,7 +26,7 @@ import { fmt, machine, median } from './report.js'
 const USAGE = 'usage: node dist/bench/engine-pair.js [--size-mib 512] [--piece-kib 1024] [--runs 3] [--cpu-prof false] [--work-dir /tmp/imgdist-engine-pair] [--timeout-s 300]'
 const SELF = fileURLToPath(import.meta.url)
 
-interface LeechResult { seconds: number, cpuS: number, userS: number, sysS: number, bytes: number, seedCpuS?: number }
+interface LeechResult { seconds: number, cpuS: number, userS: number, sysS: number, bytes: number, maxRssMiB: number, seedCpuS?: number }
 
 function swarmOpts (dataDir: string): SwarmOptions {
   return { dataDir, torrentPort: 0, dht: { enabled: false, bootstrap: [] }, lsd: false, trackers: [], uploadLimit: 0, downloadLimit: 0, maxConns: 55 }
@@ -56,7 +56,7 @@ async function leechRole (torrentPath: string, dir: string, port: number): Promi
   await h.done
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9
   const cpu = process.cpuUsage(cpu0)
-  const r: LeechResult = { seconds, cpuS: (cpu.user + cpu.system) / 1e6, userS: cpu.user / 1e6, sysS: cpu.system / 1e6, bytes: h.torrent.length }
+  const r: LeechResult = { seconds, cpuS: (cpu.user + cpu.system) / 1e6, userS: cpu.user / 1e6, sysS: cpu.system / 1e6, bytes: h.torrent.length, maxRssMiB: process.resourceUsage().maxRSS / 1024 }
   process.stdout.write(JSON.stringify(r) + '\n')
   await s.close()
   process.exit(0)
@@ -122,7 +122,7 @@ async function main (): Promise<number> {
       await rm(dir, { recursive: true, force: true })
       results.push(r)
       const gib = r.bytes / 2 ** 30
-      console.log(`run ${i + 1}: ${fmt(r.seconds, 2)} s, ${fmt(r.bytes / 2 ** 20 / r.seconds, 1)} MiB/s, downloader CPU ${fmt(r.cpuS, 2)} s (user ${fmt(r.userS, 2)}, sys ${fmt(r.sysS, 2)}) = ${fmt(r.cpuS / gib, 2)} CPU-s/GiB; seeder ${fmt((r.seedCpuS ?? NaN) / gib, 2)} CPU-s/GiB`)
+      console.log(`run ${i + 1}: ${fmt(r.seconds, 2)} s, ${fmt(r.bytes / 2 ** 20 / r.seconds, 1)} MiB/s, downloader CPU ${fmt(r.cpuS, 2)} s (user ${fmt(r.userS, 2)}, sys ${fmt(r.sysS, 2)}) = ${fmt(r.cpuS / gib, 2)} CPU-s/GiB, peak RSS ${fmt(r.maxRssMiB, 0)} MiB; seeder ${fmt((r.seedCpuS ?? NaN) / gib, 2)} CPU-s/GiB`)
     }
   } finally {
     seeder.end()

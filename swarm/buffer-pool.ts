@@ -4,8 +4,7 @@
  * Why: every piece passes through a piece-sized buffer twice (assembled from blocks, read back
  * to serve other peers). Fresh buffers are external memory to V8, and 1 GiB of them forced about
  * forty full mark-compacts per GiB on the loopback pair, and left the agent's RSS at the mercy
- * of when the collector ran (bench:memory peaked at 274 MiB with 4 MiB pieces). The buffers are
- * SharedArrayBuffers so that the sha1 worker (sha1-worker.ts) reads a piece where it lies.
+ * of when the collector ran (bench:memory peaked at 274 MiB with 4 MiB pieces).
  *
  * A buffer goes back to the free list only when its owner has retired it *and* nothing still
  * reads it: every socket write of a block and every disk write holds it until its callback.
@@ -15,7 +14,7 @@
 export class BufferPool {
   readonly size: number
   readonly #maxFree: number
-  readonly #free: SharedArrayBuffer[] = []
+  readonly #free: ArrayBuffer[] = []
   readonly #holds = new WeakMap<ArrayBufferLike, number>()
   readonly #retired = new WeakSet<ArrayBufferLike>()
   readonly #mine = new WeakSet<ArrayBufferLike>()
@@ -34,7 +33,7 @@ export class BufferPool {
     if (length > this.size) throw new RangeError(`buffer of ${length} bytes from a pool of ${this.size}`)
     this.taken++
     let ab = this.#free.pop()
-    if (ab !== undefined) { this.reused++; this.#retired.delete(ab) } else { ab = new SharedArrayBuffer(this.size); this.#mine.add(ab) }
+    if (ab !== undefined) { this.reused++; this.#retired.delete(ab) } else { ab = new ArrayBuffer(this.size); this.#mine.add(ab) }
     return Buffer.from(ab, 0, length)
   }
 
@@ -61,6 +60,6 @@ export class BufferPool {
   }
 
   #recycle (ab: ArrayBufferLike): void {
-    if (this.#free.length < this.#maxFree && ab instanceof SharedArrayBuffer && !this.#free.includes(ab)) this.#free.push(ab)
+    if (this.#free.length < this.#maxFree && ab instanceof ArrayBuffer && !this.#free.includes(ab)) this.#free.push(ab)
   }
 }

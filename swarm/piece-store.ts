@@ -1,8 +1,8 @@
 import { mkdir, open, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
+import { createHash } from 'node:crypto'
 import { ImgdistError } from '../lib/errors.js'
 import { BufferPool } from './buffer-pool.js'
-import type { Sha1Checker } from './sha1-checker.js'
 
 /**
  * One torrent's single file on disk: whole pieces written at their offset once their sha1 has
@@ -20,7 +20,6 @@ export interface StoreOptions {
   cacheBytes?: number
   /** a complete file to seed (the index's images); it must exist with the torrent's length */
   readOnly?: boolean
-  checker: Sha1Checker
 }
 
 export class PieceStore {
@@ -30,12 +29,12 @@ export class PieceStore {
   readonly #length: number
   readonly #pieceLength: number
   readonly #hashes: Uint8Array
-  readonly #checker: Sha1Checker
   readonly #cache = new Map<number, Buffer>()
   /** pieces whose write has not completed: they stay in the cache, and reads must not go to the file for them yet */
   readonly #unwritten = new Set<number>()
   readonly #cacheMax: number
   #writes = new Set<Promise<void>>()
+  #backlog = 0
   #closed = false
 
   private constructor (path: string, fh: FileHandle, length: number, pieceLength: number, hashes: Uint8Array, opts: StoreOptions) {
@@ -44,12 +43,11 @@ export class PieceStore {
     this.#length = length
     this.#pieceLength = pieceLength
     this.#hashes = hashes
-    this.#checker = opts.checker
     this.#cacheMax = Math.max(2, Math.floor((opts.cacheBytes ?? 16 * 1024 * 1024) / pieceLength))
     this.pool = new BufferPool(pieceLength)
   }
 
-  static async open (path: string, length: number, pieceLength: number, hashes: Uint8Array, opts: StoreOptions): Promise<PieceStore> {
+  static async open (path: string, length: number, pieceLength: number, hashes: Uint8Array, opts: StoreOptions = {}): Promise<PieceStore> {
     try {
       if (opts.readOnly === true) {
         const fh = await open(path, 'r')
@@ -72,9 +70,15 @@ export class PieceStore {
 
   pieceSize (i: number): number { return Math.min(this.#pieceLength, this.#length - i * this.#pieceLength) }
 
-  /** sha1 of the piece's bytes against the torrent's (the torrent's info hash was checked against the signed one) */
-  async verify (i: number, buf: Uint8Array): Promise<boolean> {
-    return await this.#checker.check(buf, this.#hashes.subarray(i * 20, i * 20 + 20))
+  /**
+   * sha1 of the piece's bytes against the torrent's (the torrent's info hash was checked against
+   * the signed one). On the event loop, on purpose: a worker thread (tried in session 4) gained
+   * no speed on the loopback pair, and each message cloned a view of the pooled buffer into the
+   * worker's heap, where the worker's rare collections left hundreds of MiB reachable; WebCrypto's
+   * digest copies every piece on the main thread first (0.3 ms per MiB).
+   */
+  verify (i: number, buf: Uint8Array): boolean {
+    return createHash('sha1').update(buf).digest().equals(this.#hashes.subarray(i * 20, i * 20 + 20))
   }
 
   /** Hash-checks the pieces already on disk; calls `have` for each good one. Returns the bytes kept. */
@@ -89,15 +93,19 @@ export class PieceStore {
         const len = this.pieceSize(i)
         if (i * this.#pieceLength + len > size) break
         const { bytesRead } = await this.#fh.read(buf, 0, len, i * this.#pieceLength)
-        if (bytesRead === len && await this.verify(i, buf.subarray(0, len))) { have(i); kept += len }
+        if (bytesRead === len && this.verify(i, buf.subarray(0, len))) { have(i); kept += len }
       }
     } finally { this.pool.retire(buf) }
     return kept
   }
 
+  /** bytes of pieces handed to write() whose write has not completed: the session stops asking for more above a bound */
+  get backlog (): number { return this.#backlog }
+
   /** Writes a verified piece, taking `buf` over: it stays in the read cache (other peers will ask for it next). */
   async write (i: number, buf: Buffer): Promise<void> {
     this.#unwritten.add(i)
+    this.#backlog += buf.length
     this.#remember(i, buf)
     this.pool.hold(buf)
     const p = this.#fh.write(buf, 0, buf.length, i * this.#pieceLength).then(() => {}, (err: Error) => {
@@ -107,6 +115,7 @@ export class PieceStore {
     try { await p } finally {
       this.#writes.delete(p)
       this.#unwritten.delete(i)
+      this.#backlog -= buf.length
       this.pool.release(buf)
       this.#evict()
     }

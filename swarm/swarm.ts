@@ -11,7 +11,6 @@ import { parseTorrent } from '../lib/torrent-meta.js'
 import { PeerConn } from './peer-conn.js'
 import { adopt, dial } from './socket-read.js'
 import { PieceStore } from './piece-store.js'
-import { Sha1Checker } from './sha1-checker.js'
 import { TokenBucket } from './rate-meter.js'
 import { BOTH_SEEDS, TorrentHandle } from './torrent-session.js'
 
@@ -74,7 +73,6 @@ export class Swarm {
   readonly #timer: NodeJS.Timeout
   readonly #listening: Promise<number>
   readonly #incoming = new Set<Socket>()
-  readonly #sha1 = new Sha1Checker()
   #closed = false
   #port = 0
 
@@ -139,7 +137,7 @@ export class Swarm {
     const h = e.handle
     try {
       const path = e.opts.path ?? join(this.downloadDir(h.infoHash), h.torrent.name)
-      const store = await PieceStore.open(path, h.torrent.length, h.torrent.pieceLength, h.torrent.pieces, { readOnly: e.opts.verified === true, checker: this.#sha1 })
+      const store = await PieceStore.open(path, h.torrent.length, h.torrent.pieceLength, h.torrent.pieces, { readOnly: e.opts.verified === true })
       await h.start(store, e.opts.verified === true)
       if (h.destroyed) return
       const port = await this.#listening
@@ -271,7 +269,6 @@ export class Swarm {
     for (const s of this.#incoming) s.destroy()
     await Promise.all([...this.#entries.keys()].map(async (k) => { await this.remove(k, false) }))
     await closing
-    await this.#sha1.close()
     if (this.#dht !== undefined) await new Promise<void>((resolve) => { this.#dht?.destroy(() => { resolve() }) })
   }
 }

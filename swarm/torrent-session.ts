@@ -51,6 +51,12 @@ const STARVING_MS = 3000
  */
 const SNUB_MS = 5000
 const UPLOAD_SLOTS = 50
+/**
+ * Verified pieces waiting for their disk write, beyond which no new requests go out. Loopback
+ * peers deliver faster than the page cache takes writes once dirty pages pile up, and each
+ * waiting piece is a buffer in memory: without this bound bench:memory's agent grew past 500 MiB.
+ */
+const WRITE_BACKLOG_BYTES = 32 * 1024 * 1024
 export const BOTH_SEEDS = 'both sides are seeds'
 
 export class TorrentHandle implements PeerSession {
@@ -215,7 +221,7 @@ export class TorrentHandle implements PeerSession {
     if (r === 'dup') peer.wastedBytes += block.length
     if (r === 'bad') { peer.destroy(`sent block ${index}/${begin} of ${block.length} bytes, not what was asked`); return }
     if (doubled || typeof r === 'object') this.#cancelElsewhere(peer, index, typeof r === 'object' ? undefined : begin)
-    if (typeof r === 'object') void this.#pieceDone(r)
+    if (typeof r === 'object') this.#pieceDone(r)
     this.#refill(peer)
   }
 
@@ -294,6 +300,8 @@ export class TorrentHandle implements PeerSession {
     this.#hasher.advance(this.#writtenPrefix * this.torrent.pieceLength)
   }
 
+  #writeBound (): number { return Math.max(WRITE_BACKLOG_BYTES, 4 * this.torrent.pieceLength) }
+
   #starving (now: number): boolean {
     return !this.paused && !this.picker.complete && now - this.#lastBlockAt > STARVING_MS
   }
@@ -319,6 +327,7 @@ export class TorrentHandle implements PeerSession {
 
   #refill (peer: PeerConn): void {
     if (this.paused || this.destroyed || peer.closed || peer.peerChoking || !peer.amInterested || peer.snubbed || this.picker.complete) return
+    if ((this.#store?.backlog ?? 0) > this.#writeBound()) return // the write that brings it down refills
     // Keep about half a second of this peer's rate in flight, between 512 KiB and 4 MiB.
     const depth = Math.max(32, Math.min(256, Math.ceil(peer.down.rate() / 2 / 16384)))
     let room = depth - peer.requested.size
@@ -354,11 +363,10 @@ export class TorrentHandle implements PeerSession {
     }
   }
 
-  async #pieceDone (p: PendingPiece): Promise<void> {
+  #pieceDone (p: PendingPiece): void {
     const buf = p.buf as Buffer
     const store = this.#store as PieceStore
-    const good = await store.verify(p.index, buf)
-    if (this.destroyed) return
+    const good = store.verify(p.index, buf)
     this.picker.settle(p, good)
     if (!good) {
       store.pool.retire(buf)
@@ -367,7 +375,13 @@ export class TorrentHandle implements PeerSession {
       return
     }
     if (this.#trace) this.#log.trace({ piece: p.index, from: [...p.from] }, 'piece verified')
-    store.write(p.index, buf).then(() => { this.#written[p.index] = 1; this.#advanceHash() }, (err: Error) => { this.#fail(err) })
+    store.write(p.index, buf).then(() => {
+      this.#written[p.index] = 1
+      this.#advanceHash()
+      // This write took the backlog back under the bound: requests stopped, so start them again.
+      const bound = this.#writeBound()
+      if (store.backlog <= bound && store.backlog + p.length > bound) for (const peer of this.peers) this.#refill(peer)
+    }, (err: Error) => { this.#fail(err) })
     for (const peer of this.peers) {
       peer.sendHave(p.index)
       if (!hasBit(peer.bits, p.index)) continue
@@ -489,7 +503,7 @@ export class TorrentHandle implements PeerSession {
       p.received = p.blocks
       p.from = new Set([ws.url])
       ws.failures = 0
-      await this.#pieceDone(p)
+      this.#pieceDone(p)
     } catch (err) {
       if (this.destroyed) return
       ws.failed()
