@@ -23,7 +23,7 @@ export class BufferPool {
   reused = 0
 
   /** size: the piece length; at most `keepBytes` of idle buffers are kept for reuse */
-  constructor (size: number, keepBytes = 16 * 1024 * 1024) {
+  constructor (size: number, keepBytes = 8 * 1024 * 1024) {
     this.size = size
     this.#maxFree = Math.max(2, Math.floor(keepBytes / size))
   }

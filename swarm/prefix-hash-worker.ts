@@ -4,7 +4,7 @@ import { parentPort, workerData } from 'node:worker_threads'
 
 /**
  * Worker side of prefix-hasher.ts: sha512 of the file's bytes from 0 up to the offset the
- * session says is verified and on disk, read in 4 MiB steps on this thread so that the
+ * session says is verified and on disk, read in 1 MiB steps on this thread so that the
  * download's event loop never waits for it.
  */
 
@@ -16,7 +16,7 @@ const port = parentPort
 if (port === null) throw new Error('prefix-hash-worker must run as a worker thread')
 
 const hash = createHash('sha512')
-const buf = Buffer.allocUnsafe(4 * 1024 * 1024)
+const buf = Buffer.allocUnsafe(1024 * 1024)
 let pos = 0
 
 port.on('message', (m: ToHashWorker) => {
