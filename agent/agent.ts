@@ -94,7 +94,8 @@ export class ImgdistAgent {
       })
       await this.#reporter.start()
     }
-    this.log.info({ site: cfg.site, api: this.apiAddress, torrentPort, catalogues: this.#pollers.map((p) => p.name) }, 'imgdist-agent started')
+    // startedInMs: since the process began (performance's time origin), module loading included
+    this.log.info({ site: cfg.site, api: this.apiAddress, torrentPort, catalogues: this.#pollers.map((p) => p.name), startedInMs: Math.round(performance.now()) }, 'imgdist-agent started')
   }
 
   /**

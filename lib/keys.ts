@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { createHash, createPublicKey, verify as cryptoVerify } from 'node:crypto'
 import nacl from 'tweetnacl'
 import { ImgdistError } from './errors.js'
 
@@ -61,6 +61,14 @@ export function signBytes (message: Uint8Array, secretKey: Uint8Array): string {
 export function verifyBytes (message: Uint8Array, sigBase64: string, publicKey: Uint8Array): boolean {
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(sigBase64)) return false
   const sig = Buffer.from(sigBase64, 'base64')
-  if (sig.length !== nacl.sign.signatureLength) return false
-  return nacl.sign.detached.verify(message, new Uint8Array(sig), publicKey)
+  if (sig.length !== nacl.sign.signatureLength || publicKey.length !== nacl.sign.publicKeyLength) return false
+  // OpenSSL's ed25519 rather than tweetnacl's: the same RFC 8032 check (and stricter: it refuses
+  // a non-canonical S), about 200 times faster. tweetnacl's 10–25 ms per signature was a visible
+  // part of every agent's start-up, which verifies the root and the index before any download.
+  try {
+    return cryptoVerify(null, message, createPublicKey({ key: Buffer.concat([ED25519_SPKI_PREFIX, publicKey]), format: 'der', type: 'spki' }), sig)
+  } catch { return false }
 }
+
+/** DER SubjectPublicKeyInfo header of an ed25519 key (RFC 8410), before the raw 32 bytes */
+const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex')

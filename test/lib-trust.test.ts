@@ -167,3 +167,20 @@ t.test('expired root and self-signature of a first root', async (t) => {
   lyingKeyId.signed.keys['0'.repeat(64)] = pub
   t.equal(codeOf(() => verifySelfSignedRoot(viaYaml(lyingKeyId), NOW)), 'SCHEMA_INVALID', 'key id not the hash of its key')
 })
+
+t.test('verifyBytes: tweetnacl signatures verify with OpenSSL; anything altered or malformed does not', async (t) => {
+  const { generateKeyPair, signBytes, verifyBytes } = await import('../lib/keys.js')
+  const kp = generateKeyPair()
+  const other = generateKeyPair()
+  const msg = Buffer.from('{"signed":{"version":1}}')
+  const sig = signBytes(msg, kp.secretKey)
+  t.ok(verifyBytes(msg, sig, kp.publicKey), 'a good signature verifies')
+  t.notOk(verifyBytes(Buffer.from('{"signed":{"version":2}}'), sig, kp.publicKey), 'another message')
+  t.notOk(verifyBytes(msg, sig, other.publicKey), 'another key')
+  const raw = Buffer.from(sig, 'base64'); raw[10] = (raw[10] as number) ^ 1
+  t.notOk(verifyBytes(msg, raw.toString('base64'), kp.publicKey), 'a flipped bit')
+  t.notOk(verifyBytes(msg, sig.slice(0, 40), kp.publicKey), 'a short signature')
+  t.notOk(verifyBytes(msg, 'not base64!', kp.publicKey), 'not base64')
+  t.notOk(verifyBytes(msg, sig, kp.publicKey.subarray(0, 31)), 'a short key')
+  t.notOk(verifyBytes(msg, sig, new Uint8Array(32).fill(0xff)), 'a key that is no curve point')
+})
