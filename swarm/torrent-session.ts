@@ -9,7 +9,9 @@ import type { PieceStore } from './piece-store.js'
 import { RateMeter, type TokenBucket } from './rate-meter.js'
 import { PrefixHasher } from './prefix-hasher.js'
 import { ownerOf, shareOf, stealScoreOf } from './share.js'
+import { admit, serve, type UploadDeps } from './upload.js'
 import { WebSeed } from './web-seed.js'
+import { pumpWebSeeds, type WebSeedHost } from './web-seed-pump.js'
 
 /**
  * One torrent: its peers, what to ask each for, the sha1 of every piece, what to serve, and
@@ -50,7 +52,6 @@ const STARVING_MS = 3000
  * the new request); the cancel clears its queue so that the next attempt is answered.
  */
 const SNUB_MS = 5000
-const UPLOAD_SLOTS = 50
 /**
  * Verified pieces waiting for their disk write, beyond which no new requests go out. Loopback
  * peers deliver faster than the page cache takes writes once dirty pages pile up, and each
@@ -79,6 +80,8 @@ export class TorrentHandle implements PeerSession {
   readonly #up = new RateMeter()
   readonly #strikes = new Map<string, number>()
   readonly #abort = new AbortController()
+  readonly #upload: UploadDeps
+  readonly #webSeedHost: WebSeedHost
   #store: PieceStore | undefined
   #hasher: PrefixHasher | undefined
   /** pieces on disk (verified and their write completed), and how many lead the file without a gap */
@@ -101,6 +104,15 @@ export class TorrentHandle implements PeerSession {
     this.picker.stealScore = stealScoreOf(deps.peerId)
     this.webSeeds = webSeeds.map((u) => new WebSeed(u, torrent.name))
     this.#written = new Uint8Array(this.picker.count)
+    this.#upload = {
+      log: this.#log,
+      bucket: deps.upload,
+      hasPiece: (i) => this.picker.hasPiece(i),
+      store: () => this.#store,
+      stopped: () => this.destroyed,
+      sent: (bytes) => { this.counters.uploaded += bytes; this.#up.add(bytes) }
+    }
+    this.#webSeedHost = this.#webSeedHostOf()
     this.done = new Promise<void>((resolve, reject) => { this.#resolve = resolve; this.#reject = reject })
     this.done.catch(() => {})
   }
@@ -190,26 +202,9 @@ export class TorrentHandle implements PeerSession {
     else this.#refill(peer)
   }
 
-  /**
-   * A peer that loses interest stays unchoked: choking it would race with the requests it sends
-   * once it is interested again (BEP 3 drops requests across a choke, and we have no BEP 6
-   * reject), and the bytes of those dropped requests would be sent twice. An idle unchoked peer
-   * gives its slot up only to an interested one when all slots are taken.
-   */
-  onPeerInterest (peer: PeerConn): void {
-    if (!peer.peerInterested || !peer.amChoking) return
-    let unchoked = 0
-    let idle: PeerConn | undefined
-    for (const p of this.peers) {
-      if (p.amChoking) continue
-      unchoked++
-      if (!p.peerInterested) idle = p
-    }
-    if (unchoked >= UPLOAD_SLOTS && idle !== undefined) { idle.setChoking(true); unchoked-- }
-    if (unchoked < UPLOAD_SLOTS) peer.setChoking(false)
-  }
+  onPeerInterest (peer: PeerConn): void { admit(peer, this.peers) }
 
-  onPeerRequest (peer: PeerConn): void { if (!peer.serving) void this.#serve(peer) }
+  onPeerRequest (peer: PeerConn): void { if (!peer.serving) void serve(peer, this.#upload) }
 
   onPeerBlock (peer: PeerConn, index: number, begin: number, block: Buffer): void {
     this.counters.bytesFromPeers += block.length
@@ -437,80 +432,30 @@ export class TorrentHandle implements PeerSession {
     this.#reject(err)
   }
 
-  async #serve (peer: PeerConn): Promise<void> {
-    if (peer.serving) return
-    peer.serving = true
-    try {
-      while (peer.uploadQueue.length > 0 && peer.writable && !peer.amChoking && !this.destroyed) {
-        const r = peer.uploadQueue[0] as { index: number, begin: number, length: number }
-        if (!this.picker.hasPiece(r.index)) { this.#log.debug({ peer: peer.key, piece: r.index }, 'request for a piece we lack dropped'); peer.uploadQueue.shift(); continue }
-        const wait = this.#deps.upload.take(r.length)
-        if (wait > 0) { setTimeout(() => { void this.#serve(peer) }, wait).unref(); return }
-        const store = this.#store as PieceStore
-        const buf = store.cached(r.index) ?? await store.read(r.index)
-        if (peer.uploadQueue[0] !== r) { store.release(buf); continue } // cancelled or choked meanwhile
-        peer.uploadQueue.shift()
-        // The socket's write holds the piece buffer in place of ours (buffer-pool.ts).
-        store.pool.hold(buf)
-        peer.sendBlock(r.index, r.begin, buf.subarray(r.begin, r.begin + r.length), () => { store.release(buf) })
-        store.release(buf)
-        this.counters.uploaded += r.length
-        this.#up.add(r.length)
-      }
-    } catch (err) {
-      this.#log.error({ err: (err as Error).message }, 'cannot read a piece to upload')
-      peer.destroy('local read error')
-    } finally {
-      peer.serving = false
-    }
-  }
-
   #pumpWebSeeds (starving: boolean): void {
     if (this.paused || this.picker.complete || this.destroyed) return
-    for (const ws of this.webSeeds) {
-      while (ws.usable) {
-        const i = this.#webSeedPiece(starving || this.peers.size === 0)
-        if (i < 0) return
-        void this.#fetchFromWebSeed(ws, i)
+    pumpWebSeeds(this.#webSeedHost, starving || this.peers.size === 0)
+  }
+
+  #webSeedHostOf (): WebSeedHost {
+    return {
+      picker: this.picker,
+      webSeeds: this.webSeeds,
+      pieceLength: this.torrent.pieceLength,
+      log: this.#log,
+      dispatcher: this.#deps.dispatcher,
+      signal: this.#abort.signal,
+      stopped: () => this.destroyed,
+      received: (bytes) => { this.counters.bytesFromWebSeeds += bytes; this.#lastBlockAt = Date.now() },
+      complete: (p, buf, from) => {
+        this.#cancelElsewhere(undefined, p.index, undefined)
+        if (p.buf !== undefined) this.#store?.pool.retire(p.buf)
+        p.buf = buf
+        p.state.fill(2)
+        p.received = p.blocks
+        p.from = new Set([from])
+        this.#pieceDone(p)
       }
-    }
-  }
-
-  /** A piece no connected peer has (or, when `any`, any piece) that nobody is fetching yet. */
-  #webSeedPiece (any: boolean): number {
-    const n = this.picker.count
-    const start = Math.floor(Math.random() * n)
-    for (let k = 0; k < n; k++) {
-      const i = (start + k) % n
-      if (this.picker.hasPiece(i) || this.picker.pending.has(i)) continue
-      if (any || this.picker.avail[i] === 0) return i
-    }
-    return -1
-  }
-
-  async #fetchFromWebSeed (ws: WebSeed, i: number): Promise<void> {
-    const p = this.picker.reserve(i)
-    ws.inFlight++
-    try {
-      const buf = await ws.fetch(i * this.torrent.pieceLength, p.length, this.#deps.dispatcher, this.#abort.signal)
-      this.counters.bytesFromWebSeeds += buf.length
-      this.#lastBlockAt = Date.now()
-      if (this.picker.pending.get(i) !== p || p.received === p.blocks) return // peers finished it first (its sha1 may be running)
-      this.#cancelElsewhere(undefined, i, undefined)
-      if (p.buf !== undefined) this.#store?.pool.retire(p.buf)
-      p.buf = buf
-      p.state.fill(2)
-      p.received = p.blocks
-      p.from = new Set([ws.url])
-      ws.failures = 0
-      this.#pieceDone(p)
-    } catch (err) {
-      if (this.destroyed) return
-      ws.failed()
-      this.#log.debug({ webSeed: ws.url, err: (err as Error).message }, 'web seed request failed')
-      if (this.picker.pending.get(i) === p && p.received < p.blocks) this.picker.pending.delete(i)
-    } finally {
-      ws.inFlight--
     }
   }
 }
