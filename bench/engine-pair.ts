@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { mkdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -8,7 +7,7 @@ import { parseTorrent } from '../lib/torrent-meta.js'
 import { Swarm, type SwarmOptions } from '../swarm/swarm.js'
 import { num, parseFlags } from './args.js'
 import { makeBenchImage } from './fixture.js'
-import { cpuSeconds } from './proc.js'
+import { cpuSeconds, spawnRole } from './proc.js'
 import { fmt, machine, median } from './report.js'
 
 /**
@@ -62,21 +61,9 @@ async function leechRole (torrentPath: string, dir: string, port: number): Promi
   process.exit(0)
 }
 
-/** Spawns this file in a role; resolves with the first JSON line it prints. */
-function child (args: string[], nodeArgs: string[], timeoutMs: number): { pid: number, line: Promise<Record<string, unknown>>, end: () => void, exited: Promise<void> } {
-  const p = spawn(process.execPath, [...nodeArgs, SELF, ...args], { stdio: ['pipe', 'pipe', 'inherit'] })
-  const exited = new Promise<void>((resolve) => p.once('exit', () => { resolve() }))
-  const line = new Promise<Record<string, unknown>>((resolve, reject) => {
-    let buf = ''
-    const timer = setTimeout(() => { p.kill('SIGKILL'); reject(new Error(`${args[1] ?? '?'}: timed out`)) }, timeoutMs)
-    p.stdout.on('data', (d: Buffer) => {
-      buf += d.toString()
-      const nl = buf.indexOf('\n')
-      if (nl >= 0) { clearTimeout(timer); resolve(JSON.parse(buf.slice(0, nl)) as Record<string, unknown>) }
-    })
-    p.once('exit', (code) => { clearTimeout(timer); reject(new Error(`${args[1] ?? '?'} exited ${String(code)}`)) })
-  })
-  return { pid: p.pid ?? 0, line, end: () => { p.stdin.end() }, exited }
+/** This file in a role, as a child process. */
+function child (args: string[], nodeArgs: string[], timeoutMs: number): ReturnType<typeof spawnRole> {
+  return spawnRole(SELF, args, nodeArgs, timeoutMs)
 }
 
 async function main (): Promise<number> {

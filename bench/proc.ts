@@ -113,3 +113,24 @@ export async function removeBigFiles (dir: string): Promise<void> {
     if (e.isFile() && (await stat(p)).size > 1024 * 1024) await rm(p, { force: true })
   }
 }
+
+/**
+ * Spawns `script` (a benchmark file) in one of its roles as a child Node process; `line`
+ * resolves with the first JSON line it prints on stdout. `end()` closes its stdin, which the
+ * roles take as the signal to stop.
+ */
+export function spawnRole (script: string, args: string[], nodeArgs: string[], timeoutMs: number): { pid: number, line: Promise<Record<string, unknown>>, end: () => void, exited: Promise<void> } {
+  const p = spawn(process.execPath, [...nodeArgs, script, ...args], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const exited = new Promise<void>((resolve) => p.once('exit', () => { resolve() }))
+  const line = new Promise<Record<string, unknown>>((resolve, reject) => {
+    let buf = ''
+    const timer = setTimeout(() => { p.kill('SIGKILL'); reject(new Error(`${args[1] ?? '?'}: timed out`)) }, timeoutMs)
+    p.stdout?.on('data', (d: Buffer) => {
+      buf += d.toString()
+      const nl = buf.indexOf('\n')
+      if (nl >= 0) { clearTimeout(timer); resolve(JSON.parse(buf.slice(0, nl)) as Record<string, unknown>) }
+    })
+    p.once('exit', (code) => { clearTimeout(timer); reject(new Error(`${args[1] ?? '?'} exited ${String(code)}`)) })
+  })
+  return { pid: p.pid ?? 0, line, end: () => { p.stdin?.end() }, exited }
+}

@@ -10,6 +10,16 @@ import { PieceStore } from '../swarm/piece-store.js'
 
 const sha1 = (b: Uint8Array): Buffer => createHash('sha1').update(b).digest()
 
+/** `pieces` random pieces of 16 KiB, their sha1s, and a temporary directory removed at teardown. */
+async function storeFixture (t: { teardown: (fn: () => Promise<void>) => void }, pieces: number): Promise<{ dir: string, pieceLength: number, data: Buffer, hashes: Buffer }> {
+  const dir = await mkdtemp(join(tmpdir(), 'imgdist-store-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  const pieceLength = 16 * 1024
+  const data = randomBytes(pieceLength * pieces)
+  const hashes = Buffer.concat(Array.from({ length: pieces }, (_, i) => sha1(data.subarray(i * pieceLength, (i + 1) * pieceLength))))
+  return { dir, pieceLength, data, hashes }
+}
+
 t.test('buffer pool: a retired buffer is reused only after its last hold is released', async (t) => {
   const pool = new BufferPool(1024, 4096)
   const a = pool.take(1000)
@@ -47,11 +57,7 @@ t.test('buffer pool: foreign buffers are ignored, a retired buffer is not freed 
 })
 
 t.test('piece store: a buffer read for upload is not reused while held, and is after the cache lets it go', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'imgdist-store-'))
-  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
-  const pieceLength = 16 * 1024
-  const data = randomBytes(pieceLength * 6)
-  const hashes = Buffer.concat(Array.from({ length: 6 }, (_, i) => sha1(data.subarray(i * pieceLength, (i + 1) * pieceLength))))
+  const { dir, pieceLength, data, hashes } = await storeFixture(t, 6)
   await writeFile(join(dir, 'img'), data)
   const store = await PieceStore.open(join(dir, 'img'), data.length, pieceLength, hashes, { readOnly: true, cacheBytes: 2 * pieceLength })
   t.teardown(async () => { await store.close() })
@@ -74,11 +80,7 @@ t.test('piece store: a buffer read for upload is not reused while held, and is a
 })
 
 t.test('piece store: the write backlog counts pieces until their write completes, and they stay readable meanwhile', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'imgdist-store-'))
-  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
-  const pieceLength = 16 * 1024
-  const data = randomBytes(pieceLength * 8)
-  const hashes = Buffer.concat(Array.from({ length: 8 }, (_, i) => sha1(data.subarray(i * pieceLength, (i + 1) * pieceLength))))
+  const { dir, pieceLength, data, hashes } = await storeFixture(t, 8)
   const store = await PieceStore.open(join(dir, 'dl', 'img'), data.length, pieceLength, hashes, { cacheBytes: 2 * pieceLength })
   t.teardown(async () => { await store.close() })
   const writes: Array<Promise<void>> = []
