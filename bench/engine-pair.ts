@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs'
-import { mkdir, rm, writeFile } from 'node:fs/promises'
+import { rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { pino } from 'pino'
@@ -8,7 +8,8 @@ import { Swarm, type SwarmOptions } from '../swarm/swarm.js'
 import { num, parseFlags } from './args.js'
 import { makeBenchImage } from './fixture.js'
 import { cpuSeconds, spawnRole } from './proc.js'
-import { fmt, machine, median } from './report.js'
+import { leechRuns, printMedians, type LeechResult, type LeechRuns } from './leech-runs.js'
+import { machine } from './report.js'
 
 /**
  * node dist/bench/engine-pair.js [--size-mib 512] [--piece-kib 1024] [--runs 3] [--cpu-prof false]
@@ -25,7 +26,6 @@ import { fmt, machine, median } from './report.js'
 const USAGE = 'usage: node dist/bench/engine-pair.js [--size-mib 512] [--piece-kib 1024] [--runs 3] [--cpu-prof false] [--work-dir /tmp/imgdist-engine-pair] [--timeout-s 300]'
 const SELF = fileURLToPath(import.meta.url)
 
-interface LeechResult { seconds: number, cpuS: number, userS: number, sysS: number, bytes: number, maxRssMiB: number, seedCpuS?: number }
 
 function swarmOpts (dataDir: string): SwarmOptions {
   return { dataDir, torrentPort: 0, dht: { enabled: false, bootstrap: [] }, lsd: false, trackers: [], uploadLimit: 0, downloadLimit: 0, maxConns: 55 }
@@ -92,32 +92,17 @@ async function main (): Promise<number> {
 
   const seeder = child(['--role', 'seed', '--torrent', image.torrentPath, '--image', image.path, '--dir', join(work, 'seed')], [], timeoutMs)
   const port = Number((await seeder.line).port)
-  const results: LeechResult[] = []
+  const o: LeechRuns = {
+    runs, work, cpuProf: f['cpu-prof'] === 'true', who: 'downloader',
+    leech: (dir, nodeArgs) => child(['--role', 'leech', '--torrent', image.torrentPath, '--dir', dir, '--port', String(port)], nodeArgs, timeoutMs),
+    seedCpu: () => cpuSeconds(seeder.pid)
+  }
   try {
-    for (let i = 0; i < runs; i++) {
-      const dir = join(work, `leech-${i}`)
-      await rm(dir, { recursive: true, force: true })
-      await mkdir(dir, { recursive: true })
-      const nodeArgs = f['cpu-prof'] === 'true' ? ['--cpu-prof', '--cpu-prof-dir', join(work, 'prof')] : []
-      const l = child(['--role', 'leech', '--torrent', image.torrentPath, '--dir', dir, '--port', String(port)], nodeArgs, timeoutMs)
-      const seed0 = cpuSeconds(seeder.pid)
-      const r = await l.line as unknown as LeechResult
-      const seed1 = cpuSeconds(seeder.pid)
-      // The seeder's CPU from the downloader's start (not from its first request): an upper bound.
-      if (seed0 !== undefined && seed1 !== undefined) r.seedCpuS = seed1 - seed0
-      await l.exited
-      await rm(dir, { recursive: true, force: true })
-      results.push(r)
-      const gib = r.bytes / 2 ** 30
-      console.log(`run ${i + 1}: ${fmt(r.seconds, 2)} s, ${fmt(r.bytes / 2 ** 20 / r.seconds, 1)} MiB/s, downloader CPU ${fmt(r.cpuS, 2)} s (user ${fmt(r.userS, 2)}, sys ${fmt(r.sysS, 2)}) = ${fmt(r.cpuS / gib, 2)} CPU-s/GiB, peak RSS ${fmt(r.maxRssMiB, 0)} MiB; seeder ${fmt((r.seedCpuS ?? NaN) / gib, 2)} CPU-s/GiB`)
-    }
+    printMedians(o, await leechRuns(o), sizeMiB)
   } finally {
     seeder.end()
     await seeder.exited
   }
-  const gib = sizeMiB / 1024
-  console.log(`median: ${fmt(median(results.map((r) => sizeMiB / r.seconds)), 1)} MiB/s, ${fmt(median(results.map((r) => r.cpuS / gib)), 2)} downloader CPU-s/GiB (load at end ${machine().load})`)
-  if (f['cpu-prof'] === 'true') console.log(`profiles in ${join(work, 'prof')}; node dist/bench/profile-summary.js <file.cpuprofile>`)
   return 0
 }
 

@@ -6,7 +6,8 @@ import WebTorrent from 'webtorrent'
 import { num, parseFlags } from './args.js'
 import { makeBenchImage } from './fixture.js'
 import { cpuSeconds, spawnRole } from './proc.js'
-import { fmt, machine, median } from './report.js'
+import { leechRuns, printMedians, type LeechResult, type LeechRuns } from './leech-runs.js'
+import { machine } from './report.js'
 
 /**
  * node dist/bench/profile-pair.js [--size-mib 512] [--piece-kib 1024] [--runs 3] [--cpu-prof true]
@@ -22,7 +23,6 @@ import { fmt, machine, median } from './report.js'
 const USAGE = 'usage: node dist/bench/profile-pair.js [--size-mib 512] [--piece-kib 1024] [--runs 3] [--seeders 1] [--strategy rarest] [--cpu-prof false] [--work-dir /tmp/imgdist-profile] [--timeout-s 300]'
 const SELF = fileURLToPath(import.meta.url)
 
-interface LeechResult { seconds: number, cpuS: number, userS: number, sysS: number, bytes: number, seedCpuS?: number }
 
 // The client options agent/downloader.ts uses (its Swarm constructor), for a loopback pair.
 function client (): WebTorrent {
@@ -96,32 +96,17 @@ async function main (): Promise<number> {
   const seeders = Array.from({ length: nSeeders }, () => child(['--role', 'seed', '--torrent', image.torrentPath, '--dir', seedDir], [], timeoutMs))
   const ports = (await Promise.all(seeders.map(async (s) => await s.line))).map((l) => Number(l.port))
   const seedCpu = (): number | undefined => seeders.reduce<number | undefined>((a, s) => { const c = cpuSeconds(s.pid); return a === undefined || c === undefined ? undefined : a + c }, 0)
-  const results: LeechResult[] = []
+  const o: LeechRuns = {
+    runs, work, cpuProf: f['cpu-prof'] === 'true', who: 'leecher',
+    leech: (dir, nodeArgs) => child(['--role', 'leech', '--torrent', image.torrentPath, '--dir', dir, '--ports', ports.join(','), '--strategy', f.strategy], nodeArgs, timeoutMs),
+    seedCpu
+  }
   try {
-    for (let i = 0; i < runs; i++) {
-      const dir = join(work, `leech-${i}`)
-      await rm(dir, { recursive: true, force: true })
-      await mkdir(dir, { recursive: true })
-      const nodeArgs = f['cpu-prof'] === 'true' ? ['--cpu-prof', '--cpu-prof-dir', join(work, 'prof')] : []
-      const l = child(['--role', 'leech', '--torrent', image.torrentPath, '--dir', dir, '--ports', ports.join(','), '--strategy', f.strategy], nodeArgs, timeoutMs)
-      const seed0 = seedCpu()
-      const r = await l.line as unknown as LeechResult
-      const seed1 = seedCpu()
-      // The seeder's CPU from the leecher's start (not just from its first request): an upper bound.
-      if (seed0 !== undefined && seed1 !== undefined) r.seedCpuS = seed1 - seed0
-      await l.exited
-      await rm(dir, { recursive: true, force: true })
-      results.push(r)
-      const gib = r.bytes / 2 ** 30
-      console.log(`run ${i + 1}: ${fmt(r.seconds, 2)} s, ${fmt(r.bytes / 2 ** 20 / r.seconds, 1)} MiB/s, leecher CPU ${fmt(r.cpuS, 2)} s (user ${fmt(r.userS, 2)}, sys ${fmt(r.sysS, 2)}) = ${fmt(r.cpuS / gib, 2)} CPU-s/GiB; seeder(s) ${fmt((r.seedCpuS ?? NaN) / gib, 2)} CPU-s/GiB`)
-    }
+    printMedians(o, await leechRuns(o), sizeMiB)
   } finally {
     for (const s of seeders) s.end()
     await Promise.all(seeders.map(async (s) => { await s.exited }))
   }
-  const gib = sizeMiB / 1024
-  console.log(`median: ${fmt(median(results.map((r) => sizeMiB / r.seconds)), 1)} MiB/s, ${fmt(median(results.map((r) => r.cpuS / gib)), 2)} leecher CPU-s/GiB (load at end ${machine().load})`)
-  if (f['cpu-prof'] === 'true') console.log(`profiles in ${join(work, 'prof')}; node dist/bench/profile-summary.js <file.cpuprofile>`)
   return 0
 }
 
