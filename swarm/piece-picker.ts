@@ -170,9 +170,8 @@ export class PiecePicker {
   }
 
   /**
-   * A complete piece's sha1 was checked: it leaves `pending` (kept there while the hash runs so
-   * that nobody asks for it again), and counts as held if it passed; if not, it will be chosen
-   * and fetched afresh.
+   * A complete piece's sha1 was checked: it leaves `pending`, and counts as held if it passed;
+   * if not, it will be chosen and fetched afresh.
    */
   settle (p: PendingPiece, good: boolean): void {
     if (this.pending.get(p.index) === p) this.pending.delete(p.index)

@@ -51,14 +51,14 @@ async function fetchPiece (host: WebSeedHost, ws: WebSeed, i: number): Promise<v
   try {
     const buf = await ws.fetch(i * host.pieceLength, p.length, host.dispatcher, host.signal)
     host.received(buf.length)
-    if (host.picker.pending.get(i) !== p || p.received === p.blocks) return // peers finished it first (its sha1 may be running)
+    if (host.picker.pending.get(i) !== p) return // peers finished it first (a complete piece is checked and settled at once)
     ws.failures = 0
     host.complete(p, buf, ws.url)
   } catch (err) {
     if (host.stopped()) return
     ws.failed()
     host.log.debug({ webSeed: ws.url, err: (err as Error).message }, 'web seed request failed')
-    if (host.picker.pending.get(i) === p && p.received < p.blocks) host.picker.pending.delete(i)
+    if (host.picker.pending.get(i) === p) host.picker.pending.delete(i)
   } finally {
     ws.inFlight--
   }
