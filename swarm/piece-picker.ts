@@ -49,27 +49,27 @@ export class PiecePicker {
   haveBytes = 0
   /** connected peers holding each piece (web seeds not counted) */
   readonly avail: Uint16Array
-  /** connected peers holding every piece */
-  seeds = 0
+  /** connected seeds that are not imgdist agents (the origin, other clients): a piece only they hold needs a seed */
+  foreignSeeds = 0
   readonly pending = new Map<number, PendingPiece>()
   /** which pieces are ours to take from a share-only seed; replaced by the session as peers come and go */
   share: (index: number) => boolean = () => true
   /**
    * Stealing: once nothing of our own share is left to begin, we may take one piece at a time
    * from another agent's share that no downloader has yet, so that the origin stays busy while
-   * agents with bigger or later-started shares catch up. The owners work from the front of the
-   * file, thieves from the back: among the last `stealWindow` candidates each thief takes the one
-   * its own `stealScore` ranks highest, so that thieves rarely pick the same piece; with fewer
-   * candidates than that, nothing is stolen.
+   * agents with bigger or later-started shares catch up. Owners work from the front of their
+   * share; each owner's first `stealKeep` missing pieces are left to it (it has them in flight at
+   * the origin), and a thief takes the last of the others that `stealer()` designates to it: the
+   * session splits the candidates between the agents that are out of pieces of their own
+   * (rendezvous hashing, share.ts), so that two thieves rarely take the same piece.
    */
-  stealScore: (index: number) => number = (i) => i
-  stealWindow = 1
+  stealer: () => (index: number) => boolean = () => () => true
   /** which agent's share a piece is in (any number that tells the owners apart); see share.ts */
   owner: (index: number) => number = () => 0
   /**
-   * An owner with this many pieces or fewer left is not stolen from: it has about that many in
-   * flight at the origin already (up to 4 MiB, see the request depth in torrent-session.ts), and
-   * a thief would take one of those a second time.
+   * How many of an owner's missing pieces are left to it: the piece it is receiving and the one
+   * its next requests are for (the request depth at the origin is about half a second of its
+   * rate, well under 1 MiB for one of several agents sharing an origin; see torrent-session.ts).
    */
   stealKeep: number
   /** where a piece's buffer comes from when its first block arrives (the store's pool) */
@@ -84,7 +84,7 @@ export class PiecePicker {
     this.have = new Uint8Array(Math.ceil(this.count / 8))
     this.avail = new Uint16Array(this.count)
     this.#maxPending = Math.max(4, Math.floor(maxPendingBytes / pieceLength))
-    this.stealKeep = Math.ceil(4 * 1024 * 1024 / pieceLength) + 1
+    this.stealKeep = Math.ceil(1024 * 1024 / pieceLength) + 1
   }
 
   get complete (): boolean { return this.haveCount === this.count }
@@ -98,10 +98,10 @@ export class PiecePicker {
     this.haveBytes += this.pieceSize(i)
   }
 
-  /** a peer's bitfield arrived (+1) or the peer left (-1) */
-  addPeerBits (bits: Uint8Array, sign: 1 | -1, isSeed: boolean): void {
+  /** a peer's bitfield arrived (+1) or the peer left (-1); `foreignSeed`: it is a seed and not an imgdist agent */
+  addPeerBits (bits: Uint8Array, sign: 1 | -1, foreignSeed: boolean): void {
     for (let i = 0; i < this.count; i++) if (hasBit(bits, i)) this.avail[i] = (this.avail[i] as number) + sign
-    if (isSeed) this.seeds += sign
+    if (foreignSeed) this.foreignSeeds += sign
   }
 
   addHave (i: number): void { this.avail[i] = (this.avail[i] as number) + 1 }
@@ -186,7 +186,12 @@ export class PiecePicker {
     return p
   }
 
-  #needsSeed (i: number): boolean { return (this.avail[i] as number) - this.seeds <= 0 }
+  /**
+   * No downloader and no imgdist agent that finished holds it. A finished agent counts as a holder:
+   * it serves what it has, and taking the piece from the origin again would have it sent twice
+   * (seen in the bench: when the first agent finished, three others fetched its last piece from the origin).
+   */
+  #needsSeed (i: number): boolean { return (this.avail[i] as number) - this.foreignSeeds <= 0 }
 
   /**
    * Rarest first; among equally rare pieces the lowest index, so that the file fills from the
@@ -202,20 +207,17 @@ export class PiecePicker {
   }
 
   #steal (peer: PickPeer): number {
-    const left = new Map<number, number>()
-    const stealable = (i: number): boolean => !hasBit(this.have, i) && hasBit(peer.bits, i) && this.#needsSeed(i) && !this.share(i)
-    for (let i = 0; i < this.count; i++) if (stealable(i)) left.set(this.owner(i), (left.get(this.owner(i)) ?? 0) + 1)
-    const window: number[] = []
-    for (let i = this.count - 1; i >= 0 && window.length < this.stealWindow; i--) {
-      if (this.pending.has(i) || !stealable(i) || (left.get(this.owner(i)) ?? 0) <= this.stealKeep) continue
-      window.push(i)
+    const mine = this.stealer()
+    const kept = new Map<number, number>()
+    let pick = -1
+    for (let i = 0; i < this.count; i++) {
+      if (hasBit(this.have, i) || !hasBit(peer.bits, i) || !this.#needsSeed(i) || this.share(i)) continue
+      const owner = this.owner(i)
+      const k = kept.get(owner) ?? 0
+      if (k < this.stealKeep) { kept.set(owner, k + 1); continue }
+      if (!this.pending.has(i) && mine(i)) pick = i
     }
-    // Fewer candidates than thieves: they would all take the same few pieces, and the origin would
-    // send each several times (seen in the bench: the last piece 7 times). Their owners have them in hand.
-    if (window.length < this.stealWindow) return -1
-    let best = -1
-    for (const i of window) if (best < 0 || this.stealScore(i) > this.stealScore(best)) best = i
-    return best
+    return pick
   }
 
   #pickRarest (peer: PickPeer): number {

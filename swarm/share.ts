@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto'
+import { hasBit } from '../lib/peer-wire.js'
 
 /**
  * Which pieces this agent takes from the origin when several imgdist agents download at once.
@@ -30,13 +31,31 @@ export function ownerOf (ownId: Uint8Array, downloadingPeerIds: Uint8Array[]): (
   }
 }
 
-function idKey (id: Uint8Array): number { return createHash('sha1').update(id).digest().readUInt32BE(0) }
-
-/** This agent's own ranking of pieces, for choosing which piece of another share to steal (piece-picker.ts). */
-export function stealScoreOf (ownId: Uint8Array): (index: number) => number {
-  const own = idKey(ownId)
-  return (index) => score(own, index)
+/** Every piece's owner (as ownerOf), worked out once for a set of agents; `own` is our key. */
+export function ownersOf (ownId: Uint8Array, downloadingPeerIds: Uint8Array[], count: number): { own: number, owners: Uint32Array } {
+  const owner = ownerOf(ownId, downloadingPeerIds)
+  const owners = new Uint32Array(count)
+  for (let i = 0; i < count; i++) owners[i] = owner(i)
+  return { own: idKey(ownId), owners }
 }
+
+/**
+ * Which pieces of other shares are ours to steal (piece-picker.ts): the agents out of pieces of
+ * their own share (at most `keep` missing by their bitfields, and we, who ask) split the
+ * candidates by the same rendezvous hashing as the shares. Thieves that see the same agents
+ * thus never take the same piece; a thief that counts differently overlaps a little.
+ */
+export function stealerOf (ownId: Uint8Array, agents: Array<{ id: Uint8Array, bits: Uint8Array }>, owners: Uint32Array, keep: number): (index: number) => boolean {
+  const thieves = agents.filter((a) => {
+    const key = idKey(a.id)
+    let left = 0
+    for (let i = 0; i < owners.length; i++) if (owners[i] === key && !hasBit(a.bits, i)) left++
+    return left <= keep
+  })
+  return shareOf(ownId, thieves.map((a) => a.id))
+}
+
+function idKey (id: Uint8Array): number { return createHash('sha1').update(id).digest().readUInt32BE(0) }
 
 /** a 32-bit mix (murmur3's finaliser) of id key and piece index */
 function score (idKey: number, index: number): number {

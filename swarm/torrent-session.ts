@@ -8,7 +8,7 @@ import { blockKey, PiecePicker, type PendingPiece } from './piece-picker.js'
 import type { PieceStore } from './piece-store.js'
 import { RateMeter, type TokenBucket } from './rate-meter.js'
 import { PrefixHasher } from './prefix-hasher.js'
-import { ownerOf, shareOf, stealScoreOf } from './share.js'
+import { ownersOf, stealerOf } from './share.js'
 import { admit, serve, type UploadDeps } from './upload.js'
 import { WebSeed } from './web-seed.js'
 import { pumpWebSeeds, type WebSeedHost } from './web-seed-pump.js'
@@ -60,6 +60,9 @@ const SNUB_MS = 5000
 const WRITE_BACKLOG_BYTES = 16 * 1024 * 1024
 export const BOTH_SEEDS = 'both sides are seeds'
 
+/** A seed that is not an imgdist agent: the origin, or another client. */
+function isForeignSeed (peer: PeerConn): boolean { return peer.isSeed && !peer.imgdist }
+
 export class TorrentHandle implements PeerSession {
   readonly infoHash: string
   readonly torrent: ParsedTorrent
@@ -83,6 +86,8 @@ export class TorrentHandle implements PeerSession {
   readonly #upload: UploadDeps
   readonly #webSeedHost: WebSeedHost
   #store: PieceStore | undefined
+  /** every piece's owner among the downloading agents (share.ts), as of the last #updateShare() */
+  #owners: Uint32Array = new Uint32Array(0)
   #hasher: PrefixHasher | undefined
   /** pieces on disk (verified and their write completed), and how many lead the file without a gap */
   #written: Uint8Array
@@ -101,7 +106,7 @@ export class TorrentHandle implements PeerSession {
     // optional call: fastify's logger is a no-op object when logging is off (index server tests)
     this.#trace = this.#log.isLevelEnabled?.('trace') ?? false
     this.picker = new PiecePicker(torrent.length, torrent.pieceLength)
-    this.picker.stealScore = stealScoreOf(deps.peerId)
+    this.picker.stealer = () => this.#stealer()
     this.webSeeds = webSeeds.map((u) => new WebSeed(u, torrent.name))
     this.#written = new Uint8Array(this.picker.count)
     this.#upload = {
@@ -179,8 +184,9 @@ export class TorrentHandle implements PeerSession {
   // ---- PeerSession: what a connection reports ----
 
   onPeerBits (peer: PeerConn): void {
-    this.picker.addPeerBits(peer.bits, 1, peer.isSeed)
+    this.picker.addPeerBits(peer.bits, 1, isForeignSeed(peer))
     if (peer.isSeed && this.picker.complete) { peer.destroy(BOTH_SEEDS); return }
+    if (!isForeignSeed(peer)) this.#leaveToSwarm((i) => hasBit(peer.bits, i))
     this.#updateShare()
     this.#updateInterest(peer)
     this.#refill(peer)
@@ -188,8 +194,9 @@ export class TorrentHandle implements PeerSession {
 
   onPeerHave (peer: PeerConn, i: number): void {
     this.picker.addHave(i)
+    if (isForeignSeed(peer)) this.picker.foreignSeeds++
+    else this.#leaveToSwarm((j) => j === i)
     if (peer.isSeed) {
-      this.picker.seeds++
       if (this.picker.complete) { peer.destroy(BOTH_SEEDS); return }
       this.#updateShare()
     }
@@ -226,7 +233,7 @@ export class TorrentHandle implements PeerSession {
   onPeerClose (peer: PeerConn, reason: string): void {
     if (!this.peers.delete(peer)) return
     this.onPeerGone(peer.key, reason)
-    this.picker.addPeerBits(peer.bits, -1, peer.isSeed)
+    this.picker.addPeerBits(peer.bits, -1, isForeignSeed(peer))
     this.#release(peer, false)
     this.#updateShare()
     this.#log.debug({ peer: peer.key, reason }, 'peer gone')
@@ -304,11 +311,35 @@ export class TorrentHandle implements PeerSession {
   /** The share rule (piece-picker.ts) applies to seeds that are not imgdist agents, unless we are starving. */
   #shareOnly (peer: PeerConn): boolean { return peer.isSeed && !peer.imgdist && !this.#starving(Date.now()) }
 
+  #downloadingAgents (): PeerConn[] { return [...this.peers].filter((p) => p.imgdist && !p.isSeed && p.peerId !== undefined) }
+
   #updateShare (): void {
-    const ids = [...this.peers].filter((p) => p.imgdist && !p.isSeed && p.peerId !== undefined).map((p) => p.peerId as Buffer)
-    this.picker.share = shareOf(this.#deps.peerId, ids)
-    this.picker.owner = ownerOf(this.#deps.peerId, ids)
-    this.picker.stealWindow = ids.length + 1
+    const { own, owners } = ownersOf(this.#deps.peerId, this.#downloadingAgents().map((p) => p.peerId as Buffer), this.picker.count)
+    this.#owners = owners
+    this.picker.share = (i) => owners[i] === own
+    this.picker.owner = (i) => owners[i] as number
+  }
+
+  #stealer (): (i: number) => boolean {
+    const agents = this.#downloadingAgents().map((p) => ({ id: p.peerId as Buffer, bits: p.bits }))
+    return stealerOf(this.#deps.peerId, agents, this.#owners, this.picker.stealKeep)
+  }
+
+  /**
+   * A downloader or a finished agent has pieces we still ask a foreign seed (the origin) for:
+   * those requests are cancelled, and the blocks go to the swarm. Agents that started apart fetch
+   * the same early pieces from the origin before they see each other, and the origin answers
+   * requests in order, so a cancel often comes before the block was sent.
+   */
+  #leaveToSwarm (has: (index: number) => boolean): void {
+    for (const seed of this.peers) {
+      if (!isForeignSeed(seed) || seed.requested.size === 0) continue
+      for (const [key, r] of seed.requested) {
+        if (!has(r.index)) continue
+        seed.cancel(key)
+        this.picker.unrequest(r.index, r.begin)
+      }
+    }
   }
 
   #updateInterest (peer: PeerConn): void {

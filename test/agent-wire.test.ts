@@ -11,25 +11,11 @@ import { buildTorrent } from '../lib/torrent-meta.js'
 import { PiecePicker, blockKey } from '../swarm/piece-picker.js'
 import { shareOf } from '../swarm/share.js'
 import { TokenBucket } from '../swarm/rate-meter.js'
-import { hashFile, writeRandomFile } from './helpers/catalogue-fixture.js'
+import { engineFixture } from './helpers/engine-fixture.js'
 
 // The agent's BitTorrent engine: codec, picker and share rule as units, then a real Swarm
 // (the built dist/ code, as the agent runs it) against two real engines and a hostile raw socket.
 
-/** A random image, its torrent (64 KiB pieces), and options for engines from the built dist/ code. */
-async function engineFixture (t: { teardown: (fn: () => Promise<void>) => void }, size: number) {
-  const { Swarm } = await import(resolve('dist/swarm/swarm.js')) as typeof import('../swarm/swarm.js')
-  const dir = await mkdtemp(join(tmpdir(), 'imgdist-wire-'))
-  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
-  const pieceLength = 64 * 1024
-  const src = join(dir, 'src.img')
-  await writeRandomFile(src, size)
-  const hashed = await hashFile(src, pieceLength)
-  const tor = buildTorrent({ name: 'img.raw', length: size, pieceLength, pieces: hashed.pieces })
-  const log = pino({ level: process.env.WIRE_TEST_LOG ?? 'silent' })
-  const opts = (name: string, peerIdPrefix?: string): ConstructorParameters<typeof Swarm>[0] => ({ dataDir: join(dir, name), torrentPort: 0, dht: { enabled: false, bootstrap: [] }, lsd: false, trackers: [], uploadLimit: 0, downloadLimit: 0, maxConns: 20, peerIdPrefix })
-  return { Swarm, dir, src, size, hashed, tor, log, opts }
-}
 
 function collect (): { h: WireHandler, out: string[] } {
   const out: string[] = []
@@ -88,96 +74,6 @@ t.test('wire codec: refuses what is not BitTorrent or too large', async (t) => {
   d.push(encodeHandshake(Buffer.alloc(20), Buffer.alloc(20)))
   const huge = Buffer.alloc(4); huge.writeUInt32BE(1 << 30, 0)
   t.throws(() => { d.push(huge) }, { code: 'PEER_PROTOCOL', message: /exceeds the limit/ })
-})
-
-t.test('picker: rarest first, ties to the lowest index, blocks of begun pieces first, then endgame', async (t) => {
-  const p = new PiecePicker(4 * 32768, 32768) // 4 pieces of 2 blocks
-  const all = new Uint8Array([0xf0])
-  const some = new Uint8Array([0x30]) // pieces 2 and 3
-  p.addPeerBits(all, 1, true)
-  p.addPeerBits(some, 1, false)
-  const seed = { bits: all, shareOnly: false, requested: new Set<number>() }
-  const first = p.pick(seed, 2)
-  t.same(first.map((r) => `${r.index}/${r.begin}`), ['0/0', `0/${BLOCK_LENGTH}`], 'pieces 0 and 1 are rarest; 0 first')
-  for (const r of first) seed.requested.add(blockKey(r.index, r.begin))
-  const leech = { bits: some, shareOnly: false, requested: new Set<number>() }
-  t.same(p.pick(leech, 1).map((r) => r.index), [2], 'the leecher is asked for what it has')
-  // Only the seed holds pieces 0 and 1: with the share rule, another agent's pieces are left to it.
-  p.share = (i) => i !== 1
-  p.stealKeep = 0
-  const shareOnly = { bits: all, shareOnly: true, requested: seed.requested }
-  const stolen = p.pick(shareOnly, 10)
-  t.same(stolen.map((r) => r.index), [1, 1], 'share-only seed: nothing of our share is left (2 and 3 a leecher has), so piece 1 of another share is stolen')
-  for (const r of stolen) seed.requested.add(blockKey(r.index, r.begin))
-  t.same(p.pick(shareOnly, 10), [], 'one stolen piece at a time')
-  p.share = () => true
-  const rest = p.pick(seed, 3)
-  t.same(rest.map((r) => r.index), [2, 3, 3], 'then the rest: the begun piece 2 first, then 3')
-  for (const r of rest) seed.requested.add(blockKey(r.index, r.begin))
-  // Everything is requested: endgame asks another holder of a block in flight.
-  const endgame = p.pick(leech, 10)
-  t.ok(endgame.length > 0 && endgame.every((r) => r.index === 2 || r.index === 3), 'endgame duplicates blocks in flight')
-  // A block that comes back after its piece completed elsewhere is a duplicate, not an error.
-  const b0 = Buffer.alloc(BLOCK_LENGTH)
-  t.equal(p.receive(0, 0, b0, 'a'), undefined)
-  const done = p.receive(0, BLOCK_LENGTH, b0, 'a')
-  t.equal(typeof done, 'object', 'the second block completes piece 0')
-  t.equal(p.receive(0, 0, b0, 'b'), 'dup')
-  t.equal(p.receive(1, 5, b0, 'b'), 'bad', 'a block at a misaligned offset is refused')
-})
-
-t.test('stealing from a share-only seed: from the back of the file, thieves apart, owners first', async (t) => {
-  const pieces = 64
-  const all = new Uint8Array(pieces / 8).fill(0xff)
-  const thief = (score: (i: number) => number): PiecePicker => {
-    const p = new PiecePicker(pieces * 16384, 16384)
-    p.addPeerBits(all, 1, true)
-    p.share = (i) => i % 4 === 0 // our share: every fourth piece
-    p.stealWindow = 4
-    p.stealKeep = 2
-    p.stealScore = score
-    return p
-  }
-  const origin = { bits: all, shareOnly: true, requested: new Set<number>() }
-  const a = thief((i) => i)
-  t.same(a.pick(origin, 16).map((r) => r.index), Array.from({ length: 16 }, (_, k) => 4 * k), 'our own share first, lowest index first')
-  for (let i = 0; i < pieces; i += 4) a.markHave(i)
-  t.same(a.pick(origin, 16).map((r) => r.index), [63], 'then one piece of another share, from the back')
-  const b = thief((i) => -i)
-  for (let i = 0; i < pieces; i += 4) b.markHave(i)
-  t.same(b.pick(origin, 16).map((r) => r.index), [59], 'another thief ranks the last candidates its own way')
-  t.same(b.pick(origin, 16), [], 'one stolen piece at a time')
-  const c = thief((i) => i)
-  for (let i = 0; i < pieces; i += 4) c.markHave(i)
-  const downloader = new Uint8Array(pieces / 8)
-  setBit(downloader, 63)
-  c.addPeerBits(downloader, 1, false)
-  t.same(c.pick(origin, 16).map((r) => r.index), [62], 'a piece a downloader already has is left to the swarm, not stolen from the seed')
-  const d = thief((i) => i)
-  d.owner = (i) => i % 4
-  d.stealWindow = 2
-  for (let i = 0; i < pieces; i++) if (![61, 57, 62, 58, 54].includes(i)) d.markHave(i)
-  t.same(d.pick(origin, 16).map((r) => r.index), [62], 'an owner with only stealKeep pieces left (61, 57) is left alone; one with more is stolen from')
-  const e = thief((i) => i)
-  e.stealWindow = 2
-  e.stealKeep = 0
-  for (let i = 0; i < pieces; i++) if (i !== 61) e.markHave(i)
-  t.same(e.pick(origin, 16), [], 'fewer candidates than thieves: nothing is stolen')
-})
-
-t.test('share rule: every piece has exactly one owner, and a leaving agent moves only its own pieces', async (t) => {
-  const ids = Array.from({ length: 7 }, (_, i) => Buffer.from(`-IM0100-agent${i}xxxxxx`))
-  const owners = (set: Buffer[]): number[] => Array.from({ length: 512 }, (_, piece) => {
-    const o = set.filter((id) => shareOf(id, set.filter((x) => x !== id))(piece))
-    return o.length === 1 ? set.indexOf(o[0] as Buffer) : -1
-  })
-  const full = owners(ids)
-  t.notOk(full.includes(-1), 'no piece without an owner or with two')
-  const counts = ids.map((_, i) => full.filter((o) => o === i).length)
-  t.ok(Math.min(...counts) > 40 && Math.max(...counts) < 110, `balanced: ${counts.join(' ')}`)
-  const without6 = owners(ids.slice(0, 6))
-  t.ok(full.every((o, piece) => o === 6 || without6[piece] === o), 'pieces of the others stay put')
-  t.equal(shareOf(ids[0] as Buffer, [])(5), true, 'alone, every piece is ours')
 })
 
 t.test('token bucket: limits, and 0 means unlimited', async (t) => {

@@ -1,0 +1,21 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { pino } from 'pino'
+import { buildTorrent } from '../../lib/torrent-meta.js'
+import { hashFile, writeRandomFile } from './catalogue-fixture.js'
+
+/** A random image, its torrent (64 KiB pieces), and options for engines from the built dist/ code. */
+export async function engineFixture (t: { teardown: (fn: () => Promise<void>) => void }, size: number) {
+  const { Swarm } = await import(resolve('dist/swarm/swarm.js')) as typeof import('../../swarm/swarm.js')
+  const dir = await mkdtemp(join(tmpdir(), 'imgdist-wire-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  const pieceLength = 64 * 1024
+  const src = join(dir, 'src.img')
+  await writeRandomFile(src, size)
+  const hashed = await hashFile(src, pieceLength)
+  const tor = buildTorrent({ name: 'img.raw', length: size, pieceLength, pieces: hashed.pieces })
+  const log = pino({ level: process.env.WIRE_TEST_LOG ?? 'silent' })
+  const opts = (name: string, peerIdPrefix?: string): ConstructorParameters<typeof Swarm>[0] => ({ dataDir: join(dir, name), torrentPort: 0, dht: { enabled: false, bootstrap: [] }, lsd: false, trackers: [], uploadLimit: 0, downloadLimit: 0, maxConns: 20, peerIdPrefix })
+  return { Swarm, dir, src, size, hashed, tor, log, opts }
+}

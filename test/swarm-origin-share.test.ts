@@ -1,0 +1,90 @@
+import { randomBytes } from 'node:crypto'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { createServer, type Server, type Socket } from 'node:net'
+import { join } from 'node:path'
+import t from 'tap'
+import { MsgId, ORIGIN_PEER_ID_PREFIX, WireDecoder, encode, encodeHandshake } from '../lib/peer-wire.js'
+import { engineFixture } from './helpers/engine-fixture.js'
+
+// How an agent shares an origin with the swarm, against a real engine (dist/) over TCP.
+
+/**
+ * An origin seed that takes requests and never answers them: it records every request and
+ * every cancel, so a test sees what the agent asked of it and what it took back.
+ */
+async function startSilentOrigin (infoHash: Buffer, pieces: number): Promise<{ port: number, requests: Set<string>, cancels: Set<string>, close: () => Promise<void> }> {
+  const requests = new Set<string>()
+  const cancels = new Set<string>()
+  const bits = new Uint8Array(Math.ceil(pieces / 8))
+  for (let i = 0; i < pieces; i++) bits[i >> 3] = (bits[i >> 3] as number) | (0x80 >> (i % 8))
+  const sockets = new Set<Socket>()
+  const server: Server = createServer((socket) => {
+    sockets.add(socket)
+    socket.on('error', () => {})
+    const d = new WireDecoder({
+      onHandshake: () => {
+        socket.write(encodeHandshake(infoHash, Buffer.concat([Buffer.from(ORIGIN_PEER_ID_PREFIX), randomBytes(12)])))
+        socket.write(encode.bitfield(bits))
+      },
+      onKeepAlive: () => {},
+      onPiece: () => {},
+      onMessage: (id, p) => {
+        if (id === MsgId.interested) socket.write(encode.simple(MsgId.unchoke))
+        if (id !== MsgId.request && id !== MsgId.cancel) return
+        const key = `${p.readUInt32BE(0)}/${p.readUInt32BE(4)}`;
+        (id === MsgId.request ? requests : cancels).add(key)
+      }
+    }, 1024 * 1024)
+    socket.on('data', (chunk) => { try { d.push(chunk) } catch { socket.destroy() } })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return {
+    port: (server.address() as { port: number }).port,
+    requests,
+    cancels,
+    close: async () => {
+      for (const s of sockets) s.destroy()
+      await new Promise<void>((resolve) => server.close(() => { resolve() }))
+    }
+  }
+}
+
+t.test('requests at the origin for pieces a fellow agent holds are cancelled, and the agent serves them', async (t) => {
+  const { Swarm, src, size, tor, log, opts } = await engineFixture(t, 2 * 1024 * 1024 + 4321)
+  const pieceLength = 64 * 1024
+  const pieces = Math.ceil(size / pieceLength)
+  const origin = await startSilentOrigin(Buffer.from(tor.infoHash, 'hex'), pieces)
+  const a = new Swarm(opts('a'), log)
+  const b = new Swarm(opts('b'), log)
+  t.teardown(async () => { await a.close(); await b.close(); await origin.close() })
+  // b is a fellow agent part-way through: it holds the first 4 pieces, the rest of its file is zeros.
+  const held = 4
+  const partial = Buffer.alloc(size)
+  ;(await readFile(src)).copy(partial, 0, 0, held * pieceLength)
+  await mkdir(b.downloadDir(tor.infoHash), { recursive: true })
+  await writeFile(join(b.downloadDir(tor.infoHash), 'img.raw'), partial)
+  const hb = b.add(tor.infoHash, tor.bytes, [])
+  const ha = a.add(tor.infoHash, tor.bytes, [])
+  const deadline = Date.now() + 10_000
+  const until = async (ok: () => boolean): Promise<void> => { while (!ok() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10)) }
+  await until(() => ha.ready && hb.ready)
+  t.equal(hb.picker.haveCount, held, 'b kept the pieces it holds')
+
+  // Alone with the origin, a asks it for its share, every piece, from the front: 0, 1, 2, ...
+  a.addPeer(tor.infoHash, `127.0.0.1:${origin.port}`)
+  await until(() => origin.requests.size > 0)
+  const pieceOf = (key: string): number => Number(key.split('/')[0])
+  await until(() => [...origin.requests].some((k) => pieceOf(k) >= held))
+  const asked = [...origin.requests].filter((k) => pieceOf(k) < held)
+  t.equal(asked.length, held * 4, `a asked the origin for the first ${held} pieces (${asked.length} blocks) and more`)
+
+  // b's bitfield shows those pieces: a takes back what it asked of the origin and gets them from b.
+  // The origin never answers and b does not hold the rest, so without that cancel a would wait
+  // until it gives the origin up as snubbed (torrent-session.ts), and then cancel everything.
+  a.addPeer(tor.infoHash, `127.0.0.1:${await b.listening()}`)
+  await until(() => asked.every((k) => origin.cancels.has(k)) && ha.picker.haveCount >= held)
+  t.same(asked.filter((k) => !origin.cancels.has(k)), [], 'every block asked of the origin for those pieces was cancelled')
+  t.same([...origin.cancels].filter((k) => pieceOf(k) >= held), [], 'and only those: the requests for the rest stand (no snub)')
+  t.equal(ha.picker.haveCount, held, 'a has the pieces b holds')
+  t.equal(ha.counters.bytesFromPeers, held * pieceLength, 'from b, each byte once')
+})

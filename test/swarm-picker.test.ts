@@ -1,0 +1,136 @@
+import t from 'tap'
+import { BLOCK_LENGTH, setBit } from '../lib/peer-wire.js'
+import { PiecePicker, blockKey } from '../swarm/piece-picker.js'
+import { ownersOf, shareOf, stealerOf } from '../swarm/share.js'
+
+// The engine's piece picker and the share rule between agents, as units (no sockets).
+
+t.test('picker: rarest first, ties to the lowest index, blocks of begun pieces first, then endgame', async (t) => {
+  const p = new PiecePicker(4 * 32768, 32768) // 4 pieces of 2 blocks
+  const all = new Uint8Array([0xf0])
+  const some = new Uint8Array([0x30]) // pieces 2 and 3
+  p.addPeerBits(all, 1, true)
+  p.addPeerBits(some, 1, false)
+  const seed = { bits: all, shareOnly: false, requested: new Set<number>() }
+  const first = p.pick(seed, 2)
+  t.same(first.map((r) => `${r.index}/${r.begin}`), ['0/0', `0/${BLOCK_LENGTH}`], 'pieces 0 and 1 are rarest; 0 first')
+  for (const r of first) seed.requested.add(blockKey(r.index, r.begin))
+  const leech = { bits: some, shareOnly: false, requested: new Set<number>() }
+  t.same(p.pick(leech, 1).map((r) => r.index), [2], 'the leecher is asked for what it has')
+  // Only the seed holds pieces 0 and 1: with the share rule, another agent's pieces are left to it.
+  p.share = (i) => i !== 1
+  p.stealKeep = 0
+  const shareOnly = { bits: all, shareOnly: true, requested: seed.requested }
+  const stolen = p.pick(shareOnly, 10)
+  t.same(stolen.map((r) => r.index), [1, 1], 'share-only seed: nothing of our share is left (2 and 3 a leecher has), so piece 1 of another share is stolen')
+  for (const r of stolen) seed.requested.add(blockKey(r.index, r.begin))
+  t.same(p.pick(shareOnly, 10), [], 'one stolen piece at a time')
+  p.share = () => true
+  const rest = p.pick(seed, 3)
+  t.same(rest.map((r) => r.index), [2, 3, 3], 'then the rest: the begun piece 2 first, then 3')
+  for (const r of rest) seed.requested.add(blockKey(r.index, r.begin))
+  // Everything is requested: endgame asks another holder of a block in flight.
+  const endgame = p.pick(leech, 10)
+  t.ok(endgame.length > 0 && endgame.every((r) => r.index === 2 || r.index === 3), 'endgame duplicates blocks in flight')
+  // A block that comes back after its piece completed elsewhere is a duplicate, not an error.
+  const b0 = Buffer.alloc(BLOCK_LENGTH)
+  t.equal(p.receive(0, 0, b0, 'a'), undefined)
+  const done = p.receive(0, BLOCK_LENGTH, b0, 'a')
+  t.equal(typeof done, 'object', 'the second block completes piece 0')
+  t.equal(p.receive(0, 0, b0, 'b'), 'dup')
+  t.equal(p.receive(1, 5, b0, 'b'), 'bad', 'a block at a misaligned offset is refused')
+})
+
+t.test('stealing from a share-only seed: from the back of the file, owners keep their next pieces, thieves apart', async (t) => {
+  const pieces = 64
+  const all = new Uint8Array(pieces / 8).fill(0xff)
+  const thief = (stealer: (i: number) => boolean = () => true): PiecePicker => {
+    const p = new PiecePicker(pieces * 16384, 16384)
+    p.addPeerBits(all, 1, true)
+    p.share = (i) => i % 4 === 0 // our share: every fourth piece
+    p.stealKeep = 2
+    p.stealer = () => stealer
+    return p
+  }
+  const origin = { bits: all, shareOnly: true, requested: new Set<number>() }
+  const a = thief()
+  t.same(a.pick(origin, 16).map((r) => r.index), Array.from({ length: 16 }, (_, k) => 4 * k), 'our own share first, lowest index first')
+  for (let i = 0; i < pieces; i += 4) a.markHave(i)
+  t.same(a.pick(origin, 16).map((r) => r.index), [63], 'then one piece of another share, from the back')
+  t.same(a.pick(origin, 16), [], 'one stolen piece at a time')
+  const b = thief((i) => i % 2 === 0)
+  for (let i = 0; i < pieces; i += 4) b.markHave(i)
+  t.same(b.pick(origin, 16).map((r) => r.index), [62], 'only a piece the stealer designates to us')
+  const c = thief()
+  for (let i = 0; i < pieces; i += 4) c.markHave(i)
+  const downloader = new Uint8Array(pieces / 8)
+  setBit(downloader, 63)
+  c.addPeerBits(downloader, 1, false)
+  t.same(c.pick(origin, 16).map((r) => r.index), [62], 'a piece a downloader already has is left to the swarm, not stolen from the seed')
+  const d = thief()
+  d.owner = (i) => i % 4
+  for (let i = 0; i < pieces; i++) if (![61, 57, 62, 58, 54].includes(i)) d.markHave(i)
+  t.same(d.pick(origin, 16).map((r) => r.index), [62], 'each owner keeps its first stealKeep missing pieces (57, 61; 54, 58); 62 is stolen')
+  const e = thief()
+  for (let i = 0; i < pieces; i++) if (i !== 61 && i !== 57) e.markHave(i)
+  t.same(e.pick(origin, 16), [], 'an owner with only stealKeep pieces left is not stolen from')
+})
+
+t.test('a piece held by a finished agent is not fetched from the origin again', async (t) => {
+  const all = new Uint8Array([0xff])
+  const p = new PiecePicker(8 * 16384, 16384)
+  p.addPeerBits(all, 1, true) // the origin: a seed that is no agent
+  const origin = { bits: all, shareOnly: true, requested: new Set<number>() }
+  for (let i = 0; i < 7; i++) p.markHave(i)
+  p.addPeerBits(all, 1, false) // an agent that finished: a seed, but one of us
+  t.same(p.pick(origin, 4), [], 'the origin is not asked for piece 7')
+  const agent = { bits: all, shareOnly: false, requested: new Set<number>() }
+  const asked = p.pick(agent, 1)
+  t.same(asked.map((r) => r.index), [7], 'the finished agent is')
+  for (const r of asked) agent.requested.add(blockKey(r.index, r.begin))
+  p.addPeerBits(all, -1, false)
+  t.same(p.pick(origin, 4).map((r) => r.index), [], 'piece 7 is pending with the agent until its requests are returned')
+  for (const r of asked) p.unrequest(r.index, r.begin)
+  t.same(p.pick(origin, 4).map((r) => r.index), [7], 'once the agent is gone, the origin is asked')
+})
+
+t.test('stealer: thieves that see the same agents split the candidates without overlap', async (t) => {
+  const id = (n: number): Buffer => Buffer.from(`-IM0100-agent${n}xxxxxx`)
+  const count = 256
+  const ids = [id(0), id(1), id(2)]
+  const { owners } = ownersOf(ids[0] as Buffer, ids.slice(1), count)
+  const bitsOf = (n: number, done: boolean): Uint8Array => {
+    const { own } = ownersOf(ids[n] as Buffer, [], count)
+    const bits = new Uint8Array(count / 8)
+    for (let i = 0; i < count; i++) if (done ? owners[i] === own : false) setBit(bits, i)
+    return bits
+  }
+  // agents 0 and 1 have their whole share; agent 2 has nothing yet: 0 and 1 are the thieves
+  const agents = [0, 1, 2].map((n) => ({ id: ids[n] as Buffer, bits: bitsOf(n, n !== 2) }))
+  const s0 = stealerOf(ids[0] as Buffer, agents.filter((_, n) => n !== 0), owners, 2)
+  const s1 = stealerOf(ids[1] as Buffer, agents.filter((_, n) => n !== 1), owners, 2)
+  const s2 = stealerOf(ids[2] as Buffer, agents.filter((_, n) => n !== 2), owners, 2)
+  let zero = 0
+  for (let i = 0; i < count; i++) {
+    t.not(s0(i), s1(i), `piece ${i}: exactly one of the two thieves`)
+    if (s0(i)) zero++
+  }
+  t.ok(zero > count / 4 && zero < (3 * count) / 4, `split about evenly (${zero} of ${count})`)
+  t.ok(Array.from({ length: count }, (_, i) => i).some((i) => s2(i) && s0(i)), 'an agent that asks though its share is not done counts itself a thief')
+})
+
+t.test('share rule: every piece has exactly one owner, and a leaving agent moves only its own pieces', async (t) => {
+  const ids = Array.from({ length: 7 }, (_, i) => Buffer.from(`-IM0100-agent${i}xxxxxx`))
+  const owners = (set: Buffer[]): number[] => Array.from({ length: 512 }, (_, piece) => {
+    const o = set.filter((id) => shareOf(id, set.filter((x) => x !== id))(piece))
+    return o.length === 1 ? set.indexOf(o[0] as Buffer) : -1
+  })
+  const full = owners(ids)
+  t.notOk(full.includes(-1), 'no piece without an owner or with two')
+  const counts = ids.map((_, i) => full.filter((o) => o === i).length)
+  t.ok(Math.min(...counts) > 40 && Math.max(...counts) < 110, `balanced: ${counts.join(' ')}`)
+  const without6 = owners(ids.slice(0, 6))
+  t.ok(full.every((o, piece) => o === 6 || without6[piece] === o), 'pieces of the others stay put')
+  t.equal(shareOf(ids[0] as Buffer, [])(5), true, 'alone, every piece is ours')
+})
+
