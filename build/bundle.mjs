@@ -1,0 +1,47 @@
+// npm run bundle: the programs as single files in dist/bin, from tsc's output in dist/.
+//
+//   dist/bin/<name>.js         launcher (the package's bin): runs the bundle through bin-loader.cjs
+//   dist/bin/<name>.bundle.js  the program and its dependencies, CommonJS (esbuild)
+//   dist/bin/<name>.v8-cache   V8 code cache of the bundle, written by running `<name> --help`
+//   dist/bin/*-worker.js       worker threads' code, bundled on their own
+//
+// CommonJS, not ESM, because only a CommonJS script can be given a code cache on Node 20; see
+// bin-loader.cjs for why the cache matters. dist/bin/package.json marks the folder CommonJS.
+import { execFileSync } from 'node:child_process'
+import { chmodSync, copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { build } from 'esbuild'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const out = join(root, 'dist', 'bin')
+const programs = { 'imgdist-sign': 'dist/signer/bin.js', 'imgdist-index': 'dist/index-server/bin.js', 'imgdist-agent': 'dist/agent/bin.js' }
+const workers = { 'piece-worker': 'dist/signer/piece-worker.js', 'prefix-hash-worker': 'dist/swarm/prefix-hash-worker.js' }
+
+rmSync(out, { recursive: true, force: true })
+mkdirSync(out, { recursive: true })
+writeFileSync(join(out, 'package.json'), '{ "type": "commonjs" }\n')
+copyFileSync(join(root, 'build', 'bin-loader.cjs'), join(out, 'bin-loader.js'))
+
+const common = {
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  outdir: out,
+  external: ['classic-level', 'utp-native'],
+  logLevel: 'warning',
+  // the sources are ES modules: import.meta.url (the workers' paths) becomes the bundle's own URL
+  define: { 'import.meta.url': '__imgdist_meta_url' },
+  banner: { js: "var __imgdist_meta_url = require('node:url').pathToFileURL(__filename).href;" }
+}
+await build({ ...common, entryPoints: Object.fromEntries(Object.entries(programs).map(([name, src]) => [`${name}.bundle`, join(root, src)])) })
+await build({ ...common, entryPoints: Object.fromEntries(Object.entries(workers).map(([name, src]) => [name, join(root, src)])) })
+
+for (const name of Object.keys(programs)) {
+  const launcher = join(out, `${name}.js`)
+  writeFileSync(launcher, `#!/usr/bin/env node\n'use strict'\nrequire('./bin-loader.js').run(__dirname, ${JSON.stringify(name)})\n`)
+  chmodSync(launcher, 0o755)
+  // --help loads every module of the program, so the cache covers their top-level code
+  execFileSync(process.execPath, [launcher, '--help'], { env: { ...process.env, IMGDIST_WRITE_CODE_CACHE: '1' }, stdio: 'ignore' })
+}

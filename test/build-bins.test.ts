@@ -1,0 +1,51 @@
+import { spawnSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import t from 'tap'
+
+// The bundled programs in dist/bin (build/bundle.mjs) and their V8 code caches (build/bin-loader.cjs).
+
+const BIN = resolve('dist/bin')
+
+function help (dir: string, name: string): { status: number | null, stdout: string, stderr: string } {
+  const r = spawnSync(process.execPath, [join(dir, `${name}.js`), '--help'], { env: { ...process.env, IMGDIST_DEBUG_CODE_CACHE: '1' }, encoding: 'utf8' })
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr }
+}
+
+t.test('each program runs with the code cache the build made for it', async (t) => {
+  for (const name of ['imgdist-sign', 'imgdist-index', 'imgdist-agent']) {
+    const r = help(BIN, name)
+    t.equal(r.status, 0, `${name} --help exits 0`)
+    t.match(r.stderr, `${name}: code cache used`, 'with its code cache')
+  }
+})
+
+t.test('a cache that does not match its bundle is not used, and the program still runs', async (t) => {
+  // a copy inside dist/, so that the bundles still find node_modules
+  const dir = mkdtempSync(join(resolve('dist'), '.bin-test-'))
+  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+  cpSync(BIN, dir, { recursive: true })
+  const bundle = join(dir, 'imgdist-sign.bundle.js')
+  const cache = join(dir, 'imgdist-sign.v8-cache')
+
+  // A rebuilt bundle of the same length: V8 alone would accept the old cache and run the old code.
+  const source = readFileSync(bundle, 'utf8')
+  t.ok(source.includes('sign and publish a catalogue'))
+  writeFileSync(bundle, source.replace('sign and publish a catalogue', 'SIGN AND PUBLISH A CATALOGUE'))
+  let r = help(dir, 'imgdist-sign')
+  t.match(r.stderr, 'code cache stale', 'the cache is stale')
+  t.match(r.stdout, 'SIGN AND PUBLISH A CATALOGUE', 'the new code ran')
+
+  // The right bundle hash over data V8 refuses (another Node, other flags): compiled afresh.
+  writeFileSync(cache, Buffer.concat([createHash('sha1').update(readFileSync(bundle)).digest(), Buffer.alloc(4096, 7)]))
+  r = help(dir, 'imgdist-sign')
+  t.equal(r.status, 0)
+  t.match(r.stderr, 'code cache rejected')
+
+  rmSync(cache)
+  r = help(dir, 'imgdist-sign')
+  t.equal(r.status, 0)
+  t.match(r.stderr, 'code cache missing')
+  t.match(r.stdout, 'imgdist-sign')
+})
