@@ -82,7 +82,8 @@ export async function writeAgentConfig (a: AgentSpec): Promise<void> {
     subscriptions: [{ name: 'bench', url: a.indexUrl, root: a.image.rootPath, pollInterval: '1m' }],
     policy: { approval: 'auto' },
     targets: [{ name: 'dir', type: 'directory', path: agentTargetDir(a) }],
-    logLevel: process.env.IMGDIST_BENCH_LOG_LEVEL ?? 'warn'
+    // info: a few lines per image, whose timestamps bench:pair reads (IMGDIST_BENCH_LOG_LEVEL=trace for per-piece lines)
+    logLevel: process.env.IMGDIST_BENCH_LOG_LEVEL ?? 'info'
   }))
 }
 

@@ -65,7 +65,7 @@ async function main (): Promise<number> {
   if (f['no-append'] !== 'true') {
     appendResults([`## bench:pair ${m.date}`, '', ...machineLines(m), `- parameters: ${params}`, '',
       ...markdownTable(head, table), '',
-      'wall s = from starting the downloader process until it had the whole file (curl, aria2c: the process exits; imgdist (registered): until the downloading agent registered the verified image, so it includes start-up, catalogue fetch, sha512 check and the copy into the directory target; (bytes in): until its status API first showed progress 1). imgdist agent → agent: the seeder is an agent that had the image placed in its data dir (no network transfer) and the index seeds nothing. CPU = user+system; seeder CPU is counted over the downloader run.',
+      'wall s = from starting the downloader process until it had the whole file (curl, aria2c: the process exits; imgdist (registered): until the downloading agent registered the verified image, so it includes start-up, catalogue fetch, sha512 check and the copy into the directory target; (bytes in): until it had verified and written every piece; both from the agent\'s log timestamps). imgdist agent → agent: the seeder is an agent that had the image placed in its data dir (no network transfer) and the index seeds nothing. CPU = user+system; seeder CPU is counted over the downloader run.',
       '', ...notes], f.results !== '' ? f.results : undefined)
   }
   return rows.every((r) => r.ok) ? 0 : 1
@@ -195,41 +195,65 @@ async function pairImgdistAgents (c: PairCtx): Promise<PairRow[]> {
 }
 
 /**
- * Starts agent `a` and times it to (bytes in) its status API's first progress 1 (polled every
- * 250 ms) and (registered) its directory target holding `<id>.json` with the verified image. The
- * seeder's CPU is counted over the same spans.
+ * Starts agent `a` and times it to (bytes in) every piece verified and written and (registered)
+ * its directory target holding `<id>.json` with the verified image. Both times are the agent's
+ * own log timestamps (ms) against the wall clock at its spawn; the bench polls only to notice the
+ * end (every 25 ms) and to sample CPU, which is taken when the status API first shows progress 1
+ * (polled every 250 ms) and when the sidecar appears. The seeder's CPU is counted over the same spans.
  */
 async function timedAgent (c: PairCtx, a: AgentSpec, seederProc: Proc, label: string, procs: Proc[]): Promise<PairRow[]> {
   await writeAgentConfig(a)
   const seed0 = cpuSeconds(seederProc.pid) ?? NaN
-  const t0 = performance.now()
+  const wall0 = Date.now()
   const agent = spawnAgent(a)
   procs.push(agent)
   const sidecar = join(agentTargetDir(a), `${c.image.id}.json`)
-  let downloaded: number | undefined
+  let downloaded = false
+  let probedAt = 0
   let leechAtDownload: number | undefined
   let seedAtDownload: number | undefined
   const done = await waitUntil(() => {
-    if (downloaded === undefined) {
+    if (!downloaded && performance.now() - probedAt >= 250) {
+      probedAt = performance.now()
       const e = agentImage(c.host.exec, a.api, c.image.id)
       if (e !== undefined && typeof e.progress === 'number' && e.progress >= 1) {
-        downloaded = (performance.now() - t0) / 1000
+        downloaded = true
         leechAtDownload = cpuSeconds(agent.pid)
         seedAtDownload = cpuSeconds(seederProc.pid)
       }
     }
     return existsSync(sidecar) || agent.exitedAt !== undefined
-  }, c.timeoutMs, 250)
-  const seconds = (performance.now() - t0) / 1000
+  }, c.timeoutMs, 25)
   const leechCpu = cpuSeconds(agent.pid)
   const seedCpu = (cpuSeconds(seederProc.pid) ?? NaN) - seed0
   const ok = done && existsSync(sidecar) && await sha512OfFile(join(agentTargetDir(a), `${c.image.id}.img`)).catch(() => '') === c.image.sha512
-  const rows: PairRow[] = []
-  if (downloaded !== undefined) {
-    rows.push({ tool: `${label} (bytes in)`, seconds: downloaded, leechCpu: leechAtDownload, seedCpu: (seedAtDownload ?? NaN) - seed0, ok, note: 'bytes in = until the agent\'s status API first showed progress 1 (polled every 250 ms)' })
+  const logged = (msg: string): number | undefined => {
+    const t = logTimes(join(a.dir, 'agent.log')).get(msg)
+    return t !== undefined ? (t - wall0) / 1000 : undefined
   }
-  rows.push({ tool: `${label} (registered)`, seconds: ok ? seconds : undefined, leechCpu, seedCpu, ok })
+  const bytesIn = logged('all pieces verified and written')
+  const registered = logged('registered')
+  const rows: PairRow[] = []
+  if (bytesIn !== undefined) {
+    rows.push({ tool: `${label} (bytes in)`, seconds: bytesIn, leechCpu: leechAtDownload, seedCpu: (seedAtDownload ?? NaN) - seed0, ok, note: 'bytes in = the agent\'s log line "all pieces verified and written"; CPU sampled when its status API first showed progress 1 (polled every 250 ms)' })
+  }
+  rows.push({ tool: `${label} (registered)`, seconds: ok ? registered : undefined, leechCpu, seedCpu, ok })
   return rows
+}
+
+/** The first time (epoch ms) each message appears in a pino JSON log. */
+function logTimes (file: string): Map<string, number> {
+  const times = new Map<string, number>()
+  let text = ''
+  try { text = readFileSync(file, 'utf8') } catch { return times }
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue
+    try {
+      const j = JSON.parse(line) as { msg?: unknown, time?: unknown }
+      if (typeof j.msg === 'string' && typeof j.time === 'number' && !times.has(j.msg)) times.set(j.msg, j.time)
+    } catch { /* not a log line */ }
+  }
+  return times
 }
 
 main().then((code) => { process.exitCode = code }, (err: unknown) => {
