@@ -8,7 +8,7 @@ import { blockKey, PiecePicker, type PendingPiece } from './piece-picker.js'
 import type { PieceStore } from './piece-store.js'
 import { RateMeter, type TokenBucket } from './rate-meter.js'
 import { PrefixHasher } from './prefix-hasher.js'
-import { ownersOf, stealerOf } from './share.js'
+import { isForeignSeed, OriginShare } from './origin-share.js'
 import { admit, serve, type UploadDeps } from './upload.js'
 import { WebSeed } from './web-seed.js'
 import { pumpWebSeeds, type WebSeedHost } from './web-seed-pump.js'
@@ -60,9 +60,6 @@ const SNUB_MS = 5000
 const WRITE_BACKLOG_BYTES = 16 * 1024 * 1024
 export const BOTH_SEEDS = 'both sides are seeds'
 
-/** A seed that is not an imgdist agent: the origin, or another client. */
-function isForeignSeed (peer: PeerConn): boolean { return peer.isSeed && !peer.imgdist }
-
 export class TorrentHandle implements PeerSession {
   readonly infoHash: string
   readonly torrent: ParsedTorrent
@@ -86,8 +83,7 @@ export class TorrentHandle implements PeerSession {
   readonly #upload: UploadDeps
   readonly #webSeedHost: WebSeedHost
   #store: PieceStore | undefined
-  /** every piece's owner among the downloading agents (share.ts), as of the last #updateShare() */
-  #owners: Uint32Array = new Uint32Array(0)
+  readonly #share: OriginShare
   #hasher: PrefixHasher | undefined
   /** pieces on disk (verified and their write completed), and how many lead the file without a gap */
   #written: Uint8Array
@@ -106,7 +102,7 @@ export class TorrentHandle implements PeerSession {
     // optional call: fastify's logger is a no-op object when logging is off (index server tests)
     this.#trace = this.#log.isLevelEnabled?.('trace') ?? false
     this.picker = new PiecePicker(torrent.length, torrent.pieceLength)
-    this.picker.stealer = () => this.#stealer()
+    this.#share = new OriginShare(deps.peerId, this.picker, this.peers)
     this.webSeeds = webSeeds.map((u) => new WebSeed(u, torrent.name))
     this.#written = new Uint8Array(this.picker.count)
     this.#upload = {
@@ -178,7 +174,7 @@ export class TorrentHandle implements PeerSession {
     peer.attach(this, this.picker.have, this.picker.haveCount)
     // Now, not when its bitfield comes: a peer with no pieces yet sends none (BEP 3), and a
     // downloader missing from the share would leave its share of the origin's pieces to others twice.
-    this.#updateShare()
+    this.#share.update()
   }
 
   // ---- PeerSession: what a connection reports ----
@@ -186,8 +182,8 @@ export class TorrentHandle implements PeerSession {
   onPeerBits (peer: PeerConn): void {
     this.picker.addPeerBits(peer.bits, 1, isForeignSeed(peer))
     if (peer.isSeed && this.picker.complete) { peer.destroy(BOTH_SEEDS); return }
-    if (!isForeignSeed(peer)) this.#leaveToSwarm((i) => hasBit(peer.bits, i))
-    this.#updateShare()
+    if (!isForeignSeed(peer)) this.#share.leaveToSwarm((i) => hasBit(peer.bits, i))
+    this.#share.update()
     this.#updateInterest(peer)
     this.#refill(peer)
   }
@@ -195,10 +191,10 @@ export class TorrentHandle implements PeerSession {
   onPeerHave (peer: PeerConn, i: number): void {
     this.picker.addHave(i)
     if (isForeignSeed(peer)) this.picker.foreignSeeds++
-    else this.#leaveToSwarm((j) => j === i)
+    else this.#share.leaveToSwarm((j) => j === i)
     if (peer.isSeed) {
       if (this.picker.complete) { peer.destroy(BOTH_SEEDS); return }
-      this.#updateShare()
+      this.#share.update()
     }
     if (!this.picker.hasPiece(i)) { peer.setInterested(!this.paused); this.#refill(peer) }
   }
@@ -235,7 +231,7 @@ export class TorrentHandle implements PeerSession {
     this.onPeerGone(peer.key, reason)
     this.picker.addPeerBits(peer.bits, -1, isForeignSeed(peer))
     this.#release(peer, false)
-    this.#updateShare()
+    this.#share.update()
     this.#log.debug({ peer: peer.key, reason }, 'peer gone')
   }
 
@@ -310,37 +306,6 @@ export class TorrentHandle implements PeerSession {
 
   /** The share rule (piece-picker.ts) applies to seeds that are not imgdist agents, unless we are starving. */
   #shareOnly (peer: PeerConn): boolean { return peer.isSeed && !peer.imgdist && !this.#starving(Date.now()) }
-
-  #downloadingAgents (): PeerConn[] { return [...this.peers].filter((p) => p.imgdist && !p.isSeed && p.peerId !== undefined) }
-
-  #updateShare (): void {
-    const { own, owners } = ownersOf(this.#deps.peerId, this.#downloadingAgents().map((p) => p.peerId as Buffer), this.picker.count)
-    this.#owners = owners
-    this.picker.share = (i) => owners[i] === own
-    this.picker.owner = (i) => owners[i] as number
-  }
-
-  #stealer (): (i: number) => boolean {
-    const agents = this.#downloadingAgents().map((p) => ({ id: p.peerId as Buffer, bits: p.bits }))
-    return stealerOf(this.#deps.peerId, agents, this.#owners, this.picker.stealKeep)
-  }
-
-  /**
-   * A downloader or a finished agent has pieces we still ask a foreign seed (the origin) for:
-   * those requests are cancelled, and the blocks go to the swarm. Agents that started apart fetch
-   * the same early pieces from the origin before they see each other, and the origin answers
-   * requests in order, so a cancel often comes before the block was sent.
-   */
-  #leaveToSwarm (has: (index: number) => boolean): void {
-    for (const seed of this.peers) {
-      if (!isForeignSeed(seed) || seed.requested.size === 0) continue
-      for (const [key, r] of seed.requested) {
-        if (!has(r.index)) continue
-        seed.cancel(key)
-        this.picker.unrequest(r.index, r.begin)
-      }
-    }
-  }
 
   #updateInterest (peer: PeerConn): void {
     if (this.paused || this.picker.complete) { peer.setInterested(false); return }
