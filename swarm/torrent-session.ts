@@ -305,7 +305,7 @@ export class TorrentHandle implements PeerSession {
   }
 
   /** The share rule (piece-picker.ts) applies to seeds that are not imgdist agents, unless we are starving. */
-  #shareOnly (peer: PeerConn): boolean { return peer.isSeed && !peer.imgdist && !this.#starving(Date.now()) }
+  #shareOnly (peer: PeerConn): boolean { return isForeignSeed(peer) && !this.#starving(Date.now()) }
 
   #updateInterest (peer: PeerConn): void {
     if (this.paused || this.picker.complete) { peer.setInterested(false); return }
@@ -323,7 +323,7 @@ export class TorrentHandle implements PeerSession {
     const depth = Math.max(32, Math.min(256, Math.ceil(peer.down.rate() / 2 / 16384)))
     let room = depth - peer.requested.size
     if (room < Math.min(16, depth / 2)) return
-    if (peer.isSeed && !peer.imgdist && this.#starving(Date.now())) room = Math.min(room, Math.ceil(this.torrent.pieceLength / BLOCK_LENGTH))
+    if (isForeignSeed(peer) && this.#starving(Date.now())) room = Math.min(room, Math.ceil(this.torrent.pieceLength / BLOCK_LENGTH))
     if (this.#deps.download.limit > 0) {
       const wait = this.#deps.download.take(room * 16384)
       if (wait > 0) return // tick() retries
