@@ -5,8 +5,8 @@ import { fileURLToPath } from 'node:url'
 import { num, parseFlags } from './args.js'
 import { makeBenchImage, sha512OfFile } from './fixture.js'
 import { agentImage, agentTargetDir, spawnAgent, startIndexOrigin, writeAgentConfig, type AgentSpec } from './imgdist-procs.js'
-import { LoopbackHost } from './netns.js'
-import { cleanupOnExit, cpuSeconds, killLive, removeBigFiles, rssKiB, sleep, stopAll, type Proc } from './proc.js'
+import { loopbackBenchHost } from './netns.js'
+import { cpuSeconds, killLive, removeBigFiles, rssKiB, sleep, stopAll, type Proc } from './proc.js'
 import { choosePieceLength } from '../lib/torrent-meta.js'
 import { appendResults, fmt, machine, machineLines, markdownTable, textTable } from './report.js'
 
@@ -33,10 +33,8 @@ async function main (): Promise<number> {
   const fs = statfsSync(work)
   const free = fs.bavail * fs.bsize
   if (free < 4.2 * size) { console.error(`bench:memory: ${work} has ${(free / 2 ** 30).toFixed(1)} GiB free, needs about ${(4.2 * size / 2 ** 30).toFixed(1)} GiB for a ${sizeGiB} GiB image: use a smaller --size-gib`); return 2 }
-  const host = new LoopbackHost('imgb-mem')
+  const host = loopbackBenchHost('imgb-mem')
   const m = machine()
-  const cleanup = (): void => { killLive(); host.teardown() }
-  cleanupOnExit(cleanup)
   await rm(work, { recursive: true, force: true })
   await mkdir(work, { recursive: true })
   console.log(`bench:memory: writing a ${sizeGiB} GiB image of random bytes …`)

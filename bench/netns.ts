@@ -1,5 +1,5 @@
 import { ImgdistError } from '../lib/errors.js'
-import { run, tryRun } from './proc.js'
+import { cleanupOnExit, killLive, run, tryRun } from './proc.js'
 
 /**
  * A private test network: one hub namespace holding a bridge, and N host namespaces, each joined
@@ -120,4 +120,11 @@ export class LoopbackHost {
   listening (port: number): boolean {
     return (tryRun('ip', [...this.exec, 'ss', '-Hltn', `sport = :${port}`]) ?? '').trim() !== ''
   }
+}
+
+/** A LoopbackHost for one bench run: it and every live child are removed however the run ends. */
+export function loopbackBenchHost (name: string): LoopbackHost {
+  const host = new LoopbackHost(name)
+  cleanupOnExit(() => { killLive(); host.teardown() })
+  return host
 }

@@ -5,8 +5,8 @@ import { fileURLToPath } from 'node:url'
 import { num, parseFlags } from './args.js'
 import { makeBenchImage, sha512OfFile, type BenchImage } from './fixture.js'
 import { agentImage, agentTargetDir, preloadAgentImage, spawnAgent, startIndexOrigin, writeAgentConfig, type AgentSpec } from './imgdist-procs.js'
-import { LoopbackHost } from './netns.js'
-import { cleanupOnExit, cpuSeconds, killLive, removeBigFiles, sleep, start, stopAll, tryRun, waitUntil, type Proc } from './proc.js'
+import { loopbackBenchHost, type LoopbackHost } from './netns.js'
+import { cpuSeconds, killLive, removeBigFiles, sleep, start, stopAll, tryRun, waitUntil, type Proc } from './proc.js'
 import { appendResults, fmt, machine, machineLines, markdownTable, textTable } from './report.js'
 
 /**
@@ -32,10 +32,8 @@ async function main (): Promise<number> {
   if (process.getuid?.() !== 0) { console.error('bench:pair needs root (it runs in a network namespace of its own)'); return 2 }
   const distDir = fileURLToPath(new URL('../', import.meta.url))
   const work = f['work-dir']
-  const host = new LoopbackHost('imgb-pair')
+  const host = loopbackBenchHost('imgb-pair')
   const m = machine()
-  const cleanup = (): void => { killLive(); host.teardown() }
-  cleanupOnExit(cleanup)
   await rm(work, { recursive: true, force: true })
   await mkdir(work, { recursive: true })
   const image = await makeBenchImage({ dir: join(work, 'catalogue'), id: 'bench-image', size: sizeMiB * 2 ** 20, pieceLength: pieceKiB * 1024, announce: ['http://127.0.0.1:8080/announce'] })
