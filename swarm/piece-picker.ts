@@ -37,6 +37,8 @@ export interface PendingPiece {
   from: Set<string>
 }
 
+const OUT_OF_SHARE = -2
+
 export const MAX_BLOCKS_PER_PIECE = 1024
 export function blockKey (index: number, begin: number): number { return index * MAX_BLOCKS_PER_PIECE + begin / BLOCK_LENGTH }
 
@@ -55,15 +57,24 @@ export class PiecePicker {
   /** which pieces are ours to take from a share-only seed; replaced by the session as peers come and go */
   share: (index: number) => boolean = () => true
   /**
-   * Stealing: once nothing of our own share is left to begin, we may take one piece at a time
-   * from another agent's share that no downloader has yet, so that the origin stays busy while
-   * agents with bigger or later-started shares catch up. Owners work from the front of their
-   * share; each owner's first `stealKeep` missing pieces are left to it (it has them in flight at
-   * the origin), and a thief takes the last of the others that `stealer()` designates to it: the
-   * session splits the candidates between the agents that are out of pieces of their own
-   * (rendezvous hashing, share.ts), so that two thieves rarely take the same piece.
+   * Stealing: once at most `stealKeep` pieces of our own share are missing, we may take one piece
+   * at a time from another agent's share that no downloader has yet, so that the origin stays
+   * busy while agents with bigger or later-started shares catch up. Owners work from the front
+   * of their share. A thief leaves each owner its first 2 × `stealKeep` missing pieces and takes
+   * the first of the others that `stealer()` designates to it: the session splits the
+   * candidates between the agents that are out of pieces of their own (rendezvous hashing,
+   * share.ts), so that two thieves rarely take the same piece. Taking from the front keeps the
+   * origin's pieces in file order, so the sha512 of the prefix keeps up (prefix-hasher.ts).
    */
   stealer: () => (index: number) => boolean = () => () => true
+  /**
+   * Whether another agent is a thief now. Then we, as an owner, take from the origin only our
+   * first `stealKeep` missing pieces and leave the rest of our share to the thieves. An owner
+   * that worked on up its share fetched the pieces a thief had taken, and the origin sent them
+   * twice (3 of 128 pieces at the end of a bench run). The thieves leave twice as many as the
+   * owner takes, so that a piece the owner's window reaches as it moves on was not just stolen.
+   */
+  othersSteal: () => boolean = () => false
   /** which agent's share a piece is in (any number that tells the owners apart); see share.ts */
   owner: (index: number) => number = () => 0
   /**
@@ -200,8 +211,9 @@ export class PiecePicker {
    */
   #pickNew (peer: PickPeer): number {
     if (peer.shareOnly) {
-      const own = this.#pickRarest(peer)
-      return own >= 0 || this.pending.has(this.#stolen) ? own : (this.#stolen = this.#steal(peer))
+      const own = this.#pickOwn(peer)
+      if (own !== OUT_OF_SHARE) return own
+      return this.pending.has(this.#stolen) ? -1 : (this.#stolen = this.#steal(peer))
     }
     return this.#pickRarest(peer)
   }
@@ -209,15 +221,31 @@ export class PiecePicker {
   #steal (peer: PickPeer): number {
     const mine = this.stealer()
     const kept = new Map<number, number>()
-    let pick = -1
     for (let i = 0; i < this.count; i++) {
       if (hasBit(this.have, i) || !hasBit(peer.bits, i) || !this.#needsSeed(i) || this.share(i)) continue
       const owner = this.owner(i)
       const k = kept.get(owner) ?? 0
-      if (k < this.stealKeep) { kept.set(owner, k + 1); continue }
-      if (!this.pending.has(i) && mine(i)) pick = i
+      if (k < 2 * this.stealKeep) { kept.set(owner, k + 1); continue }
+      if (!this.pending.has(i) && mine(i)) return i
     }
-    return pick
+    return -1
+  }
+
+  /**
+   * The next piece of our share to take from a share-only seed: the lowest missing one that no
+   * downloader has (all such pieces are equally rare). Counted the way thieves count an owner's
+   * kept pieces (#steal), so that both sides agree where the owner's part ends. OUT_OF_SHARE:
+   * nothing to begin, and at most `stealKeep` missing, so we are a thief ourselves.
+   */
+  #pickOwn (peer: PickPeer): number {
+    let othersSteal: boolean | undefined
+    let kept = 0
+    for (let i = 0; i < this.count; i++) {
+      if (hasBit(this.have, i) || !hasBit(peer.bits, i) || !this.share(i) || !this.#needsSeed(i)) continue
+      if (++kept > this.stealKeep && (othersSteal ??= this.othersSteal())) return -1
+      if (!this.pending.has(i)) return i
+    }
+    return kept > this.stealKeep ? -1 : OUT_OF_SHARE
   }
 
   #pickRarest (peer: PickPeer): number {
@@ -225,7 +253,6 @@ export class PiecePicker {
     let bestAvail = Infinity
     for (let i = 0; i < this.count; i++) {
       if (hasBit(this.have, i) || this.pending.has(i) || !hasBit(peer.bits, i)) continue
-      if (peer.shareOnly && (!this.#needsSeed(i) || !this.share(i))) continue
       const a = this.avail[i] as number
       if (a < bestAvail) {
         best = i

@@ -46,13 +46,17 @@ export function ownersOf (ownId: Uint8Array, downloadingPeerIds: Uint8Array[], c
  * thus never take the same piece; a thief that counts differently overlaps a little.
  */
 export function stealerOf (ownId: Uint8Array, agents: Array<{ id: Uint8Array, bits: Uint8Array }>, owners: Uint32Array, keep: number): (index: number) => boolean {
-  const thieves = agents.filter((a) => {
+  return shareOf(ownId, thievesOf(agents, owners, keep).map((a) => a.id))
+}
+
+/** The agents with at most `keep` pieces of their own share missing, by their bitfields. */
+export function thievesOf<A extends { id: Uint8Array, bits: Uint8Array }> (agents: A[], owners: Uint32Array, keep: number): A[] {
+  return agents.filter((a) => {
     const key = idKey(a.id)
     let left = 0
     for (let i = 0; i < owners.length; i++) if (owners[i] === key && !hasBit(a.bits, i)) left++
     return left <= keep
   })
-  return shareOf(ownId, thieves.map((a) => a.id))
 }
 
 function idKey (id: Uint8Array): number { return createHash('sha1').update(id).digest().readUInt32BE(0) }

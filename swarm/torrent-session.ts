@@ -102,7 +102,7 @@ export class TorrentHandle implements PeerSession {
     // optional call: fastify's logger is a no-op object when logging is off (index server tests)
     this.#trace = this.#log.isLevelEnabled?.('trace') ?? false
     this.picker = new PiecePicker(torrent.length, torrent.pieceLength)
-    this.#share = new OriginShare(deps.peerId, this.picker, this.peers)
+    this.#share = new OriginShare(deps.peerId, this.picker, this.peers, (seed) => this.#refill(seed))
     this.webSeeds = webSeeds.map((u) => new WebSeed(u, torrent.name))
     this.#written = new Uint8Array(this.picker.count)
     this.#upload = {
@@ -319,8 +319,12 @@ export class TorrentHandle implements PeerSession {
   #refill (peer: PeerConn): void {
     if (this.paused || this.destroyed || peer.closed || peer.peerChoking || !peer.amInterested || peer.snubbed || this.picker.complete) return
     if ((this.#store?.backlog ?? 0) > this.#writeBound()) return // the write that brings it down refills
-    // Keep about half a second of this peer's rate in flight, between 512 KiB and 4 MiB.
-    const depth = Math.max(32, Math.min(256, Math.ceil(peer.down.rate() / 2 / 16384)))
+    // Keep about half a second of this peer's rate in flight, between 512 KiB and 4 MiB. But
+    // toward an origin we share with other agents, the same 512 KiB for everyone: the origin's
+    // uplink goes to its connections about in proportion to what each has asked for, so a depth
+    // that grows with the rate fed itself. The agent that started first kept the deepest queue,
+    // took 31 of 128 pieces (against 8 for another) and then had more to relay than it could.
+    const depth = isForeignSeed(peer) && this.#share.sharing ? 32 : Math.max(32, Math.min(256, Math.ceil(peer.down.rate() / 2 / 16384)))
     let room = depth - peer.requested.size
     if (room < Math.min(16, depth / 2)) return
     if (isForeignSeed(peer) && this.#starving(Date.now())) room = Math.min(room, Math.ceil(this.torrent.pieceLength / BLOCK_LENGTH))

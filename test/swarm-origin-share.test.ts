@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { createServer, type Server, type Socket } from 'node:net'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import t from 'tap'
 import { MsgId, ORIGIN_PEER_ID_PREFIX, WireDecoder, encode, encodeHandshake } from '../lib/peer-wire.js'
 import { engineFixture } from './helpers/engine-fixture.js'
@@ -84,7 +84,57 @@ t.test('requests at the origin for pieces a fellow agent holds are cancelled, an
   a.addPeer(tor.infoHash, `127.0.0.1:${await b.listening()}`)
   await until(() => asked.every((k) => origin.cancels.has(k)) && ha.picker.haveCount >= held)
   t.same(asked.filter((k) => !origin.cancels.has(k)), [], 'every block asked of the origin for those pieces was cancelled')
-  t.same([...origin.cancels].filter((k) => pieceOf(k) >= held), [], 'and only those: the requests for the rest stand (no snub)')
+  // b joined the download, so a also hands over the pieces now in b's share (the test below).
+  const { ownersOf } = await import(resolve('dist/swarm/share.js')) as typeof import('../swarm/share.js')
+  const { owners, own } = ownersOf(a.peerId, [b.peerId], pieces)
+  t.same([...origin.cancels].filter((k) => pieceOf(k) >= held && owners[pieceOf(k)] === own), [], 'and only those: the requests for the rest of its share stand (no snub)')
   t.equal(ha.picker.haveCount, held, 'a has the pieces b holds')
   t.equal(ha.counters.bytesFromPeers, held * pieceLength, 'from b, each byte once')
+})
+
+t.test('pieces asked of the origin that move to a newcomer\'s share are handed over to it', async (t) => {
+  const { Swarm, size, tor, log, opts } = await engineFixture(t, 2 * 1024 * 1024 + 4321)
+  const { ownersOf } = await import(resolve('dist/swarm/share.js')) as typeof import('../swarm/share.js')
+  const pieceLength = 64 * 1024
+  const pieces = Math.ceil(size / pieceLength)
+  const origin = await startSilentOrigin(Buffer.from(tor.infoHash, 'hex'), pieces)
+  const a = new Swarm(opts('a'), log)
+  t.teardown(async () => { await a.close(); await origin.close() })
+  const ha = a.add(tor.infoHash, tor.bytes, [])
+  const deadline = Date.now() + 10_000
+  const until = async (ok: () => boolean): Promise<void> => { while (!ok() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10)) }
+  await until(() => ha.ready)
+  const pieceOf = (key: string): number => Number(key.split('/')[0])
+
+  // Alone, a asks the origin for the front of the file, all of it its share.
+  a.addPeer(tor.infoHash, `127.0.0.1:${origin.port}`)
+  await until(() => origin.requests.size >= 32)
+  const askedAlone = new Set([...origin.requests].map(pieceOf))
+  t.ok(askedAlone.size >= 4, `a asked for ${askedAlone.size} pieces`)
+
+  // b, a fellow agent with nothing yet, connects: shares are split, and what is now b's goes back.
+  // Peer ids are random; b is one that takes at least 4 of those pieces (16 blocks), for a asks
+  // again only once that much room is free (torrent-session.ts).
+  const movedTo = (peer: Buffer): number[] => {
+    const { owners, own } = ownersOf(a.peerId, [peer], pieces)
+    return [...askedAlone].filter((i) => owners[i] !== own)
+  }
+  let b = new Swarm(opts('b'), log)
+  for (let n = 0; n < 50 && movedTo(b.peerId).length < 4; n++) {
+    await b.close()
+    b = new Swarm(opts(`b${n}`), log)
+  }
+  t.teardown(async () => { await b.close() })
+  const hb = b.add(tor.infoHash, tor.bytes, [])
+  await until(() => hb.ready)
+  const { owners, own } = ownersOf(a.peerId, [b.peerId], pieces)
+  const toB = movedTo(b.peerId)
+  t.ok(toB.length >= 4, `some of those pieces (${toB.join(' ')}) are in b's share once both are downloading`)
+  a.addPeer(tor.infoHash, `127.0.0.1:${await b.listening()}`)
+  await until(() => toB.every((i) => origin.cancels.has(`${i}/0`)))
+  const cancelled = new Set([...origin.cancels].map(pieceOf))
+  t.same([...cancelled].sort((x, y) => x - y), toB.sort((x, y) => x - y), 'exactly the pieces that moved to b are cancelled')
+  await until(() => [...origin.requests].some((k) => !askedAlone.has(pieceOf(k))))
+  const askedAfter = [...origin.requests].map(pieceOf).filter((i) => !askedAlone.has(i))
+  t.ok(askedAfter.length > 0 && askedAfter.every((i) => owners[i] === own), 'and a asks the origin for more of its own share instead')
 })

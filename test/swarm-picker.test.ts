@@ -18,7 +18,7 @@ t.test('picker: rarest first, ties to the lowest index, blocks of begun pieces f
   const leech = { bits: some, shareOnly: false, requested: new Set<number>() }
   t.same(p.pick(leech, 1).map((r) => r.index), [2], 'the leecher is asked for what it has')
   // Only the seed holds pieces 0 and 1: with the share rule, another agent's pieces are left to it.
-  p.share = (i) => i !== 1
+  p.share = (i) => i >= 2
   p.stealKeep = 0
   const shareOnly = { bits: all, shareOnly: true, requested: seed.requested }
   const stolen = p.pick(shareOnly, 10)
@@ -41,7 +41,7 @@ t.test('picker: rarest first, ties to the lowest index, blocks of begun pieces f
   t.equal(p.receive(1, 5, b0, 'b'), 'bad', 'a block at a misaligned offset is refused')
 })
 
-t.test('stealing from a share-only seed: from the back of the file, owners keep their next pieces, thieves apart', async (t) => {
+t.test('stealing from a share-only seed: from the front, past what owners keep, thieves apart', async (t) => {
   const pieces = 64
   const all = new Uint8Array(pieces / 8).fill(0xff)
   const thief = (stealer: (i: number) => boolean = () => true): PiecePicker => {
@@ -56,24 +56,33 @@ t.test('stealing from a share-only seed: from the back of the file, owners keep 
   const a = thief()
   t.same(a.pick(origin, 16).map((r) => r.index), Array.from({ length: 16 }, (_, k) => 4 * k), 'our own share first, lowest index first')
   for (let i = 0; i < pieces; i += 4) a.markHave(i)
-  t.same(a.pick(origin, 16).map((r) => r.index), [63], 'then one piece of another share, from the back')
+  t.same(a.pick(origin, 16).map((r) => r.index), [6], 'then one piece of another share: the first past the owner\'s first 2 × stealKeep missing (1 2 3 5)')
   t.same(a.pick(origin, 16), [], 'one stolen piece at a time')
-  const b = thief((i) => i % 2 === 0)
+  const b = thief((i) => i % 2 === 1)
   for (let i = 0; i < pieces; i += 4) b.markHave(i)
-  t.same(b.pick(origin, 16).map((r) => r.index), [62], 'only a piece the stealer designates to us')
+  t.same(b.pick(origin, 16).map((r) => r.index), [7], 'only a piece the stealer designates to us')
   const c = thief()
   for (let i = 0; i < pieces; i += 4) c.markHave(i)
   const downloader = new Uint8Array(pieces / 8)
-  setBit(downloader, 63)
+  setBit(downloader, 6)
   c.addPeerBits(downloader, 1, false)
-  t.same(c.pick(origin, 16).map((r) => r.index), [62], 'a piece a downloader already has is left to the swarm, not stolen from the seed')
+  t.same(c.pick(origin, 16).map((r) => r.index), [7], 'a piece a downloader already has is left to the swarm, not stolen from the seed')
   const d = thief()
   d.owner = (i) => i % 4
-  for (let i = 0; i < pieces; i++) if (![61, 57, 62, 58, 54].includes(i)) d.markHave(i)
-  t.same(d.pick(origin, 16).map((r) => r.index), [62], 'each owner keeps its first stealKeep missing pieces (57, 61; 54, 58); 62 is stolen')
+  for (let i = 0; i < pieces; i++) if (![1, 5, 9, 13, 17, 2, 6, 10, 14, 3, 7].includes(i)) d.markHave(i)
+  t.same(d.pick(origin, 16).map((r) => r.index), [17], 'each owner keeps its first 2 × stealKeep missing pieces; 17, the fifth of owner 1, is stolen')
   const e = thief()
-  for (let i = 0; i < pieces; i++) if (i !== 61 && i !== 57) e.markHave(i)
-  t.same(e.pick(origin, 16), [], 'an owner with only stealKeep pieces left is not stolen from')
+  for (let i = 0; i < pieces; i++) if (![1, 5, 9, 13].includes(i)) e.markHave(i)
+  t.same(e.pick(origin, 16), [], 'an owner with only 2 × stealKeep pieces left is not stolen from')
+  // The owner's side of the same rule: while another agent steals, it takes only its kept pieces.
+  const f = thief()
+  f.othersSteal = () => true
+  t.same(f.pick(origin, 16).map((r) => r.index), [0, 4], 'another agent steals: the owner begins only its first stealKeep pieces')
+  f.markHave(0)
+  t.same(f.pick(origin, 16).map((r) => r.index), [8], 'and the next one as the first is done')
+  for (let i = 12; i < pieces; i += 4) f.markHave(i)
+  f.markHave(4)
+  t.same(f.pick(origin, 16).map((r) => r.index), [6], 'with only stealKeep pieces of its own missing, it is a thief itself')
 })
 
 t.test('a piece held by a finished agent is not fetched from the origin again', async (t) => {
