@@ -8,7 +8,7 @@
 // CommonJS, not ESM, because only a CommonJS script can be given a code cache on Node 20; see
 // bin-loader.cjs for why the cache matters. dist/bin/package.json marks the folder CommonJS.
 import { execFileSync } from 'node:child_process'
-import { chmodSync, copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { build } from 'esbuild'
@@ -33,8 +33,40 @@ const common = {
   logLevel: 'warning',
   // the sources are ES modules: import.meta.url (the workers' paths) becomes the bundle's own URL
   define: { 'import.meta.url': '__imgdist_meta_url' },
-  banner: { js: "var __imgdist_meta_url = require('node:url').pathToFileURL(__filename).href;" }
+  banner: { js: "var __imgdist_meta_url = require('node:url').pathToFileURL(__filename).href;" },
+  plugins: [noWebGlobalsAtLoad()]
 }
+
+/**
+ * Node 20 defines fetch's classes (FormData, Headers, Request, Response) on globalThis as lazy
+ * getters: the first read loads Node's internal copy of undici, 16 ms of the 190 ms an agent
+ * takes to start. Two dependencies read them while their modules load, though imgdist never
+ * needs them then: cross-fetch-ponyfill (bittorrent-tracker's HTTP announces; every user takes
+ * only its default export, fetch) and undici's cookie helpers. The first is replaced by the fetch
+ * of the npm undici that the programs load anyway (so the first announce does not load Node's
+ * copy either), the second is patched.
+ */
+function noWebGlobalsAtLoad () {
+  return {
+    name: 'no-web-globals-at-load',
+    setup (b) {
+      b.onResolve({ filter: /^cross-fetch-ponyfill$/ }, () => ({ path: 'cross-fetch-ponyfill', namespace: 'imgdist-shim' }))
+      // the npm undici the programs load anyway, rather than Node's own copy of it
+      b.onLoad({ filter: /.*/, namespace: 'imgdist-shim' }, () => ({
+        contents: "import { fetch } from 'undici'\nexport default fetch\n",
+        loader: 'js',
+        resolveDir: root
+      }))
+      b.onLoad({ filter: /undici[\\/]lib[\\/]web[\\/]cookies[\\/]index\.js$/ }, (args) => {
+        const src = readFileSync(args.path, 'utf8')
+        const patched = src.replace('[Headers, globalThis.Headers]', '[Headers]')
+        if (patched === src) throw new Error(`${args.path}: the read of globalThis.Headers to drop is gone; check no-web-globals-at-load`)
+        return { contents: patched, loader: 'js' }
+      })
+    }
+  }
+}
+
 await build({ ...common, entryPoints: Object.fromEntries(Object.entries(programs).map(([name, src]) => [`${name}.bundle`, join(root, src)])) })
 await build({ ...common, entryPoints: Object.fromEntries(Object.entries(workers).map(([name, src]) => [name, join(root, src)])) })
 

@@ -49,3 +49,25 @@ t.test('a cache that does not match its bundle is not used, and the program stil
   t.match(r.stderr, 'code cache missing')
   t.match(r.stdout, 'imgdist-sign')
 })
+
+t.test('loading a program does not read the fetch globals that make Node load its own undici', async (t) => {
+  // Node 20 defines these on globalThis as lazy getters; the first read costs 16 ms of start-up
+  // (build/bundle.mjs, no-web-globals-at-load). The preload records every read of them.
+  const dir = mkdtempSync(join(resolve('dist'), '.bin-test-'))
+  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+  const trap = join(dir, 'trap.cjs')
+  writeFileSync(trap, `
+    const read = []
+    for (const name of ['FormData', 'Headers', 'Request', 'Response', 'MessageEvent']) {
+      const d = Object.getOwnPropertyDescriptor(globalThis, name)
+      if (d?.get === undefined) { read.push(name + ' (not lazy on this Node)'); continue }
+      Object.defineProperty(globalThis, name, { get () { read.push(name); return d.get.call(this) }, set: d.set, configurable: true, enumerable: d.enumerable })
+    }
+    process.on('exit', () => { process.stderr.write('fetch globals read: [' + read.join(' ') + ']\\n') })
+  `)
+  for (const name of ['imgdist-index', 'imgdist-agent']) {
+    const r = spawnSync(process.execPath, ['--require', trap, join(BIN, `${name}.js`), '--help'], { encoding: 'utf8' })
+    t.equal(r.status, 0, `${name} --help exits 0`)
+    t.match(r.stderr, 'fetch globals read: []', `${name} reads none of them while it loads`)
+  }
+})
