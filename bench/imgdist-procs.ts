@@ -89,7 +89,7 @@ export async function writeAgentConfig (a: AgentSpec): Promise<void> {
 
 /**
  * Places the image where the agent keeps a torrent's pieces (`<dataDir>/downloads/<infoHash>/<torrent
- * name>`, agent/downloader.ts `downloadDir` and agent/pipeline.ts `filePathOf`) before the agent starts:
+ * name>`, swarm/swarm.ts `downloadDir` and agent/pipeline.ts `filePathOf`) before the agent starts:
  * the agent hash-checks existing pieces when it adds the torrent, so it resumes at 100 % without a
  * byte from the network, then verifies, registers and seeds. Hard link (no copy of the bytes) when
  * the file system allows, else a copy. Returns the path.

@@ -14,8 +14,9 @@ import { machine } from './report.js'
  *
  * A focused CPU benchmark of webtorrent itself (no agent, no index server): one webtorrent
  * seeder process and one webtorrent leecher process on 127.0.0.1, DHT/LSD/uTP/trackers off, the
- * leecher connected with addPeer and using the client and add() options of agent/downloader.ts
- * (rarest-first). Separate processes so that process.cpuUsage() attributes CPU to one side.
+ * leecher connected with addPeer and using the client and add() options (rarest-first) of the
+ * agent's webtorrent downloader before session 2 (agent/downloader.ts, since replaced by swarm/).
+ * Separate processes so that process.cpuUsage() attributes CPU to one side.
  * Prints MiB/s and the leecher's CPU-s per GiB received for each run and the median.
  * With --cpu-prof the leecher runs under `node --cpu-prof`; summarise with profile-summary.js.
  */
@@ -24,7 +25,7 @@ const USAGE = 'usage: node dist/bench/profile-pair.js [--size-mib 512] [--piece-
 const SELF = fileURLToPath(import.meta.url)
 
 
-// The client options agent/downloader.ts uses (its Swarm constructor), for a loopback pair.
+// The client options the agent's webtorrent downloader used (agent/downloader.ts before session 2), for a loopback pair.
 function client (): WebTorrent {
   return new WebTorrent({ torrentPort: 0, dht: false, lsd: false, utp: false, natUpnp: false, natPmp: false, maxConns: 55, tracker: false } as ConstructorParameters<typeof WebTorrent>[0])
 }

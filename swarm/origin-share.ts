@@ -1,6 +1,7 @@
 import type { PeerConn } from './peer-conn.js'
 import type { PiecePicker } from './piece-picker.js'
 import { ownersOf, stealerOf, thievesOf } from './share.js'
+import { takeBack } from './take-back.js'
 
 /**
  * How one torrent's download shares a foreign seed (the origin) with the other imgdist agents:
@@ -73,15 +74,7 @@ export class OriginShare {
 
   #cancelAtSeeds (which: (index: number) => boolean): void {
     for (const seed of this.#peers) {
-      if (!isForeignSeed(seed) || seed.requested.size === 0) continue
-      let cancelled = false
-      for (const [key, r] of seed.requested) {
-        if (!which(r.index)) continue
-        seed.cancel(key)
-        this.#picker.unrequest(r.index, r.begin)
-        cancelled = true
-      }
-      if (cancelled) this.#refill(seed)
+      if (isForeignSeed(seed) && takeBack(seed, this.#picker, (r) => which(r.index))) this.#refill(seed)
     }
   }
 

@@ -9,6 +9,7 @@ import type { PieceStore } from './piece-store.js'
 import { RateMeter, type TokenBucket } from './rate-meter.js'
 import { PrefixHasher } from './prefix-hasher.js'
 import { isForeignSeed, OriginShare } from './origin-share.js'
+import { takeBack } from './take-back.js'
 import { admit, serve, type UploadDeps } from './upload.js'
 import { WebSeed } from './web-seed.js'
 import { pumpWebSeeds, type WebSeedHost } from './web-seed-pump.js'
@@ -341,20 +342,12 @@ export class TorrentHandle implements PeerSession {
   }
 
   /** Hands a peer's outstanding requests back to the picker (with cancels when the peer is still there). */
-  #release (peer: PeerConn, sendCancel: boolean): void {
-    for (const [key, r] of [...peer.requested]) {
-      if (sendCancel && !peer.closed) peer.cancel(key)
-      else peer.requested.delete(key)
-      this.picker.unrequest(r.index, r.begin)
-    }
-  }
+  #release (peer: PeerConn, sendCancel: boolean): void { takeBack(peer, this.picker, () => true, sendCancel) }
 
+  /** A piece (or one block of it) arrived: the requests for it elsewhere are cancelled. */
   #cancelElsewhere (from: PeerConn | undefined, index: number, begin: number | undefined): void {
     for (const other of this.peers) {
-      if (other === from) continue
-      for (const [key, r] of other.requested) {
-        if (r.index === index && (begin === undefined || r.begin === begin)) { other.cancel(key); this.picker.unrequest(r.index, r.begin) }
-      }
+      if (other !== from) takeBack(other, this.picker, (r) => r.index === index && (begin === undefined || r.begin === begin))
     }
   }
 
