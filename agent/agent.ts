@@ -30,7 +30,6 @@ export class ImgdistAgent {
   #db?: AgentDb
   #store?: StateStore
   #swarm?: Swarm
-  #torrentPort = 0
   #targets: Target[] = []
   #pollers: CataloguePoller[] = []
   #reconciler?: Reconciler
@@ -67,7 +66,6 @@ export class ImgdistAgent {
     for (const t of this.#targets) await this.#recover(t)
     this.#swarm = new Swarm({ dataDir: cfg.dataDir, ...cfg.swarm }, this.log.child({ part: 'swarm' }), this.#http)
     const torrentPort = await this.#swarm.listening()
-    this.#torrentPort = torrentPort
     this.#reconciler = new Reconciler(cfg, { store: this.#store, swarm: this.#swarm, targets: this.#targets, pollers: this.#pollers, log: this.log, http: this.#http })
     await this.#reconciler.start()
     for (const p of this.#pollers) { p.on('catalogue', () => { this.#reconciler?.kick() }); p.start() }
@@ -140,7 +138,7 @@ export class ImgdistAgent {
     const sw = this.#swarm
     return {
       site: this.cfg.site, agentVersion: AGENT_VERSION, paused: this.#reconciler?.paused ?? false, startedAt: this.startedAt,
-      torrentPort: this.#torrentPort, catalogues: this.#pollers.map((p) => ({ ...p.status })), images,
+      torrentPort: sw?.port ?? 0, catalogues: this.#pollers.map((p) => ({ ...p.status })), images,
       downRate: sw?.downloadSpeed ?? 0, upRate: sw?.uploadSpeed ?? 0, peers: this.#swarm?.peers().length ?? 0,
       targets: this.targets()
     }

@@ -31,11 +31,10 @@ export class OriginSeeder {
   #swarm: Swarm | undefined
   #mutex = new Mutex()
   #closed = false
-  #port: number | undefined
 
   constructor (opts: SeederOptions) { this.opts = opts }
 
-  get port (): number | undefined { return this.#port }
+  get port (): number | undefined { return this.#swarm?.port }
 
   /** Starts listening for peers; `announce` are the tracker URLs every seeded torrent announces to. */
   async start (announce: string[], log: Logger): Promise<void> {
@@ -53,7 +52,7 @@ export class OriginSeeder {
     }, log)
     this.#swarm = swarm
     try {
-      this.#port = await swarm.listening()
+      await swarm.listening()
     } catch (err) {
       this.#swarm = undefined
       await swarm.close().catch(() => {})

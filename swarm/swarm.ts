@@ -74,7 +74,7 @@ export class Swarm {
   readonly #listening: Promise<number>
   readonly #incoming = new Set<Socket>()
   #closed = false
-  #port = 0
+  #port: number | undefined
 
   constructor (opts: SwarmOptions, log: Logger, dispatcher?: Dispatcher) {
     this.#opts = opts
@@ -105,6 +105,8 @@ export class Swarm {
   }
 
   async listening (): Promise<number> { return await this.#listening }
+  /** the torrent port, once listening */
+  get port (): number | undefined { return this.#port }
 
   downloadDir (infoHash: string): string { return join(this.#opts.dataDir, 'downloads', infoHash) }
 
