@@ -1,6 +1,6 @@
 import type { PeerConn } from './peer-conn.js'
 import type { PiecePicker } from './piece-picker.js'
-import { ownersOf, stealerOf, thievesOf } from './share.js'
+import { ownersOf, spreadOf, stealerOf, thievesOf } from './share.js'
 import { takeBack } from './take-back.js'
 
 /**
@@ -33,6 +33,7 @@ export class OriginShare {
     this.#refill = refill
     picker.stealer = () => stealerOf(this.#peerId, this.#agents(), this.#owners, picker.stealKeep)
     picker.othersSteal = () => (this.#othersSteal ??= thievesOf(this.#agents(), this.#owners, picker.stealKeep).length > 0)
+    picker.spread = () => spreadOf(this.#peerId, this.#agents())
   }
 
   /** Whether other agents download too: then the origin's upload is split between us. */

@@ -1,17 +1,18 @@
 import { BLOCK_LENGTH, hasBit, setBit } from '../lib/peer-wire.js'
 
 /**
- * Which block to ask which peer for. Rarest first over the pieces a peer has (ties to the lowest
- * index), pieces already begun finished first, and an
+ * Which block to ask which peer for. Rarest first over the pieces a peer has (ties spread between
+ * the agents that lack them, else to the lowest index), pieces already begun finished first, and an
  * endgame that asks a second peer for blocks still in flight once nothing else is left.
  *
  * One rule is particular to a fleet of imgdist agents fed by one origin: from a peer marked
  * `shareOnly` (a seed that is not an imgdist agent, i.e. the origin or a foreign client) we ask
  * only for pieces that no connected downloader has yet and that fall in *our share*
- * (`share(i)`: piece i modulo the number of agents downloading, see share.ts). The agents then
+ * (`share(i)`, rendezvous hashing between the agents downloading, see share.ts). The agents then
  * split the origin's upload between them instead of all fetching the same rare pieces, and
  * trade the rest among themselves: that is what keeps origin egress near one copy
- * (Kumar–Ross: the origin need send each piece only once).
+ * (Kumar–Ross: the origin need send each piece only once). Once it has sent each piece once
+ * (`seedIdle()`), its spare upload is used like any peer's.
  */
 
 export interface BlockRequest { index: number, begin: number, length: number }
@@ -38,6 +39,12 @@ export interface PendingPiece {
 }
 
 const OUT_OF_SHARE = -2
+/**
+ * How many of the equally rarest pieces spreading chooses among: enough that each of a few
+ * agents finds one designated to it, few enough that pieces still come in about file order for
+ * the sha512 of the prefix (prefix-hasher.ts).
+ */
+export const SPREAD_WINDOW = 16
 
 export const MAX_BLOCKS_PER_PIECE = 1024
 export function blockKey (index: number, begin: number): number { return index * MAX_BLOCKS_PER_PIECE + begin / BLOCK_LENGTH }
@@ -75,6 +82,16 @@ export class PiecePicker {
    * owner takes, so that a piece the owner's window reaches as it moves on was not just stolen.
    */
   othersSteal: () => boolean = () => false
+  /**
+   * Spreading: which pieces, among the first `SPREAD_WINDOW` of the equally rarest a peer that is
+   * not share-only offers, are ours to ask it for (share.ts spreadOf). Without it every agent took
+   * the lowest such piece, so an agent holding pieces nobody else had sent each of them to all
+   * the others at once, one copy per agent from its one uplink. In a 1 GiB bench run one agent
+   * that had taken 200 of the origin's pieces (others ~140) so fell behind relaying them that six
+   * agents waited 30 s for it at the end. Spread, the holder sends a piece to about one agent, and
+   * that agent, now a second holder, passes it on while the first sends the next.
+   */
+  spread: () => (index: number) => boolean = () => () => true
   /** which agent's share a piece is in (any number that tells the owners apart); see share.ts */
   owner: (index: number) => number = () => 0
   /**
@@ -86,6 +103,7 @@ export class PiecePicker {
   /** where a piece's buffer comes from when its first block arrives (the store's pool) */
   alloc: (length: number) => Buffer = (length) => Buffer.allocUnsafeSlow(length)
   #stolen = -1
+  readonly #window = new Int32Array(SPREAD_WINDOW)
   readonly #maxPending: number
 
   constructor (length: number, pieceLength: number, maxPendingBytes = 256 * 1024 * 1024) {
@@ -120,9 +138,11 @@ export class PiecePicker {
   /** Up to `max` requests for this peer, in the order they should be sent. */
   pick (peer: PickPeer, max: number): BlockRequest[] {
     const out: BlockRequest[] = []
+    let idle: boolean | undefined
     for (const p of this.pending.values()) {
       if (out.length >= max) return out
-      if (!hasBit(peer.bits, p.index) || (peer.shareOnly && !this.#needsSeed(p.index))) continue
+      if (!hasBit(peer.bits, p.index)) continue
+      if (peer.shareOnly && !this.#needsSeed(p.index) && !(idle ??= this.seedIdle())) continue
       this.#fill(p, peer, out, max, false)
     }
     while (out.length < max && this.pending.size < this.#maxPending) {
@@ -205,17 +225,34 @@ export class PiecePicker {
   #needsSeed (i: number): boolean { return (this.avail[i] as number) - this.foreignSeeds <= 0 }
 
   /**
-   * Rarest first; among equally rare pieces the lowest index, so that the file fills from the
-   * front and the sha512 of its prefix can run while the rest downloads (prefix-hasher.ts).
-   * Downloaders still spread out: their origin pieces come from disjoint shares.
+   * From the origin, our share (and stolen pieces); from anyone else, rarest first. Among equally
+   * rare pieces the low indexes come first, so that the file fills from the front and the sha512
+   * of its prefix can run while the rest downloads (prefix-hasher.ts); downloaders still spread
+   * out, for their origin pieces come from disjoint shares and their relayed ones are spread.
    */
   #pickNew (peer: PickPeer): number {
     if (peer.shareOnly) {
       const own = this.#pickOwn(peer)
       if (own !== OUT_OF_SHARE) return own
-      return this.pending.has(this.#stolen) ? -1 : (this.#stolen = this.#steal(peer))
+      if (this.pending.has(this.#stolen)) return -1
+      this.#stolen = this.#steal(peer)
+      if (this.#stolen >= 0 || !this.seedIdle()) return this.#stolen
     }
     return this.#pickRarest(peer)
+  }
+
+  /**
+   * Every piece we lack is held by a connected agent: a share-only seed (the origin) has sent
+   * each piece once, and what it sends now is capacity nobody else wants. It is then asked like
+   * any peer (rarest first, spread; never endgame duplicates). Without this the origin idled
+   * while the agents relayed its last pieces (about 1 s of a 13 s bench run at 100 Mbit/s), and
+   * an origin with a faster uplink than the agents' idled for most of the run: with origin 200
+   * and agents 50 Mbit/s, every copy after the first had to cross the agents' uplinks (2.1 × the
+   * Kumar–Ross bound, where the bound counts on the origin sending about 2.5 copies).
+   */
+  seedIdle (): boolean {
+    for (let i = 0; i < this.count; i++) if (!hasBit(this.have, i) && this.#needsSeed(i)) return false
+    return true
   }
 
   #steal (peer: PickPeer): number {
@@ -248,19 +285,22 @@ export class PiecePicker {
     return kept > this.stealKeep ? -1 : OUT_OF_SHARE
   }
 
+  /** Rarest first, spread between the agents that lack the pieces (`spread`), else the lowest index. */
   #pickRarest (peer: PickPeer): number {
-    let best = -1
+    const window = this.#window
+    let n = 0
     let bestAvail = Infinity
     for (let i = 0; i < this.count; i++) {
       if (hasBit(this.have, i) || this.pending.has(i) || !hasBit(peer.bits, i)) continue
       const a = this.avail[i] as number
-      if (a < bestAvail) {
-        best = i
-        bestAvail = a
-        if (a <= 1) break
-      }
+      if (a < bestAvail) { bestAvail = a; n = 0 }
+      if (a === bestAvail && n < SPREAD_WINDOW) window[n++] = i
+      if (a <= 1 && n === SPREAD_WINDOW) break
     }
-    return best
+    if (n <= 1) return n === 1 ? window[0] as number : -1
+    const mine = this.spread()
+    for (let k = 0; k < n; k++) if (mine(window[k] as number)) return window[k] as number
+    return window[0] as number
   }
 
   #begin (i: number): PendingPiece {

@@ -59,7 +59,31 @@ export function thievesOf<A extends { id: Uint8Array, bits: Uint8Array }> (agent
   })
 }
 
-function idKey (id: Uint8Array): number { return createHash('sha1').update(id).digest().readUInt32BE(0) }
+/**
+ * Which of the equally rare pieces a peer offers are ours to ask it for (piece-picker.ts
+ * `spread`): piece i goes, by the same rendezvous hashing as the shares, to one of the
+ * downloading agents that lack it (we, who ask, lack it). Agents that all need the pieces only
+ * one agent holds thus ask that holder for different pieces and pass them on to each other,
+ * instead of all taking the same piece from it at once.
+ */
+export function spreadOf (ownId: Uint8Array, agents: Array<{ id: Uint8Array, bits: Uint8Array }>): (index: number) => boolean {
+  const own = idKey(ownId)
+  const others = agents.map((a) => ({ key: idKey(a.id), bits: a.bits })).filter((a) => a.key !== own)
+  if (others.length === 0) return () => true
+  return (index) => {
+    const mine = score(own, index)
+    for (const a of others) if (!hasBit(a.bits, index) && score(a.key, index) > mine) return false
+    return true
+  }
+}
+
+/** Peer ids are Buffers that live as long as their connection: their keys are worked out once. */
+const keys = new WeakMap<Uint8Array, number>()
+function idKey (id: Uint8Array): number {
+  let k = keys.get(id)
+  if (k === undefined) { k = createHash('sha1').update(id).digest().readUInt32BE(0); keys.set(id, k) }
+  return k
+}
 
 /** a 32-bit mix (murmur3's finaliser) of id key and piece index */
 function score (idKey: number, index: number): number {

@@ -192,7 +192,11 @@ export class TorrentHandle implements PeerSession {
   onPeerHave (peer: PeerConn, i: number): void {
     this.picker.addHave(i)
     if (isForeignSeed(peer)) this.picker.foreignSeeds++
-    else this.#share.leaveToSwarm((j) => j === i)
+    else {
+      this.#share.leaveToSwarm((j) => j === i)
+      // The first agent to hold a piece of the origin's: maybe the last one, and the origin's spare upload is ours to ask for.
+      if (this.picker.avail[i] === this.picker.foreignSeeds + 1 && this.picker.seedIdle()) this.#refillForeignSeeds()
+    }
     if (peer.isSeed) {
       if (this.picker.complete) { peer.destroy(BOTH_SEEDS); return }
       this.#share.update()
@@ -340,6 +344,8 @@ export class TorrentHandle implements PeerSession {
     for (const r of reqs) peer.request(r, blockKey(r.index, r.begin))
     peer.socket.uncork()
   }
+
+  #refillForeignSeeds (): void { for (const seed of this.peers) if (isForeignSeed(seed)) this.#refill(seed) }
 
   /** Hands a peer's outstanding requests back to the picker (with cancels when the peer is still there). */
   #release (peer: PeerConn, sendCancel: boolean): void { takeBack(peer, this.picker, () => true, sendCancel) }

@@ -138,3 +138,37 @@ t.test('pieces asked of the origin that move to a newcomer\'s share are handed o
   const askedAfter = [...origin.requests].map(pieceOf).filter((i) => !askedAlone.has(i))
   t.ok(askedAfter.length > 0 && askedAfter.every((i) => owners[i] === own), 'and a asks the origin for more of its own share instead')
 })
+
+t.test('once every piece is held by an agent, the origin\'s spare upload is asked for too', async (t) => {
+  const { Swarm, src, size, tor, log, opts } = await engineFixture(t, 2 * 1024 * 1024 + 4321)
+  const pieceLength = 64 * 1024
+  const pieces = Math.ceil(size / pieceLength)
+  const half = Math.floor(pieces / 2)
+  const origin = await startSilentOrigin(Buffer.from(tor.infoHash, 'hex'), pieces)
+  const a = new Swarm(opts('a'), log)
+  // b is slow to serve (a block a second): a's requests to it stay in flight while the origin comes.
+  const b = new Swarm({ ...opts('b'), uploadLimit: 16 * 1024 }, log)
+  t.teardown(async () => { await a.close(); await b.close(); await origin.close() })
+  // a holds the first half of the file, b the second: between them, every piece is out.
+  const whole = await readFile(src)
+  for (const [swarm, from, to] of [[a, 0, half * pieceLength], [b, half * pieceLength, size]] as const) {
+    const partial = Buffer.alloc(size)
+    whole.copy(partial, from, from, to)
+    await mkdir(swarm.downloadDir(tor.infoHash), { recursive: true })
+    await writeFile(join(swarm.downloadDir(tor.infoHash), 'img.raw'), partial)
+  }
+  const ha = a.add(tor.infoHash, tor.bytes, [])
+  const hb = b.add(tor.infoHash, tor.bytes, [])
+  const deadline = Date.now() + 10_000
+  const until = async (ok: () => boolean): Promise<void> => { while (!ok() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10)) }
+  await until(() => ha.ready && hb.ready)
+  t.equal(ha.picker.haveCount, half, 'a kept the first half')
+  a.addPeer(tor.infoHash, `127.0.0.1:${await b.listening()}`)
+  await until(() => ha.picker.avail[pieces - 1] === 1)
+  t.equal(ha.picker.seedIdle(), true, 'a sees every piece it lacks held by b')
+  a.addPeer(tor.infoHash, `127.0.0.1:${origin.port}`)
+  const pieceOf = (key: string): number => Number(key.split('/')[0])
+  await until(() => origin.requests.size > 0)
+  const asked = [...new Set([...origin.requests].map(pieceOf))]
+  t.ok(asked.length > 0 && asked.every((i) => i >= half), `a asks the origin for pieces b holds (${asked.join(' ')}): the origin has nothing else to send`)
+})

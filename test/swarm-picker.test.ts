@@ -1,7 +1,7 @@
 import t from 'tap'
 import { BLOCK_LENGTH, setBit } from '../lib/peer-wire.js'
-import { PiecePicker, blockKey } from '../swarm/piece-picker.js'
-import { ownersOf, shareOf, stealerOf } from '../swarm/share.js'
+import { PiecePicker, SPREAD_WINDOW, blockKey } from '../swarm/piece-picker.js'
+import { ownersOf, shareOf, spreadOf, stealerOf } from '../swarm/share.js'
 
 // The engine's piece picker and the share rule between agents, as units (no sockets).
 
@@ -85,19 +85,29 @@ t.test('stealing from a share-only seed: from the front, past what owners keep, 
   t.same(f.pick(origin, 16).map((r) => r.index), [6], 'with only stealKeep pieces of its own missing, it is a thief itself')
 })
 
-t.test('a piece held by a finished agent is not fetched from the origin again', async (t) => {
+t.test('a piece held by a finished agent is not fetched from the origin again while the origin is busy', async (t) => {
   const all = new Uint8Array([0xff])
   const p = new PiecePicker(8 * 16384, 16384)
   p.addPeerBits(all, 1, true) // the origin: a seed that is no agent
   const origin = { bits: all, shareOnly: true, requested: new Set<number>() }
-  for (let i = 0; i < 7; i++) p.markHave(i)
-  p.addPeerBits(all, 1, false) // an agent that finished: a seed, but one of us
-  t.same(p.pick(origin, 4), [], 'the origin is not asked for piece 7')
-  const agent = { bits: all, shareOnly: false, requested: new Set<number>() }
+  for (let i = 0; i < 6; i++) p.markHave(i)
+  p.share = (i) => i !== 6 // piece 6 is another agent's share: the origin is sending it to that agent
+  p.stealer = () => () => false
+  const finished = new Uint8Array([0xfd]) // an agent that has all but piece 6 (finished, as far as this test goes: one of us)
+  p.addPeerBits(finished, 1, false)
+  t.same(p.pick(origin, 4), [], 'the origin is not asked for piece 7: it is busy with piece 6, which no agent holds yet')
+  t.equal(p.seedIdle(), false)
+  p.addHave(6) // the other agent has piece 6: every piece is out, the origin has upload to spare
+  t.equal(p.seedIdle(), true)
+  const spare = p.pick(origin, 4)
+  t.same(spare.map((r) => r.index), [6, 7], 'now the origin is asked like any peer (rarest first, the lowest index of equals)')
+  for (const r of spare) p.unrequest(r.index, r.begin)
+  p.markHave(6)
+  const agent = { bits: finished, shareOnly: false, requested: new Set<number>() }
   const asked = p.pick(agent, 1)
   t.same(asked.map((r) => r.index), [7], 'the finished agent is')
   for (const r of asked) agent.requested.add(blockKey(r.index, r.begin))
-  p.addPeerBits(all, -1, false)
+  p.addPeerBits(finished, -1, false)
   t.same(p.pick(origin, 4).map((r) => r.index), [], 'piece 7 is pending with the agent until its requests are returned')
   for (const r of asked) p.unrequest(r.index, r.begin)
   t.same(p.pick(origin, 4).map((r) => r.index), [7], 'once the agent is gone, the origin is asked')
@@ -143,3 +153,42 @@ t.test('share rule: every piece has exactly one owner, and a leaving agent moves
   t.equal(shareOf(ids[0] as Buffer, [])(5), true, 'alone, every piece is ours')
 })
 
+
+t.test('spreading: agents that lack the same pieces of one holder ask it for different ones', async (t) => {
+  const id = (n: number): Buffer => Buffer.from(`-IM0100-agent${n}xxxxxx`)
+  const count = 64
+  const holder = new Uint8Array(count / 8).fill(0xff)
+  const ids = Array.from({ length: 6 }, (_, n) => id(n))
+  // all six lack everything; each sees the other five as downloading agents
+  const agents = ids.map((x) => ({ id: x, bits: new Uint8Array(count / 8) }))
+  const firstPick = (n: number): number => {
+    const p = new PiecePicker(count * 16384, 16384)
+    p.addPeerBits(holder, 1, false)
+    p.spread = () => spreadOf(ids[n] as Buffer, agents.filter((_, k) => k !== n))
+    const r = p.pick({ bits: holder, shareOnly: false, requested: new Set<number>() }, 1)
+    return (r[0] as { index: number }).index
+  }
+  const picks = ids.map((_, n) => firstPick(n))
+  t.ok(picks.every((i) => i < SPREAD_WINDOW), `each takes one of the first ${SPREAD_WINDOW} (file order kept): ${picks.join(' ')}`)
+  t.ok(new Set(picks).size >= 4, `mostly different pieces: ${picks.join(' ')}`)
+  // Every piece is designated to exactly one of the agents that lack it.
+  for (let i = 0; i < count; i++) {
+    const mine = ids.filter((x, n) => spreadOf(x, agents.filter((_, k) => k !== n))(i))
+    if (mine.length !== 1) t.fail(`piece ${i} designated to ${mine.length} agents`)
+  }
+  // An agent that has the piece drops out: it goes to one of those that still lack it.
+  const has0 = agents.map((a, n) => n === 0 ? { id: a.id, bits: holder } : a)
+  for (let i = 0; i < count; i++) {
+    const mine = ids.slice(1).map((x, n) => spreadOf(x, has0.filter((_, k) => k !== n + 1))(i))
+    if (mine.filter(Boolean).length !== 1) t.fail(`piece ${i}: not one designee among those lacking it`)
+  }
+  t.equal(spreadOf(ids[0] as Buffer, [])(3), true, 'alone, every piece is ours')
+  // Rarity still comes first: a piece fewer peers hold wins over the designated ones.
+  const p = new PiecePicker(count * 16384, 16384)
+  p.addPeerBits(holder, 1, false)
+  const other = new Uint8Array(count / 8).fill(0xff)
+  other[5] = 0xfe // piece 47 (bit 7 of byte 5) only the holder has
+  p.addPeerBits(other, 1, false)
+  p.spread = () => () => false
+  t.same(p.pick({ bits: holder, shareOnly: false, requested: new Set<number>() }, 1).map((r) => r.index), [47], 'the rarest piece, though not designated')
+})
