@@ -21,6 +21,8 @@ export class OriginShare {
   /** every piece's owner among the downloading agents, as of the last update() */
   #owners: Uint32Array = new Uint32Array(0)
   #own = 0
+  /** the downloading agents' ids the owners were worked out for */
+  #fleet: string | undefined
   #sharing = false
   /** whether another agent is a thief, as of the last bitfield, HAVE or change of agents */
   #othersSteal: boolean | undefined
@@ -47,14 +49,18 @@ export class OriginShare {
    * origin for half a second of pieces; in the bench, those were sent twice as the others came.
    */
   update (): void {
+    const agents = this.#downloadingAgents()
+    this.#othersSteal = undefined
+    // Called on every bitfield, most of which leave the set of downloading agents as it was.
+    const fleet = agents.map((p) => (p.peerId as Buffer).toString('latin1')).sort().join('')
+    if (fleet === this.#fleet && this.#owners.length === this.#picker.count) return
+    this.#fleet = fleet
     const before = this.#owners
     const wasOwn = this.#own
-    const agents = this.#downloadingAgents()
     this.#sharing = agents.length > 0
     const { own, owners } = ownersOf(this.#peerId, agents.map((p) => p.peerId as Buffer), this.#picker.count)
     this.#owners = owners
     this.#own = own
-    this.#othersSteal = undefined
     this.#picker.share = (i) => owners[i] === own
     this.#picker.owner = (i) => owners[i] as number
     if (before.length === owners.length) {

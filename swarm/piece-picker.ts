@@ -83,13 +83,14 @@ export class PiecePicker {
    */
   othersSteal: () => boolean = () => false
   /**
-   * Spreading: which pieces, among the first `SPREAD_WINDOW` of the equally rarest a peer that is
-   * not share-only offers, are ours to ask it for (share.ts spreadOf). Without it every agent took
-   * the lowest such piece, so an agent holding pieces nobody else had sent each of them to all
-   * the others at once, one copy per agent from its one uplink. In a 1 GiB bench run one agent
-   * that had taken 200 of the origin's pieces (others ~140) so fell behind relaying them that six
-   * agents waited 30 s for it at the end. Spread, the holder sends a piece to about one agent, and
-   * that agent, now a second holder, passes it on while the first sends the next.
+   * Spreading: which pieces, among the first `SPREAD_WINDOW` of the equally rarest a peer offers
+   * (any peer but the origin while it has pieces only it holds), are ours to ask it for (share.ts
+   * spreadOf). Without it every agent took the lowest such piece, so an agent holding pieces
+   * nobody else had sent each of them to all the others at once, one copy per agent from its one
+   * uplink: likely why, in a 1 GiB bench run, six agents waited 30 s at the end for one that had
+   * taken about 200 of the origin's pieces (others ~140). Spread, the holder sends a piece to
+   * about one agent, and that agent, now a second holder, passes it on while the first sends the
+   * next.
    */
   spread: () => (index: number) => boolean = () => () => true
   /** which agent's share a piece is in (any number that tells the owners apart); see share.ts */
