@@ -49,6 +49,20 @@ async function startSilentOrigin (infoHash: Buffer, pieces: number): Promise<{ p
   }
 }
 
+/** Gives an engine the bytes [from, to) of the image on disk, zeros elsewhere, as a download part-way through. */
+async function holdPart (swarm: { downloadDir: (infoHash: string) => string }, infoHash: string, whole: Buffer, from: number, to: number): Promise<void> {
+  const partial = Buffer.alloc(whole.length)
+  whole.copy(partial, from, from, to)
+  await mkdir(swarm.downloadDir(infoHash), { recursive: true })
+  await writeFile(join(swarm.downloadDir(infoHash), 'img.raw'), partial)
+}
+
+/** A poll for a condition, shared by one test's steps: all of them together get `ms`, then the test's asserts tell what failed. */
+function untilWithin (ms: number): (ok: () => boolean) => Promise<void> {
+  const deadline = Date.now() + ms
+  return async (ok) => { while (!ok() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10)) }
+}
+
 t.test('requests at the origin for pieces a fellow agent holds are cancelled, and the agent serves them', async (t) => {
   const { Swarm, src, size, tor, log, opts } = await engineFixture(t, 2 * 1024 * 1024 + 4321)
   const pieceLength = 64 * 1024
@@ -59,14 +73,10 @@ t.test('requests at the origin for pieces a fellow agent holds are cancelled, an
   t.teardown(async () => { await a.close(); await b.close(); await origin.close() })
   // b is a fellow agent part-way through: it holds the first 4 pieces, the rest of its file is zeros.
   const held = 4
-  const partial = Buffer.alloc(size)
-  ;(await readFile(src)).copy(partial, 0, 0, held * pieceLength)
-  await mkdir(b.downloadDir(tor.infoHash), { recursive: true })
-  await writeFile(join(b.downloadDir(tor.infoHash), 'img.raw'), partial)
+  await holdPart(b, tor.infoHash, await readFile(src), 0, held * pieceLength)
   const hb = b.add(tor.infoHash, tor.bytes, [])
   const ha = a.add(tor.infoHash, tor.bytes, [])
-  const deadline = Date.now() + 10_000
-  const until = async (ok: () => boolean): Promise<void> => { while (!ok() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10)) }
+  const until = untilWithin(10_000)
   await until(() => ha.ready && hb.ready)
   t.equal(hb.picker.haveCount, held, 'b kept the pieces it holds')
 
@@ -101,8 +111,7 @@ t.test('pieces asked of the origin that move to a newcomer\'s share are handed o
   const a = new Swarm(opts('a'), log)
   t.teardown(async () => { await a.close(); await origin.close() })
   const ha = a.add(tor.infoHash, tor.bytes, [])
-  const deadline = Date.now() + 10_000
-  const until = async (ok: () => boolean): Promise<void> => { while (!ok() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10)) }
+  const until = untilWithin(10_000)
   await until(() => ha.ready)
   const pieceOf = (key: string): number => Number(key.split('/')[0])
 
@@ -151,16 +160,11 @@ t.test('once every piece is held by an agent, the origin\'s spare upload is aske
   t.teardown(async () => { await a.close(); await b.close(); await origin.close() })
   // a holds the first half of the file, b the second: between them, every piece is out.
   const whole = await readFile(src)
-  for (const [swarm, from, to] of [[a, 0, half * pieceLength], [b, half * pieceLength, size]] as const) {
-    const partial = Buffer.alloc(size)
-    whole.copy(partial, from, from, to)
-    await mkdir(swarm.downloadDir(tor.infoHash), { recursive: true })
-    await writeFile(join(swarm.downloadDir(tor.infoHash), 'img.raw'), partial)
-  }
+  await holdPart(a, tor.infoHash, whole, 0, half * pieceLength)
+  await holdPart(b, tor.infoHash, whole, half * pieceLength, size)
   const ha = a.add(tor.infoHash, tor.bytes, [])
   const hb = b.add(tor.infoHash, tor.bytes, [])
-  const deadline = Date.now() + 10_000
-  const until = async (ok: () => boolean): Promise<void> => { while (!ok() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10)) }
+  const until = untilWithin(10_000)
   await until(() => ha.ready && hb.ready)
   t.equal(ha.picker.haveCount, half, 'a kept the first half')
   a.addPeer(tor.infoHash, `127.0.0.1:${await b.listening()}`)
