@@ -107,7 +107,9 @@ export function spawnAgent (a: AgentSpec): Proc {
   const cfg = join(a.dir, 'agent.yaml')
   // IMGDIST_BENCH_CPU_PROF=DIR: each agent writes a V8 CPU profile there (summarise with dist/bench/profile-summary.js)
   const prof = process.env.IMGDIST_BENCH_CPU_PROF !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${process.env.IMGDIST_BENCH_CPU_PROF}`] : []
-  return start(`agent-${a.site}`, 'ip', [...a.exec, process.execPath, ...prof, join(a.distDir, 'bin', 'imgdist-agent.js'), 'run', '--config', cfg], join(a.dir, 'agent.log'))
+  // IMGDIST_BENCH_NODE_ARGS="--trace-deopt ...": V8 flags NODE_OPTIONS refuses; output lands in agent.log
+  const extra = (process.env.IMGDIST_BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean)
+  return start(`agent-${a.site}`, 'ip', [...a.exec, process.execPath, ...prof, ...extra, join(a.distDir, 'bin', 'imgdist-agent.js'), 'run', '--config', cfg], join(a.dir, 'agent.log'))
 }
 
 /** The agent's GET /v1/images entry for the image, or undefined (curl inside the agent's namespace). */

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
@@ -97,4 +97,23 @@ t.test('piece store: the write backlog counts pieces until their write completes
   await Promise.all(writes)
   t.equal(store.backlog, 0, 'none once the writes completed')
   for (let i = 0; i < 8; i++) { const b = await store.read(i); t.same(b, data.subarray(i * pieceLength, (i + 1) * pieceLength)); store.release(b) }
+})
+
+t.test('piece store: pieces larger than one write chunk land whole on disk, in any order, the short last piece too', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'imgdist-store-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  const pieceLength = 160 * 1024 // five 32 KiB write chunks
+  const data = randomBytes(3 * pieceLength + 12345)
+  const count = 4
+  const hashes = Buffer.concat(Array.from({ length: count }, (_, i) => sha1(data.subarray(i * pieceLength, Math.min(data.length, (i + 1) * pieceLength)))))
+  const path = join(dir, 'dl', 'img')
+  const store = await PieceStore.open(path, data.length, pieceLength, hashes)
+  await Promise.all([3, 1, 0, 2].map(async (i) => {
+    const len = store.pieceSize(i)
+    const buf = store.pool.take(len)
+    data.copy(buf, 0, i * pieceLength, i * pieceLength + len)
+    await store.write(i, buf)
+  }))
+  await store.close()
+  t.same(await readFile(path), data, 'the file is the image, byte for byte')
 })
