@@ -15,17 +15,6 @@ import { BufferPool } from './buffer-pool.js'
  * buffer when it leaves the cache, never before its disk write has completed.
  */
 
-/**
- * Pieces reach the page cache in 32 KiB pwrites, not one 1 MiB pwrite. ext4 (Linux 6.x) sizes
- * page-cache folios from the write's length, and a 1 MiB folio comes from a high-order free
- * block; on a VM with free-page reporting (virtio-balloon) those are the blocks the host has
- * taken back, so the copy into them runs through host page faults. Measured on the bench VM,
- * 7 processes writing 512 MiB each at random offsets: 1 MiB writes 1.1-1.3 s of system time per
- * process, 32 KiB writes 0.2-0.3 (user 0.1 for the 16x more fs calls); 8 KiB and below cost
- * more again in syscalls. On hardware without the effect the chunks cost ~0.2 CPU-s/GiB.
- */
-const WRITE_CHUNK = 32 * 1024
-
 export interface StoreOptions {
   /** bytes of whole pieces kept in memory for uploading (default 16 MiB) */
   cacheBytes?: number
@@ -132,16 +121,16 @@ export class PieceStore {
     }
   }
 
-  /** All chunks in flight at once; settles only when every chunk has (the buffer is reused after). */
+  /**
+   * The whole piece in one pwrite. Tried (session 8): 32 KiB pwrites, which take page-cache folios
+   * from the warm low-order free lists instead of high-order blocks a VM's host has reclaimed
+   * (free-page reporting). 4x less system time in a 7-process micro-benchmark, but no gain in the
+   * swarm bench (16.2-17.2 against 15.8-18.0 CPU-s/GiB at 128 MiB, 14.6 against 13.4 at 1 GiB):
+   * beyond a few GiB every folio is cold, and 32 fs calls per piece cost their own wake-ups.
+   */
   async #writeAt (buf: Buffer, pos: number): Promise<void> {
-    const parts: Array<Promise<void>> = []
-    for (let o = 0; o < buf.length; o += WRITE_CHUNK) {
-      const len = Math.min(WRITE_CHUNK, buf.length - o)
-      parts.push(this.#fh.write(buf, o, len, pos + o).then(({ bytesWritten }) => {
-        if (bytesWritten !== len) throw new Error(`short write at byte ${pos + o} (${bytesWritten} of ${len})`)
-      }))
-    }
-    for (const r of await Promise.allSettled(parts)) if (r.status === 'rejected') throw r.reason
+    const { bytesWritten } = await this.#fh.write(buf, 0, buf.length, pos)
+    if (bytesWritten !== buf.length) throw new Error(`short write at byte ${pos} (${bytesWritten} of ${buf.length})`)
   }
 
   /** Every write issued so far has reached the file (the sha512 pass reads it next). */
