@@ -2,12 +2,11 @@ import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'
 import { ConfigError, toImgdistError } from '../lib/errors.js'
-import { createApi, type AgentStatus, type TargetView } from './api.js'
+import type { AgentStatus, TargetView } from './api.js'
 import type { ResolvedConfig } from './config.js'
 import { openDb, type AgentDb } from './db.js'
 import { Swarm } from '../swarm/swarm.js'
 import { makeDispatcher } from './http-fetch.js'
-import { createMetrics } from './metrics.js'
 import { CataloguePoller } from './poller.js'
 import { Reconciler } from './reconciler.js'
 import { Reporter } from './reporter.js'
@@ -17,8 +16,23 @@ import type { Target } from './targets/target.js'
 import { TrustStore } from './trust-store.js'
 import { imageView, type ImageView } from './views.js'
 
+/** Resolves when `p` settles or after `ms`, whichever comes first. */
+async function settledOrTimeout (p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<void>((resolve) => { timer = setTimeout(resolve, ms) })
+  await Promise.race([p.catch(() => {}), late])
+  clearTimeout(timer)
+}
+
 export const AGENT_VERSION = '0.1.0'
 const RECOVER_TIMEOUT_MS = 60_000
+/**
+ * The first catalogue round (fetch, verify, start the downloads) runs before the HTTP API is
+ * built, for up to this long. The API (fastify, prom-client; loaded only then) is about a fifth of
+ * the agent's start-up CPU, and on a loaded host every agent that starts at once waited for it
+ * before its first piece request. An unreachable catalogue delays the API by this much at most.
+ */
+const API_HEAD_START_MS = 1000
 
 /**
  * The composition root: state, pollers, swarm, targets, reconciler, API, reporter. `close()` is
@@ -68,7 +82,14 @@ export class ImgdistAgent {
     const torrentPort = await this.#swarm.listening()
     this.#reconciler = new Reconciler(cfg, { store: this.#store, swarm: this.#swarm, targets: this.#targets, pollers: this.#pollers, log: this.log, http: this.#http })
     await this.#reconciler.start()
-    for (const p of this.#pollers) { p.on('catalogue', () => { this.#reconciler?.kick() }); p.start() }
+    const firstRounds = this.#pollers.map(async (p) => {
+      p.on('catalogue', () => { this.#reconciler?.kick() })
+      await p.start()
+    })
+    const reconciler = this.#reconciler
+    await settledOrTimeout(Promise.allSettled(firstRounds).then(async () => { await reconciler.idle() }), API_HEAD_START_MS)
+    if (this.#closing !== undefined) return
+    const [{ createApi }, { createMetrics }] = await Promise.all([import('./api.js'), import('./metrics.js')])
     this.#api = await createApi({
       status: () => this.status(),
       images: () => this.images(),
@@ -84,6 +105,8 @@ export class ImgdistAgent {
         verificationFailures: () => this.#reconciler?.verificationFailures ?? 0
       })
     })
+    // close() may have run while the API was being built: it found no API to close
+    if (this.#closing !== undefined) { await this.#api.close(); return }
     this.apiAddress = await this.#api.listen({ host: cfg.apiHost, port: cfg.apiPort })
     if (cfg.report !== undefined) {
       this.#reporter = new Reporter({

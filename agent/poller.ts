@@ -94,18 +94,22 @@ export class CataloguePoller extends EventEmitter {
     }
   }
 
-  start (): void { this.#schedule(0) }
+  /** Starts polling. Resolves once the first round has settled, whether it got a catalogue or not. */
+  async start (): Promise<void> {
+    await new Promise<void>((resolve) => { this.#schedule(0, resolve) })
+  }
 
   pollNow (): Promise<void> {
     this.#polling ??= this.#poll().finally(() => { this.#polling = undefined })
     return this.#polling
   }
 
-  #schedule (delay: number): void {
-    if (this.#closed) return
+  #schedule (delay: number, settled?: () => void): void {
+    if (this.#closed) { settled?.(); return }
     clearTimeout(this.#timer)
     this.#timer = setTimeout(() => {
       void this.pollNow().then(() => {
+        settled?.()
         const base = this.sub.pollIntervalMs
         // Back off quickly on failure but never poll less often than configured.
         const next = this.#failures === 0 ? base : Math.min(base, 2000 * 2 ** Math.min(this.#failures, 10))

@@ -18,7 +18,15 @@ import type { Target } from './targets/target.js'
  * download phase. Failures go to `failed` with a backoff and come back to `approved`.
  */
 
-interface Job { abort: AbortController, done: Promise<void>, downloading: boolean, handle?: TorrentHandle, base: { peers: number, web: number, up: number } }
+interface Job {
+  abort: AbortController
+  done: Promise<void>
+  /** settles when the download has begun (the swarm has the torrent) or the job ended before that */
+  begun: Promise<void>
+  downloading: boolean
+  handle?: TorrentHandle
+  base: { peers: number, web: number, up: number }
+}
 
 export class Reconciler {
   paused = false
@@ -50,6 +58,15 @@ export class Reconciler {
 
   handleOf (rec: ImageRecord): TorrentHandle | undefined {
     return this.#jobs.get(recordKey(rec.catalogue, rec.id))?.handle ?? this.#seeding.get(recordKey(rec.catalogue, rec.id))
+  }
+
+  /**
+   * Resolves once no tick is running or queued and every job they started has begun its download
+   * or ended: the agent builds its API only then, so as not to hold up its first downloads.
+   */
+  async idle (): Promise<void> {
+    while (this.#ticking !== undefined) await this.#ticking
+    await Promise.all([...this.#jobs.values()].map(async (j) => { await j.begun }))
   }
 
   /** Runs a tick soon; ticks never overlap, and a kick during a tick runs one more after it. */
@@ -138,10 +155,12 @@ export class Reconciler {
     if (downloading >= this.cfg.swarm.maxConcurrentDownloads) return
     const key = recordKey(rec.catalogue, rec.id)
     const cat = this.deps.pollers.find((p) => p.name === rec.catalogue)?.current
-    const job: Job = { abort: new AbortController(), downloading: true, done: Promise.resolve(), base: { peers: rec.bytesFromPeers, web: rec.bytesFromWebSeeds, up: rec.bytesUploaded } }
+    let begin = (): void => {}
+    const begun = new Promise<void>((resolve) => { begin = resolve })
+    const job: Job = { abort: new AbortController(), downloading: true, done: Promise.resolve(), begun, base: { peers: rec.bytesFromPeers, web: rec.bytesFromWebSeeds, up: rec.bytesUploaded } }
     this.#jobs.set(key, job)
     const deps: PipelineDeps = { ...this.deps, dataDir: this.cfg.dataDir, onDownloadEnd: () => { job.downloading = false; this.kick() } }
-    job.done = runPipeline(deps, rec, cat, job.abort.signal, (h) => { job.handle = h })
+    job.done = runPipeline(deps, rec, cat, job.abort.signal, (h) => { job.handle = h; begin() })
       .then(() => {
         if (job.handle !== undefined) this.#seeding.set(key, job.handle)
         this.#absorb(rec, job)
@@ -156,7 +175,7 @@ export class Reconciler {
         this.deps.log.warn({ image: rec.id, code: e.code, err: e.message, retryInMs: delay }, 'image step failed')
         await store(this.deps.store, rec, e, delay)
       })
-      .finally(() => { this.#jobs.delete(key); this.kick() })
+      .finally(() => { begin(); this.#jobs.delete(key); this.kick() })
     async function store (s: StateStore, r: ImageRecord, e: { code: string, message: string }, delay: number): Promise<void> {
       await s.transition(r, 'failed', { failedStep: r.state, error: { code: e.code, message: e.message }, nextAttemptAt: Date.now() + delay })
     }

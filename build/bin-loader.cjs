@@ -32,10 +32,8 @@ exports.run = function run (dir, name) {
     if (cache.subarray(0, HASH_LENGTH).equals(hash)) cachedData = cache.subarray(HASH_LENGTH)
     else state = 'stale'
   } catch {}
-  let text = source.toString('utf8')
-  // the sources' '#!/usr/bin/env node' line, kept by esbuild, is not JavaScript inside the wrapper
-  if (text.startsWith('#!')) text = '//' + text.slice(2)
-  const script = new vm.Script(Module.wrap(text), {
+  // build/bundle.mjs wrote the bundle ASCII-only and already wrapped in the module function
+  const script = new vm.Script(source.toString('latin1'), {
     filename: file,
     cachedData,
     // the bundles have no dynamic import() of their own; should a dependency ever add one, it

@@ -67,10 +67,24 @@ function noWebGlobalsAtLoad () {
   }
 }
 
+/**
+ * The bundle as bin-loader.cjs runs it, so that a start does no work on 4.5 MB of text but read
+ * it: wrapped in CommonJS's module function already (no Module.wrap() copy), without the
+ * '#!' line (no slice), and ASCII only, so the loader can decode it as latin1, a copy, rather
+ * than utf8 (esbuild escapes non-ASCII in strings and regexes; what is left is in comments, and
+ * a \u escape of each UTF-16 unit means the same in a string or a regex).
+ */
+function loaderReady (text) {
+  const body = text.replace(/^#![^\n]*/, '').replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+  return `(function (exports, require, module, __filename, __dirname) {${body}\n})`
+}
+
 await build({ ...common, entryPoints: Object.fromEntries(Object.entries(programs).map(([name, src]) => [`${name}.bundle`, join(root, src)])) })
 await build({ ...common, entryPoints: Object.fromEntries(Object.entries(workers).map(([name, src]) => [name, join(root, src)])) })
 
 for (const name of Object.keys(programs)) {
+  const bundle = join(out, `${name}.bundle.js`)
+  writeFileSync(bundle, loaderReady(readFileSync(bundle, 'utf8')))
   const launcher = join(out, `${name}.js`)
   writeFileSync(launcher, `#!/usr/bin/env node\n'use strict'\nrequire('./bin-loader.js').run(__dirname, ${JSON.stringify(name)})\n`)
   chmodSync(launcher, 0o755)
