@@ -1,7 +1,8 @@
 // npm run bundle: the programs as single files in dist/bin, from tsc's output in dist/.
 //
 //   dist/bin/<name>.js         launcher (the package's bin): runs the bundle through bin-loader.cjs
-//   dist/bin/<name>.bundle.js  the program and its dependencies, CommonJS (esbuild)
+//   dist/bin/<name>.bundle.js  the program and its dependencies, CommonJS (esbuild), stored as the
+//                              module function bin-loader.cjs runs, ASCII only (loaderReady below)
 //   dist/bin/<name>.v8-cache   V8 code cache of the bundle, written by running `<name> --help`
 //   dist/bin/*-worker.js       worker threads' code, bundled on their own
 //

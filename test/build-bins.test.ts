@@ -21,6 +21,14 @@ t.test('each program runs with the code cache the build made for it', async (t) 
   }
 })
 
+t.test('each bundle is stored ASCII-only, as the launcher decodes it as latin1', async (t) => {
+  for (const name of ['imgdist-sign', 'imgdist-index', 'imgdist-agent']) {
+    const bytes = readFileSync(join(BIN, `${name}.bundle.js`))
+    t.equal(bytes.findIndex((b) => b > 0x7f), -1, `${name}.bundle.js has no byte above 0x7f`)
+    t.ok(bytes.subarray(0, 9).toString('latin1') === '(function', `${name}.bundle.js is the module function itself`)
+  }
+})
+
 t.test('a cache that does not match its bundle is not used, and the program still runs', async (t) => {
   // a copy inside dist/, so that the bundles still find node_modules
   const dir = mkdtempSync(join(resolve('dist'), '.bin-test-'))
