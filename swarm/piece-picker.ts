@@ -1,4 +1,5 @@
 import { BLOCK_LENGTH, hasBit, setBit } from '../lib/peer-wire.js'
+import { OUT_OF_SHARE, pickOwn, steal } from './origin-pick.js'
 
 /**
  * Which block to ask which peer for. Rarest first over the pieces a peer has (ties spread between
@@ -38,7 +39,6 @@ export interface PendingPiece {
   from: Set<string>
 }
 
-const OUT_OF_SHARE = -2
 /**
  * How many of the equally rarest pieces spreading chooses among: enough that each of a few
  * agents finds one designated to it, few enough that pieces still come in about file order for
@@ -63,16 +63,7 @@ export class PiecePicker {
   readonly pending = new Map<number, PendingPiece>()
   /** which pieces are ours to take from a share-only seed; replaced by the session as peers come and go */
   share: (index: number) => boolean = () => true
-  /**
-   * Stealing: once at most `stealKeep` pieces of our own share are missing, we may take one piece
-   * at a time from another agent's share that no downloader has yet, so that the origin stays
-   * busy while agents with bigger or later-started shares catch up. Owners work from the front
-   * of their share. A thief leaves each owner its first 2 × `stealKeep` missing pieces and takes
-   * the first of the others that `stealer()` designates to it: the session splits the
-   * candidates between the agents that are out of pieces of their own (rendezvous hashing,
-   * share.ts), so that two thieves rarely take the same piece. Taking from the front keeps the
-   * origin's pieces in file order, so the sha512 of the prefix keeps up (prefix-hasher.ts).
-   */
+  /** Stealing (origin-pick.ts): of the other shares' pieces, which are ours to steal (rendezvous hashing, share.ts). */
   stealer: () => (index: number) => boolean = () => () => true
   /**
    * Whether another agent is a thief now. Then we, as an owner, take from the origin only our
@@ -143,7 +134,7 @@ export class PiecePicker {
     for (const p of this.pending.values()) {
       if (out.length >= max) return out
       if (!hasBit(peer.bits, p.index)) continue
-      if (peer.shareOnly && !this.#needsSeed(p.index) && !(idle ??= this.seedIdle())) continue
+      if (peer.shareOnly && !this.needsSeed(p.index) && !(idle ??= this.seedIdle())) continue
       this.#fill(p, peer, out, max, false)
     }
     while (out.length < max && this.pending.size < this.#maxPending) {
@@ -223,7 +214,7 @@ export class PiecePicker {
    * it serves what it has, and taking the piece from the origin again would have it sent twice
    * (seen in the bench: when the first agent finished, three others fetched its last piece from the origin).
    */
-  #needsSeed (i: number): boolean { return (this.avail[i] as number) - this.foreignSeeds <= 0 }
+  needsSeed (i: number): boolean { return (this.avail[i] as number) - this.foreignSeeds <= 0 }
 
   /**
    * From the origin, our share (and stolen pieces); from anyone else, rarest first. Among equally
@@ -233,10 +224,10 @@ export class PiecePicker {
    */
   #pickNew (peer: PickPeer): number {
     if (peer.shareOnly) {
-      const own = this.#pickOwn(peer)
+      const own = pickOwn(this, peer.bits)
       if (own !== OUT_OF_SHARE) return own
       if (this.pending.has(this.#stolen)) return -1
-      this.#stolen = this.#steal(peer)
+      this.#stolen = steal(this, peer.bits)
       if (this.#stolen >= 0 || !this.seedIdle()) return this.#stolen
     }
     return this.#pickRarest(peer)
@@ -252,38 +243,8 @@ export class PiecePicker {
    * Kumar–Ross bound, where the bound counts on the origin sending about 2.5 copies).
    */
   seedIdle (): boolean {
-    for (let i = 0; i < this.count; i++) if (!hasBit(this.have, i) && this.#needsSeed(i)) return false
+    for (let i = 0; i < this.count; i++) if (!hasBit(this.have, i) && this.needsSeed(i)) return false
     return true
-  }
-
-  #steal (peer: PickPeer): number {
-    const mine = this.stealer()
-    const kept = new Map<number, number>()
-    for (let i = 0; i < this.count; i++) {
-      if (hasBit(this.have, i) || !hasBit(peer.bits, i) || !this.#needsSeed(i) || this.share(i)) continue
-      const owner = this.owner(i)
-      const k = kept.get(owner) ?? 0
-      if (k < 2 * this.stealKeep) { kept.set(owner, k + 1); continue }
-      if (!this.pending.has(i) && mine(i)) return i
-    }
-    return -1
-  }
-
-  /**
-   * The next piece of our share to take from a share-only seed: the lowest missing one that no
-   * downloader has (all such pieces are equally rare). Counted the way thieves count an owner's
-   * kept pieces (#steal), so that both sides agree where the owner's part ends. OUT_OF_SHARE:
-   * nothing to begin, and at most `stealKeep` missing, so we are a thief ourselves.
-   */
-  #pickOwn (peer: PickPeer): number {
-    let othersSteal: boolean | undefined
-    let kept = 0
-    for (let i = 0; i < this.count; i++) {
-      if (hasBit(this.have, i) || !hasBit(peer.bits, i) || !this.share(i) || !this.#needsSeed(i)) continue
-      if (++kept > this.stealKeep && (othersSteal ??= this.othersSteal())) return -1
-      if (!this.pending.has(i)) return i
-    }
-    return kept > this.stealKeep ? -1 : OUT_OF_SHARE
   }
 
   /** Rarest first, spread between the agents that lack the pieces (`spread`), else the lowest index. */

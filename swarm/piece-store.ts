@@ -127,6 +127,10 @@ export class PieceStore {
    * (free-page reporting). 4x less system time in a 7-process micro-benchmark, but no gain in the
    * swarm bench (16.2-17.2 against 15.8-18.0 CPU-s/GiB at 128 MiB, 14.6 against 13.4 at 1 GiB):
    * beyond a few GiB every folio is cold, and 32 fs calls per piece cost their own wake-ups.
+   * Tried (session 9): each 16 KiB block written with writeSync as it arrived, as aria2c does.
+   * The page-cache copy fell from 12.5 % to 5.4 % of the agents' samples at 256 MiB, but other
+   * kernel work per call took most of it back (13.75 CPU-s/GiB against 14.0-15.6), and at
+   * 1 GiB it cost more (15.9 and 16.2 against 15.1 and 13.5 in two alternating pairs).
    */
   async #writeAt (buf: Buffer, pos: number): Promise<void> {
     const { bytesWritten } = await this.#fh.write(buf, 0, buf.length, pos)

@@ -19,8 +19,8 @@ export interface WebSeedHost {
   stopped: () => boolean
   /** bytes arrived from a web seed (counters, the starving clock) */
   received: (bytes: number) => void
-  /** the web seed's copy of the piece replaces whatever peers had sent of it: check and keep it */
-  complete: (p: PendingPiece, buf: Buffer, from: string) => void
+  /** a web seed brought the whole piece (now in `p.buf`; `replaced`: the buffer of what peers had sent of it): check and keep it */
+  complete: (p: PendingPiece, replaced: Buffer | undefined) => void
 }
 
 export function pumpWebSeeds (host: WebSeedHost, any: boolean): void {
@@ -53,7 +53,13 @@ async function fetchPiece (host: WebSeedHost, ws: WebSeed, i: number): Promise<v
     host.received(buf.length)
     if (host.picker.pending.get(i) !== p) return // peers finished it first (a complete piece is checked and settled at once)
     ws.failures = 0
-    host.complete(p, buf, ws.url)
+    // The web seed's copy replaces whatever peers had sent of the piece.
+    const replaced = p.buf
+    p.buf = buf
+    p.state.fill(2)
+    p.received = p.blocks
+    p.from = new Set([ws.url])
+    host.complete(p, replaced)
   } catch (err) {
     if (host.stopped()) return
     ws.failed()

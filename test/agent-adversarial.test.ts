@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { originTestbed, startSeeder } from './helpers/agent-origin.js'
 import { startCorruptPeer } from './helpers/agent-corrupt-peer.js'
-import { imagesOf, startAgent, waitFor, type AgentProc } from './helpers/agent-proc.js'
+import { agentFleet, imagesOf, waitFor } from './helpers/agent-proc.js'
 
 const sha512 = (b: Uint8Array): string => createHash('sha512').update(b).digest('hex')
 
@@ -17,10 +17,8 @@ t.test('a peer serving corrupt pieces is cut off and the download still verifies
   await waitFor('corrupt peer announced', async () => (origin.tracker.torrents[entry.infoHash]?.peers.length ?? 0) >= 1, 10_000)
   const seeder = await startSeeder(fx, [entry.id], { uploadLimit: 512 * 1024 })
   t.teardown(seeder.close)
-  const agents: AgentProc[] = []
-  t.teardown(async () => { await Promise.all(agents.map(async (a) => await a.stop('SIGKILL'))) })
+  const { startAgent } = agentFleet(t)
   const a = await startAgent(join(dir, 'site'), 'site-x', { subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '2s' }] })
-  agents.push(a)
   const img = await waitFor('registered', async () => (await imagesOf(a)).find((i) => i.state === 'registered'), 90_000)
   t.ok(bad.requests > 0, `the corrupt peer was asked for blocks (${bad.requests})`)
   t.ok(img.hashFailures > 0, `pieces failing sha1 were discarded (${img.hashFailures})`)
@@ -36,12 +34,10 @@ t.test('a web seed serving wrong bytes is caught and a good source completes the
   const webSeed = `http://127.0.0.1:${origin.port}/v1/images/${id}`
   const entry = await fx.addImage(id, 2 * 1024 * 1024, { pieceLength: 32 * 1024, announce: [origin.announce], webSeeds: [webSeed] })
   origin.corruptWebSeed.add(id)
-  const agents: AgentProc[] = []
-  t.teardown(async () => { await Promise.all(agents.map(async (a) => await a.stop('SIGKILL'))) })
+  const { startAgent } = agentFleet(t)
   // The web seed is the only source at first (the agent asks web seeds only for pieces no peer
   // offers), so its bad bytes are surely fetched; the good BitTorrent seed comes afterwards.
   const a = await startAgent(join(dir, 'site'), 'site-w', { subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '2s' }] })
-  agents.push(a)
   const caught = await waitFor('web seed banned', async () => (await imagesOf(a)).find((i) => i.bannedPeers.includes(webSeed)), 60_000)
   t.ok((origin.webSeedHits.get(id) ?? 0) > 0, 'the web seed was used')
   t.ok(caught.hashFailures > 0, `its pieces failed their sha1 (${caught.hashFailures})`)

@@ -6,7 +6,7 @@ import { createServer } from 'node:net'
 import { join } from 'node:path'
 import t from 'tap'
 import { originTestbed, startSeeder } from './helpers/agent-origin.js'
-import { imagesOf, startAgent, waitFor, type AgentProc } from './helpers/agent-proc.js'
+import { agentFleet, imagesOf, waitFor } from './helpers/agent-proc.js'
 
 const ARIA2C = '/usr/bin/aria2c'
 const sha512 = (b: Uint8Array): string => createHash('sha512').update(b).digest('hex')
@@ -30,11 +30,8 @@ function aria2 (args: string[], logs: string[]): ChildProcess {
 t.test('interop with aria2c', { skip: existsSync(ARIA2C) ? false : `aria2c is not installed at ${ARIA2C} (apt-get install aria2): interop not tested` }, async (t) => {
   const { dir, fx, origin } = await originTestbed(t, 'imgdist-aria2-')
   const procs: ChildProcess[] = []
-  const agents: AgentProc[] = []
-  t.teardown(async () => {
-    for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL')
-    await Promise.all(agents.map(async (a) => await a.stop('SIGKILL')))
-  })
+  const { startAgent } = agentFleet(t)
+  t.teardown(() => { for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL') })
 
   await t.test('an agent downloads an image only an aria2c seeder has', async (t) => {
     const e = await fx.addImage('from-aria2', 3 * 1024 * 1024, { pieceLength: 64 * 1024, announce: [origin.announce] })
@@ -48,7 +45,6 @@ t.test('interop with aria2c', { skip: existsSync(ARIA2C) ? false : `aria2c is no
     procs.push(aria2(['--seed-ratio=0', '-V', `--dir=${seedDir}`, `--listen-port=${port}`, '--bt-tracker-interval=2', torrentPath], logs))
     await waitFor('aria2c announced', async () => (origin.tracker.torrents[e.infoHash]?.complete ?? 0) >= 1, 30_000)
     const a = await startAgent(join(dir, 'site-1'), 'site-1', { subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '2s' }] })
-    agents.push(a)
     const img = await waitFor('registered from aria2c', async () => (await imagesOf(a)).find((i) => i.id === e.id && i.state === 'registered'), 60_000)
       .catch((err) => { t.comment(logs.join('')); throw err })
     t.equal(img.bytesFromPeers, e.size, 'every byte came from the aria2c peer')
@@ -59,7 +55,6 @@ t.test('interop with aria2c', { skip: existsSync(ARIA2C) ? false : `aria2c is no
     const e = await fx.addImage('to-aria2', 3 * 1024 * 1024, { pieceLength: 64 * 1024, announce: [origin.announce] })
     const seeder = await startSeeder(fx, [e.id])
     const a = await startAgent(join(dir, 'site-2'), 'site-2', { subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '2s' }] })
-    agents.push(a)
     await waitFor('agent has the image', async () => (await imagesOf(a)).find((i) => i.id === e.id && i.state === 'registered' && i.seeding), 60_000)
     await seeder.close() // from now on the agent is the only seed
     const outDir = join(dir, 'aria2-out')

@@ -7,7 +7,7 @@ import { editIndex } from '../lib/catalogue-edit.js'
 import { generateKeyPair } from '../lib/keys.js'
 import { makeFixture } from './helpers/catalogue-fixture.js'
 import { startOrigin, startSeeder, type Origin } from './helpers/agent-origin.js'
-import { imagesOf, startAgent, waitFor, type AgentProc } from './helpers/agent-proc.js'
+import { agentFleet, imagesOf, waitFor } from './helpers/agent-proc.js'
 
 interface Status { catalogues: Array<{ indexVersion: number, error?: { code: string, message: string } }> }
 
@@ -20,15 +20,13 @@ t.test('the origin goes away: agents finish from each other; a catalogue by an u
   const entry = await fx.addImage('lonely', 4 * 1024 * 1024, { pieceLength: 32 * 1024, announce: [origin.announce] })
   const seeder = await startSeeder(fx, [entry.id])
   t.teardown(seeder.close)
-  const agents: AgentProc[] = []
-  t.teardown(async () => { await Promise.all(agents.map(async (a) => await a.stop('SIGKILL'))) })
+  const { agents, startAgent } = agentFleet(t)
   const sub = { subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '1s' }] }
   const first = await startAgent(join(dir, 'a'), 'site-a', sub)
-  agents.push(first)
   await waitFor('first site registered', async () => (await imagesOf(first)).find((i) => i.state === 'registered'), 60_000)
   // The others download slowly, so they are surely mid-way when the origin disappears.
   const slow = { ...sub, swarm: { torrentPort: 0, dht: { enabled: false }, lsd: false, downloadLimit: 400 * 1024 } }
-  for (const s of ['b', 'c']) { const a = await startAgent(join(dir, s), `site-${s}`, slow); agents.push(a) }
+  for (const s of ['b', 'c']) await startAgent(join(dir, s), `site-${s}`, slow)
   for (const a of agents.slice(1)) await waitFor(`${a.site} downloading`, async () => (await imagesOf(a)).find((i) => i.state === 'downloading' && i.progress > 0.05), 30_000)
   const index1 = fx.index.signed.version
   await origin.close()

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
 import { originTestbed, startSeeder } from './helpers/agent-origin.js'
-import { AGENT_BIN, imagesOf, startAgent, waitFor, writeAgentConfig, type AgentProc } from './helpers/agent-proc.js'
+import { AGENT_BIN, agentFleet, imagesOf, waitFor, writeAgentConfig } from './helpers/agent-proc.js'
 
 const run = promisify(execFile)
 const exists = async (p: string): Promise<boolean> => await access(p).then(() => true, () => false)
@@ -15,13 +15,11 @@ t.test('policy: deny rule, manual approval through the CLI, revocation retires p
   const wanted = await fx.addImage('manual-one', 512 * 1024, { pieceLength: 16 * 1024, announce: [origin.announce] })
   const seeder = await startSeeder(fx, ['deny-me', 'manual-one'])
   t.teardown(seeder.close)
-  const agents: AgentProc[] = []
-  t.teardown(async () => { await Promise.all(agents.map(async (a) => await a.stop('SIGKILL'))) })
+  const { startAgent } = agentFleet(t)
   const a = await startAgent(join(dir, 'site'), 'site-p', {
     subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '1s' }],
     policy: { deny: [{ id: 'deny-*' }], approval: 'manual', retire: 'deactivate' }
   })
-  agents.push(a)
   const cli = async (...args: string[]): Promise<string> => (await run(process.execPath, [AGENT_BIN, ...args, '--api', a.api])).stdout
 
   const denied = await waitFor('deny rule applied', async () => (await imagesOf(a)).find((i) => i.id === 'deny-me' && i.state === 'rejected'))

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
 import { originTestbed, startSeeder } from './helpers/agent-origin.js'
-import { imagesOf, startAgent, waitFor, type AgentProc } from './helpers/agent-proc.js'
+import { agentFleet, imagesOf, waitFor } from './helpers/agent-proc.js'
 
 t.test('kill -9 mid-download: the restarted agent resumes and fetches less than the image', async (t) => {
   const { dir, fx, origin } = await originTestbed(t, 'imgdist-resume-')
@@ -11,17 +11,14 @@ t.test('kill -9 mid-download: the restarted agent resumes and fetches less than 
   const entry = await fx.addImage('resume-me', size, { pieceLength: 64 * 1024, announce: [origin.announce] })
   const seeder = await startSeeder(fx, [entry.id], { uploadLimit: 1024 * 1024 })
   t.teardown(seeder.close)
-  const agents: AgentProc[] = []
-  t.teardown(async () => { await Promise.all(agents.map(async (a) => await a.stop('SIGKILL'))) })
+  const { startAgent } = agentFleet(t)
   const cfg = { subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '2s' }] }
   const first = await startAgent(join(dir, 'site'), 'site-r', cfg)
-  agents.push(first)
   const partial = await waitFor('a third downloaded', async () => (await imagesOf(first)).find((i) => i.state === 'downloading' && i.progress >= 0.3 && i.progress < 0.9), 60_000)
   t.ok(partial.progress < 1, `killed at ${(partial.progress * 100).toFixed(0)}%`)
   await first.stop('SIGKILL')
 
   const second = await startAgent(join(dir, 'site'), 'site-r', cfg, first.configPath)
-  agents.push(second)
   const img = await waitFor('registered after restart', async () => (await imagesOf(second)).find((i) => i.state === 'registered'), 30_000).catch(async (err) => { t.comment(JSON.stringify(await imagesOf(second))); t.comment(second.logs.slice(-30).join('\n')); throw err })
   t.ok(img.resumedBytes > 0, `pieces on disk were kept (${img.resumedBytes} bytes)`)
   t.ok(img.bytesThisRun < size, `the second run fetched ${img.bytesThisRun} bytes, less than the image (${size})`)

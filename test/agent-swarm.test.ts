@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
 import { originTestbed, startSeeder } from './helpers/agent-origin.js'
-import { imagesOf, startAgent, waitFor, type AgentProc } from './helpers/agent-proc.js'
+import { agentFleet, imagesOf, waitFor } from './helpers/agent-proc.js'
 
 // Origin (index stand-in + a rate-limited origin seed) and three real agent processes on loopback,
 // DHT off, tracker on: every site ends with the verified image, and sites fed each other.
@@ -14,10 +14,9 @@ t.test('three agents fetch one image from a slow origin and from each other', as
   const seeder = await startSeeder(fx, ['alpine-3.20'], { uploadLimit: 1024 * 1024 })
   t.teardown(seeder.close)
 
-  const agents: AgentProc[] = []
-  t.teardown(async () => { await Promise.all(agents.map(async (a) => await a.stop('SIGKILL'))) })
+  const { agents, startAgent } = agentFleet(t)
   for (const site of ['site-a', 'site-b', 'site-c']) {
-    agents.push(await startAgent(join(dir, site), site, { subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '2s' }] }))
+    await startAgent(join(dir, site), site, { subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '2s' }] })
   }
   for (const a of agents) {
     await waitFor(`${a.site} registered`, async () => (await imagesOf(a)).find((i) => i.id === entry.id && i.state === 'registered'), 120_000)

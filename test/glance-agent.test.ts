@@ -7,7 +7,7 @@ import t from 'tap'
 import { keyIdOf } from '../lib/keys.js'
 import type { ImageEntry } from '../lib/schema.js'
 import { startOrigin, startSeeder } from './helpers/agent-origin.js'
-import { AGENT_BIN, startAgent, waitFor, type AgentProc } from './helpers/agent-proc.js'
+import { AGENT_BIN, agentFleet, waitFor, type AgentProc } from './helpers/agent-proc.js'
 import { makeFixture, type Fixture } from './helpers/catalogue-fixture.js'
 import { missingOpenStackPackages, startOpenStack, type OpenStack } from './helpers/glance-openstack.js'
 
@@ -89,15 +89,13 @@ async function main (): Promise<void> {
   const seeder = await startSeeder(fx, [entry.id])
   t.teardown(seeder.close)
 
-  const agents: AgentProc[] = []
-  t.teardown(async () => { await Promise.all(agents.map(async (a) => await a.stop('SIGKILL'))) })
+  const { startAgent } = agentFleet(t)
   const agentWith = async (site: string, cloud: string): Promise<AgentProc> => {
     const a = await startAgent(join(dir, site), site, {
       subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '2s' }],
       policy: { approval: 'auto', retire: 'deactivate', retireGrace: '0' },
       targets: [{ name: TARGET, type: 'glance', cloud, visibility: 'community', tags: ['imgdist', 'e2e'], retryBaseMs: 200, retryMaxMs: 1000, maxAttempts: 3 }]
     })
-    agents.push(a)
     return a
   }
   const glanceImagesOf = async (id: string): Promise<any[]> =>

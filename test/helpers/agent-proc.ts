@@ -97,3 +97,20 @@ export async function waitFor<T> (what: string, check: () => Promise<T | undefin
   }
   throw new Error(`timed out waiting for ${what}${last !== undefined ? `: ${String(last)}` : ''}`)
 }
+
+/**
+ * The agents a test starts, killed (SIGKILL) when the test ends, pass or fail: `startAgent` here
+ * is the module's, plus the registration. `agents` lists them in start order.
+ */
+export function agentFleet (t: { teardown: (fn: () => Promise<void>) => void }): { agents: AgentProc[], startAgent: typeof startAgent } {
+  const agents: AgentProc[] = []
+  t.teardown(async () => { await Promise.all(agents.map(async (a) => await a.stop('SIGKILL'))) })
+  return {
+    agents,
+    startAgent: async (...args) => {
+      const a = await startAgent(...args)
+      agents.push(a)
+      return a
+    }
+  }
+}
