@@ -1,3 +1,4 @@
+import { ImgdistError } from '../lib/errors.js'
 import { PrefixHasher } from './prefix-hasher.js'
 
 /**
@@ -36,7 +37,7 @@ export class WrittenPieces {
   /** sha512 (hex) of the whole file as on disk, once every piece is written. */
   async digest (): Promise<string> {
     this.advance()
-    if (this.#hasher === undefined) throw new Error('sha512 asked after close')
+    if (this.#hasher === undefined) throw new ImgdistError('ABORTED', 'torrent removed before its sha512 was asked for')
     return await this.#hasher.digest
   }
 
