@@ -16,9 +16,9 @@ import { WrittenPieces } from './written-pieces.js'
 import { pumpWebSeeds, type WebSeedHost } from './web-seed-pump.js'
 
 /**
- * One torrent: its peers, what to ask each for, the sha1 of every piece, what to serve, and
- * when it is done. Peers that send pieces failing sha1 are banned (a sole sender at once, a
- * co-sender at its second strike); so are web seeds. See docs/agent.md "The BitTorrent engine".
+ * One torrent: what each peer event means for the picker, the requests (requester.ts) and the
+ * origin share, the sha1 of every piece, what to serve, and when it is done. Senders of pieces
+ * that fail sha1 are banned (peer-gate.ts); so are web seeds. See docs/agent-engine.md.
  */
 
 export interface TorrentCounters {
