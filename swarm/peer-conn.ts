@@ -13,6 +13,9 @@ import { RateMeter } from './rate-meter.js'
  * serve) belong to the session; this class only keeps the state straight.
  */
 
+/** why a connection was closed when both ends had every piece (the swarm does not dial that address again for a while) */
+export const BOTH_SEEDS = 'both sides are seeds'
+
 export interface PeerSession {
   readonly pieceCount: number
   pieceSize: (i: number) => number

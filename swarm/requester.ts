@@ -1,6 +1,6 @@
 import type { Logger } from 'pino'
-import { BLOCK_LENGTH } from '../lib/peer-wire.js'
-import type { PeerConn } from './peer-conn.js'
+import { BLOCK_LENGTH, hasBit } from '../lib/peer-wire.js'
+import { BOTH_SEEDS, type PeerConn } from './peer-conn.js'
 import { blockKey, type PiecePicker } from './piece-picker.js'
 import { isForeignSeed, OriginShare } from './origin-share.js'
 import type { TokenBucket } from './rate-meter.js'
@@ -51,12 +51,14 @@ export interface RequesterHost {
 
 export class Requester {
   readonly share: OriginShare
+  readonly picker: PiecePicker
   readonly #h: RequesterHost
   readonly #writeBound: number
   #lastBlockAt = Date.now()
 
   constructor (host: RequesterHost) {
     this.#h = host
+    this.picker = host.picker
     this.#writeBound = Math.max(WRITE_BACKLOG_BYTES, 2 * host.picker.pieceLength)
     this.share = new OriginShare(host.peerId, host.picker, host.peers, (seed) => { this.refill(seed) })
   }
@@ -70,6 +72,35 @@ export class Requester {
 
   /** The share rule (piece-picker.ts) applies to seeds that are not imgdist agents, unless we are starving. */
   shareOnly (peer: PeerConn): boolean { return isForeignSeed(peer) && !this.starving() }
+
+  /** A peer's bitfield came: availability, the origin share, our interest, and requests. */
+  onBits (peer: PeerConn): void {
+    const { picker, share } = this
+    picker.addPeerBits(peer.bits, 1, isForeignSeed(peer))
+    if (peer.isSeed && picker.complete) { peer.destroy(BOTH_SEEDS); return }
+    if (!isForeignSeed(peer)) share.leaveToSwarm((i) => hasBit(peer.bits, i))
+    share.update()
+    this.updateInterest(peer)
+    this.refill(peer)
+  }
+
+  /** A peer has piece i now. */
+  onHave (peer: PeerConn, i: number): void {
+    const { picker, share } = this
+    picker.addHave(i)
+    if (isForeignSeed(peer)) picker.foreignSeeds++
+    else {
+      share.leaveToSwarm((j) => j === i)
+      // The first agent to hold a piece of the origin's: maybe the last one, and the origin's spare upload is ours to ask for.
+      if (picker.avail[i] === picker.foreignSeeds + 1 && picker.seedIdle()) this.refillForeignSeeds()
+    }
+    if (peer.isSeed) {
+      if (picker.complete) { peer.destroy(BOTH_SEEDS); return }
+      share.update()
+    }
+    // interest without the full bitfield scan of updateInterest(): the peer has a piece we lack
+    if (!picker.hasPiece(i)) { peer.setInterested(!this.#h.paused()); this.refill(peer) }
+  }
 
   updateInterest (peer: PeerConn): void {
     const picker = this.#h.picker

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { rm } from 'node:fs/promises'
 import { createServer, type Server, type Socket } from 'node:net'
+import { networkInterfaces } from 'node:os'
 import { join } from 'node:path'
 import { Client as DHT } from 'bittorrent-dht'
 import type { Logger } from 'pino'
@@ -8,11 +9,12 @@ import Discovery from 'torrent-discovery'
 import type { Dispatcher } from 'undici'
 import { PEER_ID_PREFIX, type Handshake } from '../lib/peer-wire.js'
 import { parseTorrent } from '../lib/torrent-meta.js'
-import { PeerConn } from './peer-conn.js'
+import { BOTH_SEEDS, PeerConn } from './peer-conn.js'
 import { adopt, dial } from './socket-read.js'
 import { PieceStore } from './piece-store.js'
 import { TokenBucket } from './rate-meter.js'
-import { BOTH_SEEDS, TorrentHandle } from './torrent-session.js'
+import { TorrentHandle } from './torrent-session.js'
+import type { SourceInfo } from './peer-info.js'
 
 /**
  * The BitTorrent engine of the agents and of the index server's origin seed (docs/agent-engine.md): one
@@ -50,7 +52,7 @@ export interface AddOptions {
   verified?: boolean
 }
 
-export interface PeerInfo { infoHash: string, address: string, type: string, downloaded: number, uploaded: number, downSpeed: number, upSpeed: number }
+export interface PeerInfo extends SourceInfo { infoHash: string }
 
 const HANDSHAKE_TIMEOUT_MS = 10_000
 const LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1', 'localhost'])
@@ -75,6 +77,7 @@ export class Swarm {
   readonly #incoming = new Set<Socket>()
   #closed = false
   #port: number | undefined
+  #own: { at: number, addrs: Set<string> } | undefined
 
   constructor (opts: SwarmOptions, log: Logger, dispatcher?: Dispatcher) {
     this.#opts = opts
@@ -187,7 +190,7 @@ export class Swarm {
     const host = addr.slice(0, i).replace(/^\[|\]$/g, '')
     const port = Number(addr.slice(i + 1))
     if (host === '' || !Number.isInteger(port) || port <= 0 || port > 65535) return
-    if (port === this.#port && LOOPBACK.has(host)) return // ourselves, as the tracker lists us
+    if (port === this.#port && this.#isOwnAddress(host)) return // ourselves, as the tracker lists us
     e.dialing.add(addr)
     let conn: PeerConn | undefined
     const socket = dial(host, port, () => conn)
@@ -216,6 +219,22 @@ export class Swarm {
       socket.once('close', () => { if (e.dialing.delete(addr)) failed('closed before the handshake') })
       conn.sendHandshake(Buffer.from(h.infoHash, 'hex'), this.peerId)
     })
+  }
+
+  /**
+   * Whether host is one of this machine's addresses. A tracker lists every peer it knows under
+   * the address it saw, us included; a dial to ourselves would be refused by our own accept side
+   * (same peer id) and retried with backoff for as long as the torrent runs. Interfaces are read
+   * at most once a minute.
+   */
+  #isOwnAddress (host: string): boolean {
+    const now = Date.now()
+    if (this.#own === undefined || now - this.#own.at > 60_000) {
+      const addrs = new Set(LOOPBACK)
+      for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) addrs.add(a.address)
+      this.#own = { at: now, addrs }
+    }
+    return this.#own.addrs.has(host.replace(/^::ffff:/, ''))
   }
 
   #accept (accepted: Socket): void {

@@ -3,7 +3,7 @@ import type { Dispatcher } from 'undici'
 import { ImgdistError } from '../lib/errors.js'
 import { BLOCK_LENGTH, hasBit } from '../lib/peer-wire.js'
 import type { ParsedTorrent } from '../lib/torrent-meta.js'
-import type { PeerConn, PeerSession } from './peer-conn.js'
+import { BOTH_SEEDS, type PeerConn, type PeerSession } from './peer-conn.js'
 import { PeerGate } from './peer-gate.js'
 import { PiecePicker, type PendingPiece } from './piece-picker.js'
 import type { PieceStore } from './piece-store.js'
@@ -13,6 +13,7 @@ import { Requester } from './requester.js'
 import { admit, serve, type UploadDeps } from './upload.js'
 import { WebSeed } from './web-seed.js'
 import { WrittenPieces } from './written-pieces.js'
+import { bytesBySource, sourceInfo, type SourceInfo } from './peer-info.js'
 import { pumpWebSeeds, type WebSeedHost } from './web-seed-pump.js'
 
 /**
@@ -40,8 +41,6 @@ export interface SessionDeps {
   maxConns: number
 }
 
-export const BOTH_SEEDS = 'both sides are seeds'
-
 export class TorrentHandle implements PeerSession {
   readonly infoHash: string
   readonly torrent: ParsedTorrent
@@ -54,7 +53,6 @@ export class TorrentHandle implements PeerSession {
   paused = false
   destroyed = false
   ready = false
-  readonly #deps: SessionDeps
   readonly #log: Logger
   readonly #trace: boolean
   readonly #down = new RateMeter()
@@ -75,7 +73,6 @@ export class TorrentHandle implements PeerSession {
   constructor (torrent: ParsedTorrent, webSeeds: string[], deps: SessionDeps) {
     this.torrent = torrent
     this.infoHash = torrent.infoHash
-    this.#deps = deps
     this.#log = deps.log.child({ infoHash: torrent.infoHash })
     // optional call: fastify's logger is a no-op object when logging is off (index server tests)
     this.#trace = this.#log.isLevelEnabled?.('trace') ?? false
@@ -83,33 +80,17 @@ export class TorrentHandle implements PeerSession {
     this.#gate = new PeerGate(deps.peerId, deps.maxConns)
     this.banned = this.#gate.banned
     this.#req = new Requester({
-      peerId: deps.peerId,
-      picker: this.picker,
-      peers: this.peers,
-      download: deps.download,
-      log: this.#log,
-      trace: this.#trace,
-      paused: () => this.paused,
-      destroyed: () => this.destroyed,
-      backlog: () => this.#store?.backlog ?? 0
+      peerId: deps.peerId, picker: this.picker, peers: this.peers, download: deps.download, log: this.#log, trace: this.#trace,
+      paused: () => this.paused, destroyed: () => this.destroyed, backlog: () => this.#store?.backlog ?? 0
     })
     this.webSeeds = webSeeds.map((u) => new WebSeed(u, torrent.name))
     this.#upload = {
-      log: this.#log,
-      bucket: deps.upload,
-      hasPiece: (i) => this.picker.hasPiece(i),
-      store: () => this.#store,
-      stopped: () => this.destroyed,
+      log: this.#log, bucket: deps.upload, hasPiece: (i) => this.picker.hasPiece(i), store: () => this.#store, stopped: () => this.destroyed,
       sent: (bytes) => { this.counters.uploaded += bytes; this.#up.add(bytes) }
     }
     this.#webSeedHost = {
-      picker: this.picker,
-      webSeeds: this.webSeeds,
-      pieceLength: torrent.pieceLength,
-      log: this.#log,
-      dispatcher: deps.dispatcher,
-      signal: this.#abort.signal,
-      stopped: () => this.destroyed,
+      picker: this.picker, webSeeds: this.webSeeds, pieceLength: torrent.pieceLength, log: this.#log, dispatcher: deps.dispatcher,
+      signal: this.#abort.signal, stopped: () => this.destroyed,
       received: (bytes) => { this.counters.bytesFromWebSeeds += bytes; this.#req.received() },
       complete: (p, replaced) => {
         this.#req.cancelElsewhere(undefined, p.index, undefined)
@@ -130,8 +111,10 @@ export class TorrentHandle implements PeerSession {
   get uploadSpeed (): number { return this.#up.rate() }
   get numPeers (): number { return this.peers.size }
 
-  /** Opens the file and hash-checks what is already there (a resume); then peers may be attached. */
-  /** `verified`: the file is complete and known good (an origin seed); its pieces are not hash-checked. */
+  /**
+   * Opens the file and hash-checks what is already there (a resume); then peers may be attached.
+   * `verified`: the file is complete and known good (an origin seed); its pieces are not hash-checked.
+   */
   async start (store: PieceStore, verified = false): Promise<void> {
     this.#store = store
     const disk = this.#disk = new WrittenPieces(store.path, this.torrent.length, this.torrent.pieceLength)
@@ -170,29 +153,9 @@ export class TorrentHandle implements PeerSession {
 
   // ---- PeerSession: what a connection reports ----
 
-  onPeerBits (peer: PeerConn): void {
-    this.picker.addPeerBits(peer.bits, 1, isForeignSeed(peer))
-    if (peer.isSeed && this.picker.complete) { peer.destroy(BOTH_SEEDS); return }
-    if (!isForeignSeed(peer)) this.#req.share.leaveToSwarm((i) => hasBit(peer.bits, i))
-    this.#req.share.update()
-    this.#req.updateInterest(peer)
-    this.#req.refill(peer)
-  }
+  onPeerBits (peer: PeerConn): void { this.#req.onBits(peer) }
 
-  onPeerHave (peer: PeerConn, i: number): void {
-    this.picker.addHave(i)
-    if (isForeignSeed(peer)) this.picker.foreignSeeds++
-    else {
-      this.#req.share.leaveToSwarm((j) => j === i)
-      // The first agent to hold a piece of the origin's: maybe the last one, and the origin's spare upload is ours to ask for.
-      if (this.picker.avail[i] === this.picker.foreignSeeds + 1 && this.picker.seedIdle()) this.#req.refillForeignSeeds()
-    }
-    if (peer.isSeed) {
-      if (this.picker.complete) { peer.destroy(BOTH_SEEDS); return }
-      this.#req.share.update()
-    }
-    if (!this.picker.hasPiece(i)) { peer.setInterested(!this.paused); this.#req.refill(peer) }
-  }
+  onPeerHave (peer: PeerConn, i: number): void { this.#req.onHave(peer, i) }
 
   onPeerChoke (peer: PeerConn, choked: boolean): void {
     this.#log.debug({ peer: peer.key, choked, requested: peer.requested.size }, 'peer choke state')
@@ -248,13 +211,7 @@ export class TorrentHandle implements PeerSession {
     for (const peer of this.peers) { this.#req.updateInterest(peer); this.#req.refill(peer) }
   }
 
-  peerInfo (): Array<{ address: string, type: string, downloaded: number, uploaded: number, downSpeed: number, upSpeed: number }> {
-    const out = [...this.peers].map((p) => ({
-      address: p.key, type: p.incoming ? 'tcpIncoming' : 'tcpOutgoing', downloaded: p.down.total, uploaded: p.up.total, downSpeed: p.down.rate(), upSpeed: p.up.rate()
-    }))
-    for (const w of this.webSeeds) if (!w.banned && w.downloaded > 0) out.push({ address: w.url, type: 'webSeed', downloaded: w.downloaded, uploaded: 0, downSpeed: 0, upSpeed: 0 })
-    return out
-  }
+  peerInfo (): SourceInfo[] { return sourceInfo(this.peers, this.webSeeds) }
 
   async destroy (): Promise<void> {
     if (this.destroyed) return
@@ -313,13 +270,7 @@ export class TorrentHandle implements PeerSession {
   #checkDone (): void {
     if (!this.ready || !this.picker.complete || this.#finishing) return
     this.#finishing = true
-    const sources: Record<string, number> = {}
-    const wasted: Record<string, number> = {}
-    for (const peer of this.peers) {
-      if (peer.down.total > 0) sources[peer.key] = peer.down.total
-      if (peer.wastedBytes > 0) wasted[peer.key] = peer.wastedBytes
-    }
-    this.#log.info({ sources, wasted, webSeeds: this.counters.bytesFromWebSeeds, resumed: this.counters.resumedBytes }, 'bytes received per connected source')
+    this.#log.info({ ...bytesBySource(this.peers), webSeeds: this.counters.bytesFromWebSeeds, resumed: this.counters.resumedBytes }, 'bytes received per connected source')
     for (const peer of [...this.peers]) {
       if (peer.isSeed) peer.destroy(BOTH_SEEDS)
       else peer.setInterested(false)

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { connect, type Socket } from 'node:net'
-import { tmpdir } from 'node:os'
+import { networkInterfaces, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { pino } from 'pino'
@@ -157,4 +157,26 @@ t.test('two engines that dial each other at once keep one connection; an origin 
   t.equal(await ha.sha512(), hashed.sha512, 'a has the exact bytes')
   t.equal(await hb.sha512(), hashed.sha512, 'b has the exact bytes')
   t.ok(o.counters.uploaded >= size, 'the origin seeded from the file in place')
+})
+
+const ownIPv4 = Object.values(networkInterfaces()).flat().find((a) => a !== undefined && a.family === 'IPv4' && !a.internal)?.address
+if (ownIPv4 === undefined) t.comment('SKIPPING the own-address dial test: this machine has no non-loopback IPv4 address')
+t.test('a tracker answer that lists the engine at its own interface address does not make it dial itself', { skip: ownIPv4 === undefined ? 'no non-loopback IPv4 address' : false }, async (t) => {
+  const own = ownIPv4 as string
+  const { Swarm, tor, opts } = await engineFixture(t, 256 * 1024)
+  const lines: string[] = []
+  const log = pino({ level: 'debug' }, { write: (line: string) => { lines.push(line) } })
+  const a = new Swarm(opts('a'), log)
+  const b = new Swarm(opts('b'), log)
+  t.teardown(async () => { await a.close(); await b.close() })
+  const ha = a.add(tor.infoHash, tor.bytes, [])
+  const hb = b.add(tor.infoHash, tor.bytes, [])
+  while (!ha.ready || !hb.ready) await new Promise((resolve) => setTimeout(resolve, 10))
+  const [pa, pb] = [await a.listening(), await b.listening()]
+  a.addPeer(tor.infoHash, `${own}:${pa}`) // a itself
+  a.addPeer(tor.infoHash, `${own}:${pb}`) // b, at the same address: dialled
+  for (let i = 0; i < 200 && hb.peers.size === 0; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  t.equal(ha.peers.size, 1, `a connected to b at ${own}`)
+  t.same(lines.filter((l) => l.includes('could not connect')), [], 'and made no connection attempt to itself')
 })

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the real programs the test suite talks to (Debian packages): aria2 (independent
 # BitTorrent client), chromium (fleet page screenshot), Glance + Keystone (the glance target),
-# iproute2 (network namespaces). Idempotent; packaged services are kept from starting.
+# iproute2 (network namespaces), systemd + strace (deploy-systemd.test.ts checks the units with
+# systemd-analyze and the agent's system calls against its SystemCallFilter). Idempotent; packaged
+# services are kept from starting.
 # Without root (and without sudo) it says so loudly; the tests that need a missing tool then
 # skip with a message naming it.
 set -euo pipefail
-PKGS=(aria2 curl chromium iproute2 sqlite3 glance-api python3-glance keystone python3-keystone uwsgi uwsgi-plugin-python3)
+PKGS=(aria2 curl chromium iproute2 sqlite3 systemd strace glance-api python3-glance keystone python3-keystone uwsgi uwsgi-plugin-python3)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -eq 0 ]; then echo "install-tools: all present (${PKGS[*]})"; exit 0; fi
