@@ -51,14 +51,12 @@ export interface RequesterHost {
 
 export class Requester {
   readonly share: OriginShare
-  readonly picker: PiecePicker
   readonly #h: RequesterHost
   readonly #writeBound: number
   #lastBlockAt = Date.now()
 
   constructor (host: RequesterHost) {
     this.#h = host
-    this.picker = host.picker
     this.#writeBound = Math.max(WRITE_BACKLOG_BYTES, 2 * host.picker.pieceLength)
     this.share = new OriginShare(host.peerId, host.picker, host.peers, (seed) => { this.refill(seed) })
   }
@@ -75,7 +73,8 @@ export class Requester {
 
   /** A peer's bitfield came: availability, the origin share, our interest, and requests. */
   onBits (peer: PeerConn): void {
-    const { picker, share } = this
+    const { picker } = this.#h
+    const share = this.share
     picker.addPeerBits(peer.bits, 1, isForeignSeed(peer))
     if (peer.isSeed && picker.complete) { peer.destroy(BOTH_SEEDS); return }
     if (!isForeignSeed(peer)) share.leaveToSwarm((i) => hasBit(peer.bits, i))
@@ -86,7 +85,8 @@ export class Requester {
 
   /** A peer has piece i now. */
   onHave (peer: PeerConn, i: number): void {
-    const { picker, share } = this
+    const { picker } = this.#h
+    const share = this.share
     picker.addHave(i)
     if (isForeignSeed(peer)) picker.foreignSeeds++
     else {

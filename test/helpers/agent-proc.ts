@@ -40,8 +40,8 @@ export async function writeAgentConfig (dir: string, site: string, extra: Record
 /** `wrap`: a command the agent runs under (e.g. strace and its options); `proc` is then that command's process. */
 export async function startAgent (dir: string, site: string, extra: Record<string, unknown>, configPath?: string, wrap: string[] = []): Promise<AgentProc> {
   const cfgPath = configPath ?? await writeAgentConfig(dir, site, extra)
-  const argv = [process.execPath, AGENT_BIN, 'run', '--config', cfgPath]
-  const proc = spawn(wrap[0] ?? argv[0] as string, [...wrap.slice(1), ...(wrap.length > 0 ? argv : argv.slice(1))], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const [cmd, ...args] = [...wrap, process.execPath, AGENT_BIN, 'run', '--config', cfgPath]
+  const proc = spawn(cmd as string, args, { stdio: ['ignore', 'pipe', 'pipe'] })
   const logs: string[] = []
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => { resolve(code) }))
   const api = await new Promise<string>((resolve, reject) => {
