@@ -210,7 +210,7 @@ export class Swarm {
         e.dialing.delete(addr)
         socket.setTimeout(0)
         if (!hs.infoHash.equals(Buffer.from(h.infoHash, 'hex'))) { c.destroy('handshake for another torrent'); return }
-        if (hs.peerId.equals(this.peerId)) { h.banned.add(addr); c.destroy('connected to ourselves'); return }
+        if (hs.peerId.equals(this.peerId)) { h.banned.add(addr); this.#log.debug({ peer: addr }, 'connected to ourselves; not dialled again'); c.destroy('connected to ourselves'); return }
         if (!h.canAccept(hs.peerId, addr, true)) { c.destroy('not accepted'); return }
         const cand = e.candidates.get(addr)
         if (cand !== undefined) cand.failures = 0
@@ -223,9 +223,9 @@ export class Swarm {
 
   /**
    * Whether host is one of this machine's addresses. A tracker lists every peer it knows under
-   * the address it saw, us included; a dial to ourselves would be refused by our own accept side
-   * (same peer id) and retried with backoff for as long as the torrent runs. Interfaces are read
-   * at most once a minute.
+   * the address it saw, us included. Such a dial would end in our own accept side, which answers
+   * and is then banned (#accept); skipping it spares the connection. Interfaces are read at most
+   * once a minute.
    */
   #isOwnAddress (host: string): boolean {
     const now = Date.now()
@@ -248,7 +248,17 @@ export class Swarm {
     conn = new PeerConn(socket, key, true, (c: PeerConn, hs: Handshake) => {
       socket.setTimeout(0)
       const e = this.#entries.get(hs.infoHash.toString('hex'))
-      if (e === undefined || hs.peerId.equals(this.peerId) || !e.handle.canAccept(hs.peerId, key, false)) { c.destroy('unknown torrent or not accepted'); return }
+      if (e !== undefined && hs.peerId.equals(this.peerId)) {
+        // Our own dial, through an address that is none of our interfaces (hairpin NAT, another
+        // loopback address). Answer before closing: the dialling side then sees its own peer id
+        // and bans the address, where a bare close would be retried with backoff for as long as
+        // the torrent runs.
+        c.sendHandshake(hs.infoHash, this.peerId)
+        socket.end()
+        socket.setTimeout(HANDSHAKE_TIMEOUT_MS, () => { socket.destroy() })
+        return
+      }
+      if (e === undefined || !e.handle.canAccept(hs.peerId, key, false)) { c.destroy('unknown torrent or not accepted'); return }
       c.sendHandshake(hs.infoHash, this.peerId)
       e.handle.attach(c)
     })

@@ -180,3 +180,22 @@ t.test('a tracker answer that lists the engine at its own interface address does
   t.equal(ha.peers.size, 1, `a connected to b at ${own}`)
   t.same(lines.filter((l) => l.includes('could not connect')), [], 'and made no connection attempt to itself')
 })
+
+t.test('an address that reaches the engine itself without being its own (hairpin NAT) is banned after one dial', async (t) => {
+  // 127.0.0.2 ends in our own listener, but no interface lists it: the interface check cannot
+  // know, only the handshake can.
+  const { Swarm, tor, opts } = await engineFixture(t, 256 * 1024)
+  const lines: string[] = []
+  const log = pino({ level: 'debug' }, { write: (line: string) => { lines.push(line) } })
+  const a = new Swarm(opts('a'), log)
+  t.teardown(async () => { await a.close() })
+  const ha = a.add(tor.infoHash, tor.bytes, [])
+  while (!ha.ready) await new Promise((resolve) => setTimeout(resolve, 10))
+  const addr = `127.0.0.2:${await a.listening()}`
+  a.addPeer(tor.infoHash, addr)
+  for (let i = 0; i < 200 && !ha.banned.has(addr); i++) await new Promise((resolve) => setTimeout(resolve, 10))
+  t.ok(ha.banned.has(addr), `${addr} is banned`)
+  t.ok(lines.some((l) => l.includes('connected to ourselves')), 'because its handshake carried our own peer id')
+  t.same(lines.filter((l) => l.includes('could not connect')), [], 'not left to be retried as a failed dial')
+  t.equal(ha.peers.size, 0, 'and no peer was attached')
+})
