@@ -80,7 +80,7 @@ export class ImgdistAgent {
     for (const t of this.#targets) await this.#recover(t)
     this.#swarm = new Swarm({ dataDir: cfg.dataDir, ...cfg.swarm }, this.log.child({ part: 'swarm' }), this.#http)
     const torrentPort = await this.#swarm.listening()
-    this.#reconciler = new Reconciler(cfg, { store: this.#store, swarm: this.#swarm, targets: this.#targets, pollers: this.#pollers, log: this.log, http: this.#http })
+    this.#reconciler = new Reconciler(cfg, { store: this.#store, swarm: this.#swarm, targets: this.#targets, pollers: this.#pollers, log: this.log, http: this.#http, settings: this.#db.sub('settings') })
     await this.#reconciler.start()
     const firstRounds = this.#pollers.map(async (p) => {
       p.on('catalogue', () => { this.#reconciler?.kick() })
@@ -96,8 +96,8 @@ export class ImgdistAgent {
       peers: () => this.#swarm?.peers() ?? [],
       approve: async (id) => await this.#act(id, async (r) => { await this.#reconciler?.approve(r) }),
       retry: async (id) => await this.#act(id, async (r) => { await this.#reconciler?.retry(r) }),
-      pause: () => { this.#reconciler?.pause(); this.log.info('paused') },
-      resume: () => { this.#reconciler?.resume(); this.log.info('resumed') },
+      pause: async () => { this.log.info('paused'); await this.#reconciler?.pause() },
+      resume: async () => { this.log.info('resumed'); await this.#reconciler?.resume() },
       metrics: createMetrics({
         images: () => this.images(),
         polls: () => this.#pollers.map((p) => p.status),

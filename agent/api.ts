@@ -35,8 +35,9 @@ export interface AgentControl {
   peers: () => PeerInfo[]
   approve: (id: string) => Promise<ImageView[]>
   retry: (id: string) => Promise<ImageView[]>
-  pause: () => void
-  resume: () => void
+  /** in effect at once, and kept across restarts */
+  pause: () => Promise<void>
+  resume: () => Promise<void>
   metrics: Registry
 }
 
@@ -54,8 +55,8 @@ export async function createApi (ctl: AgentControl): Promise<FastifyInstance> {
   }
   app.post('/v1/images/:id/approve', act(ctl.approve))
   app.post('/v1/images/:id/retry', act(ctl.retry))
-  app.post('/v1/pause', async () => { ctl.pause(); return { paused: true } })
-  app.post('/v1/resume', async () => { ctl.resume(); return { paused: false } })
+  app.post('/v1/pause', async () => { await ctl.pause(); return { paused: true } })
+  app.post('/v1/resume', async () => { await ctl.resume(); return { paused: false } })
   app.get('/metrics', async (_req, reply) => {
     reply.header('content-type', ctl.metrics.contentType)
     return await ctl.metrics.metrics()

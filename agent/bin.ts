@@ -2,7 +2,7 @@
 import { pino } from 'pino'
 import { ConfigError, ImgdistError, UsageError } from '../lib/errors.js'
 import { ImgdistAgent } from './agent.js'
-import { CLI_USAGE, runCli } from './cli.js'
+import { CLI_SYNOPSIS, CLI_USAGE, runCli } from './cli.js'
 import { readConfigFile } from './config.js'
 
 /** The only file that touches process: argv, env, signals, exit codes. */
@@ -57,6 +57,6 @@ main().then((code) => { if (code >= 0) process.exitCode = code }, (err: unknown)
   const code = err instanceof UsageError ? 2 : 1
   const msg = err instanceof ConfigError || err instanceof ImgdistError ? `${err.code}: ${err.message}` : String(err)
   process.stderr.write(`imgdist-agent: ${msg}\n`)
-  if (err instanceof UsageError) process.stderr.write(CLI_USAGE)
+  if (err instanceof UsageError) process.stderr.write(CLI_SYNOPSIS)
   process.exit(code)
 })

@@ -7,11 +7,59 @@ import type { ImageView } from './views.js'
 
 /** `imgdist-agent status|images|peers|approve ID|retry ID|pause|resume`: a client of the agent's HTTP API. */
 
-export const CLI_USAGE = `usage: imgdist-agent run --config FILE
+export const CLI_USAGE = `NAME
+    imgdist-agent - fetch endorsed VM images from peer sites, prove them, register them here
+
+SYNOPSIS
+    imgdist-agent run --config FILE
+    imgdist-agent status|images|peers|pause|resume [--api URL] [--json]
+    imgdist-agent approve|retry ID [--api URL] [--json]
+    imgdist-agent --help
+
+DESCRIPTION
+    The agent runs at each site, under systemd (deploy/imgdist-agent.service). It polls the
+    catalogues it subscribes to, verifies their signatures against the pinned root, applies
+    the site's approval policy, downloads approved images over BitTorrent from peer sites, the
+    origin and web seeds, checks the bytes against the signed sha512, registers them in its
+    targets (Glance, or a directory) and keeps seeding them to other sites. Every command but
+    run is a client of a running agent's HTTP API.
+
+COMMANDS
+    run          Run the agent. FILE is YAML (docs/agent.md lists every field); it is checked
+                 at start and every bad field is named. SIGTERM or SIGINT drain and exit 0;
+                 SIGHUP re-reads FILE and applies policy, cache, retry and log settings at
+                 once (other changes are logged as needing a restart); a bad FILE is
+                 refused and the running config kept.
+    status       catalogues (root and index versions, last poll, errors), swarm rates, paused
+    images       per image: state, progress, rates, peers, bytes from peers and web seeds,
+                 last error
+    peers        connected peers and web seeds
+    approve ID   let image ID download (policy.approval: manual)
+    retry ID     retry a failed image now instead of after its backoff
+    pause        stop downloading; finished images keep seeding. The pause is saved and
+                 outlasts restarts until resume.
+    resume       download again
+
+OPTIONS
+    --config FILE   the agent's config (run)
+    --api URL       the agent's API (default http://127.0.0.1:7800, or $IMGDIST_AGENT_API)
+    --json          machine-readable output
+
+ENVIRONMENT
+    IMGDIST_AGENT_API   default for --api
+    OS_CLOUD, OS_CLIENT_CONFIG_FILE, OS_AUTH_URL, ...   Glance targets: where their
+                        credentials come from when the config does not say (docs/glance.md)
+
+EXIT STATUS
+    0 success; 1 failure (agent unreachable, unknown image, runtime error); 2 bad usage or an
+    invalid config.
+`
+
+/** What a usage error prints after its one line: the synopsis, not the whole page. */
+export const CLI_SYNOPSIS = `usage: imgdist-agent run --config FILE
        imgdist-agent status|images|peers|pause|resume [--api URL] [--json]
        imgdist-agent approve|retry ID [--api URL] [--json]
-  --api URL   the agent's API (default http://127.0.0.1:7800, or $IMGDIST_AGENT_API)
-  --json      machine-readable output
+"imgdist-agent --help" describes every command.
 `
 
 export interface CliIo { out: (s: string) => void, env: Record<string, string | undefined> }

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import { toImgdistError } from '../lib/errors.js'
+import { ImgdistError, toImgdistError } from '../lib/errors.js'
 import { imageExpired } from '../lib/trust.js'
 import { backoffMs } from '../lib/backoff.js'
 import { chooseEvictions } from './cache.js'
@@ -7,6 +7,7 @@ import type { ResolvedConfig } from './config.js'
 import type { Swarm } from '../swarm/swarm.js'
 import type { TorrentHandle } from '../swarm/torrent-session.js'
 import { obtainTorrent, runPipeline, targetImage, type PipelineDeps } from './pipeline.js'
+import type { JsonStore } from './db.js'
 import type { Catalogue, CataloguePoller } from './poller.js'
 import { decide, retireDue } from './policy.js'
 import { newRecord, recordKey, type ImageRecord, type StateStore } from './state-store.js'
@@ -28,6 +29,8 @@ interface Job {
   base: { peers: number, web: number, up: number }
 }
 
+const PAUSED_KEY = 'paused'
+
 export class Reconciler {
   paused = false
   verificationFailures = 0
@@ -40,12 +43,20 @@ export class Reconciler {
   cfg: ResolvedConfig
 
   constructor (cfg: ResolvedConfig, private readonly deps: {
-    store: StateStore, swarm: Swarm, targets: Target[], pollers: CataloguePoller[], log: Logger, http: PipelineDeps['http']
+    store: StateStore, swarm: Swarm, targets: Target[], pollers: CataloguePoller[], log: Logger, http: PipelineDeps['http'],
+    /** where the operator's pause is kept, so that it outlasts a restart */
+    settings: JsonStore
   }) { this.cfg = cfg }
 
   /** After a crash or restart: unfinished steps go back to `approved` (pieces on disk are kept). */
   async start (): Promise<void> {
     const { store } = this.deps
+    // An operator who paused (a maintenance window, a full disk) expects a restart or a reboot
+    // not to undo it.
+    if (await this.deps.settings.get(PAUSED_KEY) === true) {
+      this.paused = true
+      this.deps.log.info('paused since before this start: downloads wait for `imgdist-agent resume`')
+    }
     for (const rec of store.all()) {
       if (rec.state === 'downloading' || rec.state === 'verifying' || rec.state === 'registering') {
         await store.transition(rec, 'approved', { reason: `resumed after restart (was ${rec.state})` })
@@ -274,8 +285,25 @@ export class Reconciler {
     this.kick()
   }
 
-  pause (): void { this.paused = true; this.deps.swarm.pauseAll() }
-  resume (): void { this.paused = false; this.deps.swarm.resumeAll(); this.kick() }
+  /** Takes effect at once; the promise says whether it was also saved for the next start. */
+  async pause (): Promise<void> {
+    this.paused = true
+    this.deps.swarm.pauseAll()
+    await this.#savePaused(true)
+  }
+
+  async resume (): Promise<void> {
+    this.paused = false
+    this.deps.swarm.resumeAll()
+    this.kick()
+    await this.#savePaused(false)
+  }
+
+  async #savePaused (paused: boolean): Promise<void> {
+    try { await this.deps.settings.put(PAUSED_KEY, paused) } catch (err) {
+      throw new ImgdistError('IO_ERROR', `${paused ? 'paused' : 'resumed'}, but could not save it for the next start`, { cause: err })
+    }
+  }
 
   async close (): Promise<void> {
     this.#closed = true

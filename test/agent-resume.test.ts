@@ -1,9 +1,13 @@
+import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { promisify } from 'node:util'
 import t from 'tap'
 import { originTestbed, startSeeder } from './helpers/agent-origin.js'
-import { agentFleet, imagesOf, waitFor } from './helpers/agent-proc.js'
+import { AGENT_BIN, agentFleet, imagesOf, waitFor } from './helpers/agent-proc.js'
+
+const run = promisify(execFile)
 
 t.test('kill -9 mid-download: the restarted agent resumes and fetches less than the image', async (t) => {
   const { dir, fx, origin } = await originTestbed(t, 'imgdist-resume-')
@@ -24,4 +28,30 @@ t.test('kill -9 mid-download: the restarted agent resumes and fetches less than 
   t.ok(img.bytesThisRun < size, `the second run fetched ${img.bytesThisRun} bytes, less than the image (${size})`)
   t.equal(createHash('sha512').update(await readFile(join(second.dir, 'images', `${entry.id}.img`))).digest('hex'), entry.sha512)
   t.equal(await second.stop('SIGTERM'), 0, 'SIGTERM exits 0')
+})
+
+t.test('a pause outlasts a restart: an approved image waits for resume', async (t) => {
+  const { dir, fx, origin } = await originTestbed(t, 'imgdist-pause-')
+  const entry = await fx.addImage('paused-one', 512 * 1024, { pieceLength: 16 * 1024, announce: [origin.announce] })
+  const seeder = await startSeeder(fx, [entry.id])
+  t.teardown(seeder.close)
+  const { startAgent } = agentFleet(t)
+  const cfg = { subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '1s' }], policy: { approval: 'manual' } }
+  const first = await startAgent(join(dir, 'site'), 'site-pause', cfg)
+  await waitFor('awaiting approval', async () => (await imagesOf(first)).find((i) => i.state === 'awaiting-approval'))
+  await run(process.execPath, [AGENT_BIN, 'pause', '--api', first.api])
+  t.equal(await first.stop('SIGTERM'), 0)
+
+  const second = await startAgent(join(dir, 'site'), 'site-pause', cfg, first.configPath)
+  const cli = async (...args: string[]): Promise<string> => (await run(process.execPath, [AGENT_BIN, ...args, '--api', second.api])).stdout
+  t.equal((JSON.parse(await cli('status', '--json')) as { paused: boolean }).paused, true, 'the restarted agent is still paused')
+  t.ok(second.logs.some((l) => l.includes('paused since before this start')), 'and says so in its log')
+  t.match(await cli('approve', entry.id), /approved/)
+  // The reconciler ticks every second: three ticks in which a running agent would have started.
+  await new Promise((resolve) => setTimeout(resolve, 3000))
+  const held = (await imagesOf(second)).find((i) => i.id === entry.id)
+  t.equal(held?.state, 'approved', 'the approved image did not start downloading while paused')
+  t.match(await cli('resume'), /resumed/)
+  await waitFor('registered after resume', async () => (await imagesOf(second)).find((i) => i.state === 'registered'), 30_000)
+  t.equal((JSON.parse(await cli('status', '--json')) as { paused: boolean }).paused, false)
 })

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process'
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -13,6 +14,7 @@ import { buildReport, reportUrl } from '../agent/reporter.js'
 import { createDirectoryTarget } from '../agent/targets/directory-target.js'
 import { createTarget } from '../agent/targets/create-target.js'
 import { verifyImageFile } from '../agent/verifier.js'
+import { AGENT_BIN } from './helpers/agent-proc.js'
 import { createHash } from 'node:crypto'
 import { pino } from 'pino'
 
@@ -176,4 +178,18 @@ t.test('deploy/agent.example.yaml is a valid config', async (t) => {
   t.equal(c.site, 'cern-prod')
   t.equal(c.report?.intervalMs, 60_000)
   t.equal(c.targets[0]?.type, 'directory')
+})
+
+t.test('imgdist-agent --help describes every command and option; a usage error prints one line and the synopsis', async (t) => {
+  const help = spawnSync(process.execPath, [AGENT_BIN, '--help'], { encoding: 'utf8' })
+  t.equal(help.status, 0, '--help exits 0')
+  for (const word of ['run', 'status', 'images', 'peers', 'approve ID', 'retry ID', 'pause', 'resume', '--config FILE', '--api URL', '--json', 'IMGDIST_AGENT_API', 'SIGHUP', 'EXIT STATUS']) {
+    t.ok(help.stdout.includes(word), `--help mentions ${word}`)
+  }
+  const bad = spawnSync(process.execPath, [AGENT_BIN, 'bogus'], { encoding: 'utf8' })
+  t.equal(bad.status, 2, 'a usage error exits 2')
+  const lines = bad.stderr.split('\n')
+  t.equal(lines[0], 'imgdist-agent: USAGE: unknown command "bogus"')
+  t.match(lines[1], /^usage: imgdist-agent run --config FILE/, 'then the synopsis')
+  t.notOk(bad.stderr.includes('DESCRIPTION'), 'not the whole manual')
 })
