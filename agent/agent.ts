@@ -102,7 +102,8 @@ export class ImgdistAgent {
         images: () => this.images(),
         polls: () => this.#pollers.map((p) => p.status),
         peers: () => this.#swarm?.peers().length ?? 0,
-        verificationFailures: () => this.#reconciler?.verificationFailures ?? 0
+        verificationFailures: () => this.#reconciler?.verificationFailures ?? 0,
+        paused: () => this.#reconciler?.paused ?? false
       })
     })
     // close() may have run while the API was being built: it found no API to close

@@ -4,7 +4,7 @@ import type { ImageView } from './views.js'
 import type { PollStatus } from './poller.js'
 
 /** Prometheus metrics computed from the agent's state at scrape time (its own Registry, not the global one). */
-export function createMetrics (src: { images: () => ImageView[], polls: () => PollStatus[], peers: () => number, verificationFailures: () => number }): Registry {
+export function createMetrics (src: { images: () => ImageView[], polls: () => PollStatus[], peers: () => number, verificationFailures: () => number, paused: () => boolean }): Registry {
   const registry = new Registry()
   new Gauge({
     name: 'imgdist_agent_images', help: 'Images by state', labelNames: ['state'], registers: [registry],
@@ -30,6 +30,8 @@ export function createMetrics (src: { images: () => ImageView[], polls: () => Po
     name: 'imgdist_agent_piece_hash_failures', help: 'Pieces that failed their sha1 and were discarded', registers: [registry],
     collect () { this.set(src.images().reduce((s, i) => s + i.hashFailures, 0)) }
   })
+  // a pause outlasts restarts, so one forgotten after a maintenance window should be alertable
+  new Gauge({ name: 'imgdist_agent_paused', help: '1 while downloads are paused (imgdist-agent pause), else 0', registers: [registry], collect () { this.set(src.paused() ? 1 : 0) } })
   new Gauge({ name: 'imgdist_agent_verification_failures', help: 'Whole-file sha512/size mismatches', registers: [registry], collect () { this.set(src.verificationFailures()) } })
   new Gauge({
     name: 'imgdist_agent_poll_errors', help: 'Failed catalogue polls since start', labelNames: ['catalogue'], registers: [registry],

@@ -44,8 +44,10 @@ t.test('a pause outlasts a restart: an approved image waits for resume', async (
 
   const second = await startAgent(join(dir, 'site'), 'site-pause', cfg, first.configPath)
   const cli = async (...args: string[]): Promise<string> => (await run(process.execPath, [AGENT_BIN, ...args, '--api', second.api])).stdout
+  const metrics = async (): Promise<string> => await (await fetch(`${second.api}/metrics`)).text()
   t.equal((JSON.parse(await cli('status', '--json')) as { paused: boolean }).paused, true, 'the restarted agent is still paused')
   t.ok(second.logs.some((l) => l.includes('paused since before this start')), 'and says so in its log')
+  t.match(await metrics(), /^imgdist_agent_paused 1$/m, 'and in its metrics')
   t.match(await cli('approve', entry.id), /approved/)
   // The reconciler ticks every second: three ticks in which a running agent would have started.
   await new Promise((resolve) => setTimeout(resolve, 3000))
@@ -54,4 +56,5 @@ t.test('a pause outlasts a restart: an approved image waits for resume', async (
   t.match(await cli('resume'), /resumed/)
   await waitFor('registered after resume', async () => (await imagesOf(second)).find((i) => i.state === 'registered'), 30_000)
   t.equal((JSON.parse(await cli('status', '--json')) as { paused: boolean }).paused, false)
+  t.match(await metrics(), /^imgdist_agent_paused 0$/m)
 })
