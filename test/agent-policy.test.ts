@@ -1,12 +1,9 @@
-import { execFile } from 'node:child_process'
 import { access, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
 import t from 'tap'
 import { originTestbed, startSeeder } from './helpers/agent-origin.js'
-import { AGENT_BIN, agentFleet, imagesOf, waitFor, writeAgentConfig } from './helpers/agent-proc.js'
+import { agentFleet, imagesOf, waitFor, writeAgentConfig } from './helpers/agent-proc.js'
 
-const run = promisify(execFile)
 const exists = async (p: string): Promise<boolean> => await access(p).then(() => true, () => false)
 
 t.test('policy: deny rule, manual approval through the CLI, revocation retires per policy', async (t) => {
@@ -20,7 +17,7 @@ t.test('policy: deny rule, manual approval through the CLI, revocation retires p
     subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '1s' }],
     policy: { deny: [{ id: 'deny-*' }], approval: 'manual', retire: 'deactivate' }
   })
-  const cli = async (...args: string[]): Promise<string> => (await run(process.execPath, [AGENT_BIN, ...args, '--api', a.api])).stdout
+  const cli = a.cli
 
   const denied = await waitFor('deny rule applied', async () => (await imagesOf(a)).find((i) => i.id === 'deny-me' && i.state === 'rejected'))
   t.match(denied.reason, /denied by rule/)
@@ -39,7 +36,7 @@ t.test('policy: deny rule, manual approval through the CLI, revocation retires p
   t.match(await cli('pause'), /paused/)
   t.equal((JSON.parse(await cli('status', '--json')) as { paused: boolean }).paused, true)
   t.match(await cli('resume'), /resumed/)
-  await t.rejects(run(process.execPath, [AGENT_BIN, 'approve', 'no-such-image', '--api', a.api]), /no image "no-such-image"/)
+  await t.rejects(cli('approve', 'no-such-image'), /no image "no-such-image"/)
 
   await fx.revoke(wanted.id, 'CVE-2099-0001')
   const retired = await waitFor('revoked image retired', async () => (await imagesOf(a)).find((i) => i.id === 'manual-one' && i.state === 'retired'), 30_000)

@@ -1,13 +1,9 @@
-import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
 import t from 'tap'
 import { originTestbed, startSeeder } from './helpers/agent-origin.js'
-import { AGENT_BIN, agentFleet, imagesOf, waitFor } from './helpers/agent-proc.js'
-
-const run = promisify(execFile)
+import { agentFleet, imagesOf, waitFor } from './helpers/agent-proc.js'
 
 t.test('kill -9 mid-download: the restarted agent resumes and fetches less than the image', async (t) => {
   const { dir, fx, origin } = await originTestbed(t, 'imgdist-resume-')
@@ -39,11 +35,11 @@ t.test('a pause outlasts a restart: an approved image waits for resume', async (
   const cfg = { subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '1s' }], policy: { approval: 'manual' } }
   const first = await startAgent(join(dir, 'site'), 'site-pause', cfg)
   await waitFor('awaiting approval', async () => (await imagesOf(first)).find((i) => i.state === 'awaiting-approval'))
-  await run(process.execPath, [AGENT_BIN, 'pause', '--api', first.api])
+  await first.cli('pause')
   t.equal(await first.stop('SIGTERM'), 0)
 
   const second = await startAgent(join(dir, 'site'), 'site-pause', cfg, first.configPath)
-  const cli = async (...args: string[]): Promise<string> => (await run(process.execPath, [AGENT_BIN, ...args, '--api', second.api])).stdout
+  const cli = second.cli
   const metrics = async (): Promise<string> => await (await fetch(`${second.api}/metrics`)).text()
   t.equal((JSON.parse(await cli('status', '--json')) as { paused: boolean }).paused, true, 'the restarted agent is still paused')
   t.ok(second.logs.some((l) => l.includes('paused since before this start')), 'and says so in its log')

@@ -1,13 +1,11 @@
-import { execFile } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
 import t from 'tap'
 import { keyIdOf } from '../lib/keys.js'
 import type { ImageEntry } from '../lib/schema.js'
 import { startOrigin, startSeeder } from './helpers/agent-origin.js'
-import { AGENT_BIN, agentFleet, waitFor, type AgentProc } from './helpers/agent-proc.js'
+import { agentFleet, waitFor, type AgentProc } from './helpers/agent-proc.js'
 import { makeFixture, type Fixture } from './helpers/catalogue-fixture.js'
 import { missingOpenStackPackages, startOpenStack, type OpenStack } from './helpers/glance-openstack.js'
 
@@ -18,7 +16,6 @@ import { missingOpenStackPackages, startOpenStack, type OpenStack } from './help
  * Register → adopt by a second agent → refused credentials → revocation retires it in Glance.
  */
 
-const run = promisify(execFile)
 const TARGET = 'cloud-a'
 const WRONG_PASSWORD = 'not-the-demo-password'
 
@@ -37,10 +34,6 @@ interface StatusLite { targets: Array<{ name: string, type: string, endpoint?: s
 const viewOf = async (a: AgentProc, id: string): Promise<ViewLite | undefined> =>
   (await a.get<{ images: ViewLite[] }>('/v1/images')).images.find((i) => i.id === id)
 
-async function cli (a: AgentProc, ...args: string[]): Promise<string> {
-  const { stdout } = await run(process.execPath, [AGENT_BIN, ...args, '--api', a.api], { timeout: 20_000 })
-  return stdout
-}
 
 async function main (): Promise<void> {
   t.setTimeout(280_000)
@@ -137,12 +130,12 @@ async function main (): Promise<void> {
     const everything = JSON.stringify(st) + JSON.stringify(await a.get('/v1/images'))
     t.notOk(everything.includes(os.appCred.secret), 'the application credential secret is not in the API')
 
-    const human = await cli(a, 'images')
+    const human = await a.cli('images')
     t.match(human, /TARGETS/)
     t.match(human, new RegExp(`alma-9\\s.*registered.*${TARGET} registered ${imageId}`), `imgdist-agent images shows the Glance id:\n${human}`)
-    const json = JSON.parse(await cli(a, 'images', '--json')) as { images: ViewLite[] }
+    const json = JSON.parse(await a.cli('images', '--json')) as { images: ViewLite[] }
     t.equal(json.images[0]?.targets[TARGET]?.ref, imageId)
-    const statusOut = await cli(a, 'status')
+    const statusOut = await a.cli('status')
     t.match(statusOut, new RegExp(`${TARGET}\\s+glance\\s+${os.glanceUrl.replace(/[.]/g, '\\.')}`), `imgdist-agent status lists the target:\n${statusOut}`)
   })
 
@@ -176,7 +169,7 @@ async function main (): Promise<void> {
     t.equal(c.proc.signalCode, null)
     const health = await fetch(`${c.api}/healthz`)
     t.equal(health.status, 200, '/healthz answers')
-    t.match(await cli(c, 'images'), /AUTH_FAILED/, 'imgdist-agent images shows it')
+    t.match(await c.cli('images'), /AUTH_FAILED/, 'imgdist-agent images shows it')
     const everything = JSON.stringify(st) + JSON.stringify(await c.get('/v1/images')) + c.logs.join('\n')
     t.notOk(everything.includes(WRONG_PASSWORD), 'the password is in neither the API nor the logs')
     t.same((await glanceImagesOf(entry.id)).map((i) => i.id), [imageId], 'Glance untouched')

@@ -1,6 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
+import { promisify } from 'node:util'
 import { stringify } from 'yaml'
 
 /** Runs the built `imgdist-agent` as a real process and talks to its API. */
@@ -18,7 +19,11 @@ export interface AgentProc {
   get: <T = unknown>(path: string) => Promise<T>
   post: <T = unknown>(path: string) => Promise<T>
   stop: (signal?: NodeJS.Signals) => Promise<number | null>
+  /** `imgdist-agent ARGS --api <this agent>`: its stdout; rejects (with stderr) on a non-zero exit */
+  cli: (...args: string[]) => Promise<string>
 }
+
+const execFileP = promisify(execFile)
 
 export async function writeAgentConfig (dir: string, site: string, extra: Record<string, unknown>): Promise<string> {
   await mkdir(dir, { recursive: true })
@@ -70,6 +75,7 @@ export async function startAgent (dir: string, site: string, extra: Record<strin
   }
   return {
     site, dir, configPath: cfgPath, api, proc, logs, exited,
+    cli: async (...args) => (await execFileP(process.execPath, [AGENT_BIN, ...args, '--api', api], { timeout: 20_000 })).stdout,
     get: async (p) => await call('GET', p),
     post: async (p) => await call('POST', p),
     stop: async (signal = 'SIGTERM') => {
