@@ -1,4 +1,5 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import { closeSync, openSync } from 'node:fs'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -7,7 +8,7 @@ import { request } from 'undici'
 import { stringify } from 'yaml'
 import { makeBenchImage } from '../bench/fixture.js'
 import { originTestbed, startSeeder } from './helpers/agent-origin.js'
-import { imagesOf, startAgent, waitFor } from './helpers/agent-proc.js'
+import { AGENT_BIN, imagesOf, startAgent, waitFor } from './helpers/agent-proc.js'
 import { freePort } from './helpers/glance-openstack.js'
 
 // The systemd units in deploy/ as systemd reads them. This machine (and CI) has no systemd as
@@ -77,11 +78,18 @@ async function syscallsIn (summary: string): Promise<string[]> {
     .map((l) => l.trim().split(/\s+/)).filter((f) => f.length >= 5 && /^\d/.test(f[0] as string) && f.at(-1) !== 'total').map((f) => f.at(-1) as string)
 }
 
-/** The pid of the program strace runs (strace's only child), once it has one. */
-async function tracee (stracePid: number): Promise<number> {
-  return await waitFor('strace started its child', async () => {
-    const kids = (await readFile(`/proc/${stracePid}/task/${stracePid}/children`, 'utf8')).trim()
-    return kids === '' ? undefined : Number(kids.split(/\s+/)[0])
+/**
+ * The pid of the program strace runs: the child of strace whose command line names `program`.
+ * Not just the first child: strace first forks a short-lived one of its own to test PTRACE_SEIZE.
+ */
+async function tracee (stracePid: number, program: string): Promise<number> {
+  return await waitFor(`strace started ${program}`, async () => {
+    const kids = (await readFile(`/proc/${stracePid}/task/${stracePid}/children`, 'utf8')).trim().split(/\s+/).filter((k) => k !== '')
+    for (const k of kids) {
+      const cmdline = await readFile(`/proc/${k}/cmdline`, 'utf8').catch(() => '')
+      if (cmdline.split('\0').includes(program)) return Number(k)
+    }
+    return undefined
   })
 }
 
@@ -96,7 +104,7 @@ t.test('the agent, through a real download and shutdown, makes only the system c
   const summary = join(dir, 'strace.txt')
   const a = await startAgent(join(dir, 'site'), 'site-s', { subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '2s' }] }, undefined,
     ['strace', '-f', '-qq', '-c', '-o', summary])
-  const pid = await tracee(a.proc.pid as number)
+  const pid = await tracee(a.proc.pid as number, AGENT_BIN)
   t.teardown(async () => { try { process.kill(pid, 'SIGKILL') } catch {} await a.stop('SIGKILL') })
   await waitFor('registered', async () => (await imagesOf(a)).find((i) => i.id === entry.id && i.state === 'registered'), 120_000)
   await a.get('/metrics').catch(() => undefined) // prom-client's text, as a scraper asks
@@ -126,9 +134,13 @@ t.test('the index server, through publishing, seeding a download, its pages and 
     torrents: { injectTracker: true, injectWebSeed: true }
   }))
   const summary = join(dir, 'strace.txt')
-  const strace = spawn('strace', ['-f', '-qq', '-c', '-o', summary, process.execPath, bin, 'serve', '--config', cfgPath], { stdio: 'ignore' })
+  const serverLog = join(dir, 'server.log')
+  const logFd = openSync(serverLog, 'w')
+  const strace = spawn('strace', ['-f', '-qq', '-c', '-o', summary, process.execPath, bin, 'serve', '--config', cfgPath], { stdio: ['ignore', logFd, logFd] })
+  closeSync(logFd)
+  t.teardown(async () => { if (t.passing() === false) t.comment(`the server's log:\n${await readFile(serverLog, 'utf8').catch(() => '')}`) })
   const exited = new Promise<number | null>((resolve) => { strace.once('exit', (code) => { resolve(code) }) })
-  const pid = await tracee(strace.pid as number)
+  const pid = await tracee(strace.pid as number, bin)
   t.teardown(async () => { try { process.kill(pid, 'SIGKILL') } catch {} strace.kill('SIGKILL') })
   const get = async (path: string, init: Parameters<typeof request>[1] = {}): Promise<{ status: number, text: string }> => {
     const r = await request(`${url}${path}`, init)
