@@ -79,15 +79,17 @@ async function syscallsIn (summary: string): Promise<string[]> {
 }
 
 /**
- * The pid of the program strace runs: the child of strace whose command line names `program`.
- * Not just the first child: strace first forks a short-lived one of its own to test PTRACE_SEIZE.
+ * The pid of the program strace runs: the child of strace that is node running `program`. Not
+ * just strace's first child: strace first forks a short-lived one of its own to test
+ * PTRACE_SEIZE, whose command line is strace's own (and so names `program` too).
  */
 async function tracee (stracePid: number, program: string): Promise<number> {
   return await waitFor(`strace started ${program}`, async () => {
     const kids = (await readFile(`/proc/${stracePid}/task/${stracePid}/children`, 'utf8')).trim().split(/\s+/).filter((k) => k !== '')
     for (const k of kids) {
       const cmdline = await readFile(`/proc/${k}/cmdline`, 'utf8').catch(() => '')
-      if (cmdline.split('\0').includes(program)) return Number(k)
+      const argv = cmdline.split('\0')
+      if (argv[0] === process.execPath && argv.includes(program)) return Number(k)
     }
     return undefined
   })
