@@ -56,7 +56,13 @@ export const SubscriptionConfig = Type.Object({
   mirrors: Type.Array(HttpUrl, { default: [], maxItems: 16 }),
   /** path of the root.yaml pinned at install time */
   root: Type.String({ minLength: 1 }),
-  pollInterval: Type.Union([Duration], { default: '5m' })
+  pollInterval: Type.Union([Duration], { default: '5m' }),
+  /**
+   * Between polls, keep a conditional GET open at the index server (`Prefer: wait`), which answers
+   * it the moment a new index is published. The poll interval stays the fallback for servers
+   * and mirrors that answer at once.
+   */
+  watch: Type.Boolean({ default: true })
 }, { additionalProperties: false })
 export type SubscriptionConfig = Static<typeof SubscriptionConfig>
 

@@ -57,8 +57,9 @@ export function formatStatus (s: AgentStatus): string {
   const head = `site ${s.site}  agent ${s.agentVersion}  ${s.paused ? 'PAUSED' : 'running'} since ${s.startedAt}  torrent port ${s.torrentPort}\n` +
     `swarm: ${s.peers} peers, down ${rate(s.downRate)}, up ${rate(s.upRate)}\n` +
     `images: ${Object.entries(s.images).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}\n\n`
-  const cats = table(['CATALOGUE', 'ROOT', 'INDEX', 'LAST POLL', 'LAST SUCCESS', 'ERROR'],
-    s.catalogues.map((c) => [c.name, `v${c.rootVersion}`, `v${c.indexVersion}`, c.lastPoll ?? '-', c.lastSuccess ?? '-',
+  // WATCH yes: the index server holds our poll open and answers it at the next publish
+  const cats = table(['CATALOGUE', 'ROOT', 'INDEX', 'WATCH', 'LAST POLL', 'LAST SUCCESS', 'ERROR'],
+    s.catalogues.map((c) => [c.name, `v${c.rootVersion}`, `v${c.indexVersion}`, c.watching ? 'yes' : 'no', c.lastPoll ?? '-', c.lastSuccess ?? '-',
       c.error !== undefined ? `${c.error.code}: ${c.error.message}` : '']))
   const targets = (s.targets ?? []).length === 0
     ? ''

@@ -9,13 +9,26 @@ export function makeDispatcher (): Dispatcher {
   return new Agent({ connectTimeout: 10_000, headersTimeout: 15_000, bodyTimeout: 30_000, keepAliveTimeout: 10_000 })
 }
 
-export async function fetchBytes (dispatcher: Dispatcher, url: string, opts: { maxBytes: number, etag?: string, signal?: AbortSignal, okStatuses?: number[] }): Promise<FetchResult> {
+export interface FetchOptions {
+  maxBytes: number
+  etag?: string
+  signal?: AbortSignal
+  okStatuses?: number[]
+  /** `Prefer: wait=N` (a held conditional GET, index-server/index-watch.ts); the header timeout grows by N */
+  waitSeconds?: number
+}
+
+export async function fetchBytes (dispatcher: Dispatcher, url: string, opts: FetchOptions): Promise<FetchResult> {
   let res: Dispatcher.ResponseData
+  const headers: Record<string, string> = {}
+  if (opts.etag !== undefined) headers['if-none-match'] = opts.etag
+  if (opts.waitSeconds !== undefined) headers.prefer = `wait=${opts.waitSeconds}`
   try {
     res = await request(url, {
       dispatcher,
       method: 'GET',
-      headers: opts.etag !== undefined ? { 'if-none-match': opts.etag } : {},
+      headers,
+      ...(opts.waitSeconds !== undefined ? { headersTimeout: (opts.waitSeconds + 15) * 1000 } : {}),
       ...(opts.signal !== undefined ? { signal: opts.signal } : {})
     })
   } catch (err) {

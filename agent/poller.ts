@@ -4,6 +4,7 @@ import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'
 import { MAX_INDEX_BYTES, MAX_ROOT_BYTES, parseSignedYaml } from '../lib/document.js'
 import { ConfigError, ImgdistError, toImgdistError } from '../lib/errors.js'
+import { MAX_WAIT_SECONDS } from '../lib/held-get.js'
 import type { IndexDocument, RootDocument, SignedDocument } from '../lib/schema.js'
 import { acceptIndex, checkRootShape, verifyThreshold, walkRootChain } from '../lib/trust.js'
 import type { ResolvedConfig } from './config.js'
@@ -34,7 +35,12 @@ export interface PollStatus {
   lastSuccess?: string
   error?: { code: string, message: string }
   pollErrors: number
+  /** a request is held open at the index server (or the last one was held) until a publish or its wait */
+  watching: boolean
 }
+
+/** The outcome of one round, which decides when the next starts. */
+type Round = 'held' | 'fetched' | 'quick' | 'failed'
 
 type Sub = ResolvedConfig['subscriptions'][number]
 
@@ -47,7 +53,7 @@ export class CataloguePoller extends EventEmitter {
   #timer?: NodeJS.Timeout
   #failures = 0
   #closed = false
-  #polling?: Promise<void>
+  #polling?: Promise<Round>
   readonly status: PollStatus
   readonly #log: Logger
   readonly #trust: TrustStore
@@ -62,7 +68,7 @@ export class CataloguePoller extends EventEmitter {
     this.#trust = deps.trust
     this.#http = deps.http
     this.#now = deps.now ?? (() => new Date())
-    this.status = { name: sub.label, url: sub.url, rootVersion: 0, indexVersion: 0, pollErrors: 0 }
+    this.status = { name: sub.label, url: sub.url, rootVersion: 0, indexVersion: 0, pollErrors: 0, watching: false }
   }
 
   /** Loads the pinned root and the last accepted state; the pinned file wins only if it is newer. */
@@ -99,17 +105,30 @@ export class CataloguePoller extends EventEmitter {
     await new Promise<void>((resolve) => { this.#schedule(0, resolve) })
   }
 
-  pollNow (): Promise<void> {
+  /** One round now (joins the running one); a held request may make it last up to the wait. */
+  async pollNow (): Promise<void> {
+    await this.#round()
+  }
+
+  #round (): Promise<Round> {
     this.#polling ??= this.#poll().finally(() => { this.#polling = undefined })
     return this.#polling
+  }
+
+  /** Seconds the server is asked to hold a conditional GET: up to the poll interval, within the server's cap. */
+  get #waitSeconds (): number {
+    return Math.min(MAX_WAIT_SECONDS, Math.max(1, Math.floor(this.sub.pollIntervalMs / 1000)))
   }
 
   #schedule (delay: number, settled?: () => void): void {
     if (this.#closed) { settled?.(); return }
     clearTimeout(this.#timer)
     this.#timer = setTimeout(() => {
-      void this.pollNow().then(() => {
+      void this.#round().then((round) => {
         settled?.()
+        // A server that held the request, or just sent an index with its ETag, is watched again at
+        // once; one that answered at once (an older server, a mirror, a cache) is polled at the interval.
+        if (round === 'held' || (round === 'fetched' && this.sub.watch)) { this.#schedule(0); return }
         const base = this.sub.pollIntervalMs
         // Back off quickly on failure but never poll less often than configured.
         const next = this.#failures === 0 ? base : Math.min(base, 2000 * 2 ** Math.min(this.#failures, 10))
@@ -123,35 +142,51 @@ export class CataloguePoller extends EventEmitter {
     this.emit('error-status', this.status.error)
   }
 
-  async #poll (): Promise<void> {
-    if (this.#closed) return
+  async #poll (): Promise<Round> {
+    if (this.#closed) return 'failed'
     this.status.lastPoll = this.#now().toISOString()
     const urls = [this.sub.url, ...this.sub.mirrors.map((m) => m.endsWith('/') ? `${m}index.yaml` : m)]
     let lastErr: ImgdistError | undefined
     for (const url of urls) {
       try {
-        await this.#pollFrom(url)
+        // only the index server holds requests; mirrors are static copies
+        const round = await this.#pollFrom(url, this.sub.watch && url === this.sub.url)
         this.#failures = 0
         this.status.lastSuccess = this.#now().toISOString()
-        return
+        this.status.watching = round === 'held'
+        return round
       } catch (err) {
         lastErr = toImgdistError(err)
         if (lastErr.code !== 'NETWORK_ERROR' && lastErr.code !== 'HTTP_ERROR') break // a refused document: mirrors would only repeat it
       }
     }
-    if (lastErr !== undefined) {
+    // close() aborts a held request: that is not a failed poll
+    if (lastErr !== undefined && !this.#closed) {
       this.#failures++
       this.status.pollErrors++
       this.#log.warn({ catalogue: this.name, code: lastErr.code, err: lastErr.message }, 'catalogue poll failed; keeping the last good catalogue')
       this.#fail(lastErr)
     }
+    this.status.watching = false
+    return 'failed'
   }
 
-  async #pollFrom (url: string): Promise<void> {
+  async #pollFrom (url: string, watch: boolean): Promise<Round> {
     const signal = this.#abort.signal
     const root = await this.#walkRoots(url, signal)
-    const res = await fetchBytes(this.#http, url, { maxBytes: MAX_INDEX_BYTES, signal, ...(this.#etag !== undefined && this.current !== undefined && root === this.#root ? { etag: this.#etag } : {}) })
-    if (res.status === 304) { delete this.status.error; return }
+    const conditional = this.#etag !== undefined && this.current !== undefined && root === this.#root
+    const wait = watch && conditional ? this.#waitSeconds : undefined
+    const started = performance.now()
+    this.status.watching = wait !== undefined
+    const res = await fetchBytes(this.#http, url, {
+      maxBytes: MAX_INDEX_BYTES, signal, ...(conditional ? { etag: this.#etag } : {}), ...(wait !== undefined ? { waitSeconds: wait } : {})
+    })
+    if (res.status === 304) {
+      delete this.status.error
+      // Judged by the clock, not by a header a cache could replay: a server that did not hold
+      // the request must not be asked again at once, or the agent would poll in a tight loop.
+      return wait !== undefined && performance.now() - started >= wait * 500 ? 'held' : 'quick'
+    }
     if (res.status === 404) throw new ImgdistError('HTTP_ERROR', `GET ${url}: HTTP 404`)
     const body = res.body as Buffer
     const doc = parseSignedYaml(body, MAX_INDEX_BYTES, `index from ${url}`)
@@ -172,6 +207,9 @@ export class CataloguePoller extends EventEmitter {
     const fresh = this.current === undefined || this.current.digest !== acc.digest
     this.current = { name: this.name, root, index: acc.doc, digest: acc.digest, signers: acc.signers, baseUrl: url }
     if (fresh) this.emit('catalogue', this.current)
+    // 'fetched' (watch again at once) only when the next request can be a held one: the server
+    // gave an ETag, and did not just ignore one we sent (else a loop of full GETs).
+    return res.etag !== undefined && (!conditional || fresh) ? 'fetched' : 'quick'
   }
 
   /** Fetches root N+1, N+2, ... until 404 and verifies the chain; returns the current root if none. */

@@ -24,8 +24,11 @@ export interface BenchImage {
   pieceLength: number
   torrentPath: string
   rootPath: string
+  /** the signed index version 2, which lists the image */
   indexPath: string
   index: IndexDocument
+  /** the signed index version 1, which lists nothing: the catalogue before the release */
+  emptyIndexPath: string
   entry: ImageEntry
 }
 
@@ -85,8 +88,11 @@ export async function makeBenchImage (s: ImageSpec): Promise<BenchImage> {
     minDisk: 1, minRam: 0, arch: 'x86_64', os: 'linux', properties: { os_distro: 'bench' }
   }
   const now = new Date()
-  const index = addSignature(editIndex(emptyIndex(name, now, new Date(Date.now() + 7 * 86400_000)), now, (x) => upsertImage(x, entry)), indexKey)
+  const before = editIndex(emptyIndex(name, now, new Date(Date.now() + 7 * 86400_000)), now, (x) => x)
+  const emptyIndexPath = join(s.dir, 'index-empty.yaml')
+  await writeFile(emptyIndexPath, serializeDocument(addSignature(before, indexKey)))
+  const index = addSignature(editIndex(before, now, (x) => upsertImage(x, entry)), indexKey)
   const indexPath = join(s.dir, 'index.yaml')
   await writeFile(indexPath, serializeDocument(index))
-  return { id: s.id, path, size: h.size, sha512: h.sha512, infoHash: t.infoHash, pieceLength: s.pieceLength, torrentPath, rootPath, indexPath, index, entry }
+  return { id: s.id, path, size: h.size, sha512: h.sha512, infoHash: t.infoHash, pieceLength: s.pieceLength, torrentPath, rootPath, indexPath, index, emptyIndexPath, entry }
 }

@@ -22,6 +22,11 @@ export interface OriginSpec {
   webSeed: boolean
   seed?: boolean
   torrentPort?: number
+  /**
+   * Publish only the empty index (v1) and stage the image with `import --index` (as an operator
+   * preparing a release would); `publishIndex` then releases it. Default: publish and seed now.
+   */
+  staged?: boolean
 }
 
 export async function startIndexOrigin (o: OriginSpec): Promise<Proc> {
@@ -44,8 +49,13 @@ export async function startIndexOrigin (o: OriginSpec): Promise<Proc> {
   if (!await waitUntil(() => server.exitedAt !== undefined || curl(`${origin}/healthz`) !== undefined, 30_000) || server.exitedAt !== undefined) {
     throw new Error(`imgdist-index did not start (see ${log})`)
   }
+  if (o.staged === true) {
+    publishIndex(o, o.image.emptyIndexPath)
+    run(process.execPath, [bin, 'import', '--data-dir', dataDir, '--id', o.image.id, '--torrent', o.image.torrentPath, '--index', o.image.indexPath, o.image.path])
+    return server
+  }
   // publish as an endorser and operator would: the signed index over HTTP, the bytes placed by hand
-  run('ip', [...o.exec, 'curl', '-sS', '--fail-with-body', '-X', 'PUT', '-H', 'Content-Type: application/yaml', '--data-binary', `@${o.image.indexPath}`, `${origin}/v1/index.yaml`])
+  publishIndex(o, o.image.indexPath)
   run(process.execPath, [bin, 'import', '--data-dir', dataDir, '--id', o.image.id, '--torrent', o.image.torrentPath, o.image.path])
   server.child.kill('SIGHUP') // rescan now rather than at the next rescanInterval
   if (o.seed ?? true) {
@@ -56,6 +66,11 @@ export async function startIndexOrigin (o: OriginSpec): Promise<Proc> {
     await waitUntil(() => curl('-I', `${origin}/v1/images/${o.image.id}`) !== undefined, 60_000, 250)
   }
   return server
+}
+
+/** PUT of a signed index to the origin, as `imgdist-sign publish` does (curl inside the origin's namespace). */
+export function publishIndex (o: Pick<OriginSpec, 'exec' | 'host' | 'port'>, indexPath: string): void {
+  run('ip', [...o.exec, 'curl', '-sS', '--fail-with-body', '-X', 'PUT', '-H', 'Content-Type: application/yaml', '--data-binary', `@${indexPath}`, `http://${o.host}:${o.port}/v1/index.yaml`])
 }
 
 export interface AgentSpec {
@@ -110,6 +125,13 @@ export function spawnAgent (a: AgentSpec): Proc {
   // IMGDIST_BENCH_NODE_ARGS="--trace-deopt ...": V8 flags NODE_OPTIONS refuses; output lands in agent.log
   const extra = (process.env.IMGDIST_BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean)
   return start(`agent-${a.site}`, 'ip', [...a.exec, process.execPath, ...prof, ...extra, join(a.distDir, 'bin', 'imgdist-agent.js'), 'run', '--config', cfg], join(a.dir, 'agent.log'))
+}
+
+/** The agent's GET /v1/status, or undefined (curl inside the agent's namespace). */
+export function agentStatus (exec: string[], api: string): { catalogues?: Array<{ indexVersion: number, watching: boolean }> } | undefined {
+  const out = tryRun('ip', [...exec, 'curl', '-sS', '--max-time', '5', `http://${api}/v1/status`])
+  if (out === undefined) return undefined
+  try { return JSON.parse(out) as ReturnType<typeof agentStatus> } catch { return undefined }
 }
 
 /** The agent's GET /v1/images entry for the image, or undefined (curl inside the agent's namespace). */

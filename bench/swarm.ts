@@ -20,11 +20,11 @@ import { swarmReport } from './swarm-report.js'
  */
 
 const USAGE = `usage: bench:swarm -- [--n 8] [--size-mib 128] [--up-mbit 100] [--seed-up-mbit 100] [--down-mbit 0]
-  [--delay-ms 0] [--piece-kib 1024] [--only imgdist,aria2,libtorrent,http] (default imgdist,aria2,http) [--timeout-s auto] [--work-dir /tmp/imgdist-bench/swarm]
+  [--delay-ms 0] [--piece-kib 1024] [--only imgdist,imgdist-warm,aria2,libtorrent,http] (default imgdist,imgdist-warm,aria2,http) [--timeout-s auto] [--work-dir /tmp/imgdist-bench/swarm]
   [--web-seed true] [--no-append true] [--results bench/RESULTS.md]   (needs root, iproute2, tc; aria2c and curl for those runs)`
 
-const TOOLS = ['imgdist', 'aria2', 'libtorrent', 'http'] as const
-const DEFAULT_TOOLS = 'imgdist,aria2,http'
+const TOOLS = ['imgdist', 'imgdist-warm', 'aria2', 'libtorrent', 'http'] as const
+const DEFAULT_TOOLS = 'imgdist,imgdist-warm,aria2,http'
 type Tool = typeof TOOLS[number]
 
 async function main (): Promise<number> {
@@ -73,7 +73,13 @@ async function main (): Promise<number> {
   bed.setup()
   const runs: SwarmRun[] = []
   const webSeed = f['web-seed'] === 'true'
-  const runners: Record<Tool, (c: SwarmContext) => Promise<SwarmRun>> = { imgdist: async (c) => await runImgdist(c, { webSeed }), aria2: runAria2, libtorrent: runLibtorrent, http: runHttp }
+  const runners: Record<Tool, (c: SwarmContext) => Promise<SwarmRun>> = {
+    imgdist: async (c) => await runImgdist(c, { webSeed }),
+    'imgdist-warm': async (c) => await runImgdist(c, { webSeed, warm: true }),
+    aria2: runAria2,
+    libtorrent: runLibtorrent,
+    http: runHttp
+  }
   for (const tool of TOOLS.filter((t) => only.includes(t))) {
     const toolWork = join(work, tool)
     await mkdir(toolWork, { recursive: true })

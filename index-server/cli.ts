@@ -2,9 +2,9 @@ import { readFile } from 'node:fs/promises'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { MAX_INDEX_BYTES, parseSignedYaml } from '../lib/document.js'
 import { ImgdistError, UsageError } from '../lib/errors.js'
-import { checkIndexShape } from '../lib/trust.js'
+import { acceptIndex, checkIndexShape } from '../lib/trust.js'
 import { MAX_TORRENT_BYTES } from '../lib/torrent-meta.js'
-import { installRoot } from './catalogue-store.js'
+import { CatalogueStore, installRoot } from './catalogue-store.js'
 import { dataPaths, ensureDataDirs } from './data-dir.js'
 import { HELP, MAIN_HELP } from './help.js'
 import { ImageStore } from './image-store.js'
@@ -86,16 +86,27 @@ export async function cmdSites (args: string[], io: CliIo): Promise<number> {
 }
 
 export async function cmdImport (args: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parse(args, { 'data-dir': { type: 'string' }, id: { type: 'string' }, torrent: { type: 'string' } })
+  const { values, positionals } = parse(args, { 'data-dir': { type: 'string' }, id: { type: 'string' }, torrent: { type: 'string' }, index: { type: 'string' } })
   if (values.help === true) { io.out(helpFor('import')); return 0 }
-  if (positionals.length !== 1) throw new UsageError('usage: imgdist-index import --data-dir DIR --id ID [--torrent FILE] IMAGE-FILE')
+  if (positionals.length !== 1) throw new UsageError('usage: imgdist-index import --data-dir DIR --id ID [--torrent FILE] [--index SIGNED-INDEX.yaml] IMAGE-FILE')
   const paths = dataPaths(need(values['data-dir'], '--data-dir'))
   const id = need(values.id, '--id')
   await ensureDataDirs(paths)
-  const indexBytes = await readArg(paths.indexFile, MAX_INDEX_BYTES, 'index').catch(() => {
-    throw new ImgdistError('NOT_FOUND', `no index published in ${paths.dir} yet; publish it first (PUT /v1/index.yaml)`)
-  })
-  const index = checkIndexShape(parseSignedYaml(indexBytes, MAX_INDEX_BYTES, 'index.yaml'))
+  const published = await readArg(paths.indexFile, MAX_INDEX_BYTES, 'index').then((b) => checkIndexShape(parseSignedYaml(b, MAX_INDEX_BYTES, 'index.yaml')), () => undefined)
+  let index = published
+  if (typeof values.index === 'string') {
+    // Staging: the bytes go in before the index that lists them is published, so the origin
+    // seeds the release the moment it is. The entry must carry the endorsers' signatures.
+    const store = await CatalogueStore.open(paths)
+    const staged = parseSignedYaml(await readArg(values.index, MAX_INDEX_BYTES, 'index'), MAX_INDEX_BYTES, values.index)
+    index = acceptIndex(store.root.doc.signed, staged, { now: new Date() }).doc
+    const live = published?.signed.images.find((i) => i.id === id)
+    const next = index.signed.images.find((i) => i.id === id)
+    if (live !== undefined && next !== undefined && live.sha512 !== next.sha512) {
+      throw new ImgdistError('CONFLICT', `the published index v${published?.signed.version ?? 0} serves other bytes as "${id}"; an image id names one release, so stage the new one under a new id`)
+    }
+  }
+  if (index === undefined) throw new ImgdistError('NOT_FOUND', `no index published in ${paths.dir} yet; publish it first (PUT /v1/index.yaml) or stage with --index`)
   const entry = index.signed.images.find((i) => i.id === id)
   if (entry === undefined) throw new ImgdistError('NOT_FOUND', `index v${index.signed.version} lists no image "${id}"`)
   if (typeof values.torrent === 'string') {

@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { CatalogueStore } from './catalogue-store.js'
 import type { ImageStore } from './image-store.js'
+import type { IndexWatch } from './index-watch.js'
 import type { IndexMetrics } from './metrics.js'
 import type { ReportStore } from './report-store.js'
 import type { SiteKeys } from './site-keys.js'
@@ -15,6 +16,8 @@ export interface IndexContext {
   sites: SiteKeys
   reports: ReportStore
   tracker: OriginTracker
+  /** held GETs of index.yaml, released when a new index is published */
+  watch: IndexWatch
   metrics: IndexMetrics
   log: FastifyBaseLogger
   now: () => Date

@@ -6,7 +6,8 @@ USAGE
   imgdist-index init   --data-dir DIR --root ROOT.yaml [--force]
   imgdist-index serve  --data-dir DIR [--listen HOST:PORT] [--public-url URL] [--config FILE]
                        [--no-dht] [--no-seed] [--torrent-port N]
-  imgdist-index import --data-dir DIR --id ID [--torrent FILE.torrent] IMAGE-FILE
+  imgdist-index import --data-dir DIR --id ID [--torrent FILE.torrent] [--index INDEX.yaml]
+                       IMAGE-FILE
   imgdist-index sites  add NAME PUBKEY|FILE.pub [--replace] --data-dir DIR
   imgdist-index sites  list --data-dir DIR
   imgdist-index sites  remove NAME --data-dir DIR
@@ -21,7 +22,8 @@ COMMANDS
            rescans DIR for image files and torrents placed by hand.
   import   Verify an image file copied by hand against the current signed index (sha512 and
            size of entry ID) and copy it into DIR/images/ (and, with --torrent, its .torrent
-           into DIR/torrents/ after checking its info hash). Safe while the server runs.
+           into DIR/torrents/ after checking its info hash). With --index, against a signed
+           index not yet published (staging). Safe while the server runs.
   sites    Manage the ed25519 keys that agents sign their reports with (DIR/sites.yaml).
            PUBKEY is "ed25519:<base64>" or a file holding it. Safe while the server runs.
 
@@ -81,12 +83,20 @@ USAGE
 export const IMPORT_HELP = `imgdist-index import - place an image file copied by hand
 
 USAGE
-  imgdist-index import --data-dir DIR --id ID [--torrent FILE.torrent] IMAGE-FILE
+  imgdist-index import --data-dir DIR --id ID [--torrent FILE.torrent] [--index INDEX.yaml]
+                       IMAGE-FILE
 
   Hashes IMAGE-FILE and copies it to DIR/images/ID only if its sha512 and size are those that
   the current signed index gives for ID. With --torrent, also checks the .torrent's info hash
   and length against the index and stores it in DIR/torrents/. A running server picks both up
   at its next rescan (seeding.rescanInterval) or at once on SIGHUP.
+
+  --index INDEX.yaml  Stage a release: check against this signed index (threshold of index
+                      keys of the server's current root, not expired) instead of the published
+                      one. Publish INDEX.yaml afterwards (PUT /v1/index.yaml) and the origin
+                      seeds the image at once, while agents watching the index learn of it
+                      within a round trip. Refused if the published index lists ID with other
+                      bytes.
   Exit 1 when the file does not match (nothing is copied).
 `
 

@@ -13,6 +13,7 @@ import { ImgdistError } from '../lib/errors.js'
  *   415  UNSUPPORTED_MEDIA_TYPE
  *   422  EXPIRED HASH_MISMATCH
  *   429  RATE_LIMITED
+ *   503  SHUTTING_DOWN
  */
 const STATUS: Record<string, number> = {
   SCHEMA_INVALID: 400,
@@ -37,7 +38,8 @@ const STATUS: Record<string, number> = {
   UNSUPPORTED_MEDIA_TYPE: 415,
   EXPIRED: 422,
   HASH_MISMATCH: 422,
-  RATE_LIMITED: 429
+  RATE_LIMITED: 429,
+  SHUTTING_DOWN: 503
 }
 
 export function statusOf (code: string): number {

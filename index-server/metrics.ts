@@ -17,7 +17,7 @@ export class IndexMetrics {
   readonly webSeedBytes: Counter
   readonly uploadBytesReceived: Counter
 
-  constructor (opts: { seeder?: () => SeederStats | undefined, tracker?: () => { swarms: number, peers: number }, catalogue?: () => { root: number, index: number } }) {
+  constructor (opts: { seeder?: () => SeederStats | undefined, tracker?: () => { swarms: number, peers: number }, catalogue?: () => { root: number, index: number }, watchers?: () => number }) {
     const registers = [this.registry]
     this.requests = new Counter({ name: 'imgdist_index_http_requests_total', help: 'HTTP requests answered', labelNames: ['method', 'route', 'status'], registers })
     this.inFlight = new Gauge({ name: 'imgdist_index_http_requests_in_flight', help: 'HTTP requests being received or answered', labelNames: ['method'], registers })
@@ -31,6 +31,10 @@ export class IndexMetrics {
     new Gauge({ name: 'imgdist_index_seed_peers', help: 'peers connected to the origin seeder', registers, collect () { this.set(seeder()?.peers ?? 0) } })
     new Gauge({ name: 'imgdist_index_seed_upload_bytes_per_second', help: 'origin seeder upload rate', registers, collect () { this.set(seeder()?.uploadSpeed ?? 0) } })
     new Gauge({ name: 'imgdist_index_seed_uploaded_bytes', help: 'bytes uploaded by the origin seeder since start', registers, collect () { this.set(seeder()?.uploaded ?? 0) } })
+    const watchers = opts.watchers
+    if (watchers !== undefined) {
+      new Gauge({ name: 'imgdist_index_watchers', help: 'GETs of index.yaml held open until the next publish (Prefer: wait)', registers, collect () { this.set(watchers()) } })
+    }
     const tracker = opts.tracker
     if (tracker !== undefined) {
       new Gauge({ name: 'imgdist_index_tracker_swarms', help: 'swarms known to the built-in tracker', registers, collect () { this.set(tracker().swarms) } })

@@ -7,6 +7,7 @@ import type { IndexContext } from './context.js'
 import { dataPaths, ensureDataDirs } from './data-dir.js'
 import { refuse } from './http-errors.js'
 import { ImageStore } from './image-store.js'
+import { IndexWatch } from './index-watch.js'
 import { IndexMetrics } from './metrics.js'
 import { ReportStore } from './report-store.js'
 import { catalogueRoutes } from './routes/catalogue-routes.js'
@@ -42,6 +43,8 @@ export interface ServerOptions {
   /** Idle socket timeout: a stalled upload is dropped, a slow but moving one is not. */
   connectionTimeoutMs?: number
   trackerIntervalMs?: number
+  /** GETs of index.yaml held at once waiting for a publish (index-watch.ts) */
+  maxWatchers?: number
   now?: () => Date
 }
 
@@ -76,7 +79,9 @@ export async function buildServer (opts: ServerOptions): Promise<FastifyInstance
     onWarning: (err) => app.log.debug({ err: err.message }, 'tracker warning')
   })
   const seeder = opts.seeder
+  const watch = new IndexWatch(catalogue, { maxWatchers: opts.maxWatchers })
   const metrics = new IndexMetrics({
+    watchers: () => watch.watching,
     seeder: () => seeder?.stats(),
     tracker: () => tracker.stats(),
     catalogue: () => ({ root: catalogue.root.version, index: catalogue.index?.version ?? 0 })
@@ -103,7 +108,7 @@ export async function buildServer (opts: ServerOptions): Promise<FastifyInstance
   }
 
   const ctx: IndexContext = {
-    catalogue, images, torrents, reports, tracker, metrics, now, resync,
+    catalogue, images, torrents, reports, tracker, watch, metrics, now, resync,
     sites: new SiteKeys(paths.sitesFile),
     log: app.log,
     publicUrl: opts.publicUrl,
@@ -160,6 +165,8 @@ export async function buildServer (opts: ServerOptions): Promise<FastifyInstance
   await app.register(fleetRoutes, { ctx })
   await app.register(opsRoutes, { ctx })
 
+  // Held GETs would keep server.close() waiting for up to MAX_WAIT_SECONDS: answer them first.
+  app.addHook('preClose', async () => { watch.close() })
   app.addHook('onClose', async () => {
     closed = true
     await syncing

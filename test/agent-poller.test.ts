@@ -17,7 +17,7 @@ t.test('poller: accept, 304, durable rollback protection, root rotation, failure
   const { dir, fx, origin } = await originTestbed(t, 'imgdist-poller-')
   const http = makeDispatcher()
   t.teardown(async () => { await http.close() })
-  const sub = { url: origin.indexUrl, mirrors: [], root: fx.rootPath, pollInterval: '1h', pollIntervalMs: 3_600_000, label: 'test' }
+  const sub = { url: origin.indexUrl, mirrors: [], root: fx.rootPath, pollInterval: '1h', watch: false, pollIntervalMs: 3_600_000, label: 'test' }
   const v1 = await fx.publish((i) => editIndex(i, new Date(), (s) => s))
   const v1Text = await readFile(fx.indexPath, 'utf8')
   const v2 = await fx.publish((i) => editIndex(i, new Date(), (s) => s))

@@ -167,7 +167,7 @@ t.test('verifier: size and sha512 against the signed entry', async (t) => {
 t.test('reports and tables', async (t) => {
   t.equal(reportUrl('http://idx:8080'), 'http://idx:8080/v1/reports')
   t.equal(reportUrl('http://idx:8080/v1/reports'), 'http://idx:8080/v1/reports')
-  const r = buildReport('site-a', '0.1.0', [{ name: 'cat', url: 'u', rootVersion: 1, indexVersion: 2, pollErrors: 0, lastPoll: new Date().toISOString() }], [], new Date())
+  const r = buildReport('site-a', '0.1.0', [{ name: 'cat', url: 'u', rootVersion: 1, indexVersion: 2, pollErrors: 0, watching: false, lastPoll: new Date().toISOString() }], [], new Date())
   t.match(r, { type: 'report', site: 'site-a', catalogues: [{ name: 'cat', rootVersion: 1, indexVersion: 2 }] })
   t.match(table(['A', 'BB'], [['xxx', 'y']]), /^A    BB\nxxx  y\n$/)
   t.match(formatImages([]), /no images/)

@@ -127,6 +127,42 @@ t.test('sites add/list/remove and import', async (t) => {
   t.same(await readdir(join(dataDir, 'torrents')), [`${entry.infoHash}.torrent`])
 })
 
+t.test('import --index stages a release before its index is published', async (t) => {
+  const { dataDir, fx, dir } = await makeServerDir(t)
+  const entry = await fx.addImage('img-st', 70_000)
+  const image = fx.images.get('img-st') as string
+  const torrentFile = join(dir, 'st.torrent')
+  await writeFile(torrentFile, fx.torrents.get('img-st') as Uint8Array)
+
+  // an index not signed by this server's root's index keys stages nothing
+  const other = await makeFixture(join(dir, 'other'))
+  await other.addImage('img-st', 70_000)
+  const foreign = await cli(['import', '--data-dir', dataDir, '--id', 'img-st', '--index', other.indexPath, image])
+  t.equal(foreign.code, 1)
+  t.match(foreign.stderr, /THRESHOLD_NOT_MET|SIGNATURE/)
+  t.same(await readdir(join(dataDir, 'images')), [], 'nothing copied')
+
+  const staged = await cli(['import', '--data-dir', dataDir, '--id', 'img-st', '--torrent', torrentFile, '--index', fx.indexPath, image])
+  t.equal(staged.code, 0, staged.stderr)
+  t.same(await readdir(join(dataDir, 'torrents')), [`${entry.infoHash}.torrent`])
+  t.notOk((await readdir(dataDir)).includes('index.yaml'), 'staging publishes nothing')
+
+  // publishing the index is then enough: the web seed serves the staged bytes without a rescan
+  const { url } = await serve(t, dataDir)
+  t.equal((await fetch(`${url}/v1/images/img-st`, { method: 'HEAD' })).status, 404, 'not served before its publication')
+  t.equal((await fetch(`${url}/v1/index.yaml`, { method: 'PUT', headers: { 'content-type': 'application/yaml' }, body: body(await indexBytes(fx)) })).status, 200)
+  const head = await fetch(`${url}/v1/images/img-st`, { method: 'HEAD' })
+  t.equal(head.status, 200)
+  t.equal(head.headers.get('content-length'), String(entry.size))
+
+  // a later index giving the published id other bytes cannot be staged over the live file
+  await fx.addImage('img-st', 70_001)
+  const conflict = await cli(['import', '--data-dir', dataDir, '--id', 'img-st', '--index', fx.indexPath, fx.images.get('img-st') as string])
+  t.equal(conflict.code, 1)
+  t.match(conflict.stderr, /CONFLICT/)
+  t.equal((await readFile(join(dataDir, 'images', 'img-st'))).byteLength, 70_000, 'the live file is untouched')
+})
+
 function slowPut (url: string, path: string, data: Buffer, type: string): ReturnType<typeof request> {
   const u = new URL(url + path)
   const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: 'PUT', headers: { 'content-type': type, 'content-length': String(data.byteLength) } })

@@ -57,6 +57,8 @@ export interface Measure {
   fileOf: (host: number) => string
   /** CPU of a downloader that has already exited (e.g. from /usr/bin/time) */
   exitedCpu?: (host: number) => number | undefined
+  /** downloaders that were running before T0: count only the CPU they use from T0 on */
+  cpuSinceStart?: boolean
 }
 
 /** Runs the downloaders to completion or timeout, measuring as it goes; the caller stops processes. */
@@ -66,6 +68,8 @@ export async function measure (m: Measure): Promise<{ run: SwarmRun, procs: Map<
   const originCpu0 = sum(m.origin.map((p) => cpuSeconds(p.pid) ?? 0))
   const t0 = performance.now()
   const procs = m.startDownloaders()
+  const cpu0 = new Map<number, { user: number, system: number }>()
+  if (m.cpuSinceStart === true) for (const [h, p] of procs) { const c = cpuTimes(p.pid); if (c !== undefined) cpu0.set(h, c) }
   const results = new Map<number, DownloaderResult>(ctx.downloaders.map((h) => [h, { host: h }]))
   const deadline = t0 + ctx.timeoutMs
   let pending = [...ctx.downloaders]
@@ -80,8 +84,9 @@ export async function measure (m: Measure): Promise<{ run: SwarmRun, procs: Map<
       // a process that exited by itself (curl) is done at its exit, not at our poll
       r.seconds = ((p?.exitedAt ?? now) - t0) / 1000
       const t = p !== undefined ? cpuTimes(p.pid) : undefined
-      r.cpuSeconds = t !== undefined ? t.user + t.system : (p !== undefined ? m.exitedCpu?.(h) : undefined)
-      r.systemSeconds = t?.system
+      const b = cpu0.get(h) ?? { user: 0, system: 0 }
+      r.cpuSeconds = t !== undefined ? t.user + t.system - b.user - b.system : (p !== undefined ? m.exitedCpu?.(h) : undefined)
+      r.systemSeconds = t !== undefined ? t.system - b.system : undefined
     }
     pending = pending.filter((h) => results.get(h)?.seconds === undefined)
     if (pending.length === 0) lastSample = { egress: ctx.bed.txBytes(0), originCpu: sum(m.origin.map((p) => cpuSeconds(p.pid) ?? 0)) }

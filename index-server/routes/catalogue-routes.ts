@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { MAX_INDEX_BYTES, MAX_ROOT_BYTES } from '../../lib/document.js'
+import { MAX_WAIT_SECONDS, preferredWait } from '../../lib/held-get.js'
 import { ImgdistError, toImgdistError } from '../../lib/errors.js'
 import type { StoredDocument } from '../catalogue-store.js'
 import type { IndexContext } from '../context.js'
@@ -35,8 +36,24 @@ export async function catalogueRoutes (app: FastifyInstance, { ctx }: { ctx: Ind
   const indexCache = `public, max-age=${ctx.indexMaxAgeSeconds}, must-revalidate`
 
   r.get('/v1/index.yaml', async (request, reply) => {
-    const idx = ctx.catalogue.index
+    let idx = ctx.catalogue.index
     if (idx === undefined) return await refuse(reply, new ImgdistError('NOT_FOUND', 'no index has been published yet'))
+    const wait = preferredWait(request.headers.prefer)
+    // Hold only a client that already has the current index: anyone else needs it now.
+    if (wait !== undefined && wait > 0 && etagMatches(request.headers['if-none-match'], idx.etag) && ctx.watch.canHold()) {
+      const applied = Math.min(wait, MAX_WAIT_SECONDS)
+      const gone = new AbortController()
+      // the response's 'close' before we answer means the client hung up (the request's fires at once for a GET)
+      const onClose = (): void => { gone.abort() }
+      reply.raw.once('close', onClose)
+      const end = await ctx.watch.wait(applied * 1000, gone.signal)
+      reply.raw.off('close', onClose)
+      if (end === 'closing') {
+        return await refuse(reply.header('Retry-After', '1'), new ImgdistError('SHUTTING_DOWN', 'the index server is restarting; poll again'))
+      }
+      reply.header('Preference-Applied', `wait=${applied}`)
+      idx = ctx.catalogue.index ?? idx
+    }
     return sendDocument(request, reply, idx, indexCache)
   })
 
