@@ -17,8 +17,9 @@ SYNOPSIS
     imgdist-agent --help
 
 DESCRIPTION
-    The agent runs at each site, under systemd (deploy/imgdist-agent.service). It polls the
-    catalogues it subscribes to, verifies their signatures against the pinned root, applies
+    The agent runs at each site, under systemd (deploy/imgdist-agent.service). It watches the
+    catalogues it subscribes to (a request held open at the index server, which answers it
+    when a new index is published; plain polls every pollInterval elsewhere), verifies their signatures against the pinned root, applies
     the site's approval policy, downloads approved images over BitTorrent from peer sites, the
     origin and web seeds, checks the bytes against the signed sha512, registers them in its
     targets (Glance, or a directory) and keeps seeding them to other sites. Every command but
@@ -30,7 +31,8 @@ COMMANDS
                  SIGHUP re-reads FILE and applies policy, cache, retry and log settings at
                  once (other changes are logged as needing a restart); a bad FILE is
                  refused and the running config kept.
-    status       catalogues (root and index versions, last poll, errors), swarm rates, paused
+    status       catalogues (root and index versions, watching, last poll, errors), swarm
+                 rates, paused
     images       per image: state, progress, rates, peers, bytes from peers and web seeds,
                  last error
     peers        connected peers and web seeds

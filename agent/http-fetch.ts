@@ -1,9 +1,16 @@
 import { Agent, request, type Dispatcher } from 'undici'
 import { ImgdistError } from '../lib/errors.js'
+import { preferredWait } from '../lib/held-get.js'
 
 /** Bounded HTTP GETs for catalogue documents and torrents: timeouts, size caps, clear errors. */
 
-export interface FetchResult { status: number, body?: Buffer, etag?: string }
+export interface FetchResult {
+  status: number
+  body?: Buffer
+  etag?: string
+  /** seconds of `Preference-Applied: wait=N`: how long the server said it would hold the request */
+  waitApplied?: number
+}
 
 export function makeDispatcher (): Dispatcher {
   return new Agent({ connectTimeout: 10_000, headersTimeout: 15_000, bodyTimeout: 30_000, keepAliveTimeout: 10_000 })
@@ -36,9 +43,11 @@ export async function fetchBytes (dispatcher: Dispatcher, url: string, opts: Fet
   }
   const etagHeader = res.headers.etag
   const etag = typeof etagHeader === 'string' ? etagHeader : undefined
+  const applied = preferredWait(res.headers['preference-applied'])
+  const extra = { ...(etag !== undefined ? { etag } : {}), ...(applied !== undefined ? { waitApplied: applied } : {}) }
   if (res.statusCode === 304 || res.statusCode === 404 || (opts.okStatuses ?? []).includes(res.statusCode)) {
     await res.body.dump()
-    return { status: res.statusCode, ...(etag !== undefined ? { etag } : {}) }
+    return { status: res.statusCode, ...extra }
   }
   if (res.statusCode !== 200) {
     await res.body.dump()
@@ -64,5 +73,5 @@ export async function fetchBytes (dispatcher: Dispatcher, url: string, opts: Fet
     if (err instanceof ImgdistError) throw err
     throw new ImgdistError('NETWORK_ERROR', `GET ${url}: ${(err as Error).message}`, { cause: err })
   }
-  return { status: 200, body: Buffer.concat(chunks), ...(etag !== undefined ? { etag } : {}) }
+  return { status: 200, body: Buffer.concat(chunks), ...extra }
 }

@@ -185,7 +185,9 @@ export class CataloguePoller extends EventEmitter {
       delete this.status.error
       // Judged by the clock, not by a header a cache could replay: a server that did not hold
       // the request must not be asked again at once, or the agent would poll in a tight loop.
-      return wait !== undefined && performance.now() - started >= wait * 500 ? 'held' : 'quick'
+      // The header only says when a server holds for less than we asked (its own cap).
+      const held = Math.min(wait ?? 0, res.waitApplied ?? Infinity)
+      return held > 0 && performance.now() - started >= held * 500 ? 'held' : 'quick'
     }
     if (res.status === 404) throw new ImgdistError('HTTP_ERROR', `GET ${url}: HTTP 404`)
     const body = res.body as Buffer

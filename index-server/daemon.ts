@@ -39,7 +39,8 @@ export async function startIndexDaemon (config: IndexServerConfig, opts: { logge
     staleAfterMs: ms(config.fleet.staleAfter),
     refreshSeconds: Math.max(1, Math.round(ms(config.fleet.refresh) / 1000)),
     rateLimit: { publishMax: config.limits.publishPerMinute, reportMax: config.limits.reportsPerMinute, windowMs: 60_000 },
-    connectionTimeoutMs: ms(config.limits.idleTimeout)
+    connectionTimeoutMs: ms(config.limits.idleTimeout),
+    maxWatchers: config.limits.watchers
   })
   let timer: NodeJS.Timeout | undefined
   let closing: Promise<void> | undefined

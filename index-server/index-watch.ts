@@ -1,10 +1,11 @@
+import { MAX_WAIT_SECONDS } from '../lib/held-get.js'
 import type { CatalogueStore } from './catalogue-store.js'
 
 /**
  * The server side of held conditional GETs of index.yaml (lib/held-get.ts): an agent that already
- * has the current index is answered when a new index is published or its wait runs out. Agents then see a release within a round trip of its
- * publication instead of after their poll interval (5 minutes by default), at the cost of one
- * idle socket per agent.
+ * has the current index is answered when a new index is published or its wait runs out. Agents
+ * then see a release within a round trip of its publication instead of after their poll
+ * interval (5 minutes by default), at the cost of one idle socket per agent.
  */
 
 /** Holds beyond this many at once are answered at once (the client falls back to its poll interval). */
@@ -17,10 +18,13 @@ interface Watcher { resolve: (end: WatchEnd) => void, timer: NodeJS.Timeout }
 export class IndexWatch {
   readonly #watchers = new Set<Watcher>()
   readonly #max: number
+  /** the longest hold granted, seconds */
+  readonly maxWaitSeconds: number
   #closed = false
 
-  constructor (catalogue: CatalogueStore, opts: { maxWatchers?: number } = {}) {
+  constructor (catalogue: CatalogueStore, opts: { maxWatchers?: number, maxWaitSeconds?: number } = {}) {
     this.#max = opts.maxWatchers ?? DEFAULT_MAX_WATCHERS
+    this.maxWaitSeconds = opts.maxWaitSeconds ?? MAX_WAIT_SECONDS
     catalogue.onChange((c) => { if (c.kind === 'index') this.#endAll('changed') })
   }
 

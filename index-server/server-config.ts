@@ -28,7 +28,8 @@ export const IndexServerConfig = Type.Object({
   limits: Type.Object({
     publishPerMinute: Type.Integer({ minimum: 1, maximum: 100000, default: 30, description: 'PUT requests per client address per minute' }),
     reportsPerMinute: Type.Integer({ minimum: 1, maximum: 1000000, default: 600, description: 'POST /v1/reports per client address per minute' }),
-    idleTimeout: Duration('2m', 'drop a connection idle for this long')
+    idleTimeout: Duration('2m', 'drop a connection idle for this long'),
+    watchers: Type.Integer({ minimum: 0, maximum: 1000000, default: 10000, description: 'GETs of index.yaml held open at once until the next publish (0: none)' })
   }, { additionalProperties: false, default: {} }),
   cache: Type.Object({
     indexMaxAge: Duration('30s', 'Cache-Control max-age of index.yaml and root.yaml')

@@ -1,6 +1,7 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import rateLimit from '@fastify/rate-limit'
 import { ImgdistError } from '../lib/errors.js'
+import { MAX_WAIT_SECONDS } from '../lib/held-get.js'
 import { removeStaleTemps } from './atomic-file.js'
 import { CatalogueStore } from './catalogue-store.js'
 import type { IndexContext } from './context.js'
@@ -79,7 +80,9 @@ export async function buildServer (opts: ServerOptions): Promise<FastifyInstance
     onWarning: (err) => app.log.debug({ err: err.message }, 'tracker warning')
   })
   const seeder = opts.seeder
-  const watch = new IndexWatch(catalogue, { maxWatchers: opts.maxWatchers })
+  // a held GET is an idle socket: end it before the idle timeout would drop it
+  const idleSeconds = Math.floor((opts.connectionTimeoutMs ?? 120_000) / 1000)
+  const watch = new IndexWatch(catalogue, { maxWatchers: opts.maxWatchers, maxWaitSeconds: idleSeconds > 0 ? Math.max(1, Math.min(MAX_WAIT_SECONDS, idleSeconds - 5)) : MAX_WAIT_SECONDS })
   const metrics = new IndexMetrics({
     watchers: () => watch.watching,
     seeder: () => seeder?.stats(),

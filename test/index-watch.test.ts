@@ -23,7 +23,7 @@ import { body, indexBytes, makeServerDir, waitFor } from './index-fixture.js'
 
 const log = pino({ level: 'silent' })
 
-async function listen (t: Test, opts: { maxWatchers?: number } = {}): Promise<{ url: string, fx: Fixture, dir: string, close: () => Promise<void> }> {
+async function listen (t: Test, opts: { maxWatchers?: number, connectionTimeoutMs?: number } = {}): Promise<{ url: string, fx: Fixture, dir: string, close: () => Promise<void> }> {
   const { dataDir, fx, dir } = await makeServerDir(t)
   await fx.publish((i) => editIndex(i, new Date(), (s) => s))
   const app = await buildServer({ dataDir, ...opts })
@@ -114,6 +114,24 @@ t.test('index server: beyond maxWatchers a GET is answered at once', async (t) =
   await fx.publish((i) => editIndex(i, new Date(), (s) => s))
   await putIndex(url, fx)
   t.equal((await held).status, 200)
+})
+
+t.test('index server: holds end before the idle timeout would drop the socket; the agent keeps watching', async (t) => {
+  const { url, fx, dir } = await listen(t, { connectionTimeoutMs: 7000 })
+  await putIndex(url, fx)
+  const etag = (await fetch(`${url}/v1/index.yaml`)).headers.get('etag') as string
+  const res = await fetch(`${url}/v1/index.yaml`, { headers: { 'if-none-match': etag, prefer: 'wait=30' } })
+  t.equal(res.status, 304)
+  t.equal(res.headers.get('preference-applied'), 'wait=2', '7 s idle timeout: holds of 2 s')
+
+  // the agent asks for 50 s, is held 2 s: that still counts as held (the server said so)
+  const p = await poller(t, dir, fx, `${url}/v1/index.yaml`)
+  await p.start()
+  await waitFor('the poller to hold a GET', async () => await watchers(url) === 1 ? true : undefined)
+  await new Promise((resolve) => setTimeout(resolve, 2500))
+  t.equal(p.status.watching, true, 'watching after the first 2 s hold ended')
+  await waitFor('the poller to hold a GET again', async () => await watchers(url) === 1 ? true : undefined)
+  t.equal(p.status.pollErrors, 0)
 })
 
 async function poller (t: Test, dir: string, fx: Fixture, url: string): Promise<CataloguePoller> {

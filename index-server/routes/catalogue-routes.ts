@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { MAX_INDEX_BYTES, MAX_ROOT_BYTES } from '../../lib/document.js'
-import { MAX_WAIT_SECONDS, preferredWait } from '../../lib/held-get.js'
+import { preferredWait } from '../../lib/held-get.js'
 import { ImgdistError, toImgdistError } from '../../lib/errors.js'
 import type { StoredDocument } from '../catalogue-store.js'
 import type { IndexContext } from '../context.js'
@@ -41,7 +41,7 @@ export async function catalogueRoutes (app: FastifyInstance, { ctx }: { ctx: Ind
     const wait = preferredWait(request.headers.prefer)
     // Hold only a client that already has the current index: anyone else needs it now.
     if (wait !== undefined && wait > 0 && etagMatches(request.headers['if-none-match'], idx.etag) && ctx.watch.canHold()) {
-      const applied = Math.min(wait, MAX_WAIT_SECONDS)
+      const applied = Math.min(wait, ctx.watch.maxWaitSeconds)
       const gone = new AbortController()
       // the response's 'close' before we answer means the client hung up (the request's fires at once for a GET)
       const onClose = (): void => { gone.abort() }
