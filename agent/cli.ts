@@ -19,10 +19,11 @@ SYNOPSIS
 DESCRIPTION
     The agent runs at each site, under systemd (deploy/imgdist-agent.service). It watches the
     catalogues it subscribes to (a request held open at the index server, which answers it
-    when a new index is published; plain polls every pollInterval elsewhere), verifies their signatures against the pinned root, applies
-    the site's approval policy, downloads approved images over BitTorrent from peer sites, the
-    origin and web seeds, checks the bytes against the signed sha512, registers them in its
-    targets (Glance, or a directory) and keeps seeding them to other sites. Every command but
+    when a new index is published; plain polls every pollInterval elsewhere), verifies their
+    signatures against the pinned root, applies the site's approval policy, downloads approved
+    images over BitTorrent from peer sites, the origin and web seeds, checks the bytes against
+    the signed sha512, registers them in its targets (Glance, or a directory) and keeps
+    seeding them to other sites. Every command but
     run is a client of a running agent's HTTP API.
 
 COMMANDS

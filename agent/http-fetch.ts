@@ -21,7 +21,7 @@ export interface FetchOptions {
   etag?: string
   signal?: AbortSignal
   okStatuses?: number[]
-  /** `Prefer: wait=N` (a held conditional GET, index-server/index-watch.ts); the header timeout grows by N */
+  /** `Prefer: wait=N` (a held conditional GET, lib/held-get.ts); the header timeout grows by N */
   waitSeconds?: number
 }
 

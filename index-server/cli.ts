@@ -92,7 +92,8 @@ export async function cmdImport (args: string[], io: CliIo): Promise<number> {
   const paths = dataPaths(need(values['data-dir'], '--data-dir'))
   const id = need(values.id, '--id')
   await ensureDataDirs(paths)
-  const published = await readArg(paths.indexFile, MAX_INDEX_BYTES, 'index').then((b) => checkIndexShape(parseSignedYaml(b, MAX_INDEX_BYTES, 'index.yaml')), () => undefined)
+  const publishedBytes = await readArg(paths.indexFile, MAX_INDEX_BYTES, 'index').catch(() => undefined)
+  const published = publishedBytes === undefined ? undefined : checkIndexShape(parseSignedYaml(publishedBytes, MAX_INDEX_BYTES, 'index.yaml'))
   let index = published
   if (typeof values.index === 'string') {
     // Staging: the bytes go in before the index that lists them is published, so the origin
