@@ -127,19 +127,20 @@ export function spawnAgent (a: AgentSpec): Proc {
   return start(`agent-${a.site}`, 'ip', [...a.exec, process.execPath, ...prof, ...extra, join(a.distDir, 'bin', 'imgdist-agent.js'), 'run', '--config', cfg], join(a.dir, 'agent.log'))
 }
 
-/** The agent's GET /v1/status, or undefined (curl inside the agent's namespace). */
-export function agentStatus (exec: string[], api: string): { catalogues?: Array<{ indexVersion: number, watching: boolean }> } | undefined {
-  const out = tryRun('ip', [...exec, 'curl', '-sS', '--max-time', '5', `http://${api}/v1/status`])
+/** GET of the agent's API path as JSON, or undefined (curl inside the agent's namespace). */
+function agentJson<T> (exec: string[], api: string, path: string): T | undefined {
+  const out = tryRun('ip', [...exec, 'curl', '-sS', '--max-time', '5', `http://${api}${path}`])
   if (out === undefined) return undefined
-  try { return JSON.parse(out) as ReturnType<typeof agentStatus> } catch { return undefined }
+  try { return JSON.parse(out) as T } catch { return undefined }
 }
 
-/** The agent's GET /v1/images entry for the image, or undefined (curl inside the agent's namespace). */
+/** The agent's GET /v1/status, or undefined. */
+export function agentStatus (exec: string[], api: string): { catalogues?: Array<{ indexVersion: number, watching: boolean }> } | undefined {
+  return agentJson(exec, api, '/v1/status')
+}
+
+/** The agent's GET /v1/images entry for the image, or undefined. */
 export function agentImage (exec: string[], api: string, id: string): Record<string, unknown> | undefined {
-  const out = tryRun('ip', [...exec, 'curl', '-sS', '--max-time', '5', `http://${api}/v1/images`])
-  if (out === undefined) return undefined
-  try {
-    const j = JSON.parse(out) as { images?: Array<Record<string, unknown>> }
-    return j.images?.find((i) => i.id === id)
-  } catch { return undefined }
+  const images = agentJson<{ images?: unknown }>(exec, api, '/v1/images')?.images
+  return Array.isArray(images) ? (images as Array<Record<string, unknown>>).find((i) => i.id === id) : undefined
 }

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { MAX_INDEX_BYTES, parseSignedYaml } from '../lib/document.js'
 import { ImgdistError, UsageError } from '../lib/errors.js'
+import type { IndexDocument } from '../lib/schema.js'
 import { acceptIndex, checkIndexShape } from '../lib/trust.js'
 import { MAX_TORRENT_BYTES } from '../lib/torrent-meta.js'
 import { CatalogueStore, installRoot } from './catalogue-store.js'
@@ -92,22 +93,24 @@ export async function cmdImport (args: string[], io: CliIo): Promise<number> {
   const paths = dataPaths(need(values['data-dir'], '--data-dir'))
   const id = need(values.id, '--id')
   await ensureDataDirs(paths)
-  const publishedBytes = await readArg(paths.indexFile, MAX_INDEX_BYTES, 'index').catch(() => undefined)
-  const published = publishedBytes === undefined ? undefined : checkIndexShape(parseSignedYaml(publishedBytes, MAX_INDEX_BYTES, 'index.yaml'))
-  let index = published
+  let index: IndexDocument
   if (typeof values.index === 'string') {
     // Staging: the bytes go in before the index that lists them is published, so the origin
     // seeds the release the moment it is. The entry must carry the endorsers' signatures.
     const store = await CatalogueStore.open(paths)
     const staged = parseSignedYaml(await readArg(values.index, MAX_INDEX_BYTES, 'index'), MAX_INDEX_BYTES, values.index)
     index = acceptIndex(store.root.doc.signed, staged, { now: new Date() }).doc
-    const live = published?.signed.images.find((i) => i.id === id)
+    const live = store.index?.doc.signed.images.find((i) => i.id === id)
     const next = index.signed.images.find((i) => i.id === id)
     if (live !== undefined && next !== undefined && live.sha512 !== next.sha512) {
-      throw new ImgdistError('CONFLICT', `the published index v${published?.signed.version ?? 0} serves other bytes as "${id}"; an image id names one release, so stage the new one under a new id`)
+      throw new ImgdistError('CONFLICT', `the published index v${store.index?.version ?? 0} serves other bytes as "${id}"; an image id names one release, so stage the new one under a new id`)
     }
+  } else {
+    const indexBytes = await readArg(paths.indexFile, MAX_INDEX_BYTES, 'index').catch(() => {
+      throw new ImgdistError('NOT_FOUND', `no index published in ${paths.dir} yet; publish it first (PUT /v1/index.yaml) or stage with --index`)
+    })
+    index = checkIndexShape(parseSignedYaml(indexBytes, MAX_INDEX_BYTES, 'index.yaml'))
   }
-  if (index === undefined) throw new ImgdistError('NOT_FOUND', `no index published in ${paths.dir} yet; publish it first (PUT /v1/index.yaml) or stage with --index`)
   const entry = index.signed.images.find((i) => i.id === id)
   if (entry === undefined) throw new ImgdistError('NOT_FOUND', `index v${index.signed.version} lists no image "${id}"`)
   if (typeof values.torrent === 'string') {

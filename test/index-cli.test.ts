@@ -6,7 +6,7 @@ import { createInterface } from 'node:readline'
 import { promisify } from 'node:util'
 import t, { type Test } from 'tap'
 import { encodePublicKey, generateKeyPair } from '../lib/keys.js'
-import { body, indexBytes, makeServerDir, waitFor } from './index-fixture.js'
+import { body, indexBytes, makeServerDir, putIndex, waitFor } from './index-fixture.js'
 import { makeFixture } from './helpers/catalogue-fixture.js'
 
 const BIN = join(import.meta.dirname, '..', 'dist', 'bin', 'imgdist-index.js')
@@ -150,7 +150,7 @@ t.test('import --index stages a release before its index is published', async (t
   // publishing the index is then enough: the web seed serves the staged bytes without a rescan
   const { url } = await serve(t, dataDir)
   t.equal((await fetch(`${url}/v1/images/img-st`, { method: 'HEAD' })).status, 404, 'not served before its publication')
-  t.equal((await fetch(`${url}/v1/index.yaml`, { method: 'PUT', headers: { 'content-type': 'application/yaml' }, body: body(await indexBytes(fx)) })).status, 200)
+  t.equal((await putIndex(url, await indexBytes(fx))).status, 200)
   const head = await fetch(`${url}/v1/images/img-st`, { method: 'HEAD' })
   t.equal(head.status, 200)
   t.equal(head.headers.get('content-length'), String(entry.size))
@@ -181,7 +181,7 @@ t.test('kill -9 during a PUT leaves the previous catalogue served; SIGTERM drain
   const entry = await fx.addImage('img-k', 4 * 1024 * 1024)
   const v1 = await indexBytes(fx)
   let s = await serve(t, dataDir)
-  t.equal((await fetch(s.url + '/v1/index.yaml', { method: 'PUT', headers: { 'content-type': 'application/yaml' }, body: body(v1) })).status, 200)
+  t.equal((await putIndex(s.url, v1)).status, 200)
   await fx.addImage('img-k2', 1000)
   const v2 = await indexBytes(fx)
 
@@ -204,7 +204,7 @@ t.test('kill -9 during a PUT leaves the previous catalogue served; SIGTERM drain
   s = await serve(t, dataDir)
   t.same(await readdir(join(dataDir, 'images')), [], 'partial upload removed at restart')
   t.equal((await fetch(s.url + '/v1/images/img-k')).status, 404)
-  t.equal((await fetch(s.url + '/v1/index.yaml', { method: 'PUT', headers: { 'content-type': 'application/yaml' }, body: body(v2) })).status, 200, 'v2 can be published after the crash')
+  t.equal((await putIndex(s.url, v2)).status, 200, 'v2 can be published after the crash')
   t.equal((await fetch(s.url + '/v1/images/img-k', { method: 'PUT', body: body(img) })).status, 200)
   t.equal(Number((await fetch(s.url + '/v1/images/img-k', { method: 'HEAD' })).headers.get('content-length')), entry.size)
 

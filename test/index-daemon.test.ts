@@ -10,7 +10,7 @@ import { serializeDocument } from '../lib/document.js'
 import { editIndex } from '../lib/catalogue-edit.js'
 import { addSignature } from '../lib/document.js'
 import { parseTorrent } from '../lib/torrent-meta.js'
-import { body, indexBytes, makeServerDir, waitFor } from './index-fixture.js'
+import { body, indexBytes, makeServerDir, putIndex, waitFor } from './index-fixture.js'
 
 const run = promisify(execFile)
 
@@ -69,7 +69,7 @@ t.test('web seed over real HTTP: curl Range and aria2c split download', async (t
   const entry = await fx.addImage('img-http', 2 * 1024 * 1024 + 7)
   const daemon = await startServer(t, dataDir, { seeding: { ...resolveServeConfig(undefined, undefined, { dataDir }).seeding, enabled: false } })
   const url = daemon.url
-  await fetch(url + '/v1/index.yaml', { method: 'PUT', headers: { 'content-type': 'application/yaml' }, body: body(await indexBytes(fx)) })
+  await putIndex(url, await indexBytes(fx))
   // Streamed upload from a file (chunked transfer, no Content-Length).
   const { createReadStream } = await import('node:fs')
   const { Readable } = await import('node:stream')

@@ -78,3 +78,8 @@ export async function waitFor<T> (what: string, check: () => Promise<T | undefin
 
 /** A copy typed as fetch accepts it (Buffer's ArrayBufferLike is not a BodyInit for TypeScript). */
 export function body (b: Uint8Array): Uint8Array<ArrayBuffer> { return new Uint8Array(b) }
+
+/** PUT of a signed index to a running server over HTTP, as `imgdist-sign publish` does. */
+export async function putIndex (url: string, bytes: Uint8Array): Promise<Response> {
+  return await fetch(`${url}/v1/index.yaml`, { method: 'PUT', headers: { 'content-type': 'application/yaml' }, body: body(bytes) })
+}

@@ -13,7 +13,7 @@ import { buildServer } from '../index-server/server.js'
 import { editIndex } from '../lib/catalogue-edit.js'
 import { MAX_WAIT_SECONDS, preferredWait } from '../lib/held-get.js'
 import type { Fixture } from './helpers/catalogue-fixture.js'
-import { body, indexBytes, makeServerDir, waitFor } from './index-fixture.js'
+import { indexBytes, makeServerDir, putIndex, waitFor } from './index-fixture.js'
 
 /**
  * Held GETs of index.yaml (lib/held-get.ts): the index server answers an agent that has the
@@ -33,14 +33,19 @@ async function listen (t: Test, opts: { maxWatchers?: number, connectionTimeoutM
   return { url, fx, dir, close: async () => { await app.close() } }
 }
 
-async function putIndex (url: string, fx: Fixture): Promise<void> {
-  const res = await fetch(`${url}/v1/index.yaml`, { method: 'PUT', headers: { 'content-type': 'application/yaml' }, body: body(await indexBytes(fx)) })
+async function publish (url: string, fx: Fixture): Promise<void> {
+  const res = await putIndex(url, await indexBytes(fx))
   if (res.status !== 200) throw new Error(`PUT index: ${res.status} ${await res.text()}`)
 }
 
 async function watchers (url: string): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text()
   return Number(/^imgdist_index_watchers (\d+)$/m.exec(text)?.[1] ?? NaN)
+}
+
+/** Waits until the server holds exactly `n` GETs (its imgdist_index_watchers gauge). */
+async function untilHeld (url: string, n: number, what: string): Promise<void> {
+  await waitFor(what, async () => await watchers(url) === n ? true : undefined)
 }
 
 t.test('Prefer header parsing', async (t) => {
@@ -55,7 +60,7 @@ t.test('Prefer header parsing', async (t) => {
 
 t.test('index server: a held GET ends with the next publish, at its wait, or at close', async (t) => {
   const { url, fx, close } = await listen(t)
-  await putIndex(url, fx)
+  await publish(url, fx)
   const first = await fetch(`${url}/v1/index.yaml`)
   const etag = first.headers.get('etag') as string
   t.ok(etag, 'served with an ETag')
@@ -63,9 +68,9 @@ t.test('index server: a held GET ends with the next publish, at its wait, or at 
 
   // held until a publish: the new index arrives on the held request itself
   const held = fetch(`${url}/v1/index.yaml`, { headers: { 'if-none-match': etag, prefer: 'wait=999' } })
-  await waitFor('the GET to be held', async () => await watchers(url) === 1 ? true : undefined)
+  await untilHeld(url, 1, 'the GET to be held')
   const v2 = await fx.publish((i) => editIndex(i, new Date(), (s) => s))
-  await putIndex(url, fx)
+  await publish(url, fx)
   const res = await held
   t.equal(res.status, 200)
   t.equal(res.headers.get('preference-applied'), `wait=${MAX_WAIT_SECONDS}`, 'the wait is capped')
@@ -87,14 +92,14 @@ t.test('index server: a held GET ends with the next publish, at its wait, or at 
   // a client that hangs up is forgotten
   const ac = new AbortController()
   const gone = fetch(`${url}/v1/index.yaml`, { headers: { 'if-none-match': etag2, prefer: 'wait=30' }, signal: ac.signal }).catch((err: Error) => err)
-  await waitFor('the GET to be held', async () => await watchers(url) === 1 ? true : undefined)
+  await untilHeld(url, 1, 'the GET to be held')
   ac.abort()
   t.type(await gone, Error)
-  await waitFor('the held GET to be dropped', async () => await watchers(url) === 0 ? true : undefined)
+  await untilHeld(url, 0, 'the held GET to be dropped')
 
   // close answers held GETs (a restart: poll again soon) instead of waiting out their 30 s
   const atClose = fetch(`${url}/v1/index.yaml`, { headers: { 'if-none-match': etag2, prefer: 'wait=30' } })
-  await waitFor('the GET to be held', async () => await watchers(url) === 1 ? true : undefined)
+  await untilHeld(url, 1, 'the GET to be held')
   await close()
   const closed = await atClose
   t.equal(closed.status, 503)
@@ -104,21 +109,21 @@ t.test('index server: a held GET ends with the next publish, at its wait, or at 
 
 t.test('index server: beyond maxWatchers a GET is answered at once', async (t) => {
   const { url, fx } = await listen(t, { maxWatchers: 1 })
-  await putIndex(url, fx)
+  await publish(url, fx)
   const etag = (await fetch(`${url}/v1/index.yaml`)).headers.get('etag') as string
   const held = fetch(`${url}/v1/index.yaml`, { headers: { 'if-none-match': etag, prefer: 'wait=30' } })
-  await waitFor('the GET to be held', async () => await watchers(url) === 1 ? true : undefined)
+  await untilHeld(url, 1, 'the GET to be held')
   const second = await fetch(`${url}/v1/index.yaml`, { headers: { 'if-none-match': etag, prefer: 'wait=30' } })
   t.equal(second.status, 304)
   t.equal(second.headers.get('preference-applied'), null, 'not held')
   await fx.publish((i) => editIndex(i, new Date(), (s) => s))
-  await putIndex(url, fx)
+  await publish(url, fx)
   t.equal((await held).status, 200)
 })
 
 t.test('index server: holds end before the idle timeout would drop the socket; the agent keeps watching', async (t) => {
   const { url, fx, dir } = await listen(t, { connectionTimeoutMs: 7000 })
-  await putIndex(url, fx)
+  await publish(url, fx)
   const etag = (await fetch(`${url}/v1/index.yaml`)).headers.get('etag') as string
   const res = await fetch(`${url}/v1/index.yaml`, { headers: { 'if-none-match': etag, prefer: 'wait=30' } })
   t.equal(res.status, 304)
@@ -127,10 +132,10 @@ t.test('index server: holds end before the idle timeout would drop the socket; t
   // the agent asks for 50 s, is held 2 s: that still counts as held (the server said so)
   const p = await poller(t, dir, fx, `${url}/v1/index.yaml`)
   await p.start()
-  await waitFor('the poller to hold a GET', async () => await watchers(url) === 1 ? true : undefined)
+  await untilHeld(url, 1, 'the poller to hold a GET')
   await new Promise((resolve) => setTimeout(resolve, 2500))
   t.equal(p.status.watching, true, 'watching after the first 2 s hold ended')
-  await waitFor('the poller to hold a GET again', async () => await watchers(url) === 1 ? true : undefined)
+  await untilHeld(url, 1, 'the poller to hold a GET again')
   t.equal(p.status.pollErrors, 0)
 })
 
@@ -147,23 +152,23 @@ async function poller (t: Test, dir: string, fx: Fixture, url: string): Promise<
 
 t.test('agent poller watches the real index server and sees a publish at once', async (t) => {
   const { url, fx, dir } = await listen(t)
-  await putIndex(url, fx)
+  await publish(url, fx)
   const p = await poller(t, dir, fx, `${url}/v1/index.yaml`)
   const seen: number[] = []
   p.on('catalogue', (c: Catalogue) => { seen.push(c.index.signed.version) })
   await p.start()
   t.same(seen, [fx.index.signed.version], 'the first round fetched the index')
-  await waitFor('the poller to hold a GET', async () => await watchers(url) === 1 ? true : undefined)
+  await untilHeld(url, 1, 'the poller to hold a GET')
   t.equal(p.status.watching, true, 'status shows the held GET')
 
   const v2 = await fx.publish((i) => editIndex(i, new Date(), (s) => s))
-  await putIndex(url, fx)
+  await publish(url, fx)
   await waitFor('the new index to reach the poller', () => seen.includes(v2.signed.version) ? true : undefined)
   t.equal(p.status.indexVersion, v2.signed.version)
-  await waitFor('the poller to hold a GET again', async () => await watchers(url) === 1 ? true : undefined)
+  await untilHeld(url, 1, 'the poller to hold a GET again')
   t.equal(p.status.error, undefined)
   await p.close()
-  await waitFor('close to abort the held GET', async () => await watchers(url) === 0 ? true : undefined)
+  await untilHeld(url, 0, 'close to abort the held GET')
 })
 
 t.test('agent poller does not loop on servers that answer at once', async (t) => {
