@@ -16,6 +16,28 @@ export function makeDispatcher (): Dispatcher {
   return new Agent({ connectTimeout: 10_000, headersTimeout: 15_000, bodyTimeout: 30_000, keepAliveTimeout: 10_000 })
 }
 
+/**
+ * HTTP 503 with Retry-After (RFC 9110 §10.2.3): the server is down on purpose for a moment, e.g.
+ * an index server restarting answers its held GETs so. Same code as any HTTP failure; callers
+ * may wait `retryAfter` seconds instead of counting it as a failure.
+ */
+export class RetryLaterError extends ImgdistError {
+  readonly retryAfter: number
+  constructor (message: string, retryAfter: number) {
+    super('HTTP_ERROR', message)
+    this.retryAfter = retryAfter
+  }
+}
+
+/** Retry-After as delta-seconds or an HTTP date, bounded to 1 s … 5 minutes; undefined if absent or unreadable. */
+export function retryAfterSeconds (header: string | string[] | undefined, now = Date.now()): number | undefined {
+  if (typeof header !== 'string') return undefined
+  const v = header.trim()
+  const s = /^\d{1,9}$/.test(v) ? Number(v) : (Date.parse(v) - now) / 1000
+  if (!Number.isFinite(s)) return undefined
+  return Math.min(300, Math.max(1, Math.ceil(s)))
+}
+
 export interface FetchOptions {
   maxBytes: number
   etag?: string
@@ -51,6 +73,8 @@ export async function fetchBytes (dispatcher: Dispatcher, url: string, opts: Fet
   }
   if (res.statusCode !== 200) {
     await res.body.dump()
+    const retryAfter = res.statusCode === 503 ? retryAfterSeconds(res.headers['retry-after']) : undefined
+    if (retryAfter !== undefined) throw new RetryLaterError(`GET ${url}: HTTP 503, retry in ${retryAfter} s`, retryAfter)
     throw new ImgdistError('HTTP_ERROR', `GET ${url}: HTTP ${res.statusCode}`)
   }
   const declared = Number(res.headers['content-length'] ?? 0)

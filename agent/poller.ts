@@ -8,7 +8,7 @@ import { MAX_WAIT_SECONDS } from '../lib/held-get.js'
 import type { IndexDocument, RootDocument, SignedDocument } from '../lib/schema.js'
 import { acceptIndex, checkRootShape, verifyThreshold, walkRootChain } from '../lib/trust.js'
 import type { ResolvedConfig } from './config.js'
-import { fetchBytes } from './http-fetch.js'
+import { fetchBytes, RetryLaterError } from './http-fetch.js'
 import type { TrustStore } from './trust-store.js'
 
 /**
@@ -40,7 +40,10 @@ export interface PollStatus {
 }
 
 /** The outcome of one round, which decides when the next starts. */
-type Round = 'held' | 'fetched' | 'quick' | 'failed'
+type Round = 'held' | 'fetched' | 'quick' | 'failed' | 'later'
+
+/** After an index server said it is restarting, failures to reach it are expected for this long (logged at info, not warn). */
+const RESTART_GRACE_MS = 60_000
 
 type Sub = ResolvedConfig['subscriptions'][number]
 
@@ -52,6 +55,9 @@ export class CataloguePoller extends EventEmitter {
   #etag?: string
   #timer?: NodeJS.Timeout
   #failures = 0
+  /** seconds the index server asked us to wait (503 + Retry-After), for a 'later' round */
+  #retryAfter = 1
+  #restartGraceUntil = 0
   #closed = false
   #polling?: Promise<Round>
   readonly status: PollStatus
@@ -129,6 +135,7 @@ export class CataloguePoller extends EventEmitter {
         // A server that held the request, or just sent an index with its ETag, is watched again at
         // once; one that answered at once (an older server, a mirror, a cache) is polled at the interval.
         if (round === 'held' || (round === 'fetched' && this.sub.watch)) { this.#schedule(0); return }
+        if (round === 'later') { this.#schedule(this.#retryAfter * 1000 * (1 + Math.random() * 0.5)); return }
         const base = this.sub.pollIntervalMs
         // Back off quickly on failure but never poll less often than configured.
         const next = this.#failures === 0 ? base : Math.min(base, 2000 * 2 ** Math.min(this.#failures, 10))
@@ -156,6 +163,7 @@ export class CataloguePoller extends EventEmitter {
         this.status.watching = round === 'held'
         return round
       } catch (err) {
+        if (err instanceof RetryLaterError && url === this.sub.url && !this.#closed) return this.#later(err)
         lastErr = toImgdistError(err)
         if (lastErr.code !== 'NETWORK_ERROR' && lastErr.code !== 'HTTP_ERROR') break // a refused document: mirrors would only repeat it
       }
@@ -164,11 +172,26 @@ export class CataloguePoller extends EventEmitter {
     if (lastErr !== undefined && !this.#closed) {
       this.#failures++
       this.status.pollErrors++
-      this.#log.warn({ catalogue: this.name, code: lastErr.code, err: lastErr.message }, 'catalogue poll failed; keeping the last good catalogue')
+      const expected = Date.now() < this.#restartGraceUntil
+      this.#log[expected ? 'info' : 'warn']({ catalogue: this.name, code: lastErr.code, err: lastErr.message },
+        expected ? 'catalogue poll failed while the index server restarts; retrying' : 'catalogue poll failed; keeping the last good catalogue')
       this.#fail(lastErr)
     }
     this.status.watching = false
     return 'failed'
+  }
+
+  /**
+   * The index server is restarting (it answers held GETs so at shutdown) or otherwise down on
+   * purpose: wait as asked, without a failure, a backoff or a round on the mirrors (which would
+   * leave the agent polling at the interval instead of watching again).
+   */
+  #later (err: RetryLaterError): Round {
+    this.#retryAfter = err.retryAfter
+    this.#restartGraceUntil = Date.now() + RESTART_GRACE_MS
+    this.status.watching = false
+    this.#log.info({ catalogue: this.name, retryAfter: err.retryAfter }, 'index server unavailable for now (HTTP 503); retrying')
+    return 'later'
   }
 
   async #pollFrom (url: string, watch: boolean): Promise<Round> {

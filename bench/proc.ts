@@ -1,5 +1,5 @@
 import { spawn, execFileSync, type ChildProcess, type SpawnOptions } from 'node:child_process'
-import { createWriteStream, readFileSync } from 'node:fs'
+import { createWriteStream, readdirSync, readFileSync } from 'node:fs'
 import { readdir, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ImgdistError } from '../lib/errors.js'
@@ -22,6 +22,22 @@ export function cpuTimes (pid: number): { user: number, system: number } | undef
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
     return { user: Number(f[11]) / CLK_TCK, system: Number(f[12]) / CLK_TCK }
   } catch { return undefined }
+}
+
+/** CPU seconds (user+system) per thread of a live process, keyed 'main' or by name and tid, from /proc/PID/task (threads that exited are not listed). */
+export function threadCpu (pid: number): Map<string, number> {
+  const out = new Map<string, number>()
+  let tids: string[]
+  try { tids = readdirSync(`/proc/${pid}/task`) } catch { return out }
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
+      const name = tid === String(pid) ? 'main' : `${stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))}/${tid}`
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      out.set(name, (out.get(name) ?? 0) + (Number(f[11]) + Number(f[12])) / CLK_TCK)
+    } catch { /* the thread exited */ }
+  }
+  return out
 }
 
 /** VmRSS in KiB, or undefined once the process is gone. */

@@ -278,7 +278,8 @@ export class TorrentHandle implements PeerSession {
     void (this.#store as PieceStore).flush().then(() => {
       if (this.#settled) return
       this.#settled = true
-      this.#log.info('all pieces verified and written')
+      const pool = (this.#store as PieceStore).pool
+      this.#log.info({ buffersTaken: pool.taken, buffersReused: pool.reused }, 'all pieces verified and written')
       this.#resolve()
     })
   }

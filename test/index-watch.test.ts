@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { pino } from 'pino'
 import { openDb } from '../agent/db.js'
-import { makeDispatcher } from '../agent/http-fetch.js'
+import { makeDispatcher, retryAfterSeconds } from '../agent/http-fetch.js'
 import { CataloguePoller, type Catalogue } from '../agent/poller.js'
 import { TrustStore } from '../agent/trust-store.js'
 import { buildServer } from '../index-server/server.js'
@@ -56,6 +56,17 @@ t.test('Prefer header parsing', async (t) => {
   t.equal(preferredWait('wait=-1'), undefined)
   t.equal(preferredWait('wait=abc'), undefined)
   t.equal(preferredWait('waiting=5'), undefined)
+})
+
+t.test('Retry-After parsing', async (t) => {
+  const now = Date.parse('2026-11-21T12:00:00Z')
+  t.equal(retryAfterSeconds('1', now), 1)
+  t.equal(retryAfterSeconds(' 120 ', now), 120)
+  t.equal(retryAfterSeconds('0', now), 1, 'at least 1 s: no tight loop')
+  t.equal(retryAfterSeconds('86400', now), 300, 'at most 5 minutes')
+  t.equal(retryAfterSeconds('Sat, 21 Nov 2026 12:00:30 GMT', now), 30, 'an HTTP date')
+  t.equal(retryAfterSeconds('soon', now), undefined)
+  t.equal(retryAfterSeconds(undefined, now), undefined)
 })
 
 t.test('index server: a held GET ends with the next publish, at its wait, or at close', async (t) => {
@@ -139,12 +150,12 @@ t.test('index server: holds end before the idle timeout would drop the socket; t
   t.equal(p.status.pollErrors, 0)
 })
 
-async function poller (t: Test, dir: string, fx: Fixture, url: string): Promise<CataloguePoller> {
+async function poller (t: Test, dir: string, fx: Fixture, url: string, logger = log): Promise<CataloguePoller> {
   const http = makeDispatcher()
   const db = await openDb(join(dir, `agent-${Math.random().toString(36).slice(2)}`))
   // an hour between polls: only a held GET can bring a new index within the test
   const p = new CataloguePoller({ url, mirrors: [], root: fx.rootPath, pollInterval: '1h', watch: true, pollIntervalMs: 3_600_000, label: 'test' },
-    { log, trust: new TrustStore(db.sub('trust')), http })
+    { log: logger, trust: new TrustStore(db.sub('trust')), http })
   t.teardown(async () => { await p.close(); await db.close(); await http.close() })
   await p.init()
   return p
@@ -195,4 +206,37 @@ t.test('agent poller does not loop on servers that answer at once', async (t) =>
     await p.close()
     await new Promise<void>((resolve) => server.close(() => resolve()))
   }
+})
+
+t.test('agent poller rides out an index server restart: no warning, watching again soon after', async (t) => {
+  const { dataDir, fx, dir } = await makeServerDir(t)
+  await fx.publish((i) => editIndex(i, new Date(), (s) => s))
+  let app = await buildServer({ dataDir })
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const port = (app.server.address() as AddressInfo).port
+  const url = `http://127.0.0.1:${port}`
+  t.teardown(async () => { await app.close() })
+  await publish(url, fx)
+  const lines: Array<{ level: number, msg: string }> = []
+  const logger = pino({ level: 'info' }, { write: (line: string) => { lines.push(JSON.parse(line)) } })
+  const p = await poller(t, dir, fx, `${url}/v1/index.yaml`, logger)
+  const seen: number[] = []
+  p.on('catalogue', (c: Catalogue) => { seen.push(c.index.signed.version) })
+  await p.start()
+  await untilHeld(url, 1, 'the poller to hold a GET')
+
+  await app.close() // the held GET gets 503 SHUTTING_DOWN, Retry-After: 1
+  await waitFor('the poller to hear the server is restarting', () => lines.some((l) => /unavailable for now/.test(l.msg)) ? true : undefined)
+  t.equal(p.status.pollErrors, 0, 'a 503 with Retry-After is not a failed poll')
+  t.equal(p.status.watching, false)
+  await new Promise((resolve) => setTimeout(resolve, 1800)) // its retry (1-1.5 s) finds the port closed
+  app = await buildServer({ dataDir })
+  await app.listen({ host: '127.0.0.1', port })
+  await untilHeld(url, 1, 'the poller to watch the restarted server')
+  const v = await fx.publish((i) => editIndex(i, new Date(), (s) => s))
+  await publish(url, fx)
+  await waitFor('the index published after the restart', () => seen.includes(v.signed.version) ? true : undefined)
+  t.same(lines.filter((l) => l.level >= 40).map((l) => l.msg), [], 'nothing logged at warn or above')
+  t.ok(lines.some((l) => /while the index server restarts/.test(l.msg)), 'the refused connection during the restart is logged at info')
+  await p.close()
 })

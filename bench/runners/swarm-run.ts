@@ -1,7 +1,8 @@
+import { spawn } from 'node:child_process'
 import type { BenchImage } from '../fixture.js'
 import { sha512OfFile } from '../fixture.js'
 import type { Testbed } from '../netns.js'
-import { cpuSeconds, cpuTimes, sleep, type Proc } from '../proc.js'
+import { cpuSeconds, cpuTimes, sleep, threadCpu, type Proc } from '../proc.js'
 
 /** What every swarm runner gets, and the one measuring loop they share. */
 
@@ -70,6 +71,13 @@ export async function measure (m: Measure): Promise<{ run: SwarmRun, procs: Map<
   const procs = m.startDownloaders()
   const cpu0 = new Map<number, { user: number, system: number }>()
   if (m.cpuSinceStart === true) for (const [h, p] of procs) { const c = cpuTimes(p.pid); if (c !== undefined) cpu0.set(h, c) }
+  // IMGDIST_BENCH_THREADS=1: where each downloader's CPU went, by thread name (development aid)
+  // IMGDIST_BENCH_AT_T0='perf record -a -o /tmp/p.data -- sleep 12': a command started at T0, the downloaders' PIDs in $PIDS
+  const atT0 = process.env.IMGDIST_BENCH_AT_T0
+  if (atT0 !== undefined && atT0 !== '') {
+    spawn('sh', ['-c', atT0], { stdio: 'ignore', detached: true, env: { ...process.env, PIDS: [...procs.values()].map((p) => p.pid).join(' ') } }).unref()
+  }
+  const byThread = process.env.IMGDIST_BENCH_THREADS === '1' ? new ThreadTally(procs, m.cpuSinceStart === true) : undefined
   const results = new Map<number, DownloaderResult>(ctx.downloaders.map((h) => [h, { host: h }]))
   const deadline = t0 + ctx.timeoutMs
   let pending = [...ctx.downloaders]
@@ -87,6 +95,7 @@ export async function measure (m: Measure): Promise<{ run: SwarmRun, procs: Map<
       const b = cpu0.get(h) ?? { user: 0, system: 0 }
       r.cpuSeconds = t !== undefined ? t.user + t.system - b.user - b.system : (p !== undefined ? m.exitedCpu?.(h) : undefined)
       r.systemSeconds = t !== undefined ? t.system - b.system : undefined
+      if (p !== undefined && r.cpuSeconds !== undefined) byThread?.done(p.pid, r.cpuSeconds)
     }
     pending = pending.filter((h) => results.get(h)?.seconds === undefined)
     if (pending.length === 0) lastSample = { egress: ctx.bed.txBytes(0), originCpu: sum(m.origin.map((p) => cpuSeconds(p.pid) ?? 0)) }
@@ -100,6 +109,7 @@ export async function measure (m: Measure): Promise<{ run: SwarmRun, procs: Map<
     originCpuSeconds: end.originCpu - originCpu0,
     originEgressBytes: end.egress - egress0
   }
+  if (byThread !== undefined) run.notes.push(byThread.summary())
   if (pending.length > 0) run.notes.push(`${pending.length} of ${ctx.downloaders.length} not complete after ${(ctx.timeoutMs / 1000).toFixed(0)} s (or their processes exited)`)
   return { run, procs }
 }
@@ -119,3 +129,34 @@ export function skipped (tool: string, ctx: SwarmContext, why: string): SwarmRun
 }
 
 const sum = (xs: number[]): number => xs.reduce((a, x) => a + x, 0)
+
+/** CPU by thread name summed over the downloaders, from T0 (or their start) to each one's completion. */
+class ThreadTally {
+  readonly #base = new Map<number, Map<string, number>>()
+  readonly #sum = new Map<string, number>()
+  #n = 0
+
+  constructor (procs: Map<number, Proc>, sinceNow: boolean) {
+    for (const p of procs.values()) this.#base.set(p.pid, sinceNow ? threadCpu(p.pid) : new Map())
+  }
+
+  done (pid: number, total: number): void {
+    const base = this.#base.get(pid) ?? new Map<string, number>()
+    let listed = 0
+    let i = 0
+    for (const [name, s] of threadCpu(pid)) {
+      const d = s - (base.get(name) ?? 0)
+      listed += d
+      const key = name === 'main' ? name : `${name.slice(0, name.indexOf('/'))}#${i++}`
+      this.#sum.set(key, (this.#sum.get(key) ?? 0) + d)
+    }
+    this.#sum.set('(exited threads)', (this.#sum.get('(exited threads)') ?? 0) + total - listed)
+    this.#n++
+  }
+
+  summary (): string {
+    // helper threads are numbered in their creation order, so the nth of each agent adds up with the others' nth
+    const parts = [...this.#sum].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${(v / Math.max(1, this.#n)).toFixed(3)}`)
+    return `CPU-s per downloader by thread (mean of ${this.#n}): ${parts.join('; ')}`
+  }
+}
