@@ -103,7 +103,8 @@ export class ImgdistAgent {
         polls: () => this.#pollers.map((p) => p.status),
         peers: () => this.#swarm?.peers().length ?? 0,
         verificationFailures: () => this.#reconciler?.verificationFailures ?? 0,
-        paused: () => this.#reconciler?.paused ?? false
+        paused: () => this.#reconciler?.paused ?? false,
+        dhtNodes: () => this.#swarm?.dht?.nodes
       })
     })
     // close() may have run while the API was being built: it found no API to close
@@ -162,7 +163,7 @@ export class ImgdistAgent {
     const sw = this.#swarm
     return {
       site: this.cfg.site, agentVersion: AGENT_VERSION, paused: this.#reconciler?.paused ?? false, startedAt: this.startedAt,
-      torrentPort: sw?.port ?? 0, catalogues: this.#pollers.map((p) => ({ ...p.status })), images,
+      torrentPort: sw?.port ?? 0, ...(sw?.dht !== undefined ? { dht: sw.dht } : {}), catalogues: this.#pollers.map((p) => ({ ...p.status })), images,
       downRate: sw?.downloadSpeed ?? 0, upRate: sw?.uploadSpeed ?? 0, peers: this.#swarm?.peers().length ?? 0,
       targets: this.targets()
     }

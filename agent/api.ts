@@ -12,6 +12,8 @@ export interface AgentStatus {
   paused: boolean
   startedAt: string
   torrentPort: number
+  /** the DHT node (UDP port, routing table size); absent when swarm.dht.enabled is false */
+  dht?: { port?: number, nodes: number }
   catalogues: PollStatus[]
   images: Record<string, number>
   downRate: number

@@ -55,7 +55,8 @@ function targetRow (t: TargetView): string[] {
 
 export function formatStatus (s: AgentStatus): string {
   const head = `site ${s.site}  agent ${s.agentVersion}  ${s.paused ? 'PAUSED' : 'running'} since ${s.startedAt}  torrent port ${s.torrentPort}\n` +
-    `swarm: ${s.peers} peers, down ${rate(s.downRate)}, up ${rate(s.upRate)}\n` +
+    `swarm: ${s.peers} peers, down ${rate(s.downRate)}, up ${rate(s.upRate)}, ` +
+    `DHT ${s.dht === undefined ? 'off' : `${s.dht.nodes} nodes${s.dht.port !== undefined ? ` (UDP ${s.dht.port})` : ''}`}\n` +
     `images: ${Object.entries(s.images).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}\n\n`
   // WATCH yes: the index server holds our poll open and answers it at the next publish
   const cats = table(['CATALOGUE', 'ROOT', 'INDEX', 'WATCH', 'LAST POLL', 'LAST SUCCESS', 'ERROR'],

@@ -4,7 +4,7 @@ import type { ImageView } from './views.js'
 import type { PollStatus } from './poller.js'
 
 /** Prometheus metrics computed from the agent's state at scrape time (its own Registry, not the global one). */
-export function createMetrics (src: { images: () => ImageView[], polls: () => PollStatus[], peers: () => number, verificationFailures: () => number, paused: () => boolean }): Registry {
+export function createMetrics (src: { images: () => ImageView[], polls: () => PollStatus[], peers: () => number, verificationFailures: () => number, paused: () => boolean, dhtNodes?: () => number | undefined }): Registry {
   const registry = new Registry()
   new Gauge({
     name: 'imgdist_agent_images', help: 'Images by state', labelNames: ['state'], registers: [registry],
@@ -31,6 +31,10 @@ export function createMetrics (src: { images: () => ImageView[], polls: () => Po
     collect () { this.set(src.images().reduce((s, i) => s + i.hashFailures, 0)) }
   })
   // a pause outlasts restarts, so one forgotten after a maintenance window should be alertable
+  new Gauge({
+    name: 'imgdist_agent_dht_nodes', help: 'Nodes in the DHT routing table (absent when the DHT is off)', registers: [registry],
+    collect () { const n = src.dhtNodes?.(); if (n !== undefined) this.set(n) }
+  })
   new Gauge({ name: 'imgdist_agent_paused', help: '1 while downloads are paused (imgdist-agent pause), else 0', registers: [registry], collect () { this.set(src.paused() ? 1 : 0) } })
   new Gauge({ name: 'imgdist_agent_verification_failures', help: 'Whole-file sha512/size mismatches', registers: [registry], collect () { this.set(src.verificationFailures()) } })
   new Gauge({

@@ -71,7 +71,7 @@ export class Swarm {
   readonly #server: Server
   readonly #upload: TokenBucket
   readonly #download: TokenBucket
-  readonly #dht: DHT | undefined
+  #dht: DHT | undefined
   readonly #timer: NodeJS.Timeout
   readonly #listening: Promise<number>
   readonly #incoming = new Set<Socket>()
@@ -98,18 +98,37 @@ export class Swarm {
     })
     this.#listening.catch(() => {})
     if (opts.dht.enabled) {
-      this.#dht = new DHT({ bootstrap: opts.dht.bootstrap.length > 0 ? opts.dht.bootstrap : undefined as unknown as string[] })
-      this.#dht.on('error', (err: Error) => { log.warn({ err: err.message }, 'DHT error') })
-      this.#dht.on('warning', () => {})
-      this.#dht.listen(opts.dht.port ?? 0)
+      // UDP on the torrent port's number unless configured otherwise, as other clients do: one
+      // firewall rule opens both, and the index server's node is a bootstrap node at a known
+      // address. Created once that number is known: a new node starts its bootstrap queries at
+      // once, and the first send would bind the socket to a random port.
+      const dhtPort = opts.dht.port
+      if (dhtPort !== undefined) this.#startDht(dhtPort)
+      else this.#listening.then((port) => { if (!this.#closed) this.#startDht(port) }, () => {})
     }
     this.#timer = setInterval(() => { this.#tick() }, 1000)
     this.#timer.unref()
   }
 
+  #startDht (port: number): void {
+    const dht = new DHT({ bootstrap: this.#opts.dht.bootstrap.length > 0 ? this.#opts.dht.bootstrap : undefined as unknown as string[] })
+    dht.on('error', (err: Error) => { this.#log.warn({ err: err.message, port }, 'DHT error (swarm.dht.port sets its UDP port)') })
+    dht.on('warning', () => {})
+    dht.listen(port)
+    this.#dht = dht
+  }
+
   async listening (): Promise<number> { return await this.#listening }
   /** the torrent port, once listening */
   get port (): number | undefined { return this.#port }
+
+  /** the DHT node: its UDP port once bound, and how many nodes its routing table holds; undefined when the DHT is off */
+  get dht (): { port?: number, nodes: number } | undefined {
+    const d = this.#dht
+    if (d === undefined) return undefined
+    const port = d.listening ? d.address()?.port : undefined
+    return { ...(port !== undefined ? { port } : {}), nodes: d.nodes.count() }
+  }
 
   downloadDir (infoHash: string): string { return join(this.#opts.dataDir, 'downloads', infoHash) }
 

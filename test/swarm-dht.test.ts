@@ -1,0 +1,81 @@
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { Client as DHT } from 'bittorrent-dht'
+import t from 'tap'
+import { engineFixture } from './helpers/engine-fixture.js'
+
+/**
+ * Peers found through the BitTorrent DHT alone (BEP 5; bittorrent-dht via torrent-discovery),
+ * with real DHT nodes on loopback: a bootstrap node as a site would run (or the index server's
+ * own), an origin seeding a torrent that names no tracker, and a downloader with no tracker and
+ * no peer handed to it. The only way the two can meet is get_peers / announce_peer.
+ */
+
+async function listening (dht: DHT): Promise<number> {
+  await new Promise<void>((resolve) => { dht.listen(0, () => { resolve() }) })
+  return (dht.address() as { port: number }).port
+}
+
+t.test('a downloader finds the seed through the DHT alone and completes', async (t) => {
+  const { Swarm, src, size, tor, log, opts } = await engineFixture(t, 1024 * 1024 + 4321)
+  t.notOk(Buffer.from(tor.bytes).includes('announce'), 'the torrent names no tracker')
+  const boot = new DHT({ bootstrap: false })
+  const bootPort = await listening(boot)
+  t.teardown(() => { boot.destroy() })
+  const dht = { enabled: true, bootstrap: [`127.0.0.1:${bootPort}`] }
+
+  const seed = new Swarm({ ...opts('seed'), dht }, log)
+  t.teardown(async () => { await seed.close() })
+  const s = seed.add(tor.infoHash, tor.bytes, [], { path: src, verified: true })
+  await s.done
+  const seedPort = await seed.listening()
+  await waitUntil('the seed DHT node to bind', () => seed.dht?.port !== undefined)
+  t.equal(seed.dht?.port, seedPort, 'the DHT listens on UDP at the torrent port number by default')
+
+  // A separate node looks the torrent up until the seed's announce_peer has landed somewhere.
+  const probe = new DHT({ bootstrap: [`127.0.0.1:${bootPort}`] })
+  await listening(probe)
+  t.teardown(() => { probe.destroy() })
+  const announced: string[] = []
+  probe.on('peer', (peer: { host: string, port: number }, infoHash: Buffer) => {
+    if (infoHash.toString('hex') === tor.infoHash) announced.push(`${peer.host}:${peer.port}`)
+  })
+  await waitUntil('the seed to be announced in the DHT', () => {
+    if (announced.length === 0) probe.lookup(tor.infoHash)
+    return announced.length > 0
+  }, 500)
+  t.ok(announced.includes(`127.0.0.1:${seedPort}`), `the DHT lists the seed (${announced.join(', ')})`)
+
+  const leech = new Swarm({ ...opts('leech'), dht }, log)
+  t.teardown(async () => { await leech.close() })
+  const l = leech.add(tor.infoHash, tor.bytes, [])
+  await l.done
+  t.equal(l.progress, 1)
+  t.equal(l.counters.bytesFromPeers, size, 'every byte from the peer the DHT named')
+  const got = await readFile(join(leech.downloadDir(tor.infoHash), 'img.raw'))
+  t.ok(got.equals(await readFile(src)), 'the same bytes')
+  t.ok((leech.dht?.nodes ?? 0) >= 1, `the downloader's routing table has nodes (${leech.dht?.nodes ?? 0})`)
+})
+
+t.test('the DHT can be given its own UDP port, and is absent when off', async (t) => {
+  const { Swarm, log, opts } = await engineFixture(t, 64 * 1024)
+  const probe = new DHT({ bootstrap: false })
+  const free = await listening(probe)
+  probe.destroy() // a free UDP port, for the engine to take
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  const a = new Swarm({ ...opts('a'), dht: { enabled: true, bootstrap: [], port: free } }, log)
+  const b = new Swarm(opts('b'), log)
+  t.teardown(async () => { await a.close(); await b.close() })
+  await a.listening()
+  await waitUntil('the DHT to bind', () => a.dht?.port !== undefined)
+  t.equal(a.dht?.port, free)
+  t.equal(b.dht, undefined)
+})
+
+async function waitUntil (what: string, ok: () => boolean, everyMs = 20, timeoutMs = 15_000): Promise<void> {
+  const end = Date.now() + timeoutMs
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, everyMs))
+  }
+}
