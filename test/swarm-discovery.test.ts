@@ -1,14 +1,15 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { createSocket } from 'node:dgram'
 import { Client as DHT } from 'bittorrent-dht'
 import t from 'tap'
 import { engineFixture } from './helpers/engine-fixture.js'
 
 /**
- * Peers found through the BitTorrent DHT alone (BEP 5; bittorrent-dht via torrent-discovery),
- * with real DHT nodes on loopback: a bootstrap node as a site would run (or the index server's
- * own), an origin seeding a torrent that names no tracker, and a downloader with no tracker and
- * no peer handed to it. The only way the two can meet is get_peers / announce_peer.
+ * Peers found without a tracker, through torrent-discovery's real implementations: the DHT
+ * (BEP 5, bittorrent-dht) with real DHT nodes on loopback, and local service discovery (BEP 14,
+ * bittorrent-lsd) by multicast. In each test the torrent names no tracker and no peer is handed
+ * to the downloader: the discovery protocol is the only way the two engines can meet.
  */
 
 async function listening (dht: DHT): Promise<number> {
@@ -70,6 +71,35 @@ t.test('the DHT can be given its own UDP port, and is absent when off', async (t
   await waitUntil('the DHT to bind', () => a.dht?.port !== undefined)
   t.equal(a.dht?.port, free)
   t.equal(b.dht, undefined)
+})
+
+/** Whether this host can send to the LSD multicast group (a container without a route to 239/8 cannot). */
+async function multicastWorks (): Promise<string | false> {
+  const sock = createSocket({ type: 'udp4', reuseAddr: true })
+  try {
+    await new Promise<void>((resolve, reject) => { sock.send('probe', 6771, '239.192.152.143', (err) => { if (err !== null) reject(err); else resolve() }) })
+    return false
+  } catch (err) {
+    return `cannot send to the LSD multicast group 239.192.152.143:6771 (${(err as Error).message})`
+  } finally { sock.close() }
+}
+
+const noMulticast = await multicastWorks()
+if (noMulticast !== false) t.comment(`SKIPPING the LSD test: ${noMulticast}`)
+
+t.test('a downloader finds the seed through local service discovery (multicast) alone', { skip: noMulticast }, async (t) => {
+  const { Swarm, src, size, tor, log, opts } = await engineFixture(t, 256 * 1024 + 99)
+  const seed = new Swarm({ ...opts('seed'), lsd: true }, log)
+  const leech = new Swarm({ ...opts('leech'), lsd: true }, log)
+  const other = new Swarm(opts('no-lsd'), log) // LSD off: never found
+  t.teardown(async () => { await seed.close(); await leech.close(); await other.close() })
+  await seed.add(tor.infoHash, tor.bytes, [], { path: src, verified: true }).done
+  const o = other.add(tor.infoHash, tor.bytes, [])
+  const l = leech.add(tor.infoHash, tor.bytes, [])
+  await l.done
+  t.equal(l.counters.bytesFromPeers, size, 'every byte from the peer LSD announced')
+  t.equal(o.progress, 0, 'an engine with LSD off was not found and found nobody')
+  t.equal(o.peers.size, 0)
 })
 
 async function waitUntil (what: string, ok: () => boolean, everyMs = 20, timeoutMs = 15_000): Promise<void> {
