@@ -30,11 +30,11 @@ export function createMetrics (src: { images: () => ImageView[], polls: () => Po
     name: 'imgdist_agent_piece_hash_failures', help: 'Pieces that failed their sha1 and were discarded', registers: [registry],
     collect () { this.set(src.images().reduce((s, i) => s + i.hashFailures, 0)) }
   })
-  // a pause outlasts restarts, so one forgotten after a maintenance window should be alertable
   new Gauge({
     name: 'imgdist_agent_dht_nodes', help: 'Nodes in the DHT routing table (absent when the DHT is off)', registers: [registry],
     collect () { const n = src.dhtNodes?.(); if (n !== undefined) this.set(n) }
   })
+  // a pause outlasts restarts, so one forgotten after a maintenance window should be alertable
   new Gauge({ name: 'imgdist_agent_paused', help: '1 while downloads are paused (imgdist-agent pause), else 0', registers: [registry], collect () { this.set(src.paused() ? 1 : 0) } })
   new Gauge({ name: 'imgdist_agent_verification_failures', help: 'Whole-file sha512/size mismatches', registers: [registry], collect () { this.set(src.verificationFailures()) } })
   new Gauge({

@@ -3,7 +3,7 @@ import { rm } from 'node:fs/promises'
 import { createServer, type Server, type Socket } from 'node:net'
 import { networkInterfaces } from 'node:os'
 import { join } from 'node:path'
-import { Client as DHT } from 'bittorrent-dht'
+import type { Client as DHT } from 'bittorrent-dht'
 import type { Logger } from 'pino'
 import Discovery from 'torrent-discovery'
 import type { Dispatcher } from 'undici'
@@ -11,6 +11,7 @@ import { PEER_ID_PREFIX, type Handshake } from '../lib/peer-wire.js'
 import { parseTorrent } from '../lib/torrent-meta.js'
 import { BOTH_SEEDS, PeerConn } from './peer-conn.js'
 import { adopt, dial } from './socket-read.js'
+import { dhtInfo, startDhtNode } from './dht-node.js'
 import { PieceStore } from './piece-store.js'
 import { TokenBucket } from './rate-meter.js'
 import { TorrentHandle } from './torrent-session.js'
@@ -100,22 +101,13 @@ export class Swarm {
     if (opts.dht.enabled) {
       // UDP on the torrent port's number unless configured otherwise, as other clients do: one
       // firewall rule opens both, and the index server's node is a bootstrap node at a known
-      // address. Created once that number is known: a new node starts its bootstrap queries at
-      // once, and the first send would bind the socket to a random port.
-      const dhtPort = opts.dht.port
-      if (dhtPort !== undefined) this.#startDht(dhtPort)
-      else this.#listening.then((port) => { if (!this.#closed) this.#startDht(port) }, () => {})
+      // address. So the node is made once that number is known (dht-node.ts says why not before).
+      const start = (port: number): void => { this.#dht = startDhtNode(port, opts.dht.bootstrap, log) }
+      if (opts.dht.port !== undefined) start(opts.dht.port)
+      else this.#listening.then((port) => { if (!this.#closed) start(port) }, () => {})
     }
     this.#timer = setInterval(() => { this.#tick() }, 1000)
     this.#timer.unref()
-  }
-
-  #startDht (port: number): void {
-    const dht = new DHT({ bootstrap: this.#opts.dht.bootstrap.length > 0 ? this.#opts.dht.bootstrap : undefined as unknown as string[] })
-    dht.on('error', (err: Error) => { this.#log.warn({ err: err.message, port }, 'DHT error (swarm.dht.port sets its UDP port)') })
-    dht.on('warning', () => {})
-    dht.listen(port)
-    this.#dht = dht
   }
 
   async listening (): Promise<number> { return await this.#listening }
@@ -123,12 +115,7 @@ export class Swarm {
   get port (): number | undefined { return this.#port }
 
   /** the DHT node: its UDP port once bound, and how many nodes its routing table holds; undefined when the DHT is off */
-  get dht (): { port?: number, nodes: number } | undefined {
-    const d = this.#dht
-    if (d === undefined) return undefined
-    const port = d.listening ? d.address()?.port : undefined
-    return { ...(port !== undefined ? { port } : {}), nodes: d.nodes.count() }
-  }
+  get dht (): { port?: number, nodes: number } | undefined { return this.#dht !== undefined ? dhtInfo(this.#dht) : undefined }
 
   downloadDir (infoHash: string): string { return join(this.#opts.dataDir, 'downloads', infoHash) }
 

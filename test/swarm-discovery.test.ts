@@ -1,8 +1,11 @@
-import { readFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createSocket } from 'node:dgram'
 import { Client as DHT } from 'bittorrent-dht'
 import t from 'tap'
+import { startAgent } from './helpers/agent-proc.js'
+import { makeFixture } from './helpers/catalogue-fixture.js'
 import { engineFixture } from './helpers/engine-fixture.js'
 
 /**
@@ -71,6 +74,30 @@ t.test('the DHT can be given its own UDP port, and is absent when off', async (t
   await waitUntil('the DHT to bind', () => a.dht?.port !== undefined)
   t.equal(a.dht?.port, free)
   t.equal(b.dht, undefined)
+})
+
+t.test('a running agent joins the DHT through its bootstrap node and reports it (status, CLI, metrics)', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'imgdist-dht-agent-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  const fx = await makeFixture(join(dir, 'catalogue'))
+  const boot = new DHT({ bootstrap: false })
+  const bootPort = await listening(boot)
+  t.teardown(() => { boot.destroy() })
+  const a = await startAgent(join(dir, 'site'), 'site-d', {
+    swarm: { torrentPort: 0, dht: { enabled: true, bootstrap: [`127.0.0.1:${bootPort}`] }, lsd: false },
+    subscriptions: [{ url: 'http://127.0.0.1:9/v1/index.yaml', root: fx.rootPath, pollInterval: '1h' }]
+  })
+  t.teardown(async () => { await a.stop('SIGKILL') })
+  type Status = { torrentPort: number, dht?: { port?: number, nodes: number } }
+  let status = await a.get<Status>('/v1/status')
+  for (let i = 0; i < 200 && (status.dht?.nodes ?? 0) === 0; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    status = await a.get<Status>('/v1/status')
+  }
+  t.equal(status.dht?.port, status.torrentPort, 'UDP at the torrent port number')
+  t.ok((status.dht?.nodes ?? 0) >= 1, `the bootstrap node is in its routing table (${status.dht?.nodes ?? 0})`)
+  t.match(await a.cli('status'), new RegExp(`DHT \\d+ nodes \\(UDP ${status.torrentPort}\\)`), 'imgdist-agent status shows it')
+  t.match(await (await fetch(`${a.api}/metrics`)).text(), /^imgdist_agent_dht_nodes [1-9]\d*$/m, 'and the metric')
 })
 
 /** Whether this host can send to the LSD multicast group (a container without a route to 239/8 cannot). */

@@ -10,11 +10,10 @@ declare module 'bencode' {
 declare module 'bittorrent-dht' {
   import { EventEmitter } from 'node:events'
   export class Client extends EventEmitter {
-    constructor (opts?: { bootstrap?: string[] | false, host?: string | false })
+    constructor (opts?: { bootstrap?: string[] | false })
     listen (port?: number, cb?: () => void): void
     address (): { port: number } | null
     destroy (cb?: () => void): void
-    addNode (node: { host: string, port: number }): void
     lookup (infoHash: string | Uint8Array, cb?: (err: Error | null, n: number) => void): void
     /** the routing table */
     nodes: { count: () => number }

@@ -71,12 +71,12 @@ export async function measure (m: Measure): Promise<{ run: SwarmRun, procs: Map<
   const procs = m.startDownloaders()
   const cpu0 = new Map<number, { user: number, system: number }>()
   if (m.cpuSinceStart === true) for (const [h, p] of procs) { const c = cpuTimes(p.pid); if (c !== undefined) cpu0.set(h, c) }
-  // IMGDIST_BENCH_THREADS=1: where each downloader's CPU went, by thread name (development aid)
   // IMGDIST_BENCH_AT_T0='perf record -a -o /tmp/p.data -- sleep 12': a command started at T0, the downloaders' PIDs in $PIDS
   const atT0 = process.env.IMGDIST_BENCH_AT_T0
   if (atT0 !== undefined && atT0 !== '') {
     spawn('sh', ['-c', atT0], { stdio: 'ignore', detached: true, env: { ...process.env, PIDS: [...procs.values()].map((p) => p.pid).join(' ') } }).unref()
   }
+  // IMGDIST_BENCH_THREADS=1: where each downloader's CPU went, thread by thread (development aid)
   const byThread = process.env.IMGDIST_BENCH_THREADS === '1' ? new ThreadTally(procs, m.cpuSinceStart === true) : undefined
   const results = new Map<number, DownloaderResult>(ctx.downloaders.map((h) => [h, { host: h }]))
   const deadline = t0 + ctx.timeoutMs
@@ -130,7 +130,7 @@ export function skipped (tool: string, ctx: SwarmContext, why: string): SwarmRun
 
 const sum = (xs: number[]): number => xs.reduce((a, x) => a + x, 0)
 
-/** CPU by thread name summed over the downloaders, from T0 (or their start) to each one's completion. */
+/** CPU per thread summed over the downloaders, from T0 (or their start) to each one's completion. */
 class ThreadTally {
   readonly #base = new Map<number, Map<string, number>>()
   readonly #sum = new Map<string, number>()
