@@ -16,12 +16,14 @@ export function cpuSeconds (pid: number): number | undefined {
 
 /** user and system CPU seconds of a live process (threads included), or undefined once it is gone. */
 export function cpuTimes (pid: number): { user: number, system: number } | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    // comm may contain spaces and parens: fields start after the last ')'
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return { user: Number(f[11]) / CLK_TCK, system: Number(f[12]) / CLK_TCK }
-  } catch { return undefined }
+  try { return statTimes(readFileSync(`/proc/${pid}/stat`, 'utf8')) } catch { return undefined }
+}
+
+/** utime and stime of a /proc/…/stat line, in seconds */
+function statTimes (stat: string): { user: number, system: number } {
+  // comm may contain spaces and parens: fields start after the last ')'
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return { user: Number(f[11]) / CLK_TCK, system: Number(f[12]) / CLK_TCK }
 }
 
 /** CPU seconds (user+system) per thread of a live process, keyed 'main' or by name and tid, from /proc/PID/task (threads that exited are not listed). */
@@ -33,8 +35,8 @@ export function threadCpu (pid: number): Map<string, number> {
     try {
       const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
       const name = tid === String(pid) ? 'main' : `${stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))}/${tid}`
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-      out.set(name, (out.get(name) ?? 0) + (Number(f[11]) + Number(f[12])) / CLK_TCK)
+      const { user, system } = statTimes(stat)
+      out.set(name, (out.get(name) ?? 0) + user + system)
     } catch { /* the thread exited */ }
   }
   return out

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { createSocket } from 'node:dgram'
 import { Client as DHT } from 'bittorrent-dht'
 import t from 'tap'
-import { startAgent } from './helpers/agent-proc.js'
+import { startAgent, waitFor } from './helpers/agent-proc.js'
 import { makeFixture } from './helpers/catalogue-fixture.js'
 import { engineFixture } from './helpers/engine-fixture.js'
 
@@ -33,7 +33,7 @@ t.test('a downloader finds the seed through the DHT alone and completes', async 
   const s = seed.add(tor.infoHash, tor.bytes, [], { path: src, verified: true })
   await s.done
   const seedPort = await seed.listening()
-  await waitUntil('the seed DHT node to bind', () => seed.dht?.port !== undefined)
+  await waitFor('the seed DHT node to bind', async () => seed.dht?.port)
   t.equal(seed.dht?.port, seedPort, 'the DHT listens on UDP at the torrent port number by default')
 
   // A separate node looks the torrent up until the seed's announce_peer has landed somewhere.
@@ -44,10 +44,12 @@ t.test('a downloader finds the seed through the DHT alone and completes', async 
   probe.on('peer', (peer: { host: string, port: number }, infoHash: Buffer) => {
     if (infoHash.toString('hex') === tor.infoHash) announced.push(`${peer.host}:${peer.port}`)
   })
-  await waitUntil('the seed to be announced in the DHT', () => {
-    if (announced.length === 0) probe.lookup(tor.infoHash)
-    return announced.length > 0
-  }, 500)
+  let looking = false
+  await waitFor('the seed to be announced in the DHT', async () => {
+    if (announced.length > 0) return true
+    if (!looking) { looking = true; probe.lookup(tor.infoHash, () => { looking = false }) }
+    return undefined
+  })
   t.ok(announced.includes(`127.0.0.1:${seedPort}`), `the DHT lists the seed (${announced.join(', ')})`)
 
   const leech = new Swarm({ ...opts('leech'), dht }, log)
@@ -71,7 +73,7 @@ t.test('the DHT can be given its own UDP port, and is absent when off', async (t
   const b = new Swarm(opts('b'), log)
   t.teardown(async () => { await a.close(); await b.close() })
   await a.listening()
-  await waitUntil('the DHT to bind', () => a.dht?.port !== undefined)
+  await waitFor('the DHT to bind', async () => a.dht?.port)
   t.equal(a.dht?.port, free)
   t.equal(b.dht, undefined)
 })
@@ -89,11 +91,10 @@ t.test('a running agent joins the DHT through its bootstrap node and reports it 
   })
   t.teardown(async () => { await a.stop('SIGKILL') })
   type Status = { torrentPort: number, dht?: { port?: number, nodes: number } }
-  let status = await a.get<Status>('/v1/status')
-  for (let i = 0; i < 200 && (status.dht?.nodes ?? 0) === 0; i++) {
-    await new Promise((resolve) => setTimeout(resolve, 50))
-    status = await a.get<Status>('/v1/status')
-  }
+  const status = await waitFor('the agent to join the DHT', async () => {
+    const s = await a.get<Status>('/v1/status')
+    return (s.dht?.nodes ?? 0) > 0 ? s : undefined
+  })
   t.equal(status.dht?.port, status.torrentPort, 'UDP at the torrent port number')
   t.ok((status.dht?.nodes ?? 0) >= 1, `the bootstrap node is in its routing table (${status.dht?.nodes ?? 0})`)
   t.match(await a.cli('status'), new RegExp(`DHT \\d+ nodes \\(UDP ${status.torrentPort}\\)`), 'imgdist-agent status shows it')
@@ -128,11 +129,3 @@ t.test('a downloader finds the seed through local service discovery (multicast) 
   t.equal(o.progress, 0, 'an engine with LSD off was not found and found nobody')
   t.equal(o.peers.size, 0)
 })
-
-async function waitUntil (what: string, ok: () => boolean, everyMs = 20, timeoutMs = 15_000): Promise<void> {
-  const end = Date.now() + timeoutMs
-  while (!ok()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, everyMs))
-  }
-}
