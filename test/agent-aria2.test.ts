@@ -2,22 +2,14 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { link, mkdir, readFile, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import t from 'tap'
 import { originTestbed, startSeeder } from './helpers/agent-origin.js'
 import { agentFleet, imagesOf, waitFor } from './helpers/agent-proc.js'
+import { freePort } from './helpers/foreign-client.js'
 
 const ARIA2C = '/usr/bin/aria2c'
 const sha512 = (b: Uint8Array): string => createHash('sha512').update(b).digest('hex')
-
-async function freePort (): Promise<number> {
-  const s = createServer()
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))
-  const port = (s.address() as { port: number }).port
-  await new Promise<void>((resolve) => s.close(() => { resolve() }))
-  return port
-}
 
 function aria2 (args: string[], logs: string[]): ChildProcess {
   const p = spawn(ARIA2C, ['--enable-dht=false', '--enable-dht6=false', '--bt-enable-lpd=false', '--enable-peer-exchange=false',

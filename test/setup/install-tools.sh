@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Installs the real programs the test suite talks to (Debian packages): aria2 (independent
-# BitTorrent client), chromium (fleet page screenshot), Glance + Keystone (the glance target),
-# iproute2 (network namespaces), systemd + strace (deploy-systemd.test.ts checks the units with
-# systemd-analyze and the agent's system calls against its SystemCallFilter). Idempotent; packaged
-# services are kept from starting.
+# Installs the real programs the test suite talks to (Debian packages): aria2, transmission-daemon
+# (+ transmission-cli) and python3-libtorrent (independent BitTorrent clients for the interop tests,
+# test/agent-{aria2,transmission,libtorrent}.test.ts), chromium (fleet page screenshot), Glance +
+# Keystone (the glance target), iproute2 (network namespaces), systemd + strace
+# (deploy-systemd.test.ts checks the units with systemd-analyze and the agent's system calls
+# against its SystemCallFilter). Idempotent; packaged services are kept from starting.
 # Without root (and without sudo) it says so loudly; the tests that need a missing tool then
 # skip with a message naming it.
 set -euo pipefail
-PKGS=(aria2 curl chromium iproute2 sqlite3 systemd strace glance-api python3-glance keystone python3-keystone uwsgi uwsgi-plugin-python3)
+PKGS=(aria2 transmission-daemon transmission-cli python3-libtorrent curl chromium iproute2 sqlite3 systemd strace glance-api python3-glance keystone python3-keystone uwsgi uwsgi-plugin-python3)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -eq 0 ]; then echo "install-tools: all present (${PKGS[*]})"; exit 0; fi
@@ -20,7 +21,8 @@ if [ "$(id -u)" != 0 ]; then
   fi
 fi
 echo "install-tools: installing ${missing[*]}"
-# Keep the packaged daemons (glance-api, keystone, uwsgi) from starting: the tests run their own.
+# Keep the packaged daemons (glance-api, keystone, uwsgi, transmission-daemon) from starting: the
+# tests run their own.
 printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
 $SUDO chmod 755 /usr/sbin/policy-rc.d
 export DEBIAN_FRONTEND=noninteractive

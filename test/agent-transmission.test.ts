@@ -1,0 +1,119 @@
+import { createHash } from 'node:crypto'
+import { existsSync } from 'node:fs'
+import { link, mkdir, readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import t from 'tap'
+import { originTestbed, startSeeder } from './helpers/agent-origin.js'
+import { agentFleet, imagesOf, waitFor } from './helpers/agent-proc.js'
+import { foreignProcs, freePort, type Foreign } from './helpers/foreign-client.js'
+
+const DAEMON = '/usr/bin/transmission-daemon'
+const sha512 = (b: Uint8Array): string => createHash('sha512').update(b).digest('hex')
+
+interface TorrentView { id: number, status: number, leftUntilDone: number, haveValid: number, error: number, errorString: string, peersConnected: number }
+const FIELDS = ['id', 'status', 'leftUntilDone', 'haveValid', 'error', 'errorString', 'peersConnected']
+const STOPPED = 0
+
+interface Transmission { daemon: Foreign, rpc: <T>(method: string, args?: Record<string, unknown>) => Promise<T>, torrent: (id: number) => Promise<TorrentView> }
+
+/**
+ * A transmission-daemon of its own: config dir, RPC port and peer port, on loopback only, with
+ * nothing that could find peers but the test's tracker (no DHT, LPD, PEX) and nothing the engine
+ * does not speak (no uTP). Encryption stays at Debian's default, "preferred", under which
+ * Transmission still takes the plain BitTorrent handshake the engine sends.
+ *
+ * Transmission never dials an address in 127/8 (it drops such peers from tracker replies as
+ * "martian"), so here the agent opens every connection, in both directions of transfer. The
+ * other way round (Transmission dials, tries MSE, the agent hangs up, Transmission retries in
+ * plain) needs a non-loopback address and is not tested here.
+ */
+async function transmission (foreign: ReturnType<typeof foreignProcs>, configDir: string): Promise<Transmission> {
+  await mkdir(configDir, { recursive: true })
+  const rpcPort = await freePort()
+  await writeFile(join(configDir, 'settings.json'), JSON.stringify({
+    'dht-enabled': false, 'lpd-enabled': false, 'pex-enabled': false, 'utp-enabled': false, 'port-forwarding-enabled': false,
+    encryption: 1,
+    'bind-address-ipv4': '127.0.0.1', 'bind-address-ipv6': '::1', 'peer-port': await freePort(), 'peer-port-random-on-start': false,
+    'rpc-bind-address': '127.0.0.1', 'rpc-port': rpcPort, 'rpc-authentication-required': false, 'rpc-whitelist-enabled': true, 'rpc-whitelist': '127.0.0.1',
+    'download-dir': join(configDir, 'downloads'), 'incomplete-dir-enabled': false, 'rename-partial-files': false, 'watch-dir-enabled': false,
+    'ratio-limit-enabled': false, 'idle-seeding-limit-enabled': false, 'start-added-torrents': true,
+    'blocklist-enabled': false, 'message-level': 2
+  }, null, 2))
+  const daemon = foreign.spawn(DAEMON, ['-f', '-g', configDir])
+  let session = ''
+  const rpc = async <T>(method: string, args: Record<string, unknown> = {}): Promise<T> => {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const res = await fetch(`http://127.0.0.1:${rpcPort}/transmission/rpc`, {
+        method: 'POST', headers: { 'x-transmission-session-id': session }, body: JSON.stringify({ method, arguments: args })
+      })
+      // the CSRF handshake: the first call (and any after a restart) gets 409 and the id to send
+      if (res.status === 409) { session = res.headers.get('x-transmission-session-id') ?? ''; continue }
+      const body = await res.json() as { result: string, arguments: T }
+      if (body.result !== 'success') throw new Error(`transmission ${method}: ${body.result}`)
+      return body.arguments
+    }
+    throw new Error(`transmission ${method}: no session id`)
+  }
+  await waitFor('transmission-daemon answers RPC', async () => await rpc('session-get'), 30_000)
+    .catch((err) => { throw new Error(`${String(err)}\n${daemon.tail()}`) })
+  const torrent = async (id: number): Promise<TorrentView> => {
+    const { torrents } = await rpc<{ torrents: TorrentView[] }>('torrent-get', { ids: [id], fields: FIELDS })
+    if (torrents[0] === undefined) throw new Error(`transmission has no torrent ${id}`)
+    return torrents[0]
+  }
+  return { daemon, rpc, torrent }
+}
+
+async function addTorrent (tr: Transmission, torrent: Uint8Array, downloadDir: string): Promise<number> {
+  const added = await tr.rpc<{ 'torrent-added'?: { id: number } }>('torrent-add', { metainfo: Buffer.from(torrent).toString('base64'), 'download-dir': downloadDir })
+  if (added['torrent-added'] === undefined) throw new Error(`transmission did not add the torrent: ${JSON.stringify(added)}`)
+  return added['torrent-added'].id
+}
+
+t.test('interop with Transmission', { skip: existsSync(DAEMON) ? false : `transmission-daemon is not installed at ${DAEMON} (apt-get install transmission-daemon): interop not tested` }, async (t) => {
+  const { dir, fx, origin } = await originTestbed(t, 'imgdist-transmission-')
+  const { startAgent } = agentFleet(t)
+  const foreign = foreignProcs(t)
+
+  await t.test('an agent downloads an image only a Transmission seeder has', async (t) => {
+    const e = await fx.addImage('from-transmission', 3 * 1024 * 1024, { pieceLength: 64 * 1024, announce: [origin.announce] })
+    const seedDir = join(dir, 'tr-seed')
+    await mkdir(seedDir, { recursive: true })
+    await link(fx.images.get(e.id) as string, join(seedDir, e.id))
+    const tr = await transmission(foreign, join(dir, 'tr-1'))
+    const id = await addTorrent(tr, fx.torrents.get(e.id) as Uint8Array, seedDir)
+    // Transmission checks the files it is given before it seeds them and announces left=0
+    await waitFor('Transmission announced as a seed', async () => (origin.tracker.torrents[e.infoHash]?.complete ?? 0) >= 1, 60_000)
+      .catch(async (err) => { t.comment(JSON.stringify(await tr.torrent(id))); t.comment(tr.daemon.tail()); throw err })
+    const a = await startAgent(join(dir, 'site-1'), 'site-1', { subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '2s' }] })
+    const img = await waitFor('registered from Transmission', async () => (await imagesOf(a)).find((i) => i.id === e.id && i.state === 'registered'), 60_000)
+      .catch((err) => { t.comment(tr.daemon.tail()); t.comment(a.logs.slice(-30).join('\n')); throw err })
+    t.equal(img.bytesFromPeers, e.size, 'every byte came from the Transmission peer')
+    t.equal(sha512(await readFile(join(a.dir, 'images', `${e.id}.img`))), e.sha512, 'the registered file is the endorsed image')
+  })
+
+  await t.test('a Transmission leecher downloads an image only an agent seeds', async (t) => {
+    const e = await fx.addImage('to-transmission', 3 * 1024 * 1024, { pieceLength: 64 * 1024, announce: [origin.announce] })
+    const seeder = await startSeeder(fx, [e.id])
+    const a = await startAgent(join(dir, 'site-2'), 'site-2', { subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '2s' }] })
+    await waitFor('agent has the image', async () => (await imagesOf(a)).find((i) => i.id === e.id && i.state === 'registered' && i.seeding), 60_000)
+    await seeder.close() // from now on the agent is the only seed
+    const outDir = join(dir, 'tr-out')
+    await mkdir(outDir, { recursive: true })
+    const tr = await transmission(foreign, join(dir, 'tr-2'))
+    const id = await addTorrent(tr, fx.torrents.get(e.id) as Uint8Array, outDir)
+    let last: TorrentView | undefined
+    const done = await waitFor('Transmission has the whole image', async () => {
+      last = await tr.torrent(id)
+      return last.leftUntilDone === 0 ? last : undefined
+    }, 60_000).catch((err) => { t.comment(JSON.stringify(last)); t.comment(tr.daemon.tail()); t.comment(a.logs.slice(-30).join('\n')); throw err })
+    // haveValid counts only bytes of pieces whose sha1 Transmission checked
+    t.equal(done.haveValid, e.size, 'Transmission verified every piece')
+    // stopping the torrent makes Transmission write out its cache and close the file
+    await tr.rpc('torrent-stop', { ids: [id] })
+    await waitFor('Transmission stopped the torrent', async () => (await tr.torrent(id)).status === STOPPED, 60_000)
+    t.equal(sha512(await readFile(join(outDir, e.id))), e.sha512, 'Transmission got the endorsed bytes')
+    const up = await waitFor('agent counted its upload', async () => (await imagesOf(a)).find((i) => i.id === e.id && ((i as { bytesUploaded?: number }).bytesUploaded ?? 0) > 0), 10_000)
+    t.ok(up, 'the agent uploaded')
+  })
+})
