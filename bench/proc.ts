@@ -26,17 +26,16 @@ function statTimes (stat: string): { user: number, system: number } {
   return { user: Number(f[11]) / CLK_TCK, system: Number(f[12]) / CLK_TCK }
 }
 
-/** CPU seconds (user+system) per thread of a live process, keyed 'main' or by name and tid, from /proc/PID/task (threads that exited are not listed). */
-export function threadCpu (pid: number): Map<string, number> {
-  const out = new Map<string, number>()
+/** CPU seconds per thread of a live process, keyed 'main' or by name and tid, from /proc/PID/task (threads that exited are not listed). */
+export function threadCpu (pid: number): Map<string, { user: number, system: number }> {
+  const out = new Map<string, { user: number, system: number }>()
   let tids: string[]
   try { tids = readdirSync(`/proc/${pid}/task`) } catch { return out }
   for (const tid of tids) {
     try {
       const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
       const name = tid === String(pid) ? 'main' : `${stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))}/${tid}`
-      const { user, system } = statTimes(stat)
-      out.set(name, (out.get(name) ?? 0) + user + system)
+      out.set(name, statTimes(stat))
     } catch { /* the thread exited */ }
   }
   return out

@@ -40,7 +40,7 @@ async function main (): Promise<number> {
   const downMbit = num(f, 'down-mbit', 0, 100_000)
   const delayMs = num(f, 'delay-ms', 0, 10_000)
   const pieceKiB = num(f, 'piece-kib', 16, 16 * 1024)
-  const only = f.only.split(',').map((s) => s.trim()).filter(Boolean)
+  const only = [...new Set(f.only.split(',').map((s) => s.trim()).filter(Boolean))]
   for (const t of only) if (!(TOOLS as readonly string[]).includes(t)) { console.error(`--only: unknown tool "${t}" (${TOOLS.join(', ')})\n${USAGE}`); return 2 }
   if (process.getuid?.() !== 0) { console.error('bench:swarm needs root (network namespaces and tc)'); return 2 }
   for (const tool of ['ip', 'tc']) if (tryRun('which', [tool]) === undefined) { console.error(`bench:swarm needs ${tool} (apt-get install iproute2)`); return 2 }
@@ -80,7 +80,8 @@ async function main (): Promise<number> {
     libtorrent: runLibtorrent,
     http: runHttp
   }
-  for (const tool of TOOLS.filter((t) => only.includes(t))) {
+  // in the order given: a tool that runs after another gets the page cache the other just freed
+  for (const tool of only as Tool[]) {
     const toolWork = join(work, tool)
     await mkdir(toolWork, { recursive: true })
     const ctx: SwarmContext = {

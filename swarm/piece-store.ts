@@ -15,6 +15,9 @@ import { BufferPool } from './buffer-pool.js'
  * buffer when it leaves the cache, never before its disk write has completed.
  */
 
+/** bytes per pwrite (see #writeAt) */
+const WRITE_CHUNK = 128 * 1024
+
 export interface StoreOptions {
   /** bytes of whole pieces kept in memory for uploading (default 16 MiB) */
   cacheBytes?: number
@@ -35,6 +38,8 @@ export class PieceStore {
   readonly #cacheMax: number
   #writes = new Set<Promise<void>>()
   #backlog = 0
+  /** the last write queued: each starts after the one before (see #writeAt) */
+  #queue: Promise<void> = Promise.resolve()
   #closed = false
 
   private constructor (path: string, fh: FileHandle, length: number, pieceLength: number, hashes: Uint8Array, opts: StoreOptions) {
@@ -122,19 +127,32 @@ export class PieceStore {
   }
 
   /**
-   * The whole piece in one pwrite. Tried (session 8): 32 KiB pwrites, which take page-cache folios
-   * from the warm low-order free lists instead of high-order blocks a VM's host has reclaimed
-   * (free-page reporting). 4x less system time in a 7-process micro-benchmark, but no gain in the
-   * swarm bench (16.2-17.2 against 15.8-18.0 CPU-s/GiB at 128 MiB, 14.6 against 13.4 at 1 GiB):
-   * beyond a few GiB every folio is cold, and 32 fs calls per piece cost their own wake-ups.
-   * Tried (session 9): each 16 KiB block written with writeSync as it arrived, as aria2c does.
-   * The page-cache copy fell from 12.5 % to 5.4 % of the agents' samples at 256 MiB, but other
-   * kernel work per call took most of it back (13.75 CPU-s/GiB against 14.0-15.6), and at
-   * 1 GiB it cost more (15.9 and 16.2 against 15.1 and 13.5 in two alternating pairs).
+   * One write at a time, 128 KiB per pwrite. The kernel sizes a page-cache folio by the write:
+   * a 1 MiB pwrite takes 1 MiB folios, split from the high-order free blocks that a VM's host
+   * has taken back (virtio-balloon free-page reporting, on this bench machine), and every first
+   * touch of those pages is a fault in the host, billed to the copy. Writes of 128 KiB and less
+   * take their folios from the low-order free lists, which reporting leaves alone, while those
+   * last. Measured (session 14): `dd` of 512 MiB after a 4 s pause, 1.0 s of system time with
+   * 1 MiB blocks, 0.11 with 128 KiB, 0.34 with 256 KiB; of 4 GiB, 4.9 s with 128 KiB and 7.4
+   * with 1 MiB (one sample each). In the 128 MiB swarm bench the pool threads' CPU per agent fell from 0.25 to
+   * 0.12 s (bench/README.md, session 14).
+   * One at a time because writes to one file from the four pool threads at once spin on its
+   * inode lock (session 13: 64 concurrent 16 KiB pwrites per piece cost more than they saved).
+   * Tried before and not kept: 32 KiB pwrites (session 8), each 16 KiB block written with
+   * writeSync as it arrived (session 9); both cost more main-thread time per call than the
+   * copy they saved.
    */
   async #writeAt (buf: Buffer, pos: number): Promise<void> {
-    const { bytesWritten } = await this.#fh.write(buf, 0, buf.length, pos)
-    if (bytesWritten !== buf.length) throw new Error(`short write at byte ${pos} (${bytesWritten} of ${buf.length})`)
+    const run = async (): Promise<void> => {
+      for (let off = 0; off < buf.length; off += WRITE_CHUNK) {
+        const len = Math.min(WRITE_CHUNK, buf.length - off)
+        const { bytesWritten } = await this.#fh.write(buf, off, len, pos + off)
+        if (bytesWritten !== len) throw new Error(`short write at byte ${pos + off} (${bytesWritten} of ${len})`)
+      }
+    }
+    const p = this.#queue.then(run)
+    this.#queue = p.catch(() => {})
+    await p
   }
 
   /** Every write issued so far has reached the file (the sha512 pass reads it next). */

@@ -102,8 +102,9 @@ t.test('piece store: the write backlog counts pieces until their write completes
 t.test('piece store: pieces written in any order, the short last piece too, make the file byte for byte', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'imgdist-store-'))
   t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
-  const pieceLength = 160 * 1024
-  const data = randomBytes(3 * pieceLength + 12345)
+  // pieces go to disk in 128 KiB writes: whole, half and short chunks, in the last piece too
+  const pieceLength = 320 * 1024
+  const data = randomBytes(3 * pieceLength + 128 * 1024 + 12345)
   const count = 4
   const hashes = Buffer.concat(Array.from({ length: count }, (_, i) => sha1(data.subarray(i * pieceLength, Math.min(data.length, (i + 1) * pieceLength)))))
   const path = join(dir, 'dl', 'img')

@@ -132,8 +132,9 @@ const sum = (xs: number[]): number => xs.reduce((a, x) => a + x, 0)
 
 /** CPU per thread summed over the downloaders, from T0 (or their start) to each one's completion. */
 class ThreadTally {
-  readonly #base = new Map<number, Map<string, number>>()
+  readonly #base = new Map<number, Map<string, { user: number, system: number }>>()
   readonly #sum = new Map<string, number>()
+  #mainSystem = 0
   #n = 0
 
   constructor (procs: Map<number, Proc>, sinceNow: boolean) {
@@ -141,12 +142,14 @@ class ThreadTally {
   }
 
   done (pid: number, total: number): void {
-    const base = this.#base.get(pid) ?? new Map<string, number>()
+    const base = this.#base.get(pid) ?? new Map<string, { user: number, system: number }>()
     let listed = 0
     let i = 0
-    for (const [name, s] of threadCpu(pid)) {
-      const d = s - (base.get(name) ?? 0)
+    for (const [name, t] of threadCpu(pid)) {
+      const b = base.get(name) ?? { user: 0, system: 0 }
+      const d = t.user + t.system - b.user - b.system
       listed += d
+      if (name === 'main') this.#mainSystem += t.system - b.system
       const key = name === 'main' ? name : `${name.slice(0, name.indexOf('/'))}#${i++}`
       this.#sum.set(key, (this.#sum.get(key) ?? 0) + d)
     }
@@ -155,8 +158,10 @@ class ThreadTally {
   }
 
   summary (): string {
+    const mean = (v: number): string => (v / Math.max(1, this.#n)).toFixed(3)
     // helper threads are numbered in their creation order, so the nth of each agent adds up with the others' nth
-    const parts = [...this.#sum].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${(v / Math.max(1, this.#n)).toFixed(3)}`)
+    const parts = [...this.#sum].sort((a, b) => b[1] - a[1])
+      .map(([k, v]) => k === 'main' ? `main ${mean(v)} (sys ${mean(this.#mainSystem)})` : `${k} ${mean(v)}`)
     return `CPU-s per downloader by thread (mean of ${this.#n}): ${parts.join('; ')}`
   }
 }
