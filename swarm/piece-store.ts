@@ -38,8 +38,6 @@ export class PieceStore {
   readonly #cacheMax: number
   #writes = new Set<Promise<void>>()
   #backlog = 0
-  /** the last write queued: each starts after the one before (see #writeAt) */
-  #queue: Promise<void> = Promise.resolve()
   #closed = false
 
   private constructor (path: string, fh: FileHandle, length: number, pieceLength: number, hashes: Uint8Array, opts: StoreOptions) {
@@ -127,32 +125,30 @@ export class PieceStore {
   }
 
   /**
-   * One write at a time, 128 KiB per pwrite. The kernel sizes a page-cache folio by the write:
-   * a 1 MiB pwrite takes 1 MiB folios, split from the high-order free blocks that a VM's host
-   * has taken back (virtio-balloon free-page reporting, on this bench machine), and every first
-   * touch of those pages is a fault in the host, billed to the copy. Writes of 128 KiB and less
-   * take their folios from the low-order free lists, which reporting leaves alone, while those
-   * last. Measured (session 14): `dd` of 512 MiB after a 4 s pause, 1.0 s of system time with
-   * 1 MiB blocks, 0.11 with 128 KiB, 0.34 with 256 KiB; of 4 GiB, 4.9 s with 128 KiB and 7.4
-   * with 1 MiB (one sample each). In the 128 MiB swarm bench the pool threads' CPU per agent fell from 0.25 to
-   * 0.12 s (bench/README.md, session 14).
-   * One at a time because writes to one file from the four pool threads at once spin on its
-   * inode lock (session 13: 64 concurrent 16 KiB pwrites per piece cost more than they saved).
-   * Tried before and not kept: 32 KiB pwrites (session 8), each 16 KiB block written with
-   * writeSync as it arrived (session 9); both cost more main-thread time per call than the
-   * copy they saved.
+   * A piece goes to disk in 128 KiB pwrites, one after the other. The kernel sizes a page-cache
+   * folio by the write: a 1 MiB pwrite takes 1 MiB folios, split from the high-order free blocks
+   * that a VM's host has taken back (virtio-balloon free-page reporting, on the bench machine),
+   * and every first touch of those pages is a fault in the host, billed to the copy. Writes of
+   * 128 KiB and less take their folios from the low-order free lists, which reporting leaves
+   * alone, while those last. Measured (session 14):
+   * - `dd` of 512 MiB after a 4 s pause: 1.0 s of system time in 1 MiB blocks, 0.11 in 128 KiB,
+   *   0.34 in 256 KiB; of 4 GiB, once each: 7.4 s in 1 MiB, 4.9 in 128 KiB.
+   * - Swarm bench, 128 MiB warm, two alternating pairs: the pool threads' CPU per agent fell from
+   *   0.21 to 0.08 s, 12.7/12.9 against 11.9/12.0 CPU-s/GiB; the loopback pair went from
+   *   298-314 to 350-360 MiB/s.
+   * Pieces still go out concurrently (one chain each). Tried and dropped the same session: one
+   * chain for the whole store, to keep the pool threads off each other's inode lock; each
+   * chunk then waited for a turn of the busy event loop and the pair fell to 252-290 MiB/s.
+   * Tried before: 32 KiB pwrites (session 8: within the noise of that day's runs); 64 concurrent 16 KiB pwrites per piece (session 13: the pool threads spun on
+   * the inode lock); each 16 KiB block written with writeSync as it arrived (session 9: more
+   * main-thread time per call than the copy saved).
    */
   async #writeAt (buf: Buffer, pos: number): Promise<void> {
-    const run = async (): Promise<void> => {
-      for (let off = 0; off < buf.length; off += WRITE_CHUNK) {
-        const len = Math.min(WRITE_CHUNK, buf.length - off)
-        const { bytesWritten } = await this.#fh.write(buf, off, len, pos + off)
-        if (bytesWritten !== len) throw new Error(`short write at byte ${pos + off} (${bytesWritten} of ${len})`)
-      }
+    for (let off = 0; off < buf.length; off += WRITE_CHUNK) {
+      const len = Math.min(WRITE_CHUNK, buf.length - off)
+      const { bytesWritten } = await this.#fh.write(buf, off, len, pos + off)
+      if (bytesWritten !== len) throw new Error(`short write at byte ${pos + off} (${bytesWritten} of ${len})`)
     }
-    const p = this.#queue.then(run)
-    this.#queue = p.catch(() => {})
-    await p
   }
 
   /** Every write issued so far has reached the file (the sha512 pass reads it next). */
