@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { chmod, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -19,11 +20,23 @@ export async function runAria2 (ctx: SwarmContext): Promise<SwarmRun> {
   // aria2 calls the hook with GID, file count, path: the path names the host's directory
   await writeFile(hook, `#!/bin/sh\necho "$3" >> '${doneFileOf(ctx)}'\n`)
   await chmod(hook, 0o755)
-  return await runTrackerSwarm(ctx, {
+  const run = await runTrackerSwarm(ctx, {
     tool: 'aria2c',
     label: 'aria2',
     seederCmd: (seedDir) => ['aria2c', ...A2, `--dir=${seedDir}`, '--bt-seed-unverified=true', image.torrentPath],
     downloaderCmd: (_h, dir) => ['aria2c', ...A2, `--dir=${dir}`, `--on-bt-download-complete=${hook}`, image.torrentPath],
     isDone: (lines, dir) => lines.some((line) => line.startsWith(dir + '/'))
   })
+  const proof = sha512Cpu(join(work, `h${ctx.downloaders[0]}`, image.id), image.size)
+  if (proof !== undefined) run.notes.push(`sha512 of h${ctx.downloaders[0]}'s file after the run (\`openssl dgst -sha512\`, the library the agents use; the whole-image proof an agent computes and aria2c does not): ${proof.toFixed(2)} CPU-s/GiB`)
+  return run
+}
+
+/** CPU-s per GiB of OpenSSL's sha512 over the file (in the page cache), or undefined if it could not run. */
+function sha512Cpu (path: string, size: number): number | undefined {
+  if (!existsSync('/usr/bin/time') || !existsSync('/usr/bin/openssl') || !existsSync(path)) return undefined
+  const r = spawnSync('/usr/bin/time', ['-f', '%U %S', '/usr/bin/openssl', 'dgst', '-sha512', path], { encoding: 'utf8' })
+  const m = /([\d.]+) ([\d.]+)\s*$/.exec(r.stderr ?? '')
+  if (r.status !== 0 || m === null) return undefined
+  return (Number(m[1]) + Number(m[2])) / (size / 2 ** 30)
 }
