@@ -27,8 +27,10 @@ export async function runAria2 (ctx: SwarmContext): Promise<SwarmRun> {
     downloaderCmd: (_h, dir) => ['aria2c', ...A2, `--dir=${dir}`, `--on-bt-download-complete=${hook}`, image.torrentPath],
     isDone: (lines, dir) => lines.some((line) => line.startsWith(dir + '/'))
   })
-  const proof = sha512Cpu(join(work, `h${ctx.downloaders[0]}`, image.id), image.size)
-  if (proof !== undefined) run.notes.push(`sha512 of h${ctx.downloaders[0]}'s file after the run (\`openssl dgst -sha512\`, the library the agents use; the whole-image proof an agent computes and aria2c does not): ${proof.toFixed(2)} CPU-s/GiB`)
+  // a downloader whose file passed the sha512 check: the hash then reads the whole image
+  const host = run.downloaders.find((d) => d.ok === true)?.host
+  const proof = host === undefined ? undefined : sha512Cpu(join(work, `h${host}`, image.id), image.size)
+  if (proof !== undefined) run.notes.push(`sha512 of h${host ?? '?'}'s file after the run (\`openssl dgst -sha512\`, the library the agents use; the whole-image proof an agent computes and aria2c does not): ${proof.toFixed(2)} CPU-s/GiB`)
   return run
 }
 
