@@ -1,11 +1,11 @@
 import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { link, mkdir, readFile, writeFile } from 'node:fs/promises'
+import { mkdir, readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import t from 'tap'
-import { originTestbed, startSeeder } from './helpers/agent-origin.js'
+import { originTestbed } from './helpers/agent-origin.js'
 import { agentFleet, imagesOf, waitFor } from './helpers/agent-proc.js'
-import { foreignProcs, freePort, type Foreign } from './helpers/foreign-client.js'
+import { agentAsOnlySeed, agentUploaded, foreignProcs, freePort, seedDirWith, torrentFile, type Foreign } from './helpers/foreign-client.js'
 
 // Debian's python3-libtorrent is built for the system python, not for whatever `python3` is first on PATH
 const PYTHON = '/usr/bin/python3'
@@ -26,12 +26,7 @@ t.test('interop with libtorrent-rasterbar', { skip: libtorrentMissing() }, async
 
   await t.test('an agent downloads an image only a libtorrent seeder has', async (t) => {
     const e = await fx.addImage('from-libtorrent', 3 * 1024 * 1024, { pieceLength: 64 * 1024, announce: [origin.announce] })
-    const seedDir = join(dir, 'lt-seed')
-    await mkdir(seedDir, { recursive: true })
-    await link(fx.images.get(e.id) as string, join(seedDir, e.id))
-    const torrentPath = join(dir, `${e.id}.torrent`)
-    await writeFile(torrentPath, fx.torrents.get(e.id) as Uint8Array)
-    const lt = await ltPeer('seed', torrentPath, seedDir)
+    const lt = await ltPeer('seed', await torrentFile(fx, e, dir), await seedDirWith(fx, e, join(dir, 'lt-seed')))
     await waitFor('libtorrent announced as a seed', async () => (origin.tracker.torrents[e.infoHash]?.complete ?? 0) >= 1, 60_000)
       .catch((err) => { t.comment(lt.tail()); throw err })
     const a = await startAgent(join(dir, 'site-1'), 'site-1', { subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '2s' }] })
@@ -43,21 +38,15 @@ t.test('interop with libtorrent-rasterbar', { skip: libtorrentMissing() }, async
 
   await t.test('a libtorrent leecher downloads an image only an agent seeds', async (t) => {
     const e = await fx.addImage('to-libtorrent', 3 * 1024 * 1024, { pieceLength: 64 * 1024, announce: [origin.announce] })
-    const seeder = await startSeeder(fx, [e.id])
-    const a = await startAgent(join(dir, 'site-2'), 'site-2', { subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '2s' }] })
-    await waitFor('agent has the image', async () => (await imagesOf(a)).find((i) => i.id === e.id && i.state === 'registered' && i.seeding), 60_000)
-    await seeder.close() // from now on the agent is the only seed
+    const a = await agentAsOnlySeed(fx, origin, e, startAgent, dir, 'site-2')
     const outDir = join(dir, 'lt-out')
     await mkdir(outDir, { recursive: true })
-    const torrentPath = join(dir, `${e.id}.torrent`)
-    await writeFile(torrentPath, fx.torrents.get(e.id) as Uint8Array)
-    const lt = await ltPeer('get', torrentPath, outDir)
+    const lt = await ltPeer('get', await torrentFile(fx, e, dir), outDir)
     // lt-peer.py says DONE once libtorrent has checked the sha1 of every piece; it then keeps seeding
     await waitFor('libtorrent has the whole image', async () => lt.logs.join('').includes('DONE\n') || lt.proc.exitCode !== null, 60_000)
       .catch((err) => { t.comment(lt.tail()); t.comment(a.logs.slice(-30).join('\n')); throw err })
     t.equal(lt.proc.exitCode, null, `libtorrent did not exit (${lt.tail(500)})`)
     t.equal(sha512(await readFile(join(outDir, e.id))), e.sha512, 'libtorrent got the endorsed bytes')
-    const up = await waitFor('agent counted its upload', async () => (await imagesOf(a)).find((i) => i.id === e.id && ((i as { bytesUploaded?: number }).bytesUploaded ?? 0) > 0), 10_000)
-    t.ok(up, 'the agent uploaded')
+    t.ok(await agentUploaded(a, e.id), 'the agent uploaded')
   })
 })

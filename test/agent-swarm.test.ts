@@ -32,7 +32,7 @@ t.test('three agents fetch one image from a slow origin and from each other', as
     t.ok(side.endorsers.length >= 1, 'sidecar names the endorsers')
     const img = (await imagesOf(a)).find((i) => i.id === entry.id)
     received += (img?.bytesFromPeers ?? 0)
-    uploadedByAgents += (img as { bytesUploaded?: number } | undefined)?.bytesUploaded ?? 0
+    uploadedByAgents += img?.bytesUploaded ?? 0
   }
   const originUploaded = seeder.client.torrents.reduce((s, tt) => s + tt.uploaded, 0)
   t.ok(uploadedByAgents > 0, `agents uploaded to each other (${uploadedByAgents} bytes)`)

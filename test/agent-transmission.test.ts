@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { link, mkdir, readFile, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
-import { originTestbed, startSeeder } from './helpers/agent-origin.js'
+import { originTestbed } from './helpers/agent-origin.js'
 import { agentFleet, imagesOf, waitFor } from './helpers/agent-proc.js'
-import { foreignProcs, freePort, type Foreign } from './helpers/foreign-client.js'
+import { agentAsOnlySeed, agentUploaded, foreignProcs, freePort, seedDirWith, type Foreign } from './helpers/foreign-client.js'
 
 const DAEMON = '/usr/bin/transmission-daemon'
 const sha512 = (b: Uint8Array): string => createHash('sha512').update(b).digest('hex')
@@ -77,9 +77,7 @@ t.test('interop with Transmission', { skip: existsSync(DAEMON) ? false : `transm
 
   await t.test('an agent downloads an image only a Transmission seeder has', async (t) => {
     const e = await fx.addImage('from-transmission', 3 * 1024 * 1024, { pieceLength: 64 * 1024, announce: [origin.announce] })
-    const seedDir = join(dir, 'tr-seed')
-    await mkdir(seedDir, { recursive: true })
-    await link(fx.images.get(e.id) as string, join(seedDir, e.id))
+    const seedDir = await seedDirWith(fx, e, join(dir, 'tr-seed'))
     const tr = await transmission(foreign, join(dir, 'tr-1'))
     const id = await addTorrent(tr, fx.torrents.get(e.id) as Uint8Array, seedDir)
     // Transmission checks the files it is given before it seeds them and announces left=0
@@ -94,10 +92,7 @@ t.test('interop with Transmission', { skip: existsSync(DAEMON) ? false : `transm
 
   await t.test('a Transmission leecher downloads an image only an agent seeds', async (t) => {
     const e = await fx.addImage('to-transmission', 3 * 1024 * 1024, { pieceLength: 64 * 1024, announce: [origin.announce] })
-    const seeder = await startSeeder(fx, [e.id])
-    const a = await startAgent(join(dir, 'site-2'), 'site-2', { subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '2s' }] })
-    await waitFor('agent has the image', async () => (await imagesOf(a)).find((i) => i.id === e.id && i.state === 'registered' && i.seeding), 60_000)
-    await seeder.close() // from now on the agent is the only seed
+    const a = await agentAsOnlySeed(fx, origin, e, startAgent, dir, 'site-2')
     const outDir = join(dir, 'tr-out')
     await mkdir(outDir, { recursive: true })
     const tr = await transmission(foreign, join(dir, 'tr-2'))
@@ -113,7 +108,6 @@ t.test('interop with Transmission', { skip: existsSync(DAEMON) ? false : `transm
     await tr.rpc('torrent-stop', { ids: [id] })
     await waitFor('Transmission stopped the torrent', async () => (await tr.torrent(id)).status === STOPPED, 60_000)
     t.equal(sha512(await readFile(join(outDir, e.id))), e.sha512, 'Transmission got the endorsed bytes')
-    const up = await waitFor('agent counted its upload', async () => (await imagesOf(a)).find((i) => i.id === e.id && ((i as { bytesUploaded?: number }).bytesUploaded ?? 0) > 0), 10_000)
-    t.ok(up, 'the agent uploaded')
+    t.ok(await agentUploaded(a, e.id), 'the agent uploaded')
   })
 })

@@ -86,7 +86,7 @@ export async function startAgent (dir: string, site: string, extra: Record<strin
   }
 }
 
-export interface ImageViewLite { id: string, state: string, progress: number, bytesFromPeers: number, bytesFromWebSeeds: number, bytesThisRun: number, resumedBytes: number, hashFailures: number, bannedPeers: string[], error?: { code: string, message: string }, reason?: string, seeding: boolean }
+export interface ImageViewLite { id: string, state: string, progress: number, bytesFromPeers: number, bytesFromWebSeeds: number, bytesThisRun: number, resumedBytes: number, hashFailures: number, bannedPeers: string[], error?: { code: string, message: string }, reason?: string, seeding: boolean, bytesUploaded?: number }
 
 export async function imagesOf (a: AgentProc): Promise<ImageViewLite[]> {
   return (await a.get<{ images: ImageViewLite[] }>('/v1/images')).images

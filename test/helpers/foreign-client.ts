@@ -1,9 +1,16 @@
 import { spawn, type ChildProcess } from 'node:child_process'
+import { link, mkdir, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
+import { join } from 'node:path'
+import type { ImageEntry } from '../../lib/schema.js'
+import { startSeeder, type Origin } from './agent-origin.js'
+import { imagesOf, waitFor, type AgentProc, type startAgent } from './agent-proc.js'
+import type { Fixture } from './catalogue-fixture.js'
 
 /**
  * For the interop tests against other BitTorrent programs (aria2c, libtorrent, Transmission):
- * ports to give them, and their processes, logged and killed when the test ends.
+ * ports to give them, their processes (logged, killed when the test ends), and the steps every
+ * such test takes: a directory and a .torrent for the foreign client, an agent as the only seed.
  */
 
 /** A TCP port free on 127.0.0.1 right now (the foreign clients need a fixed one on their command line). */
@@ -46,4 +53,35 @@ export function foreignProcs (t: { teardown: (fn: () => Promise<void>) => void }
       return f
     }
   }
+}
+
+/** `dir`/`name` holding the image (a hard link), for a foreign client to seed from. */
+export async function seedDirWith (fx: Fixture, e: ImageEntry, dir: string): Promise<string> {
+  await mkdir(dir, { recursive: true })
+  await link(fx.images.get(e.id) as string, join(dir, e.id))
+  return dir
+}
+
+/** The image's .torrent written into `dir`, for a foreign client's command line; its path. */
+export async function torrentFile (fx: Fixture, e: ImageEntry, dir: string): Promise<string> {
+  const path = join(dir, `${e.id}.torrent`)
+  await writeFile(path, fx.torrents.get(e.id) as Uint8Array)
+  return path
+}
+
+/**
+ * An agent (site `site`, in `dir`/`site`) that has the image and seeds it, with the webtorrent
+ * seeder it got the image from closed: from then on the agent is the image's only seed.
+ */
+export async function agentAsOnlySeed (fx: Fixture, origin: Origin, e: ImageEntry, start: typeof startAgent, dir: string, site: string): Promise<AgentProc> {
+  const seeder = await startSeeder(fx, [e.id])
+  const a = await start(join(dir, site), site, { subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '2s' }] })
+  await waitFor('agent has the image', async () => (await imagesOf(a)).find((i) => i.id === e.id && i.state === 'registered' && i.seeding), 60_000)
+  await seeder.close()
+  return a
+}
+
+/** Resolves once the agent's API counts bytes of the image uploaded. */
+export async function agentUploaded (a: AgentProc, id: string): Promise<boolean> {
+  return await waitFor('agent counted its upload', async () => (await imagesOf(a)).some((i) => i.id === id && (i.bytesUploaded ?? 0) > 0), 10_000)
 }
