@@ -6,7 +6,7 @@ import { num, parseFlags } from './args.js'
 import { makeBenchImage, sha512OfFile, type BenchImage } from './fixture.js'
 import { agentImage, agentTargetDir, preloadAgentImage, spawnAgent, startIndexOrigin, writeAgentConfig, type AgentSpec } from './imgdist-procs.js'
 import { loopbackBenchHost, type LoopbackHost } from './netns.js'
-import { cpuSeconds, killLive, removeBigFiles, sleep, start, stopAll, tryRun, waitUntil, type Proc } from './proc.js'
+import { cpuSeconds, killLive, removeBigFiles, sleep, start, stopAll, timeFileCpu, tryRun, waitUntil, type Proc } from './proc.js'
 import { appendResults, fmt, machine, machineLines, markdownTable, textTable } from './report.js'
 
 /**
@@ -73,14 +73,6 @@ const INDEX_URL = 'http://127.0.0.1:8080/v1/index.yaml'
 
 interface PairCtx { host: LoopbackHost, image: BenchImage, work: string, distDir: string, timeoutMs: number }
 
-/** user+system CPU from a `/usr/bin/time -f '%U %S'` output file */
-function timeFile (path: string): number | undefined {
-  try {
-    const [u, s] = readFileSync(path, 'utf8').trim().split('\n').pop()?.split(' ').map(Number) ?? []
-    return u !== undefined && s !== undefined ? u + s : undefined
-  } catch { return undefined }
-}
-
 /** Runs one downloader to its exit under /usr/bin/time; the seeder's CPU is counted over the same span. */
 async function timedDownload (c: PairCtx, dir: string, label: string, seeder: Proc | undefined, argv: string[], file: string): Promise<PairRow> {
   const slug = label.replace(/[^a-z0-9]+/gi, '-')
@@ -94,7 +86,7 @@ async function timedDownload (c: PairCtx, dir: string, label: string, seeder: Pr
   const seconds = ((p.exitedAt ?? performance.now()) - t0) / 1000
   const seedCpu = seeder !== undefined && seed0 !== undefined ? (cpuSeconds(seeder.pid) ?? NaN) - seed0 : undefined
   const ok = code === 0 && await sha512OfFile(file).catch(() => '') === c.image.sha512
-  return { tool: label, seconds: code === 0 ? seconds : undefined, leechCpu: timeFile(tf), seedCpu, ok, note: code === 0 ? undefined : `exit code ${String(code)}` }
+  return { tool: label, seconds: code === 0 ? seconds : undefined, leechCpu: timeFileCpu(tf), seedCpu, ok, note: code === 0 ? undefined : `exit code ${String(code)}` }
 }
 
 async function pairHttp (c: PairCtx): Promise<PairRow[]> {

@@ -26,6 +26,17 @@ function statTimes (stat: string): { user: number, system: number } {
   return { user: Number(f[11]) / CLK_TCK, system: Number(f[12]) / CLK_TCK }
 }
 
+/** user+system CPU seconds from the last line of `/usr/bin/time -f '%U %S'` output, or undefined if it has none. */
+export function timeCpu (text: string): number | undefined {
+  const [u, s] = text.trim().split('\n').pop()?.split(' ').map(Number) ?? []
+  return u !== undefined && s !== undefined && Number.isFinite(u) && Number.isFinite(s) ? u + s : undefined
+}
+
+/** timeCpu() of the file `/usr/bin/time -o FILE` wrote, or undefined if there is none. */
+export function timeFileCpu (path: string): number | undefined {
+  try { return timeCpu(readFileSync(path, 'utf8')) } catch { return undefined }
+}
+
 /** CPU seconds per thread of a live process, keyed 'main' or by name and tid, from /proc/PID/task (threads that exited are not listed). */
 export function threadCpu (pid: number): Map<string, { user: number, system: number }> {
   const out = new Map<string, { user: number, system: number }>()

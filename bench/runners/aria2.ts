@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { chmod, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { timeCpu } from '../proc.js'
 import { skipped, type SwarmContext, type SwarmRun } from './swarm-run.js'
 import { BT_PORT, doneFileOf, runTrackerSwarm } from './tracker-swarm.js'
 
@@ -38,7 +39,6 @@ export async function runAria2 (ctx: SwarmContext): Promise<SwarmRun> {
 function sha512Cpu (path: string, size: number): number | undefined {
   if (!existsSync('/usr/bin/time') || !existsSync('/usr/bin/openssl') || !existsSync(path)) return undefined
   const r = spawnSync('/usr/bin/time', ['-f', '%U %S', '/usr/bin/openssl', 'dgst', '-sha512', path], { encoding: 'utf8' })
-  const m = /([\d.]+) ([\d.]+)\s*$/.exec(r.stderr ?? '')
-  if (r.status !== 0 || m === null) return undefined
-  return (Number(m[1]) + Number(m[2])) / (size / 2 ** 30)
+  const cpu = r.status === 0 ? timeCpu(r.stderr ?? '') : undefined
+  return cpu === undefined ? undefined : cpu / (size / 2 ** 30)
 }

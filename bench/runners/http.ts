@@ -1,7 +1,7 @@
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { link, mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import { start, stopAll, waitUntil, type Proc } from '../proc.js'
+import { start, stopAll, timeFileCpu, waitUntil, type Proc } from '../proc.js'
 import { measure, skipped, verifyFiles, type SwarmContext, type SwarmRun } from './swarm-run.js'
 
 /** Plain HTTP from the origin: python3's threading http.server, N−1 curl downloads at once. */
@@ -38,12 +38,7 @@ export async function runHttp (ctx: SwarmContext): Promise<SwarmRun> {
       },
       isDone: (_h, p) => p?.exitedAt !== undefined && p.child.exitCode === 0,
       fileOf,
-      exitedCpu: (h) => {
-        try {
-          const [u, s] = readFileSync(timeOf(h), 'utf8').trim().split('\n').pop()?.split(' ').map(Number) ?? []
-          return (u ?? NaN) + (s ?? NaN)
-        } catch { return undefined }
-      }
+      exitedCpu: (h) => timeFileCpu(timeOf(h))
     })
     await stopAll(all)
     await verifyFiles(run, image, fileOf)
