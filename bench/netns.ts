@@ -1,11 +1,18 @@
+import { join } from 'node:path'
 import { ImgdistError } from '../lib/errors.js'
+import { buildDelayHub, startDelayHub, type DelayHub } from './delay-hub.js'
 import { cleanupOnExit, killLive, run, tryRun } from './proc.js'
 
 /**
  * A private test network: one hub namespace holding a bridge, and N host namespaces, each joined
  * to the bridge by a veth pair. Host i's uplink is a tbf qdisc on its own eth0 (egress), its
- * optional downlink cap a tbf on the hub-side veth, the optional one-way delay a netem there.
- * The /24 exists only inside these namespaces; nothing touches the machine's own interfaces.
+ * optional downlink cap a tbf on the hub-side veth. The /24 exists only inside these namespaces;
+ * nothing touches the machine's own interfaces.
+ *
+ * With a one-way delay, each host's eth0 is a TAP device instead, and the hub namespace runs
+ * bench/delay-hub.c, which forwards every frame between them `delayMs` late: this kernel has
+ * neither netem nor fq, so nothing in tc can delay a packet. The uplink tbf is the same; a
+ * downlink cap is then refused (the hub side has no qdisc to put it on).
  */
 
 export interface TestbedOptions {
@@ -15,6 +22,8 @@ export interface TestbedOptions {
   /** Mbit/s on every host's downlink; 0 = uncapped */
   downMbit: number
   delayMs: number
+  /** where the delay hub is compiled and logs (needed when delayMs > 0) */
+  workDir?: string
   prefix?: string
   subnet?: string
 }
@@ -25,6 +34,8 @@ const SUBNET = '10.213.77'
 export class Testbed {
   readonly hub: string
   readonly names: string[]
+  /** the user-space hub forwarding with a delay, when delayMs > 0 */
+  delayHub: DelayHub | undefined
   private readonly o: TestbedOptions
   private readonly subnet: string
 
@@ -37,7 +48,6 @@ export class Testbed {
   }
 
   ip (i: number): string { return `${this.subnet}.${i + 1}` }
-  get hubIp (): string { return `${this.subnet}.254` }
 
   /** argv prefix that runs a command inside host i */
   exec (i: number): string[] { return ['netns', 'exec', this.name(i)] }
@@ -48,38 +58,40 @@ export class Testbed {
     return n
   }
 
-  setup (): void {
+  async setup (): Promise<void> {
     this.teardown() // a run killed with SIGKILL leaves its namespaces behind: ours by name, so reclaim them
+    const delay = this.o.delayMs > 0
+    if (delay && this.o.downMbit > 0) throw new ImgdistError('USAGE', '--delay-ms and --down-mbit together are not supported: with a delay the hosts hang off a user-space hub, which has no qdisc for a downlink cap')
     const ipn = (ns: string, ...args: string[]): string => run('ip', ['-n', ns, ...args])
     const tc = (ns: string, ...args: string[]): string => run('ip', ['netns', 'exec', ns, 'tc', ...args])
     run('ip', ['netns', 'add', this.hub])
     ipn(this.hub, 'link', 'set', 'lo', 'up')
-    ipn(this.hub, 'link', 'add', 'br0', 'type', 'bridge')
-    ipn(this.hub, 'addr', 'add', `${this.hubIp}/24`, 'dev', 'br0')
-    ipn(this.hub, 'link', 'set', 'br0', 'up')
+    if (!delay) {
+      ipn(this.hub, 'link', 'add', 'br0', 'type', 'bridge')
+      ipn(this.hub, 'link', 'set', 'br0', 'up')
+    }
     for (let i = 0; i < this.o.hosts; i++) {
       const ns = this.name(i)
       const hubSide = `vh${i}`
       run('ip', ['netns', 'add', ns])
       ipn(ns, 'link', 'set', 'lo', 'up')
-      ipn(this.hub, 'link', 'add', hubSide, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns)
-      ipn(this.hub, 'link', 'set', hubSide, 'master', 'br0', 'up')
+      if (delay) ipn(ns, 'tuntap', 'add', 'dev', 'eth0', 'mode', 'tap', 'vnet_hdr')
+      else {
+        ipn(this.hub, 'link', 'add', hubSide, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns)
+        ipn(this.hub, 'link', 'set', hubSide, 'master', 'br0', 'up')
+      }
       ipn(ns, 'addr', 'add', `${this.ip(i)}/24`, 'dev', 'eth0')
       ipn(ns, 'link', 'set', 'eth0', 'up')
       const up = this.o.upMbit[i] ?? this.o.upMbit[this.o.upMbit.length - 1] ?? 0
       // burst 64 kB keeps tbf close to its nominal rate at 50–1000 Mbit/s without big bursts
       if (up > 0) tc(ns, 'qdisc', 'add', 'dev', 'eth0', 'root', 'tbf', 'rate', `${up}mbit`, 'burst', '64kb', 'latency', '50ms')
-      const netem = (...args: string[]): void => {
-        try { tc(this.hub, ...args) } catch (err) {
-          throw new ImgdistError('BENCH_NETEM', `--delay-ms needs the netem qdisc (kernel module sch_netem), which this kernel lacks: ${(err as Error).message}`, { cause: err })
-        }
-      }
-      if (this.o.downMbit > 0) {
-        tc(this.hub, 'qdisc', 'add', 'dev', hubSide, 'root', 'handle', '1:', 'tbf', 'rate', `${this.o.downMbit}mbit`, 'burst', '64kb', 'latency', '50ms')
-        if (this.o.delayMs > 0) netem('qdisc', 'add', 'dev', hubSide, 'parent', '1:1', 'handle', '10:', 'netem', 'delay', `${this.o.delayMs}ms`, 'limit', '10000')
-      } else if (this.o.delayMs > 0) {
-        netem('qdisc', 'add', 'dev', hubSide, 'root', 'netem', 'delay', `${this.o.delayMs}ms`, 'limit', '10000')
-      }
+      if (this.o.downMbit > 0) tc(this.hub, 'qdisc', 'add', 'dev', hubSide, 'root', 'tbf', 'rate', `${this.o.downMbit}mbit`, 'burst', '64kb', 'latency', '50ms')
+    }
+    if (delay) {
+      const dir = this.o.workDir
+      if (dir === undefined) throw new ImgdistError('INTERNAL', 'Testbed: a delay needs workDir')
+      const ports = this.names.map((ns) => ({ netnsPath: `/run/netns/${ns}`, ifname: 'eth0' }))
+      this.delayHub = await startDelayHub(buildDelayHub(dir), this.hub, this.o.delayMs, ports, join(dir, 'delay-hub.log'))
     }
   }
 

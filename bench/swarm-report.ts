@@ -17,6 +17,8 @@ export interface SwarmReportInput {
   webSeed: boolean
   bound: Bound
   runs: SwarmRun[]
+  /** the delay hub's closing counters, when there was a delay (dropped frames would bias the run) */
+  hubLine?: string
 }
 
 const HEAD = ['tool', 'done', 'first s', 'median s', 'last s', 'last/bound', 'last/aria2c', 'origin egress/F', 'CPU-s/GiB recv', 'origin CPU-s']
@@ -59,6 +61,7 @@ export function swarmReport (r: SwarmReportInput): { text: string, markdown: str
     ...machineLines(r.m),
     `- parameters: ${params}`,
     `- ${boundLine}`,
+    ...(r.hubLine !== undefined ? [`- ${r.hubLine}`] : []),
     '',
     ...markdownTable(HEAD, rows),
     '',
@@ -67,7 +70,7 @@ export function swarmReport (r: SwarmReportInput): { text: string, markdown: str
     '',
     ...raw
   ]
-  const text = [params, boundLine, '', textTable(HEAD, rows), '', ...raw].join('\n')
+  const text = [params, boundLine, ...(r.hubLine !== undefined ? [r.hubLine] : []), '', textTable(HEAD, rows), '', ...raw].join('\n')
   return { text, markdown }
 }
 

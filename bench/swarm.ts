@@ -21,7 +21,9 @@ import { swarmReport } from './swarm-report.js'
 
 const USAGE = `usage: bench:swarm -- [--n 8] [--size-mib 128] [--up-mbit 100] [--seed-up-mbit 100] [--down-mbit 0]
   [--delay-ms 0] [--piece-kib 1024] [--only imgdist,imgdist-warm,aria2,libtorrent,http] (default imgdist,imgdist-warm,aria2,http) [--timeout-s auto] [--work-dir /tmp/imgdist-bench/swarm]
-  [--web-seed true] [--no-append true] [--results bench/RESULTS.md]   (needs root, iproute2, tc; aria2c and curl for those runs)`
+  [--web-seed true] [--no-append true] [--results bench/RESULTS.md]   (needs root, iproute2, tc; aria2c and curl for those runs)
+  --delay-ms D: every frame reaches its host D ms late (round trip 2·D), through bench/delay-hub.c, which needs a C compiler;
+  not with --down-mbit`
 
 const TOOLS = ['imgdist', 'imgdist-warm', 'aria2', 'libtorrent', 'http'] as const
 const DEFAULT_TOOLS = 'imgdist,imgdist-warm,aria2,http'
@@ -40,6 +42,7 @@ async function main (): Promise<number> {
   const downMbit = num(f, 'down-mbit', 0, 100_000)
   const delayMs = num(f, 'delay-ms', 0, 10_000)
   const pieceKiB = num(f, 'piece-kib', 16, 16 * 1024)
+  if (delayMs > 0 && downMbit > 0) { console.error(`--delay-ms and --down-mbit cannot be used together (the delay hub has no downlink qdisc)\n${USAGE}`); return 2 }
   const only = [...new Set(f.only.split(',').map((s) => s.trim()).filter(Boolean))]
   for (const t of only) if (!(TOOLS as readonly string[]).includes(t)) { console.error(`--only: unknown tool "${t}" (${TOOLS.join(', ')})\n${USAGE}`); return 2 }
   if (process.getuid?.() !== 0) { console.error('bench:swarm needs root (network namespaces and tc)'); return 2 }
@@ -56,7 +59,7 @@ async function main (): Promise<number> {
   const timeoutS = f['timeout-s'] === 'auto' ? Math.ceil(bound.centralSeconds * 2 + 60) : num(f, 'timeout-s', 1)
   const distDir = fileURLToPath(new URL('../', import.meta.url))
   const work = f['work-dir']
-  const bed = new Testbed({ hosts: n, upMbit: [seedUpMbit, ...Array(n - 1).fill(upMbit)], downMbit, delayMs })
+  const bed = new Testbed({ hosts: n, upMbit: [seedUpMbit, ...Array(n - 1).fill(upMbit)], downMbit, delayMs, workDir: work })
   const m = machine()
   const cleanup = (): void => { killLive(); bed.teardown() }
   cleanupOnExit(cleanup)
@@ -70,7 +73,7 @@ async function main (): Promise<number> {
     dir: join(work, 'catalogue'), id: 'bench-image', size, pieceLength: pieceKiB * 1024,
     announce: [`http://${bed.ip(0)}:${originPort}/announce`]
   })
-  bed.setup()
+  await bed.setup()
   const runs: SwarmRun[] = []
   const webSeed = f['web-seed'] === 'true'
   const runners: Record<Tool, (c: SwarmContext) => Promise<SwarmRun>> = {
@@ -90,15 +93,21 @@ async function main (): Promise<number> {
     }
     console.log(`-- ${tool} …`)
     let r: SwarmRun
+    const hubCpu0 = bed.delayHub?.cpuSeconds()
     try { r = await runners[tool](ctx) } catch (err) {
       r = { tool, notes: [`failed: ${(err as Error).message}`], downloaders: ctx.downloaders.map((h) => ({ host: h })) }
+    }
+    const hubCpu1 = bed.delayHub?.cpuSeconds()
+    if (hubCpu0 !== undefined && hubCpu1 !== undefined) {
+      r.notes.push(`delay hub (bench/delay-hub.c, the user-space forwarder that adds the ${delayMs} ms; it shares the two cores with the hosts): ${(hubCpu1 - hubCpu0).toFixed(2)} CPU-s during this tool's run`)
     }
     if (r.skipped !== undefined) console.log(`   ${r.skipped}`)
     runs.push(r)
     // the next tool gets clean disks; logs, the image and the catalogue stay
     await removeBigFiles(toolWork)
   }
-  const { text, markdown } = swarmReport({ m, n, webSeed, sizeBytes: size, sizeMiB, pieceKiB, upMbit, seedUpMbit, downMbit, delayMs, bound, runs })
+  const hubLine = await bed.delayHub?.stop()
+  const { text, markdown } = swarmReport({ m, n, webSeed, sizeBytes: size, sizeMiB, pieceKiB, upMbit, seedUpMbit, downMbit, delayMs, bound, runs, hubLine })
   console.log('\n' + text)
   if (f['no-append'] !== 'true') appendResults(markdown, f.results !== '' ? f.results : undefined)
   return runs.some((r) => r.skipped === undefined && r.downloaders.some((d) => d.ok !== true)) ? 1 : 0

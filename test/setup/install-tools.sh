@@ -2,13 +2,14 @@
 # Installs the real programs the test suite talks to (Debian packages): aria2, transmission-daemon
 # (+ transmission-cli) and python3-libtorrent (independent BitTorrent clients for the interop tests,
 # test/agent-{aria2,transmission,libtorrent}.test.ts), chromium (fleet page screenshot), Glance +
-# Keystone (the glance target), iproute2 (network namespaces), systemd + strace
+# Keystone (the glance target), iproute2 (network namespaces) and gcc (the bench's delay hub,
+# test/bench-delay-hub.test.ts), systemd + strace
 # (deploy-systemd.test.ts checks the units with systemd-analyze and the agent's system calls
 # against its SystemCallFilter). Idempotent; packaged services are kept from starting.
 # Without root (and without sudo) it says so loudly; the tests that need a missing tool then
 # skip with a message naming it.
 set -euo pipefail
-PKGS=(aria2 transmission-daemon transmission-cli python3-libtorrent curl chromium iproute2 sqlite3 systemd strace glance-api python3-glance keystone python3-keystone uwsgi uwsgi-plugin-python3)
+PKGS=(aria2 transmission-daemon transmission-cli python3-libtorrent curl chromium iproute2 gcc libc6-dev sqlite3 systemd strace glance-api python3-glance keystone python3-keystone uwsgi uwsgi-plugin-python3)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -eq 0 ]; then echo "install-tools: all present (${PKGS[*]})"; exit 0; fi
