@@ -5,13 +5,15 @@ import { join } from 'node:path'
 import t from 'tap'
 import { originTestbed } from './helpers/agent-origin.js'
 import { agentFleet, imagesOf, waitFor } from './helpers/agent-proc.js'
-import { agentAsOnlySeed, agentUploaded, foreignProcs, freePort, seedDirWith, type Foreign } from './helpers/foreign-client.js'
+import { agentAsOnlySeed, agentUploaded, foreignProcs, freePort, nonLoopbackIpv4, privateTracker, seedDirWith, type Foreign } from './helpers/foreign-client.js'
 
 const DAEMON = '/usr/bin/transmission-daemon'
 const sha512 = (b: Uint8Array): string => createHash('sha512').update(b).digest('hex')
 
-interface TorrentView { id: number, status: number, leftUntilDone: number, haveValid: number, error: number, errorString: string, peersConnected: number }
-const FIELDS = ['id', 'status', 'leftUntilDone', 'haveValid', 'error', 'errorString', 'peersConnected']
+interface SourceView { address: string, type: string, uploaded: number }
+interface TrPeer { address: string, port: number, isIncoming: boolean, isEncrypted: boolean, clientName: string }
+interface TorrentView { id: number, status: number, leftUntilDone: number, haveValid: number, error: number, errorString: string, peersConnected: number, peers: TrPeer[] }
+const FIELDS = ['id', 'status', 'leftUntilDone', 'haveValid', 'error', 'errorString', 'peersConnected', 'peers']
 const STOPPED = 0
 
 interface Transmission { daemon: Foreign, rpc: <T>(method: string, args?: Record<string, unknown>) => Promise<T>, torrent: (id: number) => Promise<TorrentView> }
@@ -23,21 +25,21 @@ interface Transmission { daemon: Foreign, rpc: <T>(method: string, args?: Record
  * Transmission still takes the plain BitTorrent handshake the engine sends.
  *
  * Transmission never dials an address in 127/8 (it drops such peers from tracker replies as
- * "martian"), so here the agent opens every connection, in both directions of transfer. The
- * other way round (Transmission dials, tries MSE, the agent hangs up, Transmission retries in
- * plain) needs a non-loopback address and is not tested here.
+ * "martian"), so on loopback the agent opens every connection. The last test binds
+ * Transmission (`bindIpv4`) to the machine's own non-loopback address instead, where it dials.
  */
-async function transmission (foreign: ReturnType<typeof foreignProcs>, configDir: string): Promise<Transmission> {
+async function transmission (foreign: ReturnType<typeof foreignProcs>, configDir: string, bindIpv4 = '127.0.0.1', extra: Record<string, unknown> = {}): Promise<Transmission> {
   await mkdir(configDir, { recursive: true })
   const rpcPort = await freePort()
   await writeFile(join(configDir, 'settings.json'), JSON.stringify({
     'dht-enabled': false, 'lpd-enabled': false, 'pex-enabled': false, 'utp-enabled': false, 'port-forwarding-enabled': false,
     encryption: 1,
-    'bind-address-ipv4': '127.0.0.1', 'bind-address-ipv6': '::1', 'peer-port': await freePort(), 'peer-port-random-on-start': false,
+    'bind-address-ipv4': bindIpv4, 'bind-address-ipv6': '::1', 'peer-port': await freePort(), 'peer-port-random-on-start': false,
     'rpc-bind-address': '127.0.0.1', 'rpc-port': rpcPort, 'rpc-authentication-required': false, 'rpc-whitelist-enabled': true, 'rpc-whitelist': '127.0.0.1',
     'download-dir': join(configDir, 'downloads'), 'incomplete-dir-enabled': false, 'rename-partial-files': false, 'watch-dir-enabled': false,
     'ratio-limit-enabled': false, 'idle-seeding-limit-enabled': false, 'start-added-torrents': true,
-    'blocklist-enabled': false, 'message-level': 2
+    'blocklist-enabled': false, 'message-level': 2,
+    ...extra
   }, null, 2))
   const daemon = foreign.spawn(DAEMON, ['-f', '-g', configDir])
   let session = ''
@@ -109,5 +111,44 @@ t.test('interop with Transmission', { skip: existsSync(DAEMON) ? false : `transm
     await waitFor('Transmission stopped the torrent', async () => (await tr.torrent(id)).status === STOPPED, 60_000)
     t.equal(sha512(await readFile(join(outDir, e.id))), e.sha512, 'Transmission got the endorsed bytes')
     t.ok(await agentUploaded(a, e.id), 'the agent uploaded')
+  })
+
+  const host = nonLoopbackIpv4()
+  // Loud skip: a machine with loopback alone (CI runners and this project's machines have one more)
+  if (host === undefined) console.error('\n*** SKIPPING "Transmission dials an agent": this machine has no IPv4 address outside 127/8 ***\n')
+  await t.test('Transmission dials an agent, offers encryption first, and downloads in plain BitTorrent', { skip: host === undefined ? 'no IPv4 address outside 127/8 for Transmission to dial' : false }, async (t) => {
+    const ip = host as string
+    const e = await fx.addImage('dialled-by-transmission', 3 * 1024 * 1024, { pieceLength: 64 * 1024, announce: [origin.announce] })
+    const a = await agentAsOnlySeed(fx, origin, e, startAgent, dir, 'site-3')
+    // Transmission learns of the agent from a tracker the agent never talks to, so the agent
+    // cannot dial first: the connection is Transmission's
+    const tracker = await privateTracker(t, ip)
+    const { torrentPort } = await a.get<{ torrentPort: number }>('/v1/status')
+    tracker.announcePeer(torrentPort)
+    const outDir = join(dir, 'tr-dial-out')
+    await mkdir(outDir, { recursive: true })
+    // 3 MiB at 512 KiB/s: six seconds in which both ends list the connection (two seeds hang up)
+    const tr = await transmission(foreign, join(dir, 'tr-3'), ip, { 'speed-limit-down-enabled': true, 'speed-limit-down': 512 })
+    const id = await addTorrent(tr, tracker.torrentFor(fx.torrents.get(e.id) as Uint8Array), outDir)
+    let last: TorrentView | undefined
+    let peer: TrPeer | undefined
+    let incoming: SourceView | undefined
+    const done = await waitFor('Transmission has the whole image', async () => {
+      last = await tr.torrent(id)
+      peer = last.peers.find((p) => p.port === torrentPort) ?? peer
+      const seen = (await a.get<{ peers: SourceView[] }>('/v1/peers')).peers
+      incoming = seen.find((p) => p.address.includes(ip) && p.type === 'tcpIncoming' && p.uploaded > 0) ?? incoming
+      return last.leftUntilDone === 0 ? last : undefined
+    }, 60_000).catch((err) => { t.comment(JSON.stringify(last)); t.comment(tr.daemon.tail()); t.comment(a.logs.slice(-30).join('\n')); throw err })
+    t.equal(done.haveValid, e.size, 'Transmission verified every piece')
+    t.ok(peer, 'Transmission listed the agent among its peers')
+    t.equal(peer?.isIncoming, false, 'Transmission opened the connection')
+    // Debian's default, encryption "preferred": Transmission sent an MSE handshake first, the
+    // agent (no MSE) hung up, and Transmission came back with the plain one
+    t.equal(peer?.isEncrypted, false, 'the connection that carried the bytes is plain BitTorrent')
+    t.ok(incoming, `the agent listed an incoming connection from ${ip} that it uploaded on`)
+    await tr.rpc('torrent-stop', { ids: [id] })
+    await waitFor('Transmission stopped the torrent', async () => (await tr.torrent(id)).status === STOPPED, 60_000)
+    t.equal(sha512(await readFile(join(outDir, e.id))), e.sha512, 'Transmission got the endorsed bytes')
   })
 })

@@ -1,6 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { link, mkdir, writeFile } from 'node:fs/promises'
+import { createServer as createHttpServer } from 'node:http'
 import { createServer } from 'node:net'
+import { networkInterfaces } from 'node:os'
+import bencode from 'bencode'
 import { join } from 'node:path'
 import type { ImageEntry } from '../../lib/schema.js'
 import { startSeeder, type Origin } from './agent-origin.js'
@@ -84,4 +87,51 @@ export async function agentAsOnlySeed (fx: Fixture, origin: Origin, e: ImageEntr
 /** Resolves once the agent's API counts bytes of the image uploaded. */
 export async function agentUploaded (a: AgentProc, id: string): Promise<boolean> {
   return await waitFor('agent counted its upload', async () => (await imagesOf(a)).some((i) => i.id === id && (i.bytesUploaded ?? 0) > 0), 10_000)
+}
+
+/** The machine's first IPv4 address outside 127/8, or undefined (then a test that needs one skips, saying so). */
+export function nonLoopbackIpv4 (): string | undefined {
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address
+  }
+  return undefined
+}
+
+/**
+ * A tracker of the test's own on `host` that answers every announce with the one peer the test
+ * named (`announcePeer`): a foreign client given a .torrent naming it (`torrentFor`) learns of
+ * an agent without the agent learning of the client, so the client is the one that dials.
+ * Hand-made rather than bittorrent-tracker because that one also handed Transmission its own
+ * address, and Transmission keeps one address per IP: when both share the machine's IP, it
+ * sometimes kept its own entry, dialled itself, and never tried the agent.
+ */
+export async function privateTracker (t: { teardown: (fn: () => Promise<void>) => void }, host: string): Promise<{
+  announcePeer: (port: number) => void
+  torrentFor: (torrent: Uint8Array) => Uint8Array
+}> {
+  let peers = new Uint8Array(0)
+  const server = createHttpServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain' }).end(bencode.encode({ interval: 60, peers }))
+  })
+  await new Promise<void>((resolve) => server.listen(0, host, resolve))
+  t.teardown(async () => {
+    server.closeAllConnections()
+    await new Promise<void>((resolve) => server.close(() => { resolve() }))
+  })
+  const url = `http://${host}:${(server.address() as { port: number }).port}/announce`
+  return {
+    // compact form (BEP 23): the IPv4 address, then the port, big-endian
+    announcePeer: (port) => {
+      const b = Buffer.alloc(6)
+      host.split('.').forEach((x, i) => { b[i] = Number(x) })
+      b.writeUInt16BE(port, 4)
+      peers = b
+    },
+    torrentFor: (torrent) => {
+      const d = bencode.decode(torrent) as Record<string, unknown>
+      delete d['announce-list']
+      d.announce = url
+      return bencode.encode(d)
+    }
+  }
 }
