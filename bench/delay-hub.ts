@@ -52,11 +52,12 @@ export async function startDelayHub (bin: string, hubNs: string, delayMs: number
     let out = ''
     const fail = (why: string): void => { clearTimeout(timer); child.kill('SIGKILL'); reject(new ImgdistError('BENCH_COMMAND', `delay-hub ${why} (its log: ${logPath})`)) }
     const timer = setTimeout(() => { fail(`not ready after ${timeoutMs} ms`) }, timeoutMs)
+    const early = (code: number | null): void => { fail(`exited with ${String(code)} before it was ready`) }
     child.stdout.on('data', (d: Buffer) => {
       out += d.toString()
-      if (out.includes('ready\n')) { clearTimeout(timer); resolve() }
+      if (out.includes('ready\n')) { clearTimeout(timer); child.off('close', early); resolve() }
     })
-    child.once('close', (code) => { fail(`exited with ${String(code)} before it was ready`) })
+    child.once('close', early)
   })
   // `ip netns exec` execs the hub, so the child's PID is the hub's own
   const pid = child.pid
