@@ -4,17 +4,17 @@ import { existsSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Testbed } from '../bench/netns.js'
-import { killLive } from '../bench/proc.js'
+import { killLive, tryRun, waitUntil } from '../bench/proc.js'
 
 /**
  * bench:swarm --delay-ms against the real thing: two network namespaces joined through the
  * user-space delay hub (bench/delay-hub.c, compiled here with the machine's cc), a TCP
- * connection between them, and bytes both ways. The hub stands in for netem, which the bench
+ * connection between them, and 16 MiB across it. The hub stands in for netem, which the bench
  * machine's kernel lacks; what it must do is hold every frame for the delay, lose nothing,
  * and carry TCP's large offloaded frames intact.
  */
 
-const have = (cmd: string): boolean => spawnSync('which', [cmd]).status === 0
+const have = (cmd: string): boolean => tryRun('which', [cmd]) !== undefined
 // Loud skip: these need root (namespaces, TAP devices) and a C compiler; CI runs as root and
 // test/setup/install-tools.sh installs gcc and iproute2.
 const missing = process.getuid?.() !== 0
@@ -25,7 +25,7 @@ const missing = process.getuid?.() !== 0
   : false
 if (missing !== false) console.error(`\n*** SKIPPING the delay hub tests: ${missing} ***\n`)
 
-/** In namespace `ns`, a Node script's first stdout line. */
+/** Runs a Node script in namespace `ns`; its stdout, trimmed. */
 async function inNs (ns: string, script: string, args: string[] = []): Promise<string> {
   const p = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
   let out = ''
@@ -71,7 +71,7 @@ t.test('two hosts through the delay hub: the round trip takes twice the delay, b
   execFileSync('ip', [...bed.exec(0), 'ip', 'neigh', 'replace', bed.ip(1), 'lladdr', mac(bed, 1), 'dev', 'eth0'])
   execFileSync('ip', [...bed.exec(1), 'ip', 'neigh', 'replace', bed.ip(0), 'lladdr', mac(bed, 0), 'dev', 'eth0'])
   const server = inNs(bed.name(1), SERVER)
-  const listening = await waitListening(bed, 1, 5001)
+  const listening = await waitUntil(() => bed.listening(1, 5001), 5000, 50)
   t.ok(listening, 'the server listens')
   const r = JSON.parse(await inNs(bed.name(0), CLIENT, [bed.ip(1), '16'])) as { connectMs: number, sent: { n: number, sha1: string }, got: { n: number, sha1: string } }
   await server
@@ -94,12 +94,4 @@ t.test('--delay-ms with --down-mbit is refused before anything is set up', async
 function mac (bed: Testbed, i: number): string {
   const j = JSON.parse(execFileSync('ip', ['-n', bed.name(i), '-j', 'link', 'show', 'dev', 'eth0'], { encoding: 'utf8' })) as Array<{ address: string }>
   return j[0]?.address ?? ''
-}
-
-async function waitListening (bed: Testbed, i: number, port: number): Promise<boolean> {
-  for (let k = 0; k < 100; k++) {
-    if (bed.listening(i, port)) return true
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-  return false
 }
