@@ -29,7 +29,8 @@ export interface TestbedOptions {
 }
 
 const PREFIX = 'imgb'
-const SUBNET = '10.213.77'
+/** the bench's /24 unless a Testbed is given another; host i is `${SUBNET}.${i + 1}` (Testbed.ip) */
+export const SUBNET = '10.213.77'
 
 export class Testbed {
   readonly hub: string

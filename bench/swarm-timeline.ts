@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseFlags } from './args.js'
+import { SUBNET } from './netns.js'
 import { swarmTimeline, type TraceLine } from './trace-timeline.js'
 
 /**
@@ -10,10 +11,12 @@ import { swarmTimeline, type TraceLine } from './trace-timeline.js'
  * (bench/README.md, session 16). The agents' logs are <dir>/h*\/agent.log.
  */
 
-const USAGE = 'usage: node dist/bench/swarm-timeline.js [--dir /tmp/imgdist-bench/swarm/imgdist-warm] [--origin-ip 10.213.77.1]   (agents logged at trace: IMGDIST_BENCH_LOG_LEVEL=trace)'
+/** bench:swarm's origin is host 0 of its testbed */
+const ORIGIN_IP = `${SUBNET}.1`
+const USAGE = `usage: node dist/bench/swarm-timeline.js [--dir /tmp/imgdist-bench/swarm/imgdist-warm] [--origin-ip ${ORIGIN_IP}]   (agents logged at trace: IMGDIST_BENCH_LOG_LEVEL=trace)`
 
 function main (): number {
-  const f = parseFlags(process.argv.slice(2), { dir: '/tmp/imgdist-bench/swarm/imgdist-warm', 'origin-ip': '10.213.77.1' }, USAGE)
+  const f = parseFlags(process.argv.slice(2), { dir: '/tmp/imgdist-bench/swarm/imgdist-warm', 'origin-ip': ORIGIN_IP }, USAGE)
   if (f.help) { console.log(USAGE); return 0 }
   let hosts: string[]
   try { hosts = readdirSync(f.dir).filter((d) => /^h\d+$/.test(d)).sort() } catch (err) { console.error(`${f.dir}: ${(err as Error).message}\n${USAGE}`); return 2 }

@@ -31,7 +31,7 @@ export interface Timeline {
   /** (agent, piece) pairs not yet verified when the unique phase ended, and one second before */
   missingAtUniqueEnd: number
   missingSecondBefore: number
-  /** verifications with the origin among the senders, by piece: how often the origin's pieces went out again */
+  /** verifications with the origin among the senders, all pieces together (more than `pieces`: the origin sent some again) */
   originDeliveries: number
   /** origin pieces first verified in each whole second, from 0 */
   originPiecesPerSecond: number[]
