@@ -231,13 +231,20 @@ export class Swarm {
    * Whether host is one of this machine's addresses. A tracker lists every peer it knows under
    * the address it saw, us included. Such a dial would end in our own accept side, which answers
    * and is then banned (#accept); skipping it spares the connection. Interfaces are read at most
-   * once a minute.
+   * once a minute. Reading them needs a netlink socket: a sandbox that forbids one (a systemd unit
+   * whose RestrictAddressFamilies= lacks AF_NETLINK) makes networkInterfaces() throw, and thrown
+   * here, from a tracker's 'peer' event, that killed the process at its first announce. Without
+   * the list only loopback is skipped; a dial to ourselves still ends at the handshake.
    */
   #isOwnAddress (host: string): boolean {
     const now = Date.now()
     if (this.#own === undefined || now - this.#own.at > 60_000) {
       const addrs = new Set(LOOPBACK)
-      for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) addrs.add(a.address)
+      try {
+        for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) addrs.add(a.address)
+      } catch (err) {
+        if (this.#own === undefined) this.#log.warn({ err: (err as Error).message }, 'cannot list this machine\'s network addresses (is AF_NETLINK allowed?); dials to them end at the handshake instead')
+      }
       this.#own = { at: now, addrs }
     }
     return this.#own.addrs.has(host.replace(/^::ffff:/, ''))

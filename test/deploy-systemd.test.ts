@@ -11,10 +11,10 @@ import { originTestbed, startSeeder } from './helpers/agent-origin.js'
 import { AGENT_BIN, imagesOf, startAgent, waitFor } from './helpers/agent-proc.js'
 import { freePort } from './helpers/glance-openstack.js'
 
-// The systemd units in deploy/ as systemd reads them. This machine (and CI) has no systemd as
-// PID 1, so the units are not started; what can be checked without it is checked with systemd's
-// own tools: `systemd-analyze verify` parses each unit, and each program, run under strace
-// through a real download, makes no system call that its unit's SystemCallFilter denies. (It found that
+// The systemd units in deploy/ as systemd reads them, without starting them (under a real
+// systemd as PID 1: deploy-systemd-pid1.test.ts). `systemd-analyze verify` parses each unit, and
+// each program, run under strace through a real download, makes no system call that its unit's
+// SystemCallFilter denies. strace sees names only, not RestrictAddressFamilies=. (It found that
 // V8 calls pkey_alloc at start-up, which @system-service leaves out: the agent's unit, with no
 // SystemCallErrorNumber= then, would have killed it with SIGSYS before its first log line.)
 

@@ -5,7 +5,8 @@
 # Keystone (the glance target), iproute2 (network namespaces) and gcc (the bench's delay hub,
 # test/bench-delay-hub.test.ts), systemd + strace
 # (deploy-systemd.test.ts checks the units with systemd-analyze and the agent's system calls
-# against its SystemCallFilter). Idempotent; packaged services are kept from starting.
+# against its SystemCallFilter; deploy-systemd-pid1.test.ts boots /lib/systemd/systemd as PID 1
+# of a container made with util-linux's unshare and starts both units). Idempotent; packaged services are kept from starting.
 # Without root (and without sudo) it says so loudly; the tests that need a missing tool then
 # skip with a message naming it.
 set -euo pipefail

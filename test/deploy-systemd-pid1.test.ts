@@ -1,0 +1,159 @@
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import t from 'tap'
+import { request } from 'undici'
+import { stringify } from 'yaml'
+import { makeBenchImage } from '../bench/fixture.js'
+import { waitFor } from './helpers/agent-proc.js'
+import { freePort } from './helpers/foreign-client.js'
+import { bootSystemd, systemdContainerMissing, type SystemdContainer } from './helpers/systemd-container.js'
+
+// The units in deploy/, started by a real systemd as PID 1 (test/helpers/systemd-container.ts),
+// through the steps docs/index-server.md and docs/agent.md give an operator: `imgdist-index
+// init` as root, `systemctl enable --now`, publish, `imgdist-index import` as root and
+// `systemctl reload`; the agent's system user, its config under /etc/imgdist, `systemctl enable
+// --now`. Then what only a real systemd shows: the services run as their users with the unit's
+// sandbox in force (seccomp, no new privileges), the state directories are made and usable, an
+// image goes from the index server's seed to the agent's target, `systemctl reload` keeps the
+// processes, and `systemctl stop` ends both with status 0, not a timeout or a kill.
+// deploy-systemd.test.ts checks the same units statically and the system calls under strace.
+
+const missing = systemdContainerMissing()
+if (missing !== false) t.comment(`SKIPPING the units under a real systemd: ${missing} (CI runs as root with test/setup/install-tools.sh)`)
+
+const REPO = resolve('.')
+/** where the container sees the repository and node (read-only binds): not under /root or /home, which ProtectHome= hides */
+const APP = '/opt/imgdist'
+const NODE = '/opt/imgdist-node'
+
+/** The shipped unit, with the packaged program replaced by the built one. */
+async function unitText (name: string): Promise<string> {
+  const text = await readFile(join(REPO, 'deploy', `${name}.service`), 'utf8')
+  const out = text.replace(`ExecStart=/usr/bin/${name} `, `ExecStart=${NODE} ${APP}/dist/bin/${name}.js `)
+  if (out === text) throw new Error(`deploy/${name}.service: no ExecStart=/usr/bin/${name} to replace`)
+  return out
+}
+
+/** A process's /proc/<pid>/status fields, read from the host through the container's /proc. */
+async function procStatus (ct: SystemdContainer, pid: number): Promise<Record<string, string>> {
+  const text = await readFile(join(ct.root, 'proc', String(pid), 'status'), 'utf8')
+  return Object.fromEntries(text.split('\n').map((l) => l.split(/:\s*/, 2)).filter((kv) => kv.length === 2))
+}
+
+t.test('both units under systemd as PID 1: run sandboxed, move an image, reload, stop cleanly', { skip: missing }, async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'imgdist-pid1-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  const [indexPort, indexTorrentPort, apiPort, agentTorrentPort] = [await freePort(), await freePort(), await freePort(), await freePort()]
+  const indexUrl = `http://127.0.0.1:${indexPort}`
+  const image = await makeBenchImage({ dir: join(dir, 'catalogue'), id: 'alpine-3.20', size: 3 * 1024 * 1024, pieceLength: 64 * 1024, announce: [`${indexUrl}/announce`] })
+
+  const ct = await bootSystemd([[REPO, APP], [process.execPath, NODE]])
+  t.teardown(ct.stop)
+  const journal = (unit: string): string => ct.exec(['journalctl', '--no-pager', '-o', 'cat', '-u', unit]).stdout
+  t.teardown(() => {
+    if (t.passing()) return
+    for (const u of ['imgdist-index', 'imgdist-agent']) t.comment(`journal of ${u}:\n${journal(u)}`)
+    return ct.console().then((c) => { t.comment(`systemd's console:\n${c}`) })
+  })
+  const sh = (argv: string[], what: string): string => {
+    const r = ct.exec(argv)
+    if (r.status !== 0) throw new Error(`${what}: ${argv.join(' ')} exited ${String(r.status)}: ${r.stderr}${r.stdout}`)
+    return r.stdout.trim()
+  }
+  /** writes a file inside the container (through /proc/<pid>/root) */
+  const put = async (path: string, data: string | Buffer, mode = 0o644): Promise<void> => {
+    await mkdir(dirname(join(ct.root, path)), { recursive: true })
+    await writeFile(join(ct.root, path), data, { mode })
+  }
+  const show = (unit: string, prop: string): string => sh(['systemctl', 'show', '-p', prop, '--value', unit], `systemctl show ${unit}`)
+
+  // ---- the index server, as docs/index-server.md installs it
+  await put('/etc/imgdist/root.yaml', await readFile(image.rootPath))
+  sh([NODE, `${APP}/dist/bin/imgdist-index.js`, 'init', '--data-dir', '/var/lib/imgdist-index', '--root', '/etc/imgdist/root.yaml'], 'imgdist-index init')
+  await put('/etc/imgdist/index.yaml', stringify({
+    listen: `127.0.0.1:${indexPort}`, publicUrl: indexUrl, logLevel: 'info',
+    seeding: { enabled: true, dht: false, torrentPort: indexTorrentPort, rescanInterval: '1m' },
+    torrents: { injectTracker: true, injectWebSeed: true }
+  }))
+  await put('/etc/systemd/system/imgdist-index.service', await unitText('imgdist-index'))
+  sh(['systemctl', 'daemon-reload'], 'daemon-reload')
+  sh(['systemctl', 'enable', '--now', 'imgdist-index'], 'systemctl enable --now imgdist-index')
+  const get = async (path: string, init: Parameters<typeof request>[1] = {}): Promise<{ status: number, text: string }> => {
+    const r = await request(`${indexUrl}${path}`, init)
+    return { status: r.statusCode, text: await r.body.text() }
+  }
+  await waitFor('the index server answering', async () => (await get('/healthz').catch(() => undefined))?.status === 200 ? true : undefined, 30_000)
+  const published = await get('/v1/index.yaml', { method: 'PUT', headers: { 'content-type': 'application/yaml' }, body: await readFile(image.indexPath) })
+  t.equal(published.status, 200, `the signed index is published (${published.text.slice(0, 100)})`)
+  await put('/srv/incoming/alpine.img', await readFile(image.path))
+  await put('/srv/incoming/alpine.torrent', await readFile(image.torrentPath))
+  sh([NODE, `${APP}/dist/bin/imgdist-index.js`, 'import', '--data-dir', '/var/lib/imgdist-index', '--id', image.id,
+    '--torrent', '/srv/incoming/alpine.torrent', '/srv/incoming/alpine.img'], 'imgdist-index import (as root, while the service runs)')
+  const indexPid = Number(show('imgdist-index', 'MainPID'))
+  sh(['systemctl', 'reload', 'imgdist-index'], 'systemctl reload imgdist-index')
+  await waitFor('the imported image seeded', async () => /^imgdist_index_torrents_seeded\s+1\b/m.test((await get('/metrics')).text) ? true : undefined, 60_000)
+  t.equal(Number(show('imgdist-index', 'MainPID')), indexPid, 'reload (SIGHUP) kept the index server\'s process')
+  t.match(journal('imgdist-index'), /SIGHUP: rescanning/, 'and it rescanned')
+
+  // ---- the agent, as docs/agent.md installs it
+  sh(['useradd', '--system', '--no-create-home', '--shell', '/usr/sbin/nologin', 'imgdist'], 'useradd imgdist')
+  await put('/etc/imgdist/roots/bench-root.yaml', await readFile(image.rootPath))
+  await put('/etc/imgdist/agent.yaml', stringify({
+    site: 'pid1-site', dataDir: '/var/lib/imgdist', api: { listen: `127.0.0.1:${apiPort}` },
+    swarm: { torrentPort: agentTorrentPort, dht: { enabled: false }, lsd: false },
+    subscriptions: [{ url: `${indexUrl}/v1/index.yaml`, root: '/etc/imgdist/roots/bench-root.yaml', pollInterval: '2s' }],
+    policy: { approval: 'auto' },
+    targets: [{ name: 'local', type: 'directory', path: '/var/lib/imgdist/images' }]
+  }))
+  await put('/etc/systemd/system/imgdist-agent.service', await unitText('imgdist-agent'))
+  sh(['systemctl', 'daemon-reload'], 'daemon-reload')
+  sh(['systemctl', 'enable', '--now', 'imgdist-agent'], 'systemctl enable --now imgdist-agent')
+  const sidecar = join(ct.root, 'var/lib/imgdist/images', `${image.id}.json`)
+  await waitFor('the agent registered the image', async () => await stat(sidecar).then(() => true, () => undefined), 120_000)
+  const placed = await readFile(join(ct.root, 'var/lib/imgdist/images', `${image.id}.img`))
+  t.ok(placed.equals(await readFile(image.path)), 'the agent\'s target holds the image, byte for byte')
+  t.equal(JSON.parse(await readFile(sidecar, 'utf8')).sha512, image.sha512, 'with the signed sha512 in its sidecar')
+  const cli = sh([NODE, `${APP}/dist/bin/imgdist-agent.js`, 'images', '--api', `http://127.0.0.1:${apiPort}`], 'imgdist-agent images')
+  t.match(cli, new RegExp(`${image.id}.*registered`), '`imgdist-agent images` shows it registered')
+
+  // ---- the sandbox as systemd applied it
+  const agentPid = Number(show('imgdist-agent', 'MainPID'))
+  const agentStatus = await procStatus(ct, agentPid)
+  const imgdistUid = sh(['id', '-u', 'imgdist'], 'id -u imgdist')
+  t.equal(agentStatus.Uid?.split(/\s+/)[0], imgdistUid, 'the agent runs as the imgdist user')
+  t.equal(agentStatus.NoNewPrivs, '1', 'with no new privileges')
+  t.equal(agentStatus.Seccomp, '2', 'under its system call filter')
+  t.equal(agentStatus.CapEff, '0000000000000000', 'with no capabilities')
+  const indexStatus = await procStatus(ct, indexPid)
+  t.not(indexStatus.Uid?.split(/\s+/)[0], '0', 'the index server runs as its dynamic user, not root')
+  t.equal(indexStatus.Seccomp, '2', 'under its system call filter')
+  t.equal(sh(['stat', '-c', '%U %a', '/var/lib/imgdist'], 'stat'), 'imgdist 750', 'StateDirectory=imgdist made /var/lib/imgdist, the agent\'s, mode 0750')
+
+  sh(['systemctl', 'reload', 'imgdist-agent'], 'systemctl reload imgdist-agent')
+  await waitFor('the agent reloaded its config', async () => /config reloaded/.test(journal('imgdist-agent')) ? true : undefined, 20_000)
+  t.equal(Number(show('imgdist-agent', 'MainPID')), agentPid, 'reload (SIGHUP) kept the agent\'s process')
+
+  const ownAddresses = /cannot list this machine's network addresses/
+  t.notMatch(journal('imgdist-agent') + journal('imgdist-index'), ownAddresses, 'both could list the machine\'s addresses (AF_NETLINK allowed)')
+
+  // ---- a stricter site: without AF_NETLINK, the index server keeps running (it crashed at its first announce before)
+  await put('/etc/systemd/system/imgdist-index.service.d/no-netlink.conf', '[Service]\nRestrictAddressFamilies=\nRestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX\n')
+  sh(['systemctl', 'daemon-reload'], 'daemon-reload')
+  sh(['systemctl', 'restart', 'imgdist-index'], 'systemctl restart imgdist-index')
+  await waitFor('the seeder\'s announce answered without AF_NETLINK', async () => ownAddresses.test(journal('imgdist-index')) ? true : undefined, 30_000)
+  const strictPid = Number(show('imgdist-index', 'MainPID'))
+  t.not(strictPid, indexPid, 'restarted with the drop-in')
+  t.equal((await get('/healthz')).status, 200, 'and still serving after its announce, with a warning instead of a crash')
+  t.equal(Number(show('imgdist-index', 'MainPID')), strictPid, 'the same process')
+
+  // ---- stop: SIGTERM drains and exits 0 within TimeoutStopSec
+  for (const unit of ['imgdist-agent', 'imgdist-index']) {
+    sh(['systemctl', 'stop', unit], `systemctl stop ${unit}`)
+    t.equal(show(unit, 'ActiveState'), 'inactive', `${unit} stopped`)
+    t.equal(show(unit, 'Result'), 'success', `${unit} ended in success (not timeout, signal or core dump)`)
+    t.equal(show(unit, 'ExecMainStatus'), '0', `${unit} exited 0 on SIGTERM`)
+    t.equal(show(unit, 'NRestarts'), '0', `${unit} was never restarted`)
+  }
+  t.notMatch(journal('imgdist-agent') + journal('imgdist-index'), /SIGSYS|Operation not permitted|EPERM/, 'nothing in either journal was refused by the sandbox')
+})
