@@ -1,12 +1,14 @@
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { dirname, join, resolve } from 'node:path'
+import { join, resolve } from 'node:path'
 import t from 'tap'
 import { request } from 'undici'
 import { stringify } from 'yaml'
 import { makeBenchImage } from '../bench/fixture.js'
+import { originTestbed, startSeeder } from './helpers/agent-origin.js'
 import { waitFor } from './helpers/agent-proc.js'
 import { freePort } from './helpers/foreign-client.js'
+import { missingOpenStackPackages, startOpenStack } from './helpers/glance-openstack.js'
 import { bootSystemd, systemdContainerMissing, type SystemdContainer } from './helpers/systemd-container.js'
 
 // The units in deploy/, started by a real systemd as PID 1 (test/helpers/systemd-container.ts),
@@ -50,23 +52,13 @@ t.test('both units under systemd as PID 1: run sandboxed, move an image, reload,
 
   const ct = await bootSystemd([[REPO, APP], [process.execPath, NODE]])
   t.teardown(ct.stop)
-  const journal = (unit: string): string => ct.exec(['journalctl', '--no-pager', '-o', 'cat', '-u', unit]).stdout
+  const { sh, show, journal } = ct
+  const put = ct.write
   t.teardown(() => {
     if (t.passing()) return
     for (const u of ['imgdist-index', 'imgdist-agent']) t.comment(`journal of ${u}:\n${journal(u)}`)
-    return ct.console().then((c) => { t.comment(`systemd's console:\n${c}`) })
+    return ct.log().then((c) => { t.comment(`systemd's log:\n${c}`) })
   })
-  const sh = (argv: string[], what: string): string => {
-    const r = ct.exec(argv)
-    if (r.status !== 0) throw new Error(`${what}: ${argv.join(' ')} exited ${String(r.status)}: ${r.stderr}${r.stdout}`)
-    return r.stdout.trim()
-  }
-  /** writes a file inside the container (through /proc/<pid>/root) */
-  const put = async (path: string, data: string | Buffer, mode = 0o644): Promise<void> => {
-    await mkdir(dirname(join(ct.root, path)), { recursive: true })
-    await writeFile(join(ct.root, path), data, { mode })
-  }
-  const show = (unit: string, prop: string): string => sh(['systemctl', 'show', '-p', prop, '--value', unit], `systemctl show ${unit}`)
 
   // ---- the index server, as docs/index-server.md installs it
   await put('/etc/imgdist/root.yaml', await readFile(image.rootPath))
@@ -156,4 +148,66 @@ t.test('both units under systemd as PID 1: run sandboxed, move an image, reload,
     t.equal(show(unit, 'NRestarts'), '0', `${unit} was never restarted`)
   }
   t.notMatch(journal('imgdist-agent') + journal('imgdist-index'), /SIGSYS|Operation not permitted|EPERM/, 'nothing in either journal was refused by the sandbox')
+})
+
+const openstack = missingOpenStackPackages()
+const glanceSkip = missing !== false ? missing : openstack.length > 0 ? `${openstack.join(', ')} not installed` : false
+if (missing === false && glanceSkip !== false) t.comment(`SKIPPING the agent's Glance target under a real systemd: ${glanceSkip} (test/setup/install-tools.sh installs them)`)
+
+t.test('the agent unit with a Glance target, its clouds.yaml handed over by LoadCredential= (docs/glance.md)', { skip: glanceSkip }, async (t) => {
+  t.setTimeout(280_000)
+  const os = await startOpenStack()
+  t.teardown(async () => { await os.stop() })
+  const { fx, origin } = await originTestbed(t, 'imgdist-pid1-glance-')
+  const entry = await fx.addImage('alma-9', 2 * 1024 * 1024 + 77, { pieceLength: 64 * 1024, announce: [origin.announce] })
+  const seeder = await startSeeder(fx, [entry.id])
+  t.teardown(seeder.close)
+  const apiPort = await freePort()
+
+  const ct = await bootSystemd([[REPO, APP], [process.execPath, NODE]])
+  t.teardown(ct.stop)
+  t.teardown(() => {
+    if (t.passing()) return
+    t.comment(`journal of imgdist-agent:\n${ct.journal('imgdist-agent')}`)
+  })
+  ct.sh(['useradd', '--system', '--no-create-home', '--shell', '/usr/sbin/nologin', 'imgdist'], 'useradd imgdist')
+  await ct.write('/etc/imgdist/roots/root.yaml', await readFile(fx.rootPath))
+  // root-only, as docs/glance.md recommends: only systemd's private copy is readable by the agent
+  await ct.write('/etc/imgdist/clouds.yaml', [
+    'clouds:', '  site-cloud:', '    auth_type: v3applicationcredential', '    region_name: RegionOne', '    interface: public', '    auth:',
+    `      auth_url: ${os.keystoneUrl}`, `      application_credential_id: ${os.appCred.id}`, `      application_credential_secret: ${os.appCred.secret}`, ''
+  ].join('\n'), 0o600)
+  await ct.write('/etc/imgdist/agent.yaml', stringify({
+    site: 'pid1-glance', dataDir: '/var/lib/imgdist', api: { listen: `127.0.0.1:${apiPort}` },
+    swarm: { torrentPort: await freePort(), dht: { enabled: false }, lsd: false },
+    subscriptions: [{ url: origin.indexUrl, root: '/etc/imgdist/roots/root.yaml', pollInterval: '2s' }],
+    policy: { approval: 'auto' },
+    targets: [{ name: 'cloud-a', type: 'glance', cloud: 'site-cloud', visibility: 'private', tags: ['imgdist'] }]
+  }))
+  await ct.write('/etc/systemd/system/imgdist-agent.service', await unitText('imgdist-agent'))
+  // the drop-in docs/glance.md gives, as `systemctl edit imgdist-agent` would save it
+  await ct.write('/etc/systemd/system/imgdist-agent.service.d/override.conf',
+    '[Service]\nLoadCredential=clouds.yaml:/etc/imgdist/clouds.yaml\nEnvironment=OS_CLIENT_CONFIG_FILE=%d/clouds.yaml\n')
+  ct.sh(['systemctl', 'daemon-reload'], 'daemon-reload')
+  ct.sh(['systemctl', 'enable', '--now', 'imgdist-agent'], 'systemctl enable --now imgdist-agent')
+
+  const api = async <T>(path: string): Promise<T> => await (await request(`http://127.0.0.1:${apiPort}${path}`)).body.json() as T
+  type View = { id: string, state: string, targets: Record<string, { state: string, ref?: string }> }
+  const v = await waitFor('registered in Glance', async () => {
+    const x = (await api<{ images: View[] }>('/v1/images')).images.find((i) => i.id === entry.id)
+    return x?.state === 'registered' && x.targets['cloud-a']?.state === 'registered' ? x : undefined
+  }, 120_000)
+  const { status, body: g } = await os.glanceGet(`/v2/images/${v.targets['cloud-a']?.ref ?? ''}`)
+  t.equal(status, 200, 'the agent\'s Glance image exists')
+  t.equal(g.status, 'active', 'active')
+  t.equal(g.os_hash_value, entry.sha512, 'and Glance\'s own sha512 is the signed one')
+  const st = await api<{ targets: Array<{ name: string, credentials?: string }> }>('/v1/status')
+  t.match(st.targets[0]?.credentials, /\/run\/credentials\/imgdist-agent\.service\/clouds\.yaml/, 'its credentials came from systemd\'s credentials directory (%d)')
+  const direct = ct.exec(['runuser', '-u', 'imgdist', '--', 'cat', '/etc/imgdist/clouds.yaml'])
+  t.not(direct.status, 0, 'the imgdist user cannot read /etc/imgdist/clouds.yaml itself: the credential is what worked')
+  t.notMatch(ct.journal('imgdist-agent'), new RegExp(os.appCred.secret), 'the secret is not in the journal')
+
+  ct.sh(['systemctl', 'stop', 'imgdist-agent'], 'systemctl stop imgdist-agent')
+  t.equal(ct.show('imgdist-agent', 'Result'), 'success', 'stopped cleanly')
+  t.equal(ct.show('imgdist-agent', 'ExecMainStatus'), '0', 'exit status 0')
 })

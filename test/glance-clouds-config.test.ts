@@ -75,6 +75,20 @@ t.test('./clouds.yaml wins over ~/.config, OS_CLIENT_CONFIG_FILE over both; inli
   rmSync(join(cwd, 'clouds.yaml'))
 })
 
+t.test('an unreadable place on the search path is passed over; an unreadable OS_CLIENT_*_FILE is an error', async (t) => {
+  // As under systemd's ProtectHome=yes, where ~/.config/openstack answers EACCES (root, running
+  // this test, reads anything, so a home that is a plain file stands in: ENOTDIR).
+  const blocked = join(dir, 'blocked-home')
+  writeFileSync(blocked, 'not a directory\n')
+  const explicit = join(dir, 'only-clouds.yaml')
+  writeFileSync(explicit, 'clouds:\n  site-c:\n    auth:\n      auth_url: http://c.example/v3\n      username: u\n      password: p\n      project_id: pid\n')
+  const c = resolveCloud(cfg({ cloud: 'site-c' }), { env: { OS_CLIENT_CONFIG_FILE: explicit }, homeDir: blocked, cwd })
+  t.equal(c.authUrl, 'http://c.example/v3', 'clouds.yaml from OS_CLIENT_CONFIG_FILE; the secure.yaml search skipped the blocked home')
+  t.throws(() => resolveCloud(cfg({ cloud: 'site-c' }), { env: { OS_CLIENT_CONFIG_FILE: explicit, OS_CLIENT_SECURE_FILE: join(blocked, 'secure.yaml') }, homeDir: home, cwd }),
+    /cannot read .*blocked-home\/secure\.yaml/, 'a secure.yaml named explicitly must be readable')
+  t.throws(() => resolveCloud(cfg({ cloud: 'site-c' }), { env: {}, homeDir: blocked, cwd }), /no clouds\.yaml found/, 'nothing readable at all: the usual error')
+})
+
 t.test('OS_* variables of an openrc file, including application credentials by name', async (t) => {
   const c = resolveCloud(cfg({}), {
     env: { OS_AUTH_URL: 'http://ks:5000/v3', OS_USERNAME: 'u', OS_PASSWORD: 'p', OS_TENANT_NAME: 'proj', OS_ENDPOINT_TYPE: 'internalURL', OS_REGION_NAME: 'R1' },

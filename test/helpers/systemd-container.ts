@@ -1,8 +1,8 @@
 import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process'
 import { closeSync, openSync } from 'node:fs'
-import { access, mkdtemp, readFile, rm } from 'node:fs/promises'
+import { access, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { waitFor } from './agent-proc.js'
 
 /**
@@ -13,7 +13,10 @@ import { waitFor } from './agent-proc.js'
  * host's root file system under an overlay whose upper layer is a tmpfs (nothing the container
  * writes reaches the host's disk), a cgroup v2 hierarchy rooted in one cgroup of its own, a
  * minimal /dev, /proc/sys and /sys read-only, and an empty /etc/systemd/system (the host's
- * enabled services stay off). `container=` is set, so systemd treats it as a container.
+ * enabled services stay off). `container=` is set, so systemd treats it as a container, and
+ * the new root is made a shared mount first, as nspawn does: systemd only does that itself
+ * outside containers, and without it the mounts a service's helper makes in its own namespace
+ * never reach PID 1's (LoadCredential='s directory stayed an empty root-only one).
  *
  * Units that would change the shared kernel (sysctl, binfmt, modules) are masked as well, in case
  * a unit's condition does not already skip them.
@@ -26,8 +29,16 @@ export interface SystemdContainer {
   root: string
   /** runs a command inside (as root), synchronously */
   exec: (argv: string[]) => SpawnSyncReturns<string>
-  /** what systemd printed (its console) */
-  console: () => Promise<string>
+  /** the same, its stdout trimmed; throws with `what`, the status and the output if it fails */
+  sh: (argv: string[], what: string) => string
+  /** writes a file inside (parents made) */
+  write: (path: string, data: string | Buffer, mode?: number) => Promise<void>
+  /** `systemctl show -p PROP --value UNIT` */
+  show: (unit: string, prop: string) => string
+  /** a unit's journal, messages only */
+  journal: (unit: string) => string
+  /** what the boot script printed, then systemd's own messages (PID 1's, from the container's journal) */
+  log: () => Promise<string>
   /** kills every process in the container and removes its cgroup; idempotent */
   stop: () => Promise<void>
 }
@@ -92,8 +103,8 @@ echo imgdist-test > "$R/etc/hostname"
 mkdir "$R/.oldroot"
 cd "$R"
 pivot_root . .oldroot
-exec env -i container=imgdist-test SYSTEMD_LOG_TARGET=console PATH=/usr/sbin:/usr/bin:/sbin:/bin \\
-  /bin/sh -c 'umount -l /.oldroot && rmdir /.oldroot && exec /lib/systemd/systemd --unit=imgdist-test.target'`
+exec env -i container=imgdist-test SYSTEMD_LOG_TARGET=journal PATH=/usr/sbin:/usr/bin:/sbin:/bin \\
+  /bin/sh -c 'umount -l /.oldroot && rmdir /.oldroot && mount --make-rshared / && exec /lib/systemd/systemd --unit=imgdist-test.target'`
 
 /** The first descendant of `pid` whose command is `comm`. */
 async function descendant (pid: number, comm: string): Promise<number | undefined> {
@@ -113,7 +124,7 @@ async function descendant (pid: number, comm: string): Promise<number | undefine
 export async function bootSystemd (binds: Array<[string, string]>): Promise<SystemdContainer> {
   const work = await mkdtemp(join(tmpdir(), 'imgdist-ct-'))
   const cgroup = `imgdist-test-${process.pid}-${Date.now()}`
-  const log = join(tmpdir(), `${cgroup}.console`)
+  const log = join(tmpdir(), `${cgroup}.log`)
   const fd = openSync(log, 'w')
   const proc = spawn('unshare', ['--mount', '--propagation', 'private', 'bash', '-c', STAGE1, 'stage1', work, cgroup, ...binds.flat()],
     { stdio: ['ignore', fd, fd], env: { ...process.env, STAGE2 } })
@@ -147,7 +158,19 @@ export async function bootSystemd (binds: Array<[string, string]>): Promise<Syst
     }, 30_000)
     const root = `/proc/${pid}/root`
     await access(join(root, 'etc/systemd/system/imgdist-test.target'))
-    return { pid, root, exec, console: consoleText, stop }
+    const sh = (argv: string[], what: string): string => {
+      const r = exec(argv)
+      if (r.status !== 0) throw new Error(`${what}: ${argv.join(' ')} exited ${String(r.status)}: ${r.stderr}${r.stdout}`)
+      return r.stdout.trim()
+    }
+    const write = async (path: string, data: string | Buffer, mode = 0o644): Promise<void> => {
+      await mkdir(dirname(join(root, path)), { recursive: true })
+      await writeFile(join(root, path), data, { mode })
+    }
+    const show = (unit: string, prop: string): string => sh(['systemctl', 'show', '-p', prop, '--value', unit], `systemctl show ${unit}`)
+    const journal = (unit: string): string => exec(['journalctl', '--no-pager', '-o', 'cat', '-u', unit]).stdout
+    const managerLog = async (): Promise<string> => `${await consoleText()}${exec(['journalctl', '--no-pager', '-o', 'cat', '_PID=1']).stdout}`
+    return { pid, root, exec, sh, write, show, journal, log: managerLog, stop }
   } catch (err) {
     const text = await consoleText()
     await stop().catch(() => {})

@@ -67,12 +67,21 @@ export function cloudsSearchPath (name: 'clouds.yaml' | 'secure.yaml', deps: Clo
   ]
 }
 
-function readYaml (path: string): Record<string, unknown> | undefined {
+/**
+ * A file of the search path that cannot be read is passed over, as openstacksdk passes over one
+ * whose stat fails. Under the agent's systemd unit, ProtectHome=yes makes ~/.config/openstack
+ * EACCES: failing there stopped an agent that was given its clouds.yaml elsewhere
+ * (OS_CLIENT_CONFIG_FILE) from starting at all. A file named explicitly must be readable.
+ */
+const PASSED_OVER = new Set(['ENOENT', 'EACCES', 'EPERM', 'ENOTDIR'])
+
+function readYaml (path: string, explicit: boolean): Record<string, unknown> | undefined {
   let text: string
   try {
     text = readFileSync(path, 'utf8')
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    const code = (err as NodeJS.ErrnoException).code ?? ''
+    if (code === 'ENOENT' || (!explicit && PASSED_OVER.has(code))) return undefined
     throw new ConfigError(`cannot read ${path}`, [String((err as Error).message)])
   }
   try {
@@ -83,9 +92,11 @@ function readYaml (path: string): Record<string, unknown> | undefined {
   }
 }
 
-function firstYaml (paths: string[]): { path: string, doc: Record<string, unknown> } | undefined {
-  for (const path of paths) {
-    const doc = readYaml(path)
+/** The first readable file of `name`'s search path; only the one named by OS_CLIENT_*_FILE must be readable. */
+function firstYaml (name: 'clouds.yaml' | 'secure.yaml', deps: CloudsDeps): { path: string, doc: Record<string, unknown> } | undefined {
+  const explicit = name === 'clouds.yaml' ? deps.env.OS_CLIENT_CONFIG_FILE : deps.env.OS_CLIENT_SECURE_FILE
+  for (const path of cloudsSearchPath(name, deps)) {
+    const doc = readYaml(path, path === explicit)
     if (doc !== undefined) return { path, doc }
   }
   return undefined
@@ -113,14 +124,14 @@ interface CloudSettings { auth: Flat, region?: string, interface?: string, endpo
 
 function loadCloud (name: string, config: GlanceTargetConfig, deps: CloudsDeps): { settings: CloudSettings, path: string } {
   const found = config.cloudsFile !== undefined
-    ? (() => { const doc = readYaml(config.cloudsFile); return doc === undefined ? undefined : { path: config.cloudsFile, doc } })()
-    : firstYaml(cloudsSearchPath('clouds.yaml', deps))
+    ? (() => { const doc = readYaml(config.cloudsFile, true); return doc === undefined ? undefined : { path: config.cloudsFile, doc } })()
+    : firstYaml('clouds.yaml', deps)
   if (found === undefined) {
-    throw new ConfigError(`cloud "${name}" requested but no clouds.yaml found`, [`searched ${config.cloudsFile ?? cloudsSearchPath('clouds.yaml', deps).join(', ')}`])
+    throw new ConfigError(`cloud "${name}" requested but no clouds.yaml found`, [`searched ${config.cloudsFile ?? cloudsSearchPath('clouds.yaml', deps).join(', ')} (missing or not readable)`])
   }
   let cloud = obj(obj(found.doc.clouds)[name])
   if (Object.keys(cloud).length === 0) throw new ConfigError(`cloud "${name}" is not defined in ${found.path}`)
-  const secure = firstYaml(cloudsSearchPath('secure.yaml', deps))
+  const secure = firstYaml('secure.yaml', deps)
   if (secure !== undefined) cloud = mergeDeep(cloud, obj(obj(secure.doc.clouds)[name]))
   const auth: Flat = {}
   for (const [k, v] of Object.entries(obj(cloud.auth))) {
