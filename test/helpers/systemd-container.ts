@@ -47,7 +47,7 @@ export interface SystemdContainer {
 export function systemdContainerMissing (): string | false {
   if (process.getuid?.() !== 0) return 'not root (namespaces, mounts and cgroups need it)'
   const have = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0
-  const tools = ['unshare', 'nsenter', 'mount', 'pivot_root', 'useradd'].filter((c) => !have(c))
+  const tools = ['unshare', 'nsenter', 'setpriv', 'mount', 'pivot_root', 'useradd', 'runuser'].filter((c) => !have(c))
   if (tools.length > 0) return `${tools.join(', ')} missing (util-linux, passwd)`
   if (spawnSync('test', ['-x', '/lib/systemd/systemd']).status !== 0) return '/lib/systemd/systemd missing (apt-get install systemd)'
   const fs = spawnSync('cat', ['/proc/filesystems'], { encoding: 'utf8' }).stdout
@@ -68,10 +68,12 @@ W=$1; CG=$2
 mount -t tmpfs -o mode=700 imgdist-ct "$W"
 mkdir "$W/cg"
 mount -t cgroup2 none "$W/cg"
+# what a killed run left (empty cgroups; rmdir refuses any that still hold a process)
+for d in "$W"/cg/imgdist-test-*; do [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true; done
 mkdir "$W/cg/$CG"
 echo $$ > "$W/cg/$CG/cgroup.procs"
 umount "$W/cg"
-exec unshare --cgroup --pid --fork --uts --ipc bash -c "$STAGE2" stage2 "$@"`
+exec unshare --cgroup --pid --fork --kill-child=SIGKILL --uts --ipc bash -c "$STAGE2" stage2 "$@"`
 
 const STAGE2 = `set -euo pipefail
 W=$1; shift 2
@@ -126,7 +128,9 @@ export async function bootSystemd (binds: Array<[string, string]>): Promise<Syst
   const cgroup = `imgdist-test-${process.pid}-${Date.now()}`
   const log = join(tmpdir(), `${cgroup}.log`)
   const fd = openSync(log, 'w')
-  const proc = spawn('unshare', ['--mount', '--propagation', 'private', 'bash', '-c', STAGE1, 'stage1', work, cgroup, ...binds.flat()],
+  // If the test process dies (a CI timeout), the kernel kills unshare (pdeathsig) and unshare
+  // the container's PID 1 (--kill-child), which takes every process in the container with it.
+  const proc = spawn('setpriv', ['--pdeathsig', 'KILL', '--', 'unshare', '--mount', '--propagation', 'private', 'bash', '-c', STAGE1, 'stage1', work, cgroup, ...binds.flat()],
     { stdio: ['ignore', fd, fd], env: { ...process.env, STAGE2 } })
   closeSync(fd)
   const exited = new Promise<void>((resolve) => { proc.once('exit', () => { resolve() }) })
