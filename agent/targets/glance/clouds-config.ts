@@ -71,9 +71,10 @@ export function cloudsSearchPath (name: 'clouds.yaml' | 'secure.yaml', deps: Clo
  * A file of the search path that cannot be read is passed over, as openstacksdk passes over one
  * whose stat fails. Under the agent's systemd unit, ProtectHome=yes makes ~/.config/openstack
  * EACCES: failing there stopped an agent that was given its clouds.yaml elsewhere
- * (OS_CLIENT_CONFIG_FILE) from starting at all. A file named explicitly must be readable.
+ * (OS_CLIENT_CONFIG_FILE) from starting at all. A file named explicitly (OS_CLIENT_*_FILE,
+ * `cloudsFile`) is skipped only if it does not exist; one that exists must be readable.
  */
-const PASSED_OVER = new Set(['ENOENT', 'EACCES', 'EPERM', 'ENOTDIR'])
+const PASSED_OVER = new Set(['EACCES', 'EPERM', 'ENOTDIR'])
 
 function readYaml (path: string, explicit: boolean): Record<string, unknown> | undefined {
   let text: string
