@@ -153,11 +153,12 @@ export async function bootSystemd (binds: Array<[string, string]>): Promise<Syst
   }
   try {
     const pid = await waitFor('the container\'s systemd', async () => await descendant(proc.pid as number, 'systemd'), 20_000)
-    // A clean environment, as an operator's root shell has: the test runner's NODE_OPTIONS (tap's
-    // --import of files under the checkout, which the container does not see there) must not reach it.
+    // A clean environment inside, as an operator's root shell has. `env -i` there, not spawn's
+    // `env` option: tap's @tapjs/processinfo adds its NODE_OPTIONS (an --import of a file in the
+    // checkout, which the container does not see at that path) to every child the test spawns.
     const exec = (argv: string[]): SpawnSyncReturns<string> =>
-      spawnSync('nsenter', ['-t', String(pid), '-m', '-p', '-u', '-i', '-C', '-r', '-w', '--', ...argv],
-        { encoding: 'utf8', timeout: 60_000, env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8' } })
+      spawnSync('nsenter', ['-t', String(pid), '-m', '-p', '-u', '-i', '-C', '-r', '-w', '--',
+        'env', '-i', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'LANG=C.UTF-8', ...argv], { encoding: 'utf8', timeout: 60_000 })
     await waitFor('systemd running in the container', async () => {
       const state = exec(['systemctl', 'is-system-running']).stdout.trim()
       if (state === 'running' || state === 'degraded') return state
