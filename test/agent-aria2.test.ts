@@ -5,7 +5,8 @@ import { join } from 'node:path'
 import t from 'tap'
 import { originTestbed } from './helpers/agent-origin.js'
 import { agentFleet, imagesOf, waitFor } from './helpers/agent-proc.js'
-import { agentAsOnlySeed, agentUploaded, foreignProcs, freePort, seedDirWith, torrentFile, type Foreign } from './helpers/foreign-client.js'
+import { agentAsOnlySeed, agentUploaded, foreignProcs, seedDirWith, torrentFile, type Foreign } from './helpers/foreign-client.js'
+import { freePort } from './helpers/free-port.js'
 
 const ARIA2C = '/usr/bin/aria2c'
 const sha512 = (b: Uint8Array): string => createHash('sha512').update(b).digest('hex')

@@ -5,7 +5,8 @@ import { join, resolve } from 'node:path'
 import t from 'tap'
 import { originTestbed } from './helpers/agent-origin.js'
 import { agentFleet, imagesOf, waitFor } from './helpers/agent-proc.js'
-import { agentAsOnlySeed, agentUploaded, foreignProcs, freePort, seedDirWith, torrentFile, type Foreign } from './helpers/foreign-client.js'
+import { agentAsOnlySeed, agentUploaded, foreignProcs, seedDirWith, torrentFile, type Foreign } from './helpers/foreign-client.js'
+import { freePort } from './helpers/free-port.js'
 
 // Debian's python3-libtorrent is built for the system python, not for whatever `python3` is first on PATH
 const PYTHON = '/usr/bin/python3'

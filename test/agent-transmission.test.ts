@@ -5,7 +5,8 @@ import { join } from 'node:path'
 import t from 'tap'
 import { originTestbed } from './helpers/agent-origin.js'
 import { agentFleet, imagesOf, waitFor } from './helpers/agent-proc.js'
-import { agentAsOnlySeed, agentUploaded, foreignProcs, freePort, nonLoopbackIpv4, privateTracker, seedDirWith, type Foreign } from './helpers/foreign-client.js'
+import { agentAsOnlySeed, agentUploaded, foreignProcs, nonLoopbackIpv4, privateTracker, seedDirWith, type Foreign } from './helpers/foreign-client.js'
+import { freePort } from './helpers/free-port.js'
 
 const DAEMON = '/usr/bin/transmission-daemon'
 const sha512 = (b: Uint8Array): string => createHash('sha512').update(b).digest('hex')

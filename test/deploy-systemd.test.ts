@@ -9,7 +9,7 @@ import { stringify } from 'yaml'
 import { makeBenchImage } from '../bench/fixture.js'
 import { originTestbed, startSeeder } from './helpers/agent-origin.js'
 import { AGENT_BIN, imagesOf, startAgent, waitFor } from './helpers/agent-proc.js'
-import { freePort } from './helpers/glance-openstack.js'
+import { freePort } from './helpers/free-port.js'
 
 // The systemd units in deploy/ as systemd reads them, without starting them (under a real
 // systemd as PID 1: deploy-systemd-pid1.test.ts). `systemd-analyze verify` parses each unit, and

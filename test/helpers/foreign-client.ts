@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { link, mkdir, writeFile } from 'node:fs/promises'
 import { createServer as createHttpServer } from 'node:http'
-import { createServer } from 'node:net'
 import { networkInterfaces } from 'node:os'
 import bencode from 'bencode'
 import { join } from 'node:path'
@@ -15,15 +14,6 @@ import type { Fixture } from './catalogue-fixture.js'
  * ports to give them, their processes (logged, killed when the test ends), and the steps every
  * such test takes: a directory and a .torrent for the foreign client, an agent as the only seed.
  */
-
-/** A TCP port free on 127.0.0.1 right now (the foreign clients need a fixed one on their command line). */
-export async function freePort (): Promise<number> {
-  const s = createServer()
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))
-  const port = (s.address() as { port: number }).port
-  await new Promise<void>((resolve) => s.close(() => { resolve() }))
-  return port
-}
 
 export interface Foreign { proc: ChildProcess, logs: string[], exited: Promise<number | null>, tail: (n?: number) => string }
 

@@ -1,11 +1,11 @@
 import { execFile, execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
+import { freePort } from './free-port.js'
 
 /**
  * Starts a real Keystone and a real Glance (Debian packages) for the glance target's tests, via
@@ -22,17 +22,6 @@ export const OPENSTACK_PACKAGES = ['glance-api', 'python3-glance', 'keystone', '
 export function missingOpenStackPackages (): string[] {
   return OPENSTACK_PACKAGES.filter((p) => {
     try { execFileSync('dpkg', ['-s', p], { stdio: 'ignore' }); return false } catch { return true }
-  })
-}
-
-export async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port
-      s.close(() => resolve(port))
-    })
   })
 }
 
