@@ -55,12 +55,18 @@ const CLOUD_AUTH_KEYS: Record<string, keyof GlanceInlineAuth> = {
 const ENV_KEYS: Record<string, keyof GlanceInlineAuth> = Object.fromEntries(
   Object.entries(CLOUD_AUTH_KEYS).map(([k, v]) => [`OS_${k.toUpperCase()}`, v]))
 
+/** The file OS_CLIENT_CONFIG_FILE / OS_CLIENT_SECURE_FILE names, if set. */
+function explicitFile (name: 'clouds.yaml' | 'secure.yaml', deps: CloudsDeps): string | undefined {
+  const v = name === 'clouds.yaml' ? deps.env.OS_CLIENT_CONFIG_FILE : deps.env.OS_CLIENT_SECURE_FILE
+  return v === '' ? undefined : v
+}
+
 /** clouds.yaml search path of openstacksdk, first hit wins. */
 export function cloudsSearchPath (name: 'clouds.yaml' | 'secure.yaml', deps: CloudsDeps): string[] {
-  const explicit = name === 'clouds.yaml' ? deps.env.OS_CLIENT_CONFIG_FILE : deps.env.OS_CLIENT_SECURE_FILE
+  const explicit = explicitFile(name, deps)
   const home = deps.homeDir
   return [
-    ...(explicit !== undefined && explicit !== '' ? [explicit] : []),
+    ...(explicit !== undefined ? [explicit] : []),
     join(deps.cwd ?? '.', name),
     ...(home !== undefined ? [join(home, '.config', 'openstack', name)] : []),
     join('/etc/openstack', name)
@@ -95,7 +101,7 @@ function readYaml (path: string, explicit: boolean): Record<string, unknown> | u
 
 /** The first readable file of `name`'s search path; only the one named by OS_CLIENT_*_FILE must be readable. */
 function firstYaml (name: 'clouds.yaml' | 'secure.yaml', deps: CloudsDeps): { path: string, doc: Record<string, unknown> } | undefined {
-  const explicit = name === 'clouds.yaml' ? deps.env.OS_CLIENT_CONFIG_FILE : deps.env.OS_CLIENT_SECURE_FILE
+  const explicit = explicitFile(name, deps)
   for (const path of cloudsSearchPath(name, deps)) {
     const doc = readYaml(path, path === explicit)
     if (doc !== undefined) return { path, doc }
