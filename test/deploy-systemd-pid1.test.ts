@@ -7,7 +7,7 @@ import { stringify } from 'yaml'
 import { makeBenchImage } from '../bench/fixture.js'
 import { originTestbed, startSeeder } from './helpers/agent-origin.js'
 import { waitFor } from './helpers/agent-proc.js'
-import { freePort } from './helpers/foreign-client.js'
+import { freePort } from './helpers/free-port.js'
 import { missingOpenStackPackages, startOpenStack } from './helpers/glance-openstack.js'
 import { bootSystemd, systemdContainerMissing, type SystemdContainer } from './helpers/systemd-container.js'
 
@@ -37,6 +37,24 @@ async function unitText (name: string): Promise<string> {
   return out
 }
 
+type TestLike = { teardown: (fn: () => unknown) => void, passing: () => boolean, comment: (msg: string) => void }
+
+/**
+ * The container, with the checkout and node bound in and the `imgdist` system user made (docs/agent.md,
+ * install step 1). Stopped at teardown; if the test failed, the units' journals and systemd's log are printed first.
+ */
+async function boot (t: TestLike, units: string[]): Promise<SystemdContainer> {
+  const ct = await bootSystemd([[REPO, APP], [process.execPath, NODE]])
+  t.teardown(ct.stop)
+  t.teardown(async () => {
+    if (t.passing()) return
+    for (const u of units) t.comment(`journal of ${u}:\n${ct.journal(u)}`)
+    t.comment(`systemd's log:\n${await ct.log()}`)
+  })
+  ct.sh(['useradd', '--system', '--no-create-home', '--shell', '/usr/sbin/nologin', 'imgdist'], 'useradd imgdist')
+  return ct
+}
+
 /** A process's /proc/<pid>/status fields, read from the host through the container's /proc. */
 async function procStatus (ct: SystemdContainer, pid: number): Promise<Record<string, string>> {
   const text = await readFile(join(ct.root, 'proc', String(pid), 'status'), 'utf8')
@@ -50,15 +68,9 @@ t.test('both units under systemd as PID 1: run sandboxed, move an image, reload,
   const indexUrl = `http://127.0.0.1:${indexPort}`
   const image = await makeBenchImage({ dir: join(dir, 'catalogue'), id: 'alpine-3.20', size: 3 * 1024 * 1024, pieceLength: 64 * 1024, announce: [`${indexUrl}/announce`] })
 
-  const ct = await bootSystemd([[REPO, APP], [process.execPath, NODE]])
-  t.teardown(ct.stop)
+  const ct = await boot(t, ['imgdist-index', 'imgdist-agent'])
   const { sh, show, journal } = ct
   const put = ct.write
-  t.teardown(() => {
-    if (t.passing()) return
-    for (const u of ['imgdist-index', 'imgdist-agent']) t.comment(`journal of ${u}:\n${journal(u)}`)
-    return ct.log().then((c) => { t.comment(`systemd's log:\n${c}`) })
-  })
 
   // ---- the index server, as docs/index-server.md installs it
   await put('/etc/imgdist/root.yaml', await readFile(image.rootPath))
@@ -88,8 +100,7 @@ t.test('both units under systemd as PID 1: run sandboxed, move an image, reload,
   t.equal(Number(show('imgdist-index', 'MainPID')), indexPid, 'reload (SIGHUP) kept the index server\'s process')
   t.match(journal('imgdist-index'), /SIGHUP: rescanning/, 'and it rescanned')
 
-  // ---- the agent, as docs/agent.md installs it
-  sh(['useradd', '--system', '--no-create-home', '--shell', '/usr/sbin/nologin', 'imgdist'], 'useradd imgdist')
+  // ---- the agent, as docs/agent.md installs it (its user made by boot())
   await put('/etc/imgdist/roots/bench-root.yaml', await readFile(image.rootPath))
   await put('/etc/imgdist/agent.yaml', stringify({
     site: 'pid1-site', dataDir: '/var/lib/imgdist', api: { listen: `127.0.0.1:${apiPort}` },
@@ -164,13 +175,7 @@ t.test('the agent unit with a Glance target, its clouds.yaml handed over by Load
   t.teardown(seeder.close)
   const apiPort = await freePort()
 
-  const ct = await bootSystemd([[REPO, APP], [process.execPath, NODE]])
-  t.teardown(ct.stop)
-  t.teardown(() => {
-    if (t.passing()) return
-    t.comment(`journal of imgdist-agent:\n${ct.journal('imgdist-agent')}`)
-  })
-  ct.sh(['useradd', '--system', '--no-create-home', '--shell', '/usr/sbin/nologin', 'imgdist'], 'useradd imgdist')
+  const ct = await boot(t, ['imgdist-agent'])
   await ct.write('/etc/imgdist/roots/root.yaml', await readFile(fx.rootPath))
   // root-only, as docs/glance.md recommends: only systemd's private copy is readable by the agent
   await ct.write('/etc/imgdist/clouds.yaml', [
