@@ -122,9 +122,10 @@ export class ImgdistAgent {
   }
 
   /**
-   * Start-up clean-up of a target (e.g. Glance images a crash left `queued`). Not fatal: a target
-   * that is down or refuses the credentials must not turn into a systemd restart loop; its images
-   * fail with the target's error and are retried, and register() cleans up per image anyway.
+   * Start-up clean-up and check of a target (Glance images a crash left `queued`; a directory
+   * the agent may not write). Not fatal: a target that is down, refuses the credentials or
+   * cannot be written must not turn into a systemd restart loop; its images fail with the
+   * target's error and are retried, and register() cleans up per image anyway.
    * Awaited (bounded) so it cannot race with the first registration.
    */
   async #recover (t: Target): Promise<void> {
@@ -135,7 +136,7 @@ export class ImgdistAgent {
     } catch (err) {
       const e = toImgdistError(err)
       this.#recoverErrors.set(t.name, { code: e.code, message: e.message })
-      this.log.warn({ target: t.name, code: e.code, err: e.message }, 'target start-up clean-up failed; running on')
+      this.log.warn({ target: t.name, code: e.code, err: e.message }, 'target start-up check failed; running on (its images fail and are retried until it is fixed)')
     }
   }
 

@@ -49,8 +49,11 @@ function targetRow (t: TargetView): string[] {
   const s = (k: string): string | undefined => typeof t[k] === 'string' ? t[k] as string : undefined
   const where = s('endpoint') ?? s('authUrl') ?? s('path') ?? ''
   const err = (t.lastError ?? t.recoverError) as { code?: string, message?: string, at?: string } | undefined
+  // an error followed by a success (the operator's fix took) says so, rather than alarming for ever
+  const okAt = s('lastOkAt')
+  const since = okAt !== undefined && err?.at !== undefined && okAt > err.at ? `; ok since ${okAt}` : ''
   return [t.name, t.type, where, s('credentials') ?? '', s('lastImageId') ?? '-',
-    err !== undefined ? `${err.code ?? ''}: ${err.message ?? ''}${err.at !== undefined ? ` (${err.at})` : ''}` : '']
+    err !== undefined ? `${err.code ?? ''}: ${err.message ?? ''}${err.at !== undefined ? ` (${err.at}${since})` : ''}` : '']
 }
 
 export function formatStatus (s: AgentStatus): string {

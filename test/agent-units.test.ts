@@ -8,7 +8,7 @@ import type { ImageEntry } from '../lib/schema.js'
 import { backoffMs } from '../lib/backoff.js'
 import { chooseEvictions } from '../agent/cache.js'
 import { resolveConfig } from '../agent/config.js'
-import { formatImages, table } from '../agent/format.js'
+import { formatImages, formatStatus, table } from '../agent/format.js'
 import { decide, globToRegExp, retireDue } from '../agent/policy.js'
 import { buildReport, reportUrl } from '../agent/reporter.js'
 import { createDirectoryTarget } from '../agent/targets/directory-target.js'
@@ -150,6 +150,33 @@ t.test('directory target: atomic register, adopt, retire', async (t) => {
   await target.register({ ...img, filePath: src })
   await target.retire(img, reg, 'delete')
   t.same((await readdir(join(dir, 'out'))).sort(), ['ubuntu-24.04.img.retired'])
+})
+
+t.test('directory target: a directory it cannot write fails at start-up, named in the status, and a fix shows', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'imgdist-dirtarget-bad-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  // a regular file where the directory should be: ENOTDIR, which root cannot override
+  // (the EROFS of a systemd sandbox and its ReadWritePaths= hint: test/deploy-systemd-pid1.test.ts)
+  await writeFile(join(dir, 'blocked'), 'x')
+  const target = createDirectoryTarget({ name: 'd', type: 'directory', path: join(dir, 'blocked', 'images') })
+  await t.rejects(async () => { await target.recover?.() }, { code: 'IO_ERROR', message: /directory target d: cannot write in .*blocked\/images/ }, 'recover() proves the directory writable')
+  const bad = target.status?.() as { lastError?: { code: string, at: string }, lastOkAt?: string }
+  t.equal(bad.lastError?.code, 'IO_ERROR', 'the status names the error')
+  t.equal(bad.lastOkAt, undefined)
+  const view = (s: object): Parameters<typeof formatStatus>[0] => ({
+    site: 's', agentVersion: '1', paused: false, startedAt: 'x', torrentPort: 1, peers: 0, downRate: 0, upRate: 0, images: {}, catalogues: [],
+    targets: [{ name: 'd', type: 'directory', ...s }]
+  }) as unknown as Parameters<typeof formatStatus>[0]
+  t.match(formatStatus(view(bad)), /IO_ERROR: directory target d: cannot write/, '`imgdist-agent status` shows it')
+  t.notMatch(formatStatus(view(bad)), /ok since/)
+
+  await rm(join(dir, 'blocked'))
+  await new Promise((resolve) => setTimeout(resolve, 5)) // so that the success is later than the failure
+  await target.recover?.()
+  const fixed = target.status?.() as { lastError?: { at: string }, lastOkAt?: string }
+  t.ok(fixed.lastOkAt !== undefined && fixed.lastOkAt > (fixed.lastError?.at ?? ''), 'after the fix the target records a later success')
+  t.match(formatStatus(view(fixed)), /IO_ERROR: .*; ok since /, 'and the status says the error is behind it')
+  t.same(await readdir(join(dir, 'blocked', 'images')), [], 'recover() made the directory and left no probe behind')
 })
 
 t.test('verifier: size and sha512 against the signed entry', async (t) => {

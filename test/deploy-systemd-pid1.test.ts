@@ -161,6 +161,73 @@ t.test('both units under systemd as PID 1: run sandboxed, move an image, reload,
   t.notMatch(journal('imgdist-agent') + journal('imgdist-index'), /SIGSYS|Operation not permitted|EPERM/, 'nothing in either journal was refused by the sandbox')
 })
 
+t.test('the agent unit: a directory target outside /var/lib/imgdist needs ReadWritePaths=; Restart= brings a killed agent back', { skip: missing }, async (t) => {
+  const { fx, origin } = await originTestbed(t, 'imgdist-pid1-srv-')
+  const entry = await fx.addImage('rocky-9', 3 * 1024 * 1024 + 11, { pieceLength: 64 * 1024, announce: [origin.announce] })
+  const seeder = await startSeeder(fx, [entry.id])
+  t.teardown(seeder.close)
+  const apiPort = await freePort()
+  const ct = await boot(t, ['imgdist-agent'])
+  const { sh, show, journal } = ct
+  // docs/agent.md: the operator makes the directory and gives it to the agent's user
+  sh(['install', '-d', '-o', 'imgdist', '-g', 'imgdist', '-m', '0755', '/srv/images'], 'install -d /srv/images')
+  await ct.write('/etc/imgdist/roots/root.yaml', await readFile(fx.rootPath))
+  await ct.write('/etc/imgdist/agent.yaml', stringify({
+    site: 'pid1-srv', dataDir: '/var/lib/imgdist', api: { listen: `127.0.0.1:${apiPort}` },
+    swarm: { torrentPort: await freePort(), dht: { enabled: false }, lsd: false },
+    subscriptions: [{ url: origin.indexUrl, root: '/etc/imgdist/roots/root.yaml', pollInterval: '2s' }],
+    policy: { approval: 'auto' },
+    retry: { initial: '1s', max: '2s' },
+    targets: [{ name: 'srv', type: 'directory', path: '/srv/images' }]
+  }))
+  await ct.write('/etc/systemd/system/imgdist-agent.service', await unitText('imgdist-agent'))
+  sh(['systemctl', 'daemon-reload'], 'daemon-reload')
+  sh(['systemctl', 'enable', '--now', 'imgdist-agent'], 'systemctl enable --now imgdist-agent')
+
+  type Status = { targets: Array<{ name: string, recoverError?: { code: string, message: string }, lastError?: { code: string, message: string }, lastOkAt?: string }> }
+  type View = { id: string, state: string, error?: { code: string, message: string }, bytesThisRun: number }
+  const api = async <T>(path: string): Promise<T> => await (await request(`http://127.0.0.1:${apiPort}${path}`)).body.json() as T
+  const image = async (): Promise<View | undefined> => (await api<{ images: View[] }>('/v1/images').catch(() => ({ images: [] }))).images.find((i) => i.id === entry.id)
+
+  // ---- without the drop-in, ProtectSystem=strict makes /srv read-only: a clear error at start-up, the agent runs on
+  const st = await waitFor('the agent\'s status API', async () => await api<Status>('/v1/status').catch(() => undefined), 30_000)
+  t.equal(st.targets[0]?.recoverError?.code, 'TARGET_UNWRITABLE', 'the start-up check names the target unwritable')
+  t.match(st.targets[0]?.recoverError?.message, /\/srv\/images.*read-only.*ReadWritePaths=\/srv\/images/, 'and says which unit setting fixes it')
+  t.match(sh([NODE, `${APP}/dist/bin/imgdist-agent.js`, 'status', '--api', `http://127.0.0.1:${apiPort}`], 'imgdist-agent status'),
+    /srv\s+directory\s+\/srv\/images.*TARGET_UNWRITABLE/, '`imgdist-agent status` shows it on the target\'s line')
+  const failed = await waitFor('the image failing at registration', async () => { const v = await image(); return v?.error?.code === 'TARGET_UNWRITABLE' ? v : undefined }, 60_000)
+  t.match(failed.error?.message, /ReadWritePaths=\/srv\/images/, 'the image\'s error carries the same advice')
+  t.equal(show('imgdist-agent', 'ActiveState'), 'active', 'the agent keeps running (no restart loop)')
+  t.match(journal('imgdist-agent'), /target start-up check failed/, 'and logged the failed check')
+
+  // ---- the drop-in docs/agent.md gives
+  await ct.write('/etc/systemd/system/imgdist-agent.service.d/images.conf', '[Service]\nReadWritePaths=/srv/images\n')
+  sh(['systemctl', 'daemon-reload'], 'daemon-reload')
+  sh(['systemctl', 'restart', 'imgdist-agent'], 'systemctl restart imgdist-agent')
+  await waitFor('the image registered in /srv/images', async () => (await image())?.state === 'registered' ? true : undefined, 60_000)
+  t.ok((await readFile(join(ct.root, 'srv/images', `${entry.id}.img`))).equals(await readFile(fx.images.get(entry.id) ?? '')), 'with ReadWritePaths= the target holds the image, byte for byte')
+  const fixed = await api<Status>('/v1/status')
+  t.equal(fixed.targets[0]?.recoverError, undefined, 'and the start-up check passed')
+
+  // ---- a crash: Restart=on-failure brings the agent back with its state; nothing is fetched again
+  const pid = Number(show('imgdist-agent', 'MainPID'))
+  sh(['systemctl', 'kill', '--signal=SIGKILL', 'imgdist-agent'], 'systemctl kill -s SIGKILL imgdist-agent')
+  const newPid = await waitFor('systemd restarting the agent (RestartSec=5)', async () => {
+    const p = Number(show('imgdist-agent', 'MainPID'))
+    return show('imgdist-agent', 'ActiveState') === 'active' && p !== 0 && p !== pid ? p : undefined
+  }, 30_000)
+  t.not(newPid, pid, 'a new process')
+  t.equal(show('imgdist-agent', 'NRestarts'), '1', 'started by Restart=on-failure, once')
+  const back = await waitFor('the restarted agent answering', async () => await image(), 30_000)
+  t.equal(back.state, 'registered', 'its LevelDB state survived the kill: the image is still registered')
+  t.equal(back.bytesThisRun, 0, 'and not fetched again')
+  t.match(journal('imgdist-agent'), /imgdist-agent started[\s\S]*imgdist-agent started[\s\S]*imgdist-agent started/, 'three starts in the journal: first, after the drop-in, after the crash')
+
+  sh(['systemctl', 'stop', 'imgdist-agent'], 'systemctl stop imgdist-agent')
+  t.equal(show('imgdist-agent', 'Result'), 'success', 'the restarted agent stops cleanly')
+  t.equal(show('imgdist-agent', 'ExecMainStatus'), '0', 'exit status 0')
+})
+
 const openstack = missingOpenStackPackages()
 const glanceSkip = missing !== false ? missing : openstack.length > 0 ? `${openstack.join(', ')} not installed` : false
 if (missing === false && glanceSkip !== false) t.comment(`SKIPPING the agent's Glance target under a real systemd: ${glanceSkip} (test/setup/install-tools.sh installs them)`)

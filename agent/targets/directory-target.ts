@@ -52,11 +52,32 @@ async function readSidecar (path: string): Promise<Sidecar | undefined> {
   try { return JSON.parse(await readFile(path, 'utf8')) as Sidecar } catch { return undefined }
 }
 
+/**
+ * What to do about a directory the agent may not write. The unit's ProtectSystem=strict leaves only
+ * /var/lib/imgdist writable, which shows as EROFS on a file system that is not read-only at all.
+ */
+function unwritableHint (err: unknown, dir: string): string | undefined {
+  const code = (err as NodeJS.ErrnoException).code
+  if (code === 'EROFS') return ` (read-only here; under systemd, add ReadWritePaths=${dir} to the agent's unit: docs/agent.md, "Install")`
+  if (code === 'EACCES' || code === 'EPERM') return ` (the agent's user may not write there; under systemd that is the imgdist user: chown it or pick another path)`
+  return undefined
+}
+
 export function createDirectoryTarget (cfg: DirectoryTargetConfig): Target {
   const dir = cfg.path
   const files = (id: string): { img: string, json: string } => ({ img: join(dir, `${id}.img`), json: join(dir, `${id}.json`) })
-  const wrap = (what: string, err: unknown): TargetError =>
-    new TargetError('IO_ERROR', `directory target ${cfg.name}: ${what}: ${(err as Error).message}`, { retryable: true, cause: err })
+  // Like the Glance target's: the last failure and the last success, so that the operator view
+  // shows whether a fix (a chown, a ReadWritePaths=) has taken.
+  let lastError: { code: string, message: string, at: string } | undefined
+  let lastOkAt: string | undefined
+  const wrap = (what: string, err: unknown): TargetError => {
+    const hint = unwritableHint(err, dir)
+    const e = new TargetError(hint !== undefined ? 'TARGET_UNWRITABLE' : 'IO_ERROR',
+      `directory target ${cfg.name}: ${what}: ${(err as Error).message}${hint ?? ''}`, { retryable: true, cause: err })
+    lastError = { code: e.code, message: e.message, at: new Date().toISOString() }
+    return e
+  }
+  const ok = (): void => { lastOkAt = new Date().toISOString() }
 
   return {
     name: cfg.name,
@@ -85,6 +106,7 @@ export function createDirectoryTarget (cfg: DirectoryTargetConfig): Target {
         await rm(tmp, { force: true }).catch(() => {})
         throw wrap(`cannot write ${f.img}`, err)
       }
+      ok()
       return { ref: f.img, adopted: false }
     },
 
@@ -108,13 +130,23 @@ export function createDirectoryTarget (cfg: DirectoryTargetConfig): Target {
       }
     },
 
+    // Also proves the directory writable, so that a sandbox or ownership mistake shows in
+    // `imgdist-agent status` at start-up, not only after the first multi-GB download.
     async recover () {
-      let names: string[]
-      try { names = await readdir(dir) } catch { return }
+      const probe = join(dir, `.tmp-probe-${randomBytes(4).toString('hex')}`)
+      try {
+        await mkdir(dir, { recursive: true })
+        await writeFile(probe, '')
+      } catch (err) {
+        throw wrap(`cannot write in ${dir}`, err)
+      }
+      await rm(probe, { force: true })
+      ok()
+      const names = await readdir(dir)
       await Promise.all(names.filter((n) => n.startsWith('.tmp-') || /\.tmp-[0-9a-f]{8}$/.test(n)).map(async (n) => { await rm(join(dir, n), { force: true }) }))
     },
 
-    status: () => ({ path: dir }),
+    status: () => ({ path: dir, lastOkAt, lastError }),
 
     async close () {}
   }
