@@ -11,6 +11,7 @@ import { PEER_ID_PREFIX, type Handshake } from '../lib/peer-wire.js'
 import { parseTorrent } from '../lib/torrent-meta.js'
 import { BOTH_SEEDS, PeerConn } from './peer-conn.js'
 import { adopt, dial } from './socket-read.js'
+import { dhtCatchUp } from './dht-catch-up.js'
 import { dhtInfo, startDhtNode } from './dht-node.js'
 import { PieceStore } from './piece-store.js'
 import { TokenBucket } from './rate-meter.js'
@@ -73,6 +74,7 @@ export class Swarm {
   readonly #upload: TokenBucket
   readonly #download: TokenBucket
   #dht: DHT | undefined
+  #stopCatchUp: (() => void) | undefined
   readonly #timer: NodeJS.Timeout
   readonly #listening: Promise<number>
   readonly #incoming = new Set<Socket>()
@@ -102,7 +104,14 @@ export class Swarm {
       // UDP on the torrent port's number unless configured otherwise, as other clients do: one
       // firewall rule opens both, and the index server's node is a bootstrap node at a known
       // address. So the node is made once that number is known (dht-node.ts says why not before).
-      const start = (port: number): void => { this.#dht = startDhtNode(port, opts.dht.bootstrap, log) }
+      const start = (port: number): void => {
+        this.#dht = startDhtNode(port, opts.dht.bootstrap, log)
+        this.#stopCatchUp = dhtCatchUp(this.#dht, {
+          infoHashes: () => [...this.#entries.keys()],
+          port: () => this.#port,
+          onAnnounce: (infoHash, addr) => { this.addPeer(infoHash, addr) }
+        })
+      }
       if (opts.dht.port !== undefined) start(opts.dht.port)
       else this.#listening.then((port) => { if (!this.#closed) start(port) }, () => {})
     }
@@ -313,6 +322,7 @@ export class Swarm {
     for (const s of this.#incoming) s.destroy()
     await Promise.all([...this.#entries.keys()].map(async (k) => { await this.remove(k, false) }))
     await closing
+    this.#stopCatchUp?.()
     if (this.#dht !== undefined) await new Promise<void>((resolve) => { this.#dht?.destroy(() => { resolve() }) })
   }
 }

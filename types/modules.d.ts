@@ -15,6 +15,7 @@ declare module 'bittorrent-dht' {
     address (): { port: number } | null
     destroy (cb?: () => void): void
     lookup (infoHash: string | Uint8Array, cb?: (err: Error | null, n: number) => void): void
+    announce (infoHash: string | Uint8Array, port: number, cb?: (err: Error | null) => void): void
     /** the routing table */
     nodes: { count: () => number }
     listening: boolean
