@@ -7,7 +7,7 @@ import t from 'tap'
 import { createGlanceTarget, GlanceError, type GlanceTarget } from '../agent/targets/glance/glance-target.js'
 import type { TargetImage } from '../agent/targets/target.js'
 import type { ImageEntry } from '../lib/schema.js'
-import { missingOpenStackPackages, startOpenStack, type OpenStack } from './helpers/glance-openstack.js'
+import { missingOpenStackPackages, passwordToken, startOpenStack, type OpenStack } from './helpers/glance-openstack.js'
 
 /**
  * The glance target against a real Keystone and a real Glance (Debian's packages), started once
@@ -196,6 +196,44 @@ async function main (): Promise<void> {
     t.equal(after[0].id, reg.ref)
     t.equal(after[0].status, 'active')
     t.equal(after[0].os_hash_value, big.entry.sha512)
+  })
+
+  await t.test('public visibility: refused with member alone, then granted as docs/glance.md says, without a second upload', async (t) => {
+    const pub = await makeImage(work, 'public-one', 256 * 1024)
+    const refused = await appCredTarget({ visibility: 'public' }).register(pub).catch((e: unknown) => e) as GlanceError
+    t.equal(refused.code, 'GLANCE_FORBIDDEN', `member may not publicize (${refused.message})`)
+    t.equal(refused.retryable, false, 'not retried until the operator acts')
+    t.match(refused.message, /visibility public.*publicize_image.*docs\/glance\.md/, 'the message says which policy rule and where to read more')
+    t.notMatch(refused.message, /<br/, 'with Glance\'s HTML line breaks taken out')
+    const left = await ofId('public-one')
+    t.same(left.map((i) => [i.status, i.visibility, i.os_hash_value]), [['active', 'private', pub.entry.sha512]], 'the verified upload stays, private')
+
+    // the operator's fix, as docs/glance.md gives it: one policy rule, a role, a new application credential
+    await writeFile(join(os.dir, 'glance', 'policy.d', 'imgdist.yaml'), '"publicize_image": "role:admin or role:image_publisher"\n')
+    const adminTok = (await passwordToken(os.keystoneUrl, os.admin.username, os.admin.password, os.admin.project)).token
+    const ks = async (method: string, path: string, token: string, body?: unknown): Promise<any> => {
+      const r = await fetch(`${os.keystoneUrl}${path}`, { method, headers: { 'x-auth-token': token, 'content-type': 'application/json' }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) })
+      t.ok(r.ok, `keystone ${method} ${path}: ${r.status}`)
+      return r.status === 204 ? undefined : await r.json()
+    }
+    const roleId = (await ks('POST', '/roles', adminTok, { role: { name: 'image_publisher' } })).role.id as string
+    await ks('PUT', `/projects/${os.demo.projectId}/users/${os.demo.userId}/roles/${roleId}`, adminTok)
+    // an application credential keeps the roles it was made with: the agent needs a new one
+    const demoTok = (await passwordToken(os.keystoneUrl, os.demo.username, os.demo.password, os.demo.project)).token
+    const ac = (await ks('POST', `/users/${os.demo.userId}/application_credentials`, demoTok,
+      { application_credential: { name: 'imgdist-publisher', roles: [{ name: 'member' }, { name: 'image_publisher' }] } })).application_credential
+    const publisherClouds = join(work, 'clouds-publisher.yaml')
+    await writeFile(publisherClouds, ['clouds:', '  pub:', '    auth_type: v3applicationcredential', '    region_name: RegionOne', '    auth:',
+      `      auth_url: ${os.keystoneUrl}`, `      application_credential_id: ${String(ac.id)}`, `      application_credential_secret: ${String(ac.secret)}`, ''].join('\n'))
+    const publisher = createGlanceTarget({ type: 'glance', name: 'pub', cloud: 'pub', visibility: 'public', ...fast },
+      { env: { OS_CLIENT_CONFIG_FILE: publisherClouds }, homeDir: work, cwd: work })
+    targets.push(publisher)
+    const reg = await publisher.register(pub)
+    t.equal(reg.ref, left[0].id, 'the retry widens the image already uploaded')
+    t.equal(reg.adopted, true)
+    const { body: g } = await os.glanceGet(`/v2/images/${reg.ref}`)
+    t.match(g, { status: 'active', visibility: 'public', os_hash_value: pub.entry.sha512 }, 'now public, with the signed sha512')
+    t.equal((await ofId('public-one')).length, 1, 'still one image')
   })
 
   await t.test('a wrong password is a clear AUTH_FAILED, not retried', async (t) => {

@@ -56,10 +56,9 @@ export function errorMessageOf (body: string): string {
     const e = (j.error ?? j) as Record<string, unknown>
     const m = e.message ?? e.explanation ?? e.title ?? j.message
     if (typeof m === 'string') text = m
-  } catch {
-    text = body.replace(/<[^>]*>/g, ' ')
-  }
-  text = text.replace(/\s+/g, ' ').trim()
+  } catch {}
+  // webob puts HTML line breaks even into its JSON messages ("...action.<br /><br />")
+  text = text.replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').trim()
   return text.length > 500 ? `${text.slice(0, 497)}...` : text
 }
 

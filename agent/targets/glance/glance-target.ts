@@ -238,7 +238,15 @@ export class GlanceTarget implements Target {
   /** Only after the hash check: widen to the configured visibility. */
   async #widen (image: GlanceImage, signal?: AbortSignal): Promise<GlanceImage> {
     if (this.#cfg.visibility === 'private' || image.visibility === this.#cfg.visibility) return image
-    return await this.#images.patch(image.id, [{ op: 'replace', path: '/visibility', value: this.#cfg.visibility }], signal)
+    const visibility = this.#cfg.visibility
+    return await this.#images.patch(image.id, [{ op: 'replace', path: '/visibility', value: visibility }], signal).catch((err: unknown) => {
+      // Glance's own 403 text names no rule; the image stays verified and private, and a retry after the fix only widens it
+      if (!(err instanceof GlanceError) || err.code !== 'GLANCE_FORBIDDEN') throw err
+      const rule = visibility === 'public' ? 'publicize_image' : visibility === 'community' ? 'communitize_image' : 'modify_image'
+      throw new GlanceError('GLANCE_FORBIDDEN', `image ${image.id}: Glance refused visibility ${visibility} (policy rule ${rule}; ` +
+        `default: the admin role); the verified image stays private. Use visibility community, or grant the rule to a role the agent's ` +
+        `credential holds (docs/glance.md, "Least privilege"). Glance said: ${err.message}`, { status: err.status, imageId: image.id, cause: err })
+    })
   }
 
   #registration (image: GlanceImage, adopted: boolean): GlanceRegistration {
