@@ -202,7 +202,7 @@ async function main (): Promise<void> {
     const pub = await makeImage(work, 'public-one', 256 * 1024)
     const refused = await appCredTarget({ visibility: 'public' }).register(pub).catch((e: unknown) => e) as GlanceError
     t.equal(refused.code, 'GLANCE_FORBIDDEN', `member may not publicize (${refused.message})`)
-    t.equal(refused.retryable, false, 'not retried until the operator acts')
+    t.equal(refused.retryable, false, 'not retried within the attempt')
     t.match(refused.message, /visibility public.*publicize_image.*docs\/glance\.md/, 'the message says which policy rule and where to read more')
     t.notMatch(refused.message, /<br/, 'with Glance\'s HTML line breaks taken out')
     const left = await ofId('public-one')
