@@ -31,13 +31,14 @@ export interface DhtCatchUpHooks {
 /** Starts the catch-up on `dht`; returns the function that stops it. */
 export function dhtCatchUp (dht: DHT, hooks: DhtCatchUpHooks): () => void {
   let timer: NodeJS.Timeout | undefined
+  let stopped = false
   const round = (): void => {
     timer = undefined
     const port = hooks.port()
     if (port === undefined) return
     for (const infoHash of hooks.infoHashes()) {
       // the lookup refreshes the nodes (and their tokens) the announce then goes to
-      dht.lookup(infoHash, (err) => { if (err === null) dht.announce(infoHash, port) })
+      dht.lookup(infoHash, (err) => { if (err === null && !stopped) dht.announce(infoHash, port) })
     }
   }
   const onNode = (): void => {
@@ -53,6 +54,7 @@ export function dhtCatchUp (dht: DHT, hooks: DhtCatchUpHooks): () => void {
   dht.on('node', onNode)
   dht.on('announce', onAnnounce)
   return () => {
+    stopped = true
     clearTimeout(timer)
     dht.off('node', onNode)
     dht.off('announce', onAnnounce)
