@@ -18,7 +18,9 @@ import { bootSystemd, systemdContainerMissing, type SystemdContainer } from './h
 // --now`. Then what only a real systemd shows: the services run as their users with the unit's
 // sandbox in force (seccomp, no new privileges), the state directories are made and usable, an
 // image goes from the index server's seed to the agent's target, `systemctl reload` keeps the
-// processes, and `systemctl stop` ends both with status 0, not a timeout or a kill.
+// processes, a killed service is restarted on its state (Restart=on-failure), and `systemctl stop`
+// ends both with status 0, not a timeout or a kill. A directory target outside the state
+// directory (ReadWritePaths=) and a Glance target with LoadCredential= have subtests of their own.
 // deploy-systemd.test.ts checks the same units statically and the system calls under strace.
 
 const missing = systemdContainerMissing()
@@ -61,7 +63,7 @@ async function procStatus (ct: SystemdContainer, pid: number): Promise<Record<st
   return Object.fromEntries(text.split('\n').map((l) => l.split(/:\s*/, 2)).filter((kv) => kv.length === 2))
 }
 
-t.test('both units under systemd as PID 1: run sandboxed, move an image, reload, stop cleanly', { skip: missing }, async (t) => {
+t.test('both units under systemd as PID 1: run sandboxed, move an image, reload, come back from a crash, stop cleanly', { skip: missing }, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'imgdist-pid1-'))
   t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
   const [indexPort, indexTorrentPort, apiPort, agentTorrentPort] = [await freePort(), await freePort(), await freePort(), await freePort()]
@@ -150,13 +152,27 @@ t.test('both units under systemd as PID 1: run sandboxed, move an image, reload,
   t.equal((await get('/healthz')).status, 200, 'and still serving after its announce, with a warning instead of a crash')
   t.equal(Number(show('imgdist-index', 'MainPID')), strictPid, 'the same process')
 
+  // ---- a crash of the index server: Restart=on-failure brings it back, under a dynamic user, on its state
+  const servedBefore = (await get('/v1/index.yaml')).text
+  sh(['systemctl', 'kill', '--signal=SIGKILL', 'imgdist-index'], 'systemctl kill -s SIGKILL imgdist-index')
+  await waitFor('systemd restarting the index server (RestartSec=5s)', async () => {
+    const p = Number(show('imgdist-index', 'MainPID'))
+    return show('imgdist-index', 'ActiveState') === 'active' && p !== 0 && p !== strictPid ? true : undefined
+  }, 30_000)
+  t.equal(show('imgdist-index', 'NRestarts'), '1', 'the index server was restarted by Restart=on-failure, once')
+  await waitFor('the restarted index server answering', async () => (await get('/healthz').catch(() => undefined))?.status === 200 ? true : undefined, 30_000)
+  t.equal((await get('/v1/index.yaml')).text, servedBefore, 'it serves the same signed index from its state directory')
+  await waitFor('the image seeded again', async () => /^imgdist_index_torrents_seeded\s+1\b/m.test((await get('/metrics')).text) ? true : undefined, 60_000)
+  t.pass('and seeds the image again')
+
   // ---- stop: SIGTERM drains and exits 0 within TimeoutStopSec
+  const restarts: Record<string, string> = { 'imgdist-agent': '0', 'imgdist-index': '1' }
   for (const unit of ['imgdist-agent', 'imgdist-index']) {
     sh(['systemctl', 'stop', unit], `systemctl stop ${unit}`)
     t.equal(show(unit, 'ActiveState'), 'inactive', `${unit} stopped`)
     t.equal(show(unit, 'Result'), 'success', `${unit} ended in success (not timeout, signal or core dump)`)
     t.equal(show(unit, 'ExecMainStatus'), '0', `${unit} exited 0 on SIGTERM`)
-    t.equal(show(unit, 'NRestarts'), '0', `${unit} was never restarted`)
+    t.equal(show(unit, 'NRestarts'), restarts[unit], `${unit}: NRestarts=${restarts[unit] ?? ''} (only the SIGKILL above made systemd restart anything)`)
   }
   t.notMatch(journal('imgdist-agent') + journal('imgdist-index'), /SIGSYS|Operation not permitted|EPERM/, 'nothing in either journal was refused by the sandbox')
 })
