@@ -57,6 +57,17 @@ async function boot (t: TestLike, units: string[]): Promise<SystemdContainer> {
   return ct
 }
 
+/** For the agent-only subtests: a signed catalogue with one image seeded from the host, and the container booted. */
+async function agentBed (t: TestLike, prefix: string, id: string, size: number) {
+  const { fx, origin } = await originTestbed(t, prefix)
+  const entry = await fx.addImage(id, size, { pieceLength: 64 * 1024, announce: [origin.announce] })
+  const seeder = await startSeeder(fx, [entry.id])
+  t.teardown(seeder.close)
+  const apiPort = await freePort()
+  const ct = await boot(t, ['imgdist-agent'])
+  return { fx, origin, entry, apiPort, ct }
+}
+
 /** A process's /proc/<pid>/status fields, read from the host through the container's /proc. */
 async function procStatus (ct: SystemdContainer, pid: number): Promise<Record<string, string>> {
   const text = await readFile(join(ct.root, 'proc', String(pid), 'status'), 'utf8')
@@ -178,12 +189,7 @@ t.test('both units under systemd as PID 1: run sandboxed, move an image, reload,
 })
 
 t.test('the agent unit: a directory target outside /var/lib/imgdist needs ReadWritePaths=; Restart= brings a killed agent back', { skip: missing }, async (t) => {
-  const { fx, origin } = await originTestbed(t, 'imgdist-pid1-srv-')
-  const entry = await fx.addImage('rocky-9', 3 * 1024 * 1024 + 11, { pieceLength: 64 * 1024, announce: [origin.announce] })
-  const seeder = await startSeeder(fx, [entry.id])
-  t.teardown(seeder.close)
-  const apiPort = await freePort()
-  const ct = await boot(t, ['imgdist-agent'])
+  const { fx, origin, entry, apiPort, ct } = await agentBed(t, 'imgdist-pid1-srv-', 'rocky-9', 3 * 1024 * 1024 + 11)
   const { sh, show, journal } = ct
   // docs/agent.md: the operator makes the directory and gives it to the agent's user
   sh(['install', '-d', '-o', 'imgdist', '-g', 'imgdist', '-m', '0755', '/srv/images'], 'install -d /srv/images')
@@ -252,13 +258,7 @@ t.test('the agent unit with a Glance target, its clouds.yaml handed over by Load
   t.setTimeout(280_000)
   const os = await startOpenStack()
   t.teardown(async () => { await os.stop() })
-  const { fx, origin } = await originTestbed(t, 'imgdist-pid1-glance-')
-  const entry = await fx.addImage('alma-9', 2 * 1024 * 1024 + 77, { pieceLength: 64 * 1024, announce: [origin.announce] })
-  const seeder = await startSeeder(fx, [entry.id])
-  t.teardown(seeder.close)
-  const apiPort = await freePort()
-
-  const ct = await boot(t, ['imgdist-agent'])
+  const { fx, origin, entry, apiPort, ct } = await agentBed(t, 'imgdist-pid1-glance-', 'alma-9', 2 * 1024 * 1024 + 77)
   await ct.write('/etc/imgdist/roots/root.yaml', await readFile(fx.rootPath))
   // root-only, as docs/glance.md recommends: only systemd's private copy is readable by the agent
   await ct.write('/etc/imgdist/clouds.yaml', [
