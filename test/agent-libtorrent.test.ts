@@ -4,8 +4,8 @@ import { mkdir, readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import t from 'tap'
 import { originTestbed } from './helpers/agent-origin.js'
-import { agentFleet, imagesOf, waitFor } from './helpers/agent-proc.js'
-import { agentAsOnlySeed, agentUploaded, foreignProcs, seedDirWith, torrentFile, type Foreign } from './helpers/foreign-client.js'
+import { agentFleet, waitFor } from './helpers/agent-proc.js'
+import { agentAsOnlySeed, agentFetchesFromForeign, agentUploaded, foreignProcs, seedDirWith, torrentFile, type Foreign } from './helpers/foreign-client.js'
 import { freePort } from './helpers/free-port.js'
 
 // Debian's python3-libtorrent is built for the system python, not for whatever `python3` is first on PATH
@@ -30,11 +30,7 @@ t.test('interop with libtorrent-rasterbar', { skip: libtorrentMissing() }, async
     const lt = await ltPeer('seed', await torrentFile(fx, e, dir), await seedDirWith(fx, e, join(dir, 'lt-seed')))
     await waitFor('libtorrent announced as a seed', async () => (origin.tracker.torrents[e.infoHash]?.complete ?? 0) >= 1, 60_000)
       .catch((err) => { t.comment(lt.tail()); throw err })
-    const a = await startAgent(join(dir, 'site-1'), 'site-1', { subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '2s' }] })
-    const img = await waitFor('registered from libtorrent', async () => (await imagesOf(a)).find((i) => i.id === e.id && i.state === 'registered'), 60_000)
-      .catch((err) => { t.comment(lt.tail()); t.comment(a.logs.slice(-30).join('\n')); throw err })
-    t.equal(img.bytesFromPeers, e.size, 'every byte came from the libtorrent peer')
-    t.equal(sha512(await readFile(join(a.dir, 'images', `${e.id}.img`))), e.sha512, 'the registered file is the endorsed image')
+    await agentFetchesFromForeign(t, { who: 'libtorrent', fx, origin, e, start: startAgent, dir, site: 'site-1', dump: () => { t.comment(lt.tail()) } })
   })
 
   await t.test('a libtorrent leecher downloads an image only an agent seeds', async (t) => {

@@ -4,8 +4,8 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
 import { originTestbed } from './helpers/agent-origin.js'
-import { agentFleet, imagesOf, waitFor } from './helpers/agent-proc.js'
-import { agentAsOnlySeed, agentUploaded, foreignProcs, nonLoopbackIpv4, privateTracker, seedDirWith, type Foreign } from './helpers/foreign-client.js'
+import { agentFleet, waitFor } from './helpers/agent-proc.js'
+import { agentAsOnlySeed, agentFetchesFromForeign, agentUploaded, foreignProcs, nonLoopbackIpv4, privateTracker, seedDirWith, type Foreign } from './helpers/foreign-client.js'
 import { freePort } from './helpers/free-port.js'
 
 const DAEMON = '/usr/bin/transmission-daemon'
@@ -86,11 +86,7 @@ t.test('interop with Transmission', { skip: existsSync(DAEMON) ? false : `transm
     // Transmission checks the files it is given before it seeds them and announces left=0
     await waitFor('Transmission announced as a seed', async () => (origin.tracker.torrents[e.infoHash]?.complete ?? 0) >= 1, 60_000)
       .catch(async (err) => { t.comment(JSON.stringify(await tr.torrent(id))); t.comment(tr.daemon.tail()); throw err })
-    const a = await startAgent(join(dir, 'site-1'), 'site-1', { subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '2s' }] })
-    const img = await waitFor('registered from Transmission', async () => (await imagesOf(a)).find((i) => i.id === e.id && i.state === 'registered'), 60_000)
-      .catch((err) => { t.comment(tr.daemon.tail()); t.comment(a.logs.slice(-30).join('\n')); throw err })
-    t.equal(img.bytesFromPeers, e.size, 'every byte came from the Transmission peer')
-    t.equal(sha512(await readFile(join(a.dir, 'images', `${e.id}.img`))), e.sha512, 'the registered file is the endorsed image')
+    await agentFetchesFromForeign(t, { who: 'Transmission', fx, origin, e, start: startAgent, dir, site: 'site-1', dump: () => { t.comment(tr.daemon.tail()) } })
   })
 
   await t.test('a Transmission leecher downloads an image only an agent seeds', async (t) => {

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { link, mkdir, writeFile } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
+import { link, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { createServer as createHttpServer } from 'node:http'
 import { networkInterfaces } from 'node:os'
 import bencode from 'bencode'
@@ -71,6 +72,22 @@ export async function agentAsOnlySeed (fx: Fixture, origin: Origin, e: ImageEntr
   const a = await start(join(dir, site), site, { subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '2s' }] })
   await waitFor('agent has the image', async () => (await imagesOf(a)).find((i) => i.id === e.id && i.state === 'registered' && i.seeding), 60_000)
   await seeder.close()
+  return a
+}
+
+/**
+ * The other direction: a fresh agent fetches `e` while a foreign client (`who`) is its only seed.
+ * Checks every byte came from peers and the registered file is the endorsed image; `dump` prints
+ * the client's side if the wait fails.
+ */
+export async function agentFetchesFromForeign (t: { equal: (a: unknown, b: unknown, msg: string) => void, comment: (msg: string) => void },
+  o: { who: string, fx: Fixture, origin: Origin, e: ImageEntry, start: typeof startAgent, dir: string, site: string, dump: () => Promise<void> | void }): Promise<AgentProc> {
+  const a = await o.start(join(o.dir, o.site), o.site, { subscriptions: [{ url: o.origin.indexUrl, root: o.fx.rootPath, pollInterval: '2s' }] })
+  const img = await waitFor(`registered from ${o.who}`, async () => (await imagesOf(a)).find((i) => i.id === o.e.id && i.state === 'registered'), 60_000)
+    .catch(async (err) => { await o.dump(); t.comment(a.logs.slice(-30).join('\n')); throw err })
+  t.equal(img.bytesFromPeers, o.e.size, `every byte came from the ${o.who} peer`)
+  const file = await readFile(join(a.dir, 'images', `${o.e.id}.img`))
+  t.equal(createHash('sha512').update(file).digest('hex'), o.e.sha512, 'the registered file is the endorsed image')
   return a
 }
 
