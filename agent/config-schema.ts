@@ -83,6 +83,8 @@ export const AgentConfigSchema = Type.Object({
       port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 }))
     }, { additionalProperties: false, default: {} }),
     lsd: Type.Boolean({ default: false }),
+    /** peer exchange (BEP 11): connected peers tell each other of the rest of the swarm; never for private torrents */
+    pex: Type.Boolean({ default: true }),
     trackers: Type.Array(Type.String({ pattern: '^(https?|udp|wss?)://[^\\s]+$', description: 'a tracker URL' }), { default: [] }),
     /** bytes per second; 0 = unlimited */
     uploadLimit: Type.Integer({ minimum: 0, default: 0 }),

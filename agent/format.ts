@@ -73,6 +73,6 @@ export function formatStatus (s: AgentStatus): string {
 
 export function formatPeers (peers: PeerInfo[]): string {
   if (peers.length === 0) return 'no peers\n'
-  return table(['INFOHASH', 'PEER', 'TYPE', 'DOWNLOADED', 'UPLOADED', 'DOWN', 'UP'],
-    peers.map((p) => [p.infoHash.slice(0, 12), p.address, p.type, bytes(p.downloaded), bytes(p.uploaded), rate(p.downSpeed), rate(p.upSpeed)]))
+  return table(['INFOHASH', 'PEER', 'TYPE', 'FOUND', 'CLIENT', 'DOWNLOADED', 'UPLOADED', 'DOWN', 'UP'],
+    peers.map((p) => [p.infoHash.slice(0, 12), p.address, p.type, p.found ?? '-', p.client ?? '-', bytes(p.downloaded), bytes(p.uploaded), rate(p.downSpeed), rate(p.upSpeed)]))
 }

@@ -28,7 +28,7 @@ const SELF = fileURLToPath(import.meta.url)
 
 
 function swarmOpts (dataDir: string): SwarmOptions {
-  return { dataDir, torrentPort: 0, dht: { enabled: false, bootstrap: [] }, lsd: false, trackers: [], uploadLimit: 0, downloadLimit: 0, maxConns: 55 }
+  return { dataDir, torrentPort: 0, dht: { enabled: false, bootstrap: [] }, lsd: false, pex: true, trackers: [], uploadLimit: 0, downloadLimit: 0, maxConns: 55 }
 }
 
 const log = pino({ level: process.env.IMGDIST_BENCH_LOG_LEVEL ?? 'warn' }, pino.destination(2))

@@ -44,6 +44,8 @@ export class OriginSeeder {
       torrentPort: this.opts.torrentPort,
       dht: { enabled: this.opts.dht, bootstrap: [] },
       lsd: false,
+      // the origin is connected to every downloader: its PEX tells each of them of the others
+      pex: true,
       trackers: announce,
       uploadLimit: this.opts.uploadLimit !== undefined && this.opts.uploadLimit > 0 ? this.opts.uploadLimit : 0,
       downloadLimit: 0,

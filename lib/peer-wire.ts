@@ -1,4 +1,5 @@
 import { ImgdistError } from './errors.js'
+import { EXTENSION_BIT, EXTENSION_BYTE } from './peer-extension.js'
 
 /**
  * The BitTorrent peer wire protocol (BEP 3) as bytes: the handshake and the length-prefixed
@@ -18,7 +19,7 @@ export const BLOCK_LENGTH = 16 * 1024
 export const MAX_REQUEST_LENGTH = 128 * 1024
 
 export const MsgId = {
-  choke: 0, unchoke: 1, interested: 2, notInterested: 3, have: 4, bitfield: 5, request: 6, piece: 7, cancel: 8, port: 9
+  choke: 0, unchoke: 1, interested: 2, notInterested: 3, have: 4, bitfield: 5, request: 6, piece: 7, cancel: 8, port: 9, extended: 20
 } as const
 
 export class WireError extends ImgdistError {
@@ -37,23 +38,25 @@ export function isImgdistPeerId (id: Uint8Array): boolean {
   return Buffer.from(id.subarray(0, 4)).toString('latin1') === PEER_ID_PREFIX.slice(0, 4)
 }
 
-export function encodeHandshake (infoHash: Uint8Array, peerId: Uint8Array): Buffer {
+/** `extensions`: set the BEP 10 bit (lib/peer-extension.ts); the other reserved bits stay zero (no DHT port message, no fast extension) */
+export function encodeHandshake (infoHash: Uint8Array, peerId: Uint8Array, extensions = false): Buffer {
   const b = Buffer.alloc(HANDSHAKE_LENGTH)
   b[0] = PSTR.length
   PSTR.copy(b, 1)
-  // reserved bytes 20..27 stay zero: no extension protocol, no DHT port message, no fast extension
+  if (extensions) b[EXTENSION_BYTE] = EXTENSION_BIT
   b.set(infoHash, 28)
   b.set(peerId, 48)
   return b
 }
 
-export interface Handshake { infoHash: Buffer, peerId: Buffer }
+/** `extensions`: the peer set the BEP 10 bit */
+export interface Handshake { infoHash: Buffer, peerId: Buffer, extensions: boolean }
 
 export function decodeHandshake (b: Buffer): Handshake {
   if (b.length !== HANDSHAKE_LENGTH || b[0] !== PSTR.length || !b.subarray(1, 20).equals(PSTR)) {
     throw new WireError('not a BitTorrent handshake')
   }
-  return { infoHash: Buffer.from(b.subarray(28, 48)), peerId: Buffer.from(b.subarray(48, 68)) }
+  return { infoHash: Buffer.from(b.subarray(28, 48)), peerId: Buffer.from(b.subarray(48, 68)), extensions: ((b[EXTENSION_BYTE] as number) & EXTENSION_BIT) !== 0 }
 }
 
 function header (len: number, id: number): Buffer {

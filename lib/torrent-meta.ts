@@ -63,6 +63,8 @@ export interface ParsedTorrent {
   pieces: Uint8Array
   announce: string[]
   webSeeds: string[]
+  /** BEP 27 `private`: peers only from the torrent's trackers, so no DHT, LSD or peer exchange */
+  private: boolean
 }
 
 const dec = new TextDecoder()
@@ -103,5 +105,5 @@ export function parseTorrent (bytes: Uint8Array, expect?: { infoHash?: string, l
   }
   const ul = t['url-list']
   const webSeeds = Array.isArray(ul) ? ul.map(str).filter((s): s is string => s !== undefined) : (str(ul) !== undefined ? [str(ul) as string] : [])
-  return { infoHash, name, length, pieceLength, pieceCount, pieces, announce, webSeeds }
+  return { infoHash, name, length, pieceLength, pieceCount, pieces, announce, webSeeds, private: info.private === 1 }
 }

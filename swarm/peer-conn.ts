@@ -3,6 +3,7 @@ import {
   MAX_REQUEST_LENGTH, MsgId, WireDecoder, WireError, encode, encodeHandshake, hasBit, isImgdistPeerId, setBit,
   type Handshake
 } from '../lib/peer-wire.js'
+import { OUR_PEX_ID, decodeExtendedHandshake, decodePex, type PexMessage } from '../lib/peer-extension.js'
 import { blockKey, type BlockRequest } from './piece-picker.js'
 import { RateMeter } from './rate-meter.js'
 
@@ -26,10 +27,17 @@ export interface PeerSession {
   onPeerRequest: (peer: PeerConn) => void
   onPeerBlock: (peer: PeerConn, index: number, begin: number, block: Buffer) => void
   onPeerClose: (peer: PeerConn, reason: string) => void
+  /** our BEP 10 handshake for this torrent, sent after the bitfield to peers that set the extension bit */
+  extendedHandshake: () => Buffer
+  /** a ut_pex message from the peer, decoded and bounded (only if our extended handshake offered ut_pex) */
+  onPeerPex: (peer: PeerConn, msg: PexMessage) => void
 }
 
+/** how we came to know a connection's address: a discovery source, `pex`, `manual` (addPeer) or `incoming` */
+export type PeerSource = 'tracker' | 'dht' | 'lsd' | 'pex' | 'manual' | 'incoming'
+
 /** the most requests a peer may queue with us: enough for 16 MiB in flight */
-const MAX_QUEUED_REQUESTS = 1024
+export const MAX_QUEUED_REQUESTS = 1024
 const HIGH_WATER = 1024 * 1024
 
 export class PeerConn {
@@ -39,6 +47,16 @@ export class PeerConn {
   readonly incoming: boolean
   peerId: Buffer | undefined
   imgdist = false
+  source: PeerSource
+  /** the peer set the BEP 10 bit in its handshake */
+  extensions = false
+  /** from its extended handshake: its id for our ut_pex messages, its listening port, its client */
+  pexId: number | undefined
+  listenPort: number | undefined
+  client: string | undefined
+  /** what our ut_pex messages told this peer so far (listen addresses), and when the last went out (swarm/pex.ts) */
+  readonly pexSent = new Set<string>()
+  pexSentAt = 0
   #session: PeerSession | undefined
   bits = new Uint8Array(0)
   haveCount = 0
@@ -64,12 +82,13 @@ export class PeerConn {
   closed = false
   readonly #decoder: WireDecoder
 
-  constructor (socket: Socket, key: string, incoming: boolean, onHandshake: (conn: PeerConn, h: Handshake) => void) {
+  constructor (socket: Socket, key: string, source: PeerSource, onHandshake: (conn: PeerConn, h: Handshake) => void) {
     this.socket = socket
     this.key = key
-    this.incoming = incoming
+    this.source = source
+    this.incoming = source === 'incoming'
     this.#decoder = new WireDecoder({
-      onHandshake: (h) => { this.peerId = h.peerId; this.imgdist = isImgdistPeerId(h.peerId); onHandshake(this, h) },
+      onHandshake: (h) => { this.peerId = h.peerId; this.imgdist = isImgdistPeerId(h.peerId); this.extensions = h.extensions; onHandshake(this, h) },
       onKeepAlive: () => {},
       onMessage: (id, payload) => { this.#onMessage(id, payload) },
       onPiece: (index, begin, block) => { this.#onPiece(index, begin, block) }
@@ -95,15 +114,31 @@ export class PeerConn {
   get isSeed (): boolean { return this.#session !== undefined && this.haveCount === this.#session.pieceCount }
   get writable (): boolean { return !this.closed && this.socket.writableLength < HIGH_WATER }
 
-  sendHandshake (infoHash: Uint8Array, peerId: Uint8Array): void { this.#write(encodeHandshake(infoHash, peerId)) }
+  /** Ours always sets the BEP 10 bit: the extended handshake tells peers our listening port even when PEX is off. */
+  sendHandshake (infoHash: Uint8Array, peerId: Uint8Array): void { this.#write(encodeHandshake(infoHash, peerId, true)) }
 
-  /** Binds the connection to a torrent once the handshake named it; sends our bitfield if we have pieces. */
+  /**
+   * Where the peer accepts connections, as "host:port": the address dialled, or for an incoming
+   * connection its address with the port from its extended handshake (undefined without one).
+   */
+  get listenKey (): string | undefined {
+    if (!this.incoming) return this.key
+    const host = this.socket.remoteAddress?.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '')
+    if (host === undefined || this.listenPort === undefined) return undefined
+    return host.includes(':') ? `[${host}]:${this.listenPort}` : `${host}:${this.listenPort}`
+  }
+
+  /** Binds the connection to a torrent once the handshake named it; sends our bitfield if we have pieces, then our extended handshake. */
   attach (session: PeerSession, ourBits: Uint8Array, ourHaveCount: number): void {
     this.#session = session
     this.bits = new Uint8Array(Math.ceil(session.pieceCount / 8))
     this.#decoder.maxMessage = Math.max(this.#decoder.maxMessage, 1 + this.bits.length)
     if (ourHaveCount > 0) this.#write(encode.bitfield(ourBits))
+    if (this.extensions) this.#write(session.extendedHandshake())
   }
+
+  /** an encoded ut_pex message (swarm/pex.ts) */
+  sendPex (msg: Buffer): void { this.#write(msg) }
 
   setInterested (on: boolean): void {
     if (this.amInterested === on) return
@@ -226,8 +261,27 @@ export class PeerConn {
         s.onPeerRequest(this)
         return
       }
+      case MsgId.extended:
+        this.#onExtended(s, p)
+        return
       default:
-        // port (DHT), extension and fast-extension messages: we advertised none of them, so ignore
+        // port (DHT) and fast-extension messages: we advertised neither, so ignore
+    }
+  }
+
+  /** BEP 10: the extended handshake (id 0) and ut_pex; anything else (ut_metadata, …) we did not offer, so ignore it. A malformed one is ignored too: gossip is not worth the connection. */
+  #onExtended (s: PeerSession, p: Buffer): void {
+    if (p.length < 1) return
+    const body = p.subarray(1)
+    if (p[0] === 0) {
+      const hs = decodeExtendedHandshake(body)
+      if (hs === undefined) return
+      this.pexId = hs.pexId
+      if (hs.port !== undefined) this.listenPort = hs.port
+      if (hs.client !== undefined) this.client = hs.client
+    } else if (p[0] === OUR_PEX_ID) {
+      const msg = decodePex(body)
+      if (msg !== undefined) s.onPeerPex(this, msg)
     }
   }
 

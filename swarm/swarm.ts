@@ -9,7 +9,7 @@ import Discovery from 'torrent-discovery'
 import type { Dispatcher } from 'undici'
 import { PEER_ID_PREFIX, type Handshake } from '../lib/peer-wire.js'
 import { parseTorrent } from '../lib/torrent-meta.js'
-import { BOTH_SEEDS, PeerConn } from './peer-conn.js'
+import { BOTH_SEEDS, PeerConn, type PeerSource } from './peer-conn.js'
 import { adopt, dial } from './socket-read.js'
 import { dhtCatchUp } from './dht-catch-up.js'
 import { dhtInfo, startDhtNode } from './dht-node.js'
@@ -21,9 +21,10 @@ import type { SourceInfo } from './peer-info.js'
 /**
  * The BitTorrent engine of the agents and of the index server's origin seed (docs/agent-engine.md): one
  * listening TCP port for every torrent, peers found by tracker, DHT and LSD (torrent-discovery,
- * the library webtorrent itself uses), connections dialled and accepted here, and one
- * TorrentHandle per torrent doing the rest. Standard BitTorrent v1 on the wire (BEP 3 with
- * BEP 19 web seeds), so aria2c, libtorrent, transmission and webtorrent peers interoperate.
+ * the library webtorrent itself uses) and by peer exchange (pex.ts), connections dialled and
+ * accepted here, and one TorrentHandle per torrent doing the rest. Standard BitTorrent v1 on the
+ * wire (BEP 3, BEP 10 for BEP 11 peer exchange, BEP 19 web seeds), so aria2c, libtorrent,
+ * transmission and webtorrent peers interoperate.
  */
 
 export interface SwarmOptions {
@@ -31,6 +32,8 @@ export interface SwarmOptions {
   torrentPort: number
   dht: { enabled: boolean, bootstrap: string[], port?: number | undefined }
   lsd: boolean
+  /** peer exchange (BEP 11) with peers that offer it; never for private torrents */
+  pex: boolean
   trackers: string[]
   uploadLimit: number
   downloadLimit: number
@@ -60,7 +63,13 @@ const HANDSHAKE_TIMEOUT_MS = 10_000
 const LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1', 'localhost'])
 const DIAL_TIMEOUT_MS = 10_000
 
-interface Candidate { failures: number, nextAt: number }
+interface Candidate { failures: number, nextAt: number, source: PeerSource }
+
+/**
+ * The most addresses remembered per torrent. Trackers and the DHT answer with a bounded number;
+ * peer exchange lets any connected peer name addresses, so past this PEX names are not taken.
+ */
+const MAX_CANDIDATES = 1000
 
 interface Entry { handle: TorrentHandle, opts: AddOptions, discovery: Discovery | undefined, candidates: Map<string, Candidate>, dialing: Set<string> }
 
@@ -140,7 +149,8 @@ export class Swarm {
     if (existing !== undefined) return existing.handle
     const torrent = parseTorrent(torrentBytes, { infoHash })
     const handle = new TorrentHandle(torrent, webSeeds, {
-      peerId: this.peerId, log: this.#log, upload: this.#upload, download: this.#download, dispatcher: this.#dispatcher, maxConns: this.#opts.maxConns
+      peerId: this.peerId, log: this.#log, upload: this.#upload, download: this.#download, dispatcher: this.#dispatcher, maxConns: this.#opts.maxConns,
+      pex: this.#opts.pex, listenPort: () => this.#port
     })
     const entry: Entry = { handle, opts, discovery: undefined, candidates: new Map(), dialing: new Set() }
     // Not straight back: a peer that just went away is dialled again after 10 s, a fellow seed after 5 minutes.
@@ -148,6 +158,7 @@ export class Swarm {
       const c = entry.candidates.get(key)
       if (c !== undefined) c.nextAt = Date.now() + (reason === BOTH_SEEDS ? 300_000 : 10_000)
     }
+    handle.onPexPeer = (addr) => { this.#found(entry, addr, 'pex') }
     this.#entries.set(infoHash, entry)
     void this.#start(entry)
     return handle
@@ -167,14 +178,14 @@ export class Swarm {
         peerId: this.peerId.toString('hex'),
         port,
         announce,
-        dht: this.#dht ?? false,
-        lsd: this.#opts.lsd,
+        // BEP 27: a private torrent's peers come from its trackers only
+        dht: h.torrent.private ? false : this.#dht ?? false,
+        lsd: this.#opts.lsd && !h.torrent.private,
         tracker: announce.length > 0 ? { getAnnounceOpts: () => ({ uploaded: h.counters.uploaded, downloaded: h.counters.bytesFromPeers + h.counters.bytesFromWebSeeds, left: Math.round(h.torrent.length * (1 - h.progress)) }) } : false
       })
-      d.on('peer', (peer: string | { host?: string, ip?: string, port: number }) => {
+      d.on('peer', (peer: string | { host?: string, ip?: string, port: number }, source?: string) => {
         const addr = typeof peer === 'string' ? peer : `${peer.host ?? peer.ip ?? ''}:${peer.port}`
-        if (!e.candidates.has(addr)) e.candidates.set(addr, { failures: 0, nextAt: 0 })
-        this.#dial(e, addr)
+        this.#found(e, addr, source === 'dht' || source === 'lsd' ? source : 'tracker')
       })
       d.on('warning', (err: Error) => { this.#log.debug({ infoHash: h.infoHash, err: err.message }, 'discovery warning') })
       d.on('error', (err: Error) => { this.#log.warn({ infoHash: h.infoHash, err: err.message }, 'discovery error') })
@@ -189,8 +200,15 @@ export class Swarm {
   /** Dials a known peer directly (host:port), as a tracker answer would; for tests and operators' tools. */
   addPeer (infoHash: string, addr: string): void {
     const e = this.#entries.get(infoHash)
-    if (e === undefined) return
-    if (!e.candidates.has(addr)) e.candidates.set(addr, { failures: 0, nextAt: 0 })
+    if (e !== undefined) this.#found(e, addr, 'manual')
+  }
+
+  /** An address from a tracker, the DHT, LSD, a peer's PEX or addPeer: remembered (the first source kept) and dialled. */
+  #found (e: Entry, addr: string, source: PeerSource): void {
+    if (!e.candidates.has(addr)) {
+      if (source === 'pex' && e.candidates.size >= MAX_CANDIDATES) return
+      e.candidates.set(addr, { failures: 0, nextAt: 0, source })
+    }
     this.#dial(e, addr)
   }
 
@@ -198,7 +216,7 @@ export class Swarm {
     const h = e.handle
     if (this.#closed || h.destroyed || !h.ready || h.banned.has(addr) || e.dialing.has(addr)) return
     if (h.peers.size + e.dialing.size >= this.#opts.maxConns) return
-    for (const p of h.peers) if (p.key === addr) return
+    for (const p of h.peers) if (p.key === addr || p.listenKey === addr) return
     const c = e.candidates.get(addr)
     if (c !== undefined && c.nextAt > Date.now()) return
     const i = addr.lastIndexOf(':')
@@ -221,7 +239,7 @@ export class Swarm {
     socket.once('connect', () => {
       socket.setTimeout(HANDSHAKE_TIMEOUT_MS, () => { conn?.destroy('no handshake') })
       socket.removeAllListeners('error')
-      conn = new PeerConn(socket, addr, false, (c, hs) => {
+      conn = new PeerConn(socket, addr, e.candidates.get(addr)?.source ?? 'manual', (c, hs) => {
         e.dialing.delete(addr)
         socket.setTimeout(0)
         if (!hs.infoHash.equals(Buffer.from(h.infoHash, 'hex'))) { c.destroy('handshake for another torrent'); return }
@@ -267,7 +285,7 @@ export class Swarm {
     socket.once('close', () => { this.#incoming.delete(socket) })
     socket.setTimeout(HANDSHAKE_TIMEOUT_MS, () => { socket.destroy() })
     const key = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`
-    conn = new PeerConn(socket, key, true, (c: PeerConn, hs: Handshake) => {
+    conn = new PeerConn(socket, key, 'incoming', (c: PeerConn, hs: Handshake) => {
       socket.setTimeout(0)
       const e = this.#entries.get(hs.infoHash.toString('hex'))
       if (e !== undefined && hs.peerId.equals(this.peerId)) {

@@ -3,7 +3,9 @@ import type { Dispatcher } from 'undici'
 import { ImgdistError } from '../lib/errors.js'
 import { BLOCK_LENGTH, hasBit } from '../lib/peer-wire.js'
 import type { ParsedTorrent } from '../lib/torrent-meta.js'
-import { BOTH_SEEDS, type PeerConn, type PeerSession } from './peer-conn.js'
+import { encodeExtendedHandshake, type PexMessage } from '../lib/peer-extension.js'
+import { BOTH_SEEDS, MAX_QUEUED_REQUESTS, type PeerConn, type PeerSession } from './peer-conn.js'
+import { pexRound } from './pex.js'
 import { PeerGate } from './peer-gate.js'
 import { PiecePicker, type PendingPiece } from './piece-picker.js'
 import type { PieceStore } from './piece-store.js'
@@ -15,6 +17,9 @@ import { WebSeed } from './web-seed.js'
 import { WrittenPieces } from './written-pieces.js'
 import { bytesBySource, sourceInfo, type SourceInfo } from './peer-info.js'
 import { pumpWebSeeds, type WebSeedHost } from './web-seed-pump.js'
+
+/** the `v` of our extended handshake: what other clients show for us */
+const CLIENT = 'imgdist 0.1'
 
 /**
  * One torrent: what each peer event means for the picker, the requests (requester.ts) and the
@@ -39,6 +44,10 @@ export interface SessionDeps {
   download: TokenBucket
   dispatcher?: Dispatcher | undefined
   maxConns: number
+  /** peer exchange (BEP 11) on; off anyway for a private torrent (BEP 27) */
+  pex: boolean
+  /** our torrent port, for the extended handshake's `p` */
+  listenPort: () => number | undefined
 }
 
 export class TorrentHandle implements PeerSession {
@@ -69,6 +78,9 @@ export class TorrentHandle implements PeerSession {
   #reject!: (err: Error) => void
   #settled = false
   #finishing = false
+  readonly #pex: boolean
+  readonly #listenPort: () => number | undefined
+  #extHandshake: Buffer | undefined
 
   constructor (torrent: ParsedTorrent, webSeeds: string[], deps: SessionDeps) {
     this.torrent = torrent
@@ -76,6 +88,8 @@ export class TorrentHandle implements PeerSession {
     this.#log = deps.log.child({ infoHash: torrent.infoHash })
     // optional call: fastify's logger is a no-op object when logging is off (index server tests)
     this.#trace = this.#log.isLevelEnabled?.('trace') ?? false
+    this.#pex = deps.pex && !torrent.private
+    this.#listenPort = deps.listenPort
     this.picker = new PiecePicker(torrent.length, torrent.pieceLength)
     this.#gate = new PeerGate(deps.peerId, deps.maxConns)
     this.banned = this.#gate.banned
@@ -183,6 +197,20 @@ export class TorrentHandle implements PeerSession {
 
   /** set by the swarm: when to dial an address again */
   onPeerGone: (key: string, reason: string) => void = () => {}
+  /** set by the swarm: an address a peer told us of (ut_pex), to dial */
+  onPexPeer: (addr: string) => void = () => {}
+
+  extendedHandshake (): Buffer {
+    const port = this.#listenPort()
+    if (this.#extHandshake === undefined || port === undefined) this.#extHandshake = encodeExtendedHandshake({ pex: this.#pex, port, client: CLIENT, reqq: MAX_QUEUED_REQUESTS })
+    return this.#extHandshake
+  }
+
+  onPeerPex (peer: PeerConn, msg: PexMessage): void {
+    if (!this.#pex) return
+    if (this.#trace) this.#log.trace({ peer: peer.key, added: msg.added.length, dropped: msg.dropped.length }, 'peer exchange')
+    for (const a of msg.added) this.onPexPeer(a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`)
+  }
 
   onPeerClose (peer: PeerConn, reason: string): void {
     if (!this.peers.delete(peer)) return
@@ -199,6 +227,7 @@ export class TorrentHandle implements PeerSession {
     if (this.destroyed || !this.ready) return
     this.#req.tick(now)
     this.#pumpWebSeeds(this.#req.starving(now))
+    if (this.#pex) pexRound(this.peers, now)
   }
 
   pause (): void {

@@ -16,6 +16,6 @@ export async function engineFixture (t: { teardown: (fn: () => Promise<void>) =>
   const hashed = await hashFile(src, pieceLength)
   const tor = buildTorrent({ name: 'img.raw', length: size, pieceLength, pieces: hashed.pieces })
   const log = pino({ level: process.env.WIRE_TEST_LOG ?? 'silent' })
-  const opts = (name: string, peerIdPrefix?: string): ConstructorParameters<typeof Swarm>[0] => ({ dataDir: join(dir, name), torrentPort: 0, dht: { enabled: false, bootstrap: [] }, lsd: false, trackers: [], uploadLimit: 0, downloadLimit: 0, maxConns: 20, peerIdPrefix })
+  const opts = (name: string, peerIdPrefix?: string): ConstructorParameters<typeof Swarm>[0] => ({ dataDir: join(dir, name), torrentPort: 0, dht: { enabled: false, bootstrap: [] }, lsd: false, pex: true, trackers: [], uploadLimit: 0, downloadLimit: 0, maxConns: 20, peerIdPrefix })
   return { Swarm, dir, src, size, hashed, tor, log, opts }
 }
