@@ -173,7 +173,14 @@ export class Reconciler {
     const deps: PipelineDeps = { ...this.deps, dataDir: this.cfg.dataDir, onDownloadEnd: () => { job.downloading = false; this.kick() } }
     job.done = runPipeline(deps, rec, cat, job.abort.signal, (h) => { job.handle = h; begin() })
       .then(() => {
-        if (job.handle !== undefined) this.#seeding.set(key, job.handle)
+        if (job.handle !== undefined) {
+          // The handle's upload counter runs from this job's start: the total is the durable count
+          // from before the job plus it. Taken from the record at the first seeding round instead,
+          // bytes uploaded between the job's last absorb and that round were lost (a Transmission
+          // leecher that took the whole image in that second showed 0 uploaded).
+          ;(job.handle as TorrentHandle & { upBase?: number }).upBase = job.base.up
+          this.#seeding.set(key, job.handle)
+        }
         this.#absorb(rec, job)
       })
       .catch(async (err) => {

@@ -118,7 +118,7 @@ export class Swarm {
         this.#stopCatchUp = dhtCatchUp(this.#dht, {
           infoHashes: () => [...this.#entries.keys()],
           port: () => this.#port,
-          onAnnounce: (infoHash, addr) => { this.addPeer(infoHash, addr) }
+          onAnnounce: (infoHash, addr) => { this.addPeer(infoHash, addr, 'dht') }
         })
       }
       if (opts.dht.port !== undefined) start(opts.dht.port)
@@ -198,9 +198,9 @@ export class Swarm {
   }
 
   /** Dials a known peer directly (host:port), as a tracker answer would; for tests and operators' tools. */
-  addPeer (infoHash: string, addr: string): void {
+  addPeer (infoHash: string, addr: string, source: PeerSource = 'manual'): void {
     const e = this.#entries.get(infoHash)
-    if (e !== undefined) this.#found(e, addr, 'manual')
+    if (e !== undefined) this.#found(e, addr, source)
   }
 
   /** An address from a tracker, the DHT, LSD, a peer's PEX or addPeer: remembered (the first source kept) and dialled. */
