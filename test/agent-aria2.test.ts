@@ -16,7 +16,7 @@ const A2 = ['--enable-dht=false', '--enable-dht6=false', '--bt-enable-lpd=false'
 
 t.test('interop with aria2c', { skip: existsSync(ARIA2C) ? false : `aria2c is not installed at ${ARIA2C} (apt-get install aria2): interop not tested` }, async (t) => {
   const { dir, fx, origin } = await originTestbed(t, 'imgdist-aria2-')
-  const { startAgent } = agentFleet(t)
+  const { agents, startAgent } = agentFleet(t)
   const foreign = foreignProcs(t)
   const aria2 = (args: string[]): Foreign => foreign.spawn(ARIA2C, [...A2, ...args])
 
@@ -40,6 +40,6 @@ t.test('interop with aria2c', { skip: existsSync(ARIA2C) ? false : `aria2c is no
     const code = await leech.exited
     t.equal(code, 0, `aria2c finished (${leech.tail(500)})`)
     t.equal(sha512(await readFile(join(outDir, e.id))), e.sha512, 'aria2c got the endorsed bytes')
-    t.ok(await agentUploaded(a, e.id), 'the agent uploaded')
+    t.ok(await agentUploaded(agents, e.id), 'an agent uploaded')
   })
 })

@@ -20,7 +20,7 @@ function libtorrentMissing (): string | false {
 
 t.test('interop with libtorrent-rasterbar', { skip: libtorrentMissing() }, async (t) => {
   const { dir, fx, origin } = await originTestbed(t, 'imgdist-libtorrent-')
-  const { startAgent } = agentFleet(t)
+  const { agents, startAgent } = agentFleet(t)
   const foreign = foreignProcs(t)
   const ltPeer = async (mode: 'seed' | 'get', torrentPath: string, into: string): Promise<Foreign> =>
     foreign.spawn(PYTHON, [LT_PEER, mode, torrentPath, into, String(await freePort())])
@@ -44,6 +44,6 @@ t.test('interop with libtorrent-rasterbar', { skip: libtorrentMissing() }, async
       .catch((err) => { t.comment(lt.tail()); t.comment(a.logs.slice(-30).join('\n')); throw err })
     t.equal(lt.proc.exitCode, null, `libtorrent did not exit (${lt.tail(500)})`)
     t.equal(sha512(await readFile(join(outDir, e.id))), e.sha512, 'libtorrent got the endorsed bytes')
-    t.ok(await agentUploaded(a, e.id), 'the agent uploaded')
+    t.ok(await agentUploaded(agents, e.id), 'an agent uploaded')
   })
 })

@@ -75,7 +75,7 @@ async function addTorrent (tr: Transmission, torrent: Uint8Array, downloadDir: s
 
 t.test('interop with Transmission', { skip: existsSync(DAEMON) ? false : `transmission-daemon is not installed at ${DAEMON} (apt-get install transmission-daemon): interop not tested` }, async (t) => {
   const { dir, fx, origin } = await originTestbed(t, 'imgdist-transmission-')
-  const { startAgent } = agentFleet(t)
+  const { agents, startAgent } = agentFleet(t)
   const foreign = foreignProcs(t)
 
   await t.test('an agent downloads an image only a Transmission seeder has', async (t) => {
@@ -107,7 +107,7 @@ t.test('interop with Transmission', { skip: existsSync(DAEMON) ? false : `transm
     await tr.rpc('torrent-stop', { ids: [id] })
     await waitFor('Transmission stopped the torrent', async () => (await tr.torrent(id)).status === STOPPED, 60_000)
     t.equal(sha512(await readFile(join(outDir, e.id))), e.sha512, 'Transmission got the endorsed bytes')
-    t.ok(await agentUploaded(a, e.id), 'the agent uploaded')
+    t.ok(await agentUploaded(agents, e.id), 'an agent uploaded')
   })
 
   const host = nonLoopbackIpv4()

@@ -91,9 +91,16 @@ export async function agentFetchesFromForeign (t: { equal: (a: unknown, b: unkno
   return a
 }
 
-/** Resolves once the agent's API counts bytes of the image uploaded. */
-export async function agentUploaded (a: AgentProc, id: string): Promise<boolean> {
-  return await waitFor('agent counted its upload', async () => (await imagesOf(a)).some((i) => i.id === id && (i.bytesUploaded ?? 0) > 0), 10_000)
+/**
+ * Resolves once an agent's API counts bytes of the image uploaded. Every agent of the test is
+ * asked: they all follow the same catalogue, so an agent of an earlier step fetches the image
+ * too (from the seeding agent) and the foreign client may take its bytes from that one instead.
+ */
+export async function agentUploaded (agents: readonly AgentProc[], id: string): Promise<boolean> {
+  return await waitFor('an agent counted its upload', async () => {
+    for (const a of agents) if ((await imagesOf(a)).some((i) => i.id === id && (i.bytesUploaded ?? 0) > 0)) return true
+    return undefined
+  }, 10_000)
 }
 
 /** The machine's first IPv4 address outside 127/8, or undefined (then a test that needs one skips, saying so). */
