@@ -112,27 +112,27 @@ function compact (hostIn: string, port: number): Buffer | undefined {
  * those over the limit are left out, and the caller remembers only what the peer was told.
  */
 export function encodePex<A extends PexPeer, D extends { host: string, port: number }> (pexId: number, added: readonly A[], dropped: readonly D[]): { bytes: Buffer, added: A[], dropped: D[] } {
-  const a4: Buffer[] = []; const f4: number[] = []; const a6: Buffer[] = []; const f6: number[] = []
-  const inA: A[] = []
-  for (const p of added) {
-    if (inA.length >= PEX_MAX_PEERS) break
+  const a = compactList(added)
+  const d = compactList(dropped)
+  const flags = (l: A[]): Buffer => Buffer.from(l.map((p) => p.flags))
+  const dict: Record<string, unknown> = { added: Buffer.concat(a.v4.map(([, c]) => c)), 'added.f': flags(a.v4.map(([p]) => p)), dropped: Buffer.concat(d.v4.map(([, c]) => c)) }
+  if (a.v6.length > 0 || d.v6.length > 0) {
+    Object.assign(dict, { added6: Buffer.concat(a.v6.map(([, c]) => c)), 'added6.f': flags(a.v6.map(([p]) => p)), dropped6: Buffer.concat(d.v6.map(([, c]) => c)) })
+  }
+  return { bytes: message(pexId, dict), added: a.sent, dropped: d.sent }
+}
+
+/** The first PEX_MAX_PEERS of `list` that can be sent compact, with their compact forms by family. */
+function compactList<T extends { host: string, port: number }> (list: readonly T[]): { sent: T[], v4: Array<[T, Buffer]>, v6: Array<[T, Buffer]> } {
+  const out: { sent: T[], v4: Array<[T, Buffer]>, v6: Array<[T, Buffer]> } = { sent: [], v4: [], v6: [] }
+  for (const p of list) {
+    if (out.sent.length >= PEX_MAX_PEERS) break
     const c = compact(p.host, p.port)
     if (c === undefined) continue
-    inA.push(p)
-    if (c.length === 6) { a4.push(c); f4.push(p.flags) } else { a6.push(c); f6.push(p.flags) }
+    out.sent.push(p)
+    ;(c.length === 6 ? out.v4 : out.v6).push([p, c])
   }
-  const d4: Buffer[] = []; const d6: Buffer[] = []
-  const inD: D[] = []
-  for (const p of dropped) {
-    if (inD.length >= PEX_MAX_PEERS) break
-    const c = compact(p.host, p.port)
-    if (c === undefined) continue
-    inD.push(p)
-    if (c.length === 6) d4.push(c); else d6.push(c)
-  }
-  const dict: Record<string, unknown> = { added: Buffer.concat(a4), 'added.f': Buffer.from(f4), dropped: Buffer.concat(d4) }
-  if (a6.length > 0 || d6.length > 0) Object.assign(dict, { added6: Buffer.concat(a6), 'added6.f': Buffer.from(f6), dropped6: Buffer.concat(d6) })
-  return { bytes: message(pexId, dict), added: inA, dropped: inD }
+  return out
 }
 
 function hostOf (b: Uint8Array): string {

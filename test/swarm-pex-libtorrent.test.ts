@@ -15,7 +15,7 @@ import { freePort } from './helpers/free-port.js'
 
 // Debian's python3-libtorrent is built for the system python, not for whatever `python3` is first on PATH
 const PYTHON = '/usr/bin/python3'
-const LT_PEX = resolve('test/helpers/lt-pex.py')
+const LT_PEER = resolve('test/helpers/lt-peer.py')
 /** libtorrent's peer_info.source bit for a peer learnt from peer exchange */
 const LT_SOURCE_PEX = 4
 
@@ -35,28 +35,22 @@ t.test('peer exchange with libtorrent', { skip }, async (t) => {
   const lt = async (mode: 'seed' | 'get', into: string, uploadLimit: number, dial: string[]): Promise<{ f: Foreign, port: number }> => {
     await mkdir(into, { recursive: true })
     const port = await freePort()
-    return { f: foreign.spawn(PYTHON, [LT_PEX, mode, torrentPath, into, String(port), String(uploadLimit), ...dial]), port }
+    return { f: foreign.spawn(PYTHON, [LT_PEER, mode, torrentPath, into, String(port), String(uploadLimit), ...dial]), port }
   }
 
   await t.test('two engines that know only a libtorrent seed meet through its PEX', async (t) => {
-    const a = new Swarm(opts('a'), log)
-    const b = new Swarm(opts('b'), log)
-    t.teardown(async () => { await a.close(); await b.close() })
-    const ha = a.add(tor.infoHash, tor.bytes, [])
-    const hb = b.add(tor.infoHash, tor.bytes, [])
-    const [pa, pb] = [await a.listening(), await b.listening()]
-    await waitFor('both torrents ready', async () => ha.ready && hb.ready)
+    const { a, b, ha, hb, addrs } = await fx.twoDownloaders()
     // The seed dials both (so it knows their listening ports) and sends slowly, so that they are
     // still downloading when its first ut_pex arrives (libtorrent sends one about a second after
     // the extension handshake, then at most one a minute).
     const seedDir = join(dir, 'lt-seed')
     await mkdir(seedDir, { recursive: true })
     await copyFile(src, join(seedDir, 'img.raw'))
-    const seed = await lt('seed', seedDir, 128 * 1024, [`127.0.0.1:${pa}`, `127.0.0.1:${pb}`])
+    const seed = await lt('seed', seedDir, 128 * 1024, addrs)
     const met = await waitFor('an engine to dial the other, told by libtorrent', async () =>
       [...a.peers(), ...b.peers()].find((p) => p.found === 'pex'), 90_000)
       .catch((err) => { t.comment(seed.f.tail()); throw err })
-    t.ok([`127.0.0.1:${pa}`, `127.0.0.1:${pb}`].includes(met.address), `dialled at the other's listening port (${met.address})`)
+    t.ok(addrs.includes(met.address), `dialled at the other's listening port (${met.address})`)
     const ltPeer = a.peers().find((p) => p.found === 'incoming' && p.client !== undefined)
     t.match(ltPeer?.client, /libtorrent|LT/i, `libtorrent's extended handshake names it (${ltPeer?.client ?? 'none'})`)
     await Promise.all([ha.done, hb.done])

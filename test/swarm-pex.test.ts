@@ -70,25 +70,19 @@ t.test('handshake: the BEP 10 bit is set and read', async (t) => {
 })
 
 t.test('two downloaders that know only the seed find each other by peer exchange', async (t) => {
-  const { Swarm, src, size, tor, log, opts } = await engineFixture(t, 3 * 1024 * 1024 + 99)
+  const { Swarm, src, size, tor, log, opts, twoDownloaders } = await engineFixture(t, 3 * 1024 * 1024 + 99)
   // The seed sends slowly, so that the downloaders are still downloading when they meet.
   const seed = new Swarm({ ...opts('seed'), uploadLimit: 256 * 1024 }, log)
   t.teardown(async () => { await seed.close() })
   seed.add(tor.infoHash, tor.bytes, [], { path: src, verified: true })
   const seedAddr = `127.0.0.1:${await seed.listening()}`
-  const a = new Swarm(opts('a'), log)
-  const b = new Swarm(opts('b'), log)
-  t.teardown(async () => { await a.close(); await b.close() })
-  const ha = a.add(tor.infoHash, tor.bytes, [])
-  const hb = b.add(tor.infoHash, tor.bytes, [])
-  const [pa, pb] = [await a.listening(), await b.listening()]
-  await waitFor('both torrents ready', async () => ha.ready && hb.ready)
+  const { a, b, ha, hb, addrs } = await twoDownloaders()
   a.addPeer(tor.infoHash, seedAddr)
   b.addPeer(tor.infoHash, seedAddr)
 
   const met = await waitFor('a connection between the downloaders, found by PEX', async () =>
     [...a.peers(), ...b.peers()].find((p) => p.found === 'pex'), 20_000)
-  t.ok([`127.0.0.1:${pa}`, `127.0.0.1:${pb}`].includes(met.address), `dialled at the other's listening port (${met.address})`)
+  t.ok(addrs.includes(met.address), `dialled at the other's listening port (${met.address})`)
   const fromSeed = seed.peers()
   t.same(fromSeed.map((p) => p.found), ['incoming', 'incoming'], 'the seed saw both dial in')
   t.ok(fromSeed.every((p) => p.client === 'imgdist 0.1'), 'and knows their client from the extended handshake')
@@ -110,7 +104,7 @@ function privateTorrent (bytes: Uint8Array): { infoHash: string, bytes: Uint8Arr
 
 for (const mode of ['private torrent', 'pex: false'] as const) {
   t.test(`no peer exchange for a ${mode}: the downloaders never meet`, async (t) => {
-    const { Swarm, src, tor: plain, log, opts } = await engineFixture(t, 1024 * 1024 + 5)
+    const { Swarm, src, tor: plain, log, opts, twoDownloaders } = await engineFixture(t, 1024 * 1024 + 5)
     const tor = mode === 'private torrent' ? privateTorrent(plain.bytes) : plain
     t.equal(parseTorrent(tor.bytes).private, mode === 'private torrent')
     const pex = mode !== 'pex: false'
@@ -118,12 +112,7 @@ for (const mode of ['private torrent', 'pex: false'] as const) {
     t.teardown(async () => { await seed.close() })
     seed.add(tor.infoHash, tor.bytes, [], { path: src, verified: true })
     const seedAddr = `127.0.0.1:${await seed.listening()}`
-    const a = new Swarm({ ...opts('a'), pex }, log)
-    const b = new Swarm({ ...opts('b'), pex }, log)
-    t.teardown(async () => { await a.close(); await b.close() })
-    const ha = a.add(tor.infoHash, tor.bytes, [])
-    const hb = b.add(tor.infoHash, tor.bytes, [])
-    await waitFor('both torrents ready', async () => ha.ready && hb.ready)
+    const { a, b, ha, hb } = await twoDownloaders({ pex }, tor)
     a.addPeer(tor.infoHash, seedAddr)
     b.addPeer(tor.infoHash, seedAddr)
     let most = 0

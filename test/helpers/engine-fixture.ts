@@ -17,5 +17,21 @@ export async function engineFixture (t: { teardown: (fn: () => Promise<void>) =>
   const tor = buildTorrent({ name: 'img.raw', length: size, pieceLength, pieces: hashed.pieces })
   const log = pino({ level: process.env.WIRE_TEST_LOG ?? 'silent' })
   const opts = (name: string, peerIdPrefix?: string): ConstructorParameters<typeof Swarm>[0] => ({ dataDir: join(dir, name), torrentPort: 0, dht: { enabled: false, bootstrap: [] }, lsd: false, pex: true, trackers: [], uploadLimit: 0, downloadLimit: 0, maxConns: 20, peerIdPrefix })
-  return { Swarm, dir, src, size, hashed, tor, log, opts }
+  type Options = ConstructorParameters<typeof Swarm>[0]
+  /** Two downloading engines, `a` and `b`, of `torrent` (default the fixture's), ready for peers and knowing none; closed at teardown. */
+  const twoDownloaders = async (extra: Partial<Options> = {}, torrent: { infoHash: string, bytes: Uint8Array } = tor) => {
+    const a = new Swarm({ ...opts('a'), ...extra }, log)
+    const b = new Swarm({ ...opts('b'), ...extra }, log)
+    t.teardown(async () => { await a.close(); await b.close() })
+    const ha = a.add(torrent.infoHash, torrent.bytes, [])
+    const hb = b.add(torrent.infoHash, torrent.bytes, [])
+    const [pa, pb] = [await a.listening(), await b.listening()]
+    const deadline = Date.now() + 30_000
+    while (!(ha.ready && hb.ready)) {
+      if (Date.now() > deadline) throw new Error('the two downloaders did not get ready in 30 s')
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    return { a, b, ha, hb, addrs: [`127.0.0.1:${pa}`, `127.0.0.1:${pb}`] }
+  }
+  return { Swarm, dir, src, size, hashed, tor, log, opts, twoDownloaders }
 }
