@@ -116,7 +116,8 @@ export class Swarm {
       const start = (port: number): void => {
         this.#dht = startDhtNode(port, opts.dht.bootstrap, log)
         this.#stopCatchUp = dhtCatchUp(this.#dht, {
-          infoHashes: () => [...this.#entries.keys()],
+          // BEP 27: a private torrent is never announced on the DHT
+          infoHashes: () => [...this.#entries.values()].filter((e) => !e.handle.torrent.private).map((e) => e.handle.infoHash),
           port: () => this.#port,
           onAnnounce: (infoHash, addr) => { this.addPeer(infoHash, addr, 'dht') }
         })
@@ -205,6 +206,7 @@ export class Swarm {
 
   /** An address from a tracker, the DHT, LSD, a peer's PEX or addPeer: remembered (the first source kept) and dialled. */
   #found (e: Entry, addr: string, source: PeerSource): void {
+    if (e.handle.torrent.private && (source === 'dht' || source === 'lsd' || source === 'pex')) return // BEP 27: trackers only
     if (!e.candidates.has(addr)) {
       if (source === 'pex' && e.candidates.size >= MAX_CANDIDATES) return
       e.candidates.set(addr, { failures: 0, nextAt: 0, source })

@@ -6,7 +6,7 @@ import { Client as DHT } from 'bittorrent-dht'
 import t from 'tap'
 import { startAgent, waitFor } from './helpers/agent-proc.js'
 import { makeFixture } from './helpers/catalogue-fixture.js'
-import { engineFixture } from './helpers/engine-fixture.js'
+import { engineFixture, privateTorrent } from './helpers/engine-fixture.js'
 
 /**
  * Peers found without a tracker, through torrent-discovery's real implementations: the DHT
@@ -61,6 +61,37 @@ t.test('a downloader finds the seed through the DHT alone and completes', async 
   const got = await readFile(join(leech.downloadDir(tor.infoHash), 'img.raw'))
   t.ok(got.equals(await readFile(src)), 'the same bytes')
   t.ok((leech.dht?.nodes ?? 0) >= 1, `the downloader's routing table has nodes (${leech.dht?.nodes ?? 0})`)
+})
+
+t.test('a private torrent (BEP 27) is neither announced nor looked up on the DHT', async (t) => {
+  const { Swarm, src, tor, log, opts } = await engineFixture(t, 256 * 1024 + 7)
+  const priv = privateTorrent(tor.bytes)
+  const boot = new DHT({ bootstrap: false })
+  const bootPort = await listening(boot)
+  t.teardown(() => { boot.destroy() })
+  const dht = { enabled: true, bootstrap: [`127.0.0.1:${bootPort}`] }
+  const seed = new Swarm({ ...opts('seed'), dht }, log)
+  const leech = new Swarm({ ...opts('leech'), dht }, log)
+  t.teardown(async () => { await seed.close(); await leech.close() })
+  // the same bytes under both torrents: the public one shows the DHT works in this set-up
+  await seed.add(tor.infoHash, tor.bytes, [], { path: src, verified: true }).done
+  await seed.add(priv.infoHash, priv.bytes, [], { path: src, verified: true }).done
+  const pub = leech.add(tor.infoHash, tor.bytes, [])
+  const pr = leech.add(priv.infoHash, priv.bytes, [])
+  await pub.done
+  t.pass('the public torrent was found through the DHT and completed')
+  await new Promise((resolve) => setTimeout(resolve, 3000)) // several catch-up rounds (500 ms each)
+  const probe = new DHT({ bootstrap: [`127.0.0.1:${bootPort}`] })
+  await listening(probe)
+  t.teardown(() => { probe.destroy() })
+  const announced: string[] = []
+  probe.on('peer', (peer: { host: string, port: number }, infoHash: Buffer) => { announced.push(`${infoHash.toString('hex')} ${peer.host}:${peer.port}`) })
+  await new Promise<void>((resolve) => { probe.lookup(priv.infoHash, () => { resolve() }) })
+  await new Promise<void>((resolve) => { probe.lookup(tor.infoHash, () => { resolve() }) })
+  t.ok(announced.some((a) => a.startsWith(tor.infoHash)), 'the DHT lists peers of the public torrent')
+  t.notOk(announced.some((a) => a.startsWith(priv.infoHash)), 'and none of the private one')
+  t.equal(pr.progress, 0, 'the private torrent found no peer')
+  t.equal(pr.peers.size, 0)
 })
 
 t.test('the DHT can be given its own UDP port, and is absent when off', async (t) => {

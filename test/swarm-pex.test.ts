@@ -9,7 +9,7 @@ import {
 import { MsgId, WireDecoder, decodeHandshake, encodeHandshake } from '../lib/peer-wire.js'
 import { parseTorrent } from '../lib/torrent-meta.js'
 import { waitFor } from './helpers/agent-proc.js'
-import { engineFixture } from './helpers/engine-fixture.js'
+import { engineFixture, privateTorrent } from './helpers/engine-fixture.js'
 
 /**
  * Peer exchange (BEP 10 extension handshake, BEP 11 ut_pex): the format as units, then real
@@ -93,14 +93,6 @@ t.test('two downloaders that know only the seed find each other by peer exchange
   for (const [s, h] of [[a, ha], [b, hb]] as const) t.ok((await readFile(join(s.downloadDir(tor.infoHash), 'img.raw'))).equals(orig), 'whole and correct')
   t.ok(ha.counters.bytesFromPeers === size && hb.counters.bytesFromPeers === size, 'every byte from peers')
 })
-
-/** the fixture's torrent with info.private = 1 (BEP 27), same pieces */
-function privateTorrent (bytes: Uint8Array): { infoHash: string, bytes: Uint8Array } {
-  const d = bencode.decode(bytes) as { info: Record<string, unknown> }
-  d.info.private = 1
-  const out = bencode.encode(d) as Uint8Array
-  return { infoHash: parseTorrent(out).infoHash, bytes: out }
-}
 
 for (const mode of ['private torrent', 'pex: false'] as const) {
   t.test(`no peer exchange for a ${mode}: the downloaders never meet`, async (t) => {

@@ -1,8 +1,9 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
+import bencode from 'bencode'
 import { pino } from 'pino'
-import { buildTorrent } from '../../lib/torrent-meta.js'
+import { buildTorrent, parseTorrent } from '../../lib/torrent-meta.js'
 import { hashFile, writeRandomFile } from './catalogue-fixture.js'
 
 /** A random image, its torrent (64 KiB pieces), and options for engines from the built dist/ code. */
@@ -34,4 +35,12 @@ export async function engineFixture (t: { teardown: (fn: () => Promise<void>) =>
     return { a, b, ha, hb, addrs: [`127.0.0.1:${pa}`, `127.0.0.1:${pb}`] }
   }
   return { Swarm, dir, src, size, hashed, tor, log, opts, twoDownloaders }
+}
+
+/** A torrent with info.private = 1 (BEP 27) and the same pieces: another info hash. */
+export function privateTorrent (bytes: Uint8Array): { infoHash: string, bytes: Uint8Array } {
+  const d = bencode.decode(bytes) as { info: Record<string, unknown> }
+  d.info.private = 1
+  const out = bencode.encode(d) as Uint8Array
+  return { infoHash: parseTorrent(out).infoHash, bytes: out }
 }
