@@ -3,6 +3,7 @@ import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { loadConfig } from '../lib/config.js'
 import { parseDuration } from '../lib/duration.js'
 import { ConfigError } from '../lib/errors.js'
+import { splitHostPort } from '../lib/host-port.js'
 import { AgentConfigSchema, type AgentConfig, type PolicyConfig, type TargetConfig } from './config-schema.js'
 
 /** The config after validation, with paths made absolute and durations in milliseconds. */
@@ -19,12 +20,6 @@ export interface ResolvedConfig extends Omit<AgentConfig, 'targets' | 'subscript
 }
 
 export type ResolvedPolicy = PolicyConfig & { retireGraceMs: number }
-
-export function parseListen (listen: string): { host: string, port: number } {
-  const i = listen.lastIndexOf(':')
-  const host = listen.slice(0, i).replace(/^\[|\]$/g, '')
-  return { host, port: Number(listen.slice(i + 1)) }
-}
 
 /** Validates the text of a config file; `base` resolves relative paths (the config's folder). */
 export function resolveConfig (text: string, configPath: string): ResolvedConfig {
@@ -52,7 +47,7 @@ export function resolveConfig (text: string, configPath: string): ResolvedConfig
     pollIntervalMs: ms(s.pollInterval, `subscriptions[${i}].pollInterval`),
     label: s.name ?? new URL(s.url).host
   }))
-  const listen = parseListen(cfg.api.listen)
+  const listen = splitHostPort(cfg.api.listen)
   if (listen.port > 65535) problems.push(`api.listen: port ${listen.port} is above 65535`)
   const policy = { ...cfg.policy, retireGraceMs: ms(cfg.policy.retireGrace, 'policy.retireGrace') }
   const report = cfg.report === undefined

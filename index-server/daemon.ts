@@ -4,7 +4,8 @@ import { ConfigError } from '../lib/errors.js'
 import { dataPaths } from './data-dir.js'
 import { OriginSeeder } from './seeder.js'
 import { buildServer } from './server.js'
-import { ms, splitListen, type IndexServerConfig } from './server-config.js'
+import { splitHostPort } from '../lib/host-port.js'
+import { ms, type IndexServerConfig } from './server-config.js'
 
 export interface IndexDaemon {
   app: FastifyInstance
@@ -17,7 +18,7 @@ export interface IndexDaemon {
 
 /** `imgdist-index serve`: the HTTP server, then the origin seeder announcing to it, then a first sync. */
 export async function startIndexDaemon (config: IndexServerConfig, opts: { logger?: boolean | Record<string, unknown> } = {}): Promise<IndexDaemon> {
-  const { host, port } = splitListen(config.listen)
+  const { host, port } = splitHostPort(config.listen)
   if (port > 65535) throw new ConfigError('config is invalid', [`listen: port ${port} is over 65535`])
   const seeder = config.seeding.enabled
     ? new OriginSeeder({

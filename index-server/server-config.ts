@@ -58,9 +58,4 @@ export function resolveServeConfig (fileText: string | undefined, file: string |
   return validateConfig(IndexServerConfig, merged, file ?? 'command line')
 }
 
-export function splitListen (listen: string): { host: string, port: number } {
-  const i = listen.lastIndexOf(':')
-  return { host: listen.slice(0, i).replace(/^\[(.*)\]$/, '$1'), port: Number(listen.slice(i + 1)) }
-}
-
 export function ms (d: string): number { return parseDuration(d) }

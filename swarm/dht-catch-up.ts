@@ -1,4 +1,5 @@
 import type { Client as DHT } from 'bittorrent-dht'
+import { joinHostPort } from '../lib/host-port.js'
 
 /**
  * torrent-discovery looks a torrent up and announces it on the DHT once when it is added, then
@@ -49,7 +50,7 @@ export function dhtCatchUp (dht: DHT, hooks: DhtCatchUpHooks): () => void {
   const onAnnounce = (peer: { host: string, port: number }, infoHash: Uint8Array): void => {
     const hex = Buffer.from(infoHash).toString('hex')
     if (!hooks.infoHashes().includes(hex)) return
-    hooks.onAnnounce(hex, peer.host.includes(':') ? `[${peer.host}]:${peer.port}` : `${peer.host}:${peer.port}`)
+    hooks.onAnnounce(hex, joinHostPort(peer.host, peer.port))
   }
   dht.on('node', onNode)
   dht.on('announce', onAnnounce)

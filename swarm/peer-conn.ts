@@ -3,6 +3,7 @@ import {
   MAX_REQUEST_LENGTH, MsgId, WireDecoder, WireError, encode, encodeHandshake, hasBit, isImgdistPeerId, setBit,
   type Handshake
 } from '../lib/peer-wire.js'
+import { joinHostPort } from '../lib/host-port.js'
 import { OUR_PEX_ID, decodeExtendedHandshake, decodePex, type PexMessage } from '../lib/peer-extension.js'
 import { blockKey, type BlockRequest } from './piece-picker.js'
 import { RateMeter } from './rate-meter.js'
@@ -44,10 +45,9 @@ export class PeerConn {
   readonly socket: Socket
   /** host:port as dialled, or as seen for an incoming connection */
   readonly key: string
-  readonly incoming: boolean
   peerId: Buffer | undefined
   imgdist = false
-  source: PeerSource
+  readonly source: PeerSource
   /** the peer set the BEP 10 bit in its handshake */
   extensions = false
   /** from its extended handshake: its id for our ut_pex messages, its listening port, its client */
@@ -86,7 +86,6 @@ export class PeerConn {
     this.socket = socket
     this.key = key
     this.source = source
-    this.incoming = source === 'incoming'
     this.#decoder = new WireDecoder({
       onHandshake: (h) => { this.peerId = h.peerId; this.imgdist = isImgdistPeerId(h.peerId); this.extensions = h.extensions; onHandshake(this, h) },
       onKeepAlive: () => {},
@@ -111,6 +110,7 @@ export class PeerConn {
   }
 
   get session (): PeerSession | undefined { return this.#session }
+  get incoming (): boolean { return this.source === 'incoming' }
   get isSeed (): boolean { return this.#session !== undefined && this.haveCount === this.#session.pieceCount }
   get writable (): boolean { return !this.closed && this.socket.writableLength < HIGH_WATER }
 
@@ -125,7 +125,7 @@ export class PeerConn {
     if (!this.incoming) return this.key
     const host = this.socket.remoteAddress?.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '')
     if (host === undefined || this.listenPort === undefined) return undefined
-    return host.includes(':') ? `[${host}]:${this.listenPort}` : `${host}:${this.listenPort}`
+    return joinHostPort(host, this.listenPort)
   }
 
   /** Binds the connection to a torrent once the handshake named it; sends our bitfield if we have pieces, then our extended handshake. */

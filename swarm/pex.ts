@@ -1,4 +1,5 @@
 import { PEX_MAX_PEERS, PexFlag, encodePex, type PexPeer } from '../lib/peer-extension.js'
+import { isPort, splitHostPort } from '../lib/host-port.js'
 import type { PeerConn } from './peer-conn.js'
 
 /**
@@ -17,10 +18,8 @@ import type { PeerConn } from './peer-conn.js'
 export const PEX_INTERVAL_MS = 60_000
 
 function split (key: string): { host: string, port: number } | undefined {
-  const i = key.lastIndexOf(':')
-  const host = key.slice(0, i).replace(/^\[|\]$/g, '')
-  const port = Number(key.slice(i + 1))
-  return i > 0 && Number.isInteger(port) && port > 0 && port <= 65535 ? { host, port } : undefined
+  const a = splitHostPort(key)
+  return a.host !== '' && isPort(a.port) ? a : undefined
 }
 
 /** The listening address of each connected peer that has one, keyed "host:port". */

@@ -8,6 +8,7 @@ import type { Logger } from 'pino'
 import Discovery from 'torrent-discovery'
 import type { Dispatcher } from 'undici'
 import { PEER_ID_PREFIX, type Handshake } from '../lib/peer-wire.js'
+import { isPort, splitHostPort } from '../lib/host-port.js'
 import { parseTorrent } from '../lib/torrent-meta.js'
 import { BOTH_SEEDS, PeerConn, type PeerSource } from './peer-conn.js'
 import { adopt, dial } from './socket-read.js'
@@ -221,10 +222,8 @@ export class Swarm {
     for (const p of h.peers) if (p.key === addr || p.listenKey === addr) return
     const c = e.candidates.get(addr)
     if (c !== undefined && c.nextAt > Date.now()) return
-    const i = addr.lastIndexOf(':')
-    const host = addr.slice(0, i).replace(/^\[|\]$/g, '')
-    const port = Number(addr.slice(i + 1))
-    if (host === '' || !Number.isInteger(port) || port <= 0 || port > 65535) return
+    const { host, port } = splitHostPort(addr)
+    if (host === '' || !isPort(port)) return
     if (port === this.#port && this.#isOwnAddress(host)) return // ourselves, as the tracker lists us
     e.dialing.add(addr)
     let conn: PeerConn | undefined

@@ -3,6 +3,7 @@ import type { Dispatcher } from 'undici'
 import { ImgdistError } from '../lib/errors.js'
 import { BLOCK_LENGTH, hasBit } from '../lib/peer-wire.js'
 import type { ParsedTorrent } from '../lib/torrent-meta.js'
+import { joinHostPort } from '../lib/host-port.js'
 import { encodeExtendedHandshake, type PexMessage } from '../lib/peer-extension.js'
 import { BOTH_SEEDS, MAX_QUEUED_REQUESTS, type PeerConn, type PeerSession } from './peer-conn.js'
 import { pexRound } from './pex.js'
@@ -209,7 +210,7 @@ export class TorrentHandle implements PeerSession {
   onPeerPex (peer: PeerConn, msg: PexMessage): void {
     if (!this.#pex) return
     if (this.#trace) this.#log.trace({ peer: peer.key, added: msg.added.length, dropped: msg.dropped.length }, 'peer exchange')
-    for (const a of msg.added) this.onPexPeer(a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`)
+    for (const a of msg.added) this.onPexPeer(joinHostPort(a.host, a.port))
   }
 
   onPeerClose (peer: PeerConn, reason: string): void {

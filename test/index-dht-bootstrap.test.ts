@@ -46,7 +46,7 @@ async function dhtOnlyIndex (t: Test, id: string, size: number, uploadLimit = -1
 }
 
 async function peersOf (a: AgentProc): Promise<Array<{ found?: string }>> {
-  return ((await (await fetch(`${a.api}/v1/peers`)).json()) as { peers: Array<{ found?: string }> }).peers
+  return (await a.get<{ peers: Array<{ found?: string }> }>('/v1/peers')).peers
 }
 
 t.test('an agent bootstrapping from the index server\'s DHT node finds its seed, with no tracker and no web seed', async (t) => {

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto'
 import t from 'tap'
+import { isPort, joinHostPort, splitHostPort } from '../lib/host-port.js'
 import { Type } from '@sinclair/typebox'
 import bencode from 'bencode'
 import { editIndex, emptyIndex, revokeImage, upsertImage } from '../lib/catalogue-edit.js'
@@ -119,4 +120,13 @@ t.test('config: defaults filled, every bad field named', async (t) => {
     t.match(problems, /extra/)
   }
   t.throws(() => loadConfig(S, 'site: [', 'agent.yaml'), /not valid YAML/)
+})
+
+t.test('host:port: split and joined with IPv6 brackets; the port checked only by isPort', async (t) => {
+  t.same(splitHostPort('10.0.0.1:6881'), { host: '10.0.0.1', port: 6881 })
+  t.same(splitHostPort('[::1]:7800'), { host: '::1', port: 7800 })
+  t.equal(joinHostPort('::1', 7800), '[::1]:7800')
+  t.equal(joinHostPort('example.org', 80), 'example.org:80')
+  t.ok(Number.isNaN(splitHostPort('nohost').port))
+  t.same([0, 1, 65535, 65536, 1.5].map(isPort), [false, true, true, false, false])
 })
