@@ -1,3 +1,5 @@
+import { isIP } from 'node:net'
+
 /**
  * "host:port" addresses as the programs write them: config `listen` fields, peers from trackers,
  * the DHT and PEX, and the swarm's keys for them. An IPv6 host is bracketed ("[::1]:6881") so
@@ -15,3 +17,30 @@ export function joinHostPort (host: string, port: number): string {
 }
 
 export const isPort = (port: number): boolean => Number.isInteger(port) && port > 0 && port <= 65535
+
+const MAPPED = /^::ffff:(?:(\d+\.\d+\.\d+\.\d+)|([0-9a-f]{1,4}):([0-9a-f]{1,4}))$/
+
+/**
+ * One spelling per address, so that the same peer heard of from a socket, a tracker, the DHT and
+ * PEX is one key: IPv6 in RFC 5952 form (lower case, the longest run of zeros as "::"), which is
+ * what the kernel gives for a socket's address, and an IPv4-mapped IPv6 address (how a dual-stack
+ * listener sees an IPv4 peer) as plain IPv4. Without it a peer whose PEX entry said
+ * "0:0:0:0:0:0:0:1" was never matched with its connection from "::1", and was dialled again every
+ * second. Anything else (names, zone ids, nonsense) is returned unchanged.
+ */
+export function canonicalHost (host: string): string {
+  if (isIP(host) !== 6 || host.includes('%')) return host
+  const h = new URL(`http://[${host}]/`).hostname.slice(1, -1) // the WHATWG URL serializer is RFC 5952's
+  const m = MAPPED.exec(h)
+  if (m === null) return h
+  if (m[1] !== undefined) return m[1]
+  const hi = parseInt(m[2] as string, 16)
+  const lo = parseInt(m[3] as string, 16)
+  return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`
+}
+
+/** "host:port" with the host in canonicalHost's spelling (the port as given). */
+export function canonicalAddr (addr: string): string {
+  const { host, port } = splitHostPort(addr)
+  return joinHostPort(canonicalHost(host), port)
+}

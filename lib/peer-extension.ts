@@ -1,5 +1,6 @@
 import { isIP } from 'node:net'
 import bencode from 'bencode'
+import { canonicalHost } from './host-port.js'
 
 /**
  * The extension protocol (BEP 10) as bytes, for its one use here: peer exchange (BEP 11,
@@ -84,7 +85,7 @@ export function decodeExtendedHandshake (payload: Uint8Array): ExtendedHandshake
 function compact (hostIn: string, port: number): Buffer | undefined {
   if (!Number.isInteger(port) || port <= 0 || port > 65535) return undefined
   // an IPv4 peer seen through an IPv6 socket (::ffff:a.b.c.d) goes out as IPv4
-  const host = /^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(hostIn) ? hostIn.slice(7) : hostIn
+  const host = canonicalHost(hostIn)
   const v = isIP(host)
   if (v === 4) {
     const b = Buffer.allocUnsafe(6)
@@ -139,7 +140,7 @@ function hostOf (b: Uint8Array): string {
   if (b.length === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`
   const g: string[] = []
   for (let i = 0; i < 16; i += 2) g.push((((b[i] as number) << 8) | (b[i + 1] as number)).toString(16))
-  return g.join(':')
+  return canonicalHost(g.join(':'))
 }
 
 function peersOf (v: unknown, width: 6 | 18, flags?: unknown): PexPeer[] | undefined {

@@ -3,7 +3,7 @@ import {
   MAX_REQUEST_LENGTH, MsgId, WireDecoder, WireError, encode, encodeHandshake, hasBit, isImgdistPeerId, setBit,
   type Handshake
 } from '../lib/peer-wire.js'
-import { joinHostPort } from '../lib/host-port.js'
+import { canonicalHost, joinHostPort } from '../lib/host-port.js'
 import { OUR_PEX_ID, decodeExtendedHandshake, decodePex, type PexMessage } from '../lib/peer-extension.js'
 import { blockKey, type BlockRequest } from './piece-picker.js'
 import { RateMeter } from './rate-meter.js'
@@ -123,7 +123,8 @@ export class PeerConn {
    */
   get listenKey (): string | undefined {
     if (!this.incoming) return this.key
-    const host = this.socket.remoteAddress?.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '')
+    const raw = this.socket.remoteAddress
+    const host = raw !== undefined ? canonicalHost(raw) : undefined
     if (host === undefined || this.listenPort === undefined) return undefined
     return joinHostPort(host, this.listenPort)
   }

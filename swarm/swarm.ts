@@ -8,7 +8,7 @@ import type { Logger } from 'pino'
 import Discovery from 'torrent-discovery'
 import type { Dispatcher } from 'undici'
 import { PEER_ID_PREFIX, type Handshake } from '../lib/peer-wire.js'
-import { isPort, splitHostPort } from '../lib/host-port.js'
+import { canonicalAddr, canonicalHost, isPort, joinHostPort, splitHostPort } from '../lib/host-port.js'
 import { parseTorrent } from '../lib/torrent-meta.js'
 import { BOTH_SEEDS, PeerConn, type PeerSource } from './peer-conn.js'
 import { adopt, dial } from './socket-read.js'
@@ -206,7 +206,8 @@ export class Swarm {
   }
 
   /** An address from a tracker, the DHT, LSD, a peer's PEX or addPeer: remembered (the first source kept) and dialled. */
-  #found (e: Entry, addr: string, source: PeerSource): void {
+  #found (e: Entry, addrIn: string, source: PeerSource): void {
+    const addr = canonicalAddr(addrIn) // one key per peer, however the source spelt it
     if (e.handle.torrent.private && (source === 'dht' || source === 'lsd' || source === 'pex')) return // BEP 27: trackers only
     if (!e.candidates.has(addr)) {
       if (source === 'pex' && e.candidates.size >= MAX_CANDIDATES) return
@@ -226,6 +227,7 @@ export class Swarm {
     if (host === '' || !isPort(port)) return
     if (port === this.#port && this.#isOwnAddress(host)) return // ourselves, as the tracker lists us
     e.dialing.add(addr)
+    this.#log.debug({ peer: addr, found: c?.source ?? 'manual' }, 'dialling')
     let conn: PeerConn | undefined
     const socket = dial(host, port, () => conn)
     const failed = (why: string): void => {
@@ -275,7 +277,7 @@ export class Swarm {
       }
       this.#own = { at: now, addrs }
     }
-    return this.#own.addrs.has(host.replace(/^::ffff:/, ''))
+    return this.#own.addrs.has(canonicalHost(host))
   }
 
   #accept (accepted: Socket): void {
@@ -285,7 +287,7 @@ export class Swarm {
     this.#incoming.add(socket)
     socket.once('close', () => { this.#incoming.delete(socket) })
     socket.setTimeout(HANDSHAKE_TIMEOUT_MS, () => { socket.destroy() })
-    const key = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`
+    const key = joinHostPort(canonicalHost(socket.remoteAddress ?? '?'), socket.remotePort ?? 0)
     conn = new PeerConn(socket, key, 'incoming', (c: PeerConn, hs: Handshake) => {
       socket.setTimeout(0)
       const e = this.#entries.get(hs.infoHash.toString('hex'))

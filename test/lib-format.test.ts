@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto'
 import t from 'tap'
-import { isPort, joinHostPort, splitHostPort } from '../lib/host-port.js'
+import { canonicalAddr, canonicalHost, isPort, joinHostPort, splitHostPort } from '../lib/host-port.js'
 import { Type } from '@sinclair/typebox'
 import bencode from 'bencode'
 import { editIndex, emptyIndex, revokeImage, upsertImage } from '../lib/catalogue-edit.js'
@@ -129,4 +129,21 @@ t.test('host:port: split and joined with IPv6 brackets; the port checked only by
   t.equal(joinHostPort('example.org', 80), 'example.org:80')
   t.ok(Number.isNaN(splitHostPort('nohost').port))
   t.same([0, 1, 65535, 65536, 1.5].map(isPort), [false, true, true, false, false])
+})
+
+t.test('canonical addresses: one spelling per peer, whichever source named it', async (t) => {
+  const cases: Array<[string, string]> = [
+    ['0:0:0:0:0:0:0:1', '::1'], // PEX's uncompressed form, as the kernel spells it
+    ['2001:DB8:0:0:1:0:0:1', '2001:db8::1:0:0:1'], // lower case, the first longest zero run
+    ['2001:db8:0:1:1:1:1:1', '2001:db8:0:1:1:1:1:1'], // a single zero group stays (RFC 5952)
+    ['::ffff:10.0.0.2', '10.0.0.2'], // an IPv4 peer on a dual-stack socket
+    ['0:0:0:0:0:ffff:a00:2', '10.0.0.2'], // the same from an added6 list
+    ['10.0.0.2', '10.0.0.2'],
+    ['fe80::1%eth0', 'fe80::1%eth0'], // zone ids are left alone
+    ['example.org', 'example.org'],
+    ['', '']
+  ]
+  for (const [raw, want] of cases) t.equal(canonicalHost(raw), want, JSON.stringify(raw))
+  t.equal(canonicalAddr('[0:0:0:0:0:0:0:1]:6881'), '[::1]:6881')
+  t.equal(canonicalAddr('::ffff:10.0.0.2:51413'), '10.0.0.2:51413')
 })

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import bencode from 'bencode'
-import { pino } from 'pino'
+import { pino, type Logger } from 'pino'
 import { buildTorrent, parseTorrent } from '../../lib/torrent-meta.js'
 import { hashFile, writeRandomFile } from './catalogue-fixture.js'
 
@@ -19,10 +19,10 @@ export async function engineFixture (t: { teardown: (fn: () => Promise<void>) =>
   const log = pino({ level: process.env.WIRE_TEST_LOG ?? 'silent' })
   const opts = (name: string, peerIdPrefix?: string): ConstructorParameters<typeof Swarm>[0] => ({ dataDir: join(dir, name), torrentPort: 0, dht: { enabled: false, bootstrap: [] }, lsd: false, pex: true, trackers: [], uploadLimit: 0, downloadLimit: 0, maxConns: 20, peerIdPrefix })
   type Options = ConstructorParameters<typeof Swarm>[0]
-  /** Two downloading engines, `a` and `b`, of `torrent` (default the fixture's), ready for peers and knowing none; closed at teardown. */
-  const twoDownloaders = async (extra: Partial<Options> = {}, torrent: { infoHash: string, bytes: Uint8Array } = tor) => {
-    const a = new Swarm({ ...opts('a'), ...extra }, log)
-    const b = new Swarm({ ...opts('b'), ...extra }, log)
+  /** Two downloading engines, `a` and `b`, of `torrent` (default the fixture's), ready for peers and knowing none; closed at teardown. `logs` replaces the fixture's logger per engine. */
+  const twoDownloaders = async (extra: Partial<Options> = {}, torrent: { infoHash: string, bytes: Uint8Array } = tor, logs: { a?: Logger, b?: Logger } = {}) => {
+    const a = new Swarm({ ...opts('a'), ...extra }, logs.a ?? log)
+    const b = new Swarm({ ...opts('b'), ...extra }, logs.b ?? log)
     t.teardown(async () => { await a.close(); await b.close() })
     const ha = a.add(torrent.infoHash, torrent.bytes, [])
     const hb = b.add(torrent.infoHash, torrent.bytes, [])
@@ -32,7 +32,7 @@ export async function engineFixture (t: { teardown: (fn: () => Promise<void>) =>
       if (Date.now() > deadline) throw new Error('the two downloaders did not get ready in 30 s')
       await new Promise((resolve) => setTimeout(resolve, 50))
     }
-    return { a, b, ha, hb, addrs: [`127.0.0.1:${pa}`, `127.0.0.1:${pb}`] }
+    return { a, b, ha, hb, ports: [pa, pb], addrs: [`127.0.0.1:${pa}`, `127.0.0.1:${pb}`] }
   }
   return { Swarm, dir, src, size, hashed, tor, log, opts, twoDownloaders }
 }
