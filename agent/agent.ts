@@ -76,7 +76,7 @@ export class ImgdistAgent {
       if (names.has(p.name)) throw new ConfigError(`two subscriptions pin a root for the same catalogue "${p.name}"`)
       names.add(p.name)
     }
-    for (const t of cfg.targets) this.#targets.push(await createTarget(t, { log: this.log.child({ target: t.name }), dataDir: cfg.dataDir, env: this.#env }))
+    for (const t of cfg.targets) this.#targets.push(await createTarget(t, { log: this.log.child({ target: t.name }), dataDir: cfg.dataDir, site: cfg.site, env: this.#env }))
     for (const t of this.#targets) await this.#recover(t)
     this.#swarm = new Swarm({ dataDir: cfg.dataDir, ...cfg.swarm }, this.log.child({ part: 'swarm' }), this.#http)
     const torrentPort = await this.#swarm.listening()

@@ -120,7 +120,7 @@ async function main (): Promise<void> {
     t.match(g, {
       imgdist_catalogue: fx.index.signed.name, imgdist_id: entry.id, imgdist_version: entry.version,
       imgdist_sha512: entry.sha512, imgdist_endorsers: keyIdOf((fx.indexKeys[0] as { publicKey: Uint8Array }).publicKey),
-      os_distro: 'test', architecture: 'x86_64'
+      imgdist_site: 'site-a', os_distro: 'test', architecture: 'x86_64'
     })
     t.same([...g.tags].sort(), ['e2e', 'imgdist'])
 

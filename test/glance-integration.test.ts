@@ -75,14 +75,14 @@ async function main (): Promise<void> {
     OS_INTERFACE: 'public'
   }
   const fast = { retryBaseMs: 200, retryMaxMs: 1000, maxAttempts: 3 }
-  const passwordTarget = (extra: Record<string, unknown> = {}): GlanceTarget => {
-    const x = createGlanceTarget({ type: 'glance', name: 'pw', ...fast, ...extra }, { env: openrc, homeDir: work, cwd: work })
+  const passwordTarget = (extra: Record<string, unknown> = {}, site?: string): GlanceTarget => {
+    const x = createGlanceTarget({ type: 'glance', name: 'pw', ...fast, ...extra }, { env: openrc, homeDir: work, cwd: work, site })
     targets.push(x)
     return x
   }
-  const appCredTarget = (extra: Record<string, unknown> = {}): GlanceTarget => {
+  const appCredTarget = (extra: Record<string, unknown> = {}, site?: string): GlanceTarget => {
     const x = createGlanceTarget({ type: 'glance', name: 'ac', cloud: 'it-appcred', ...fast, ...extra },
-      { env: { OS_CLIENT_CONFIG_FILE: cloudsFile }, homeDir: work, cwd: work })
+      { env: { OS_CLIENT_CONFIG_FILE: cloudsFile }, homeDir: work, cwd: work, site })
     targets.push(x)
     return x
   }
@@ -167,10 +167,10 @@ async function main (): Promise<void> {
     }
   })
 
-  await t.test('Glance killed mid-upload: a clean retry, no duplicate, no queued orphan', async (t) => {
+  await t.test('Glance killed mid-upload: a clean retry, no duplicate, no queued orphan; another site\'s upload left alone', async (t) => {
     const big = await makeImage(work, 'crash-me', 24 * 1024 * 1024)
     // a bandwidth cap keeps the upload in flight long enough to kill Glance under it
-    const slow = passwordTarget({ maxUploadBytesPerSecond: 4 * 1024 * 1024, maxAttempts: 2 })
+    const slow = passwordTarget({ maxUploadBytesPerSecond: 4 * 1024 * 1024, maxAttempts: 2 }, 'it-site')
     const pending = slow.register(big).then(() => undefined, (err: unknown) => err)
     const deadline = Date.now() + 60_000
     let saving: any
@@ -185,17 +185,33 @@ async function main (): Promise<void> {
     t.equal((err as GlanceError).retryable, true, `retryable: ${(err as Error).message}`)
     t.equal(slow.status().lastError?.code, (err as GlanceError).code, 'the operator view shows the error')
     await os.startGlance()
-    t.same((await ofId('crash-me')).map((i) => i.status), ['saving'], 'the crash left an orphan behind')
+    const orphan = await ofId('crash-me')
+    t.same(orphan.map((i) => i.status), ['saving'], 'the crash left an orphan behind')
+    t.equal(orphan[0]?.imgdist_site, 'it-site', 'tagged with the site that made it')
+    // the same image half-registered by another site's agent in this project (its upload in flight)
+    const created = await fetch(`${os.glanceUrl}/v2/images`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-auth-token': await os.demoToken() },
+      body: JSON.stringify({
+        name: 'crash-me (other site)', disk_format: 'raw', container_format: 'bare', visibility: 'private',
+        imgdist_catalogue: CATALOGUE, imgdist_id: 'crash-me', imgdist_version: big.entry.version, imgdist_sha512: big.entry.sha512, imgdist_endorsers: 'x', imgdist_site: 'other-site'
+      })
+    })
+    t.equal(created.status, 201, 'another site\'s queued image made')
+    const foreign = (await created.json() as { id: string }).id
 
-    const fresh = appCredTarget()
+    const fresh = appCredTarget({}, 'it-site')
     await fresh.recover()
-    t.same(await ofId('crash-me'), [], 'recover() removed the orphan')
+    t.same((await ofId('crash-me')).map((i) => i.id), [foreign], 'recover() removed our orphan and left the other site\'s upload')
     const reg = await fresh.register(big)
     const after = await ofId('crash-me')
-    t.equal(after.length, 1, 'exactly one image')
-    t.equal(after[0].id, reg.ref)
-    t.equal(after[0].status, 'active')
-    t.equal(after[0].os_hash_value, big.entry.sha512)
+    const active = after.filter((i) => i.status === 'active')
+    t.equal(active.length, 1, 'exactly one active image')
+    t.equal(active[0].id, reg.ref)
+    t.equal(active[0].os_hash_value, big.entry.sha512)
+    t.equal(active[0].imgdist_site, 'it-site')
+    t.same(after.filter((i) => i.status !== 'active').map((i) => [i.id, i.status]), [[foreign, 'queued']], 'registering did not touch it either')
+    t.equal((await fetch(`${os.glanceUrl}/v2/images/${foreign}`, { method: 'DELETE', headers: { 'x-auth-token': await os.demoToken() } })).status, 204)
   })
 
   await t.test('public visibility: refused with member alone, then granted as docs/glance.md says, without a second upload', async (t) => {

@@ -8,6 +8,8 @@ import type { Target } from './target.js'
 export interface TargetDeps {
   log: Logger
   dataDir: string
+  /** the agent's site name: the glance target tags its images with it (imgdist_site) */
+  site?: string
   /** the process environment (OS_CLOUD, OS_* for glance), passed down from bin.ts */
   env?: Record<string, string | undefined>
 }

@@ -10,7 +10,7 @@ import { GlanceTargetConfig } from './config-schema.js'
 import { GlanceClient } from './glance-client.js'
 import { GlanceError } from './glance-errors.js'
 import { ImageApi } from './image-api.js'
-import { createBody, isImgdistImage, isOurs, matchesEntry, STUCK_STATUSES, type GlanceImage } from './image-properties.js'
+import { createBody, isImgdistImage, isOurs, matchesEntry, mayCleanUp, STUCK_STATUSES, type GlanceImage } from './image-properties.js'
 import { findImageEndpoint, KeystoneSession } from './keystone-auth.js'
 
 export { GlanceTargetConfig } from './config-schema.js'
@@ -27,6 +27,12 @@ export interface GlanceTargetDeps {
   dispatcher?: Dispatcher
   /** where ./clouds.yaml is looked up; default: the working directory */
   cwd?: string
+  /**
+   * The agent's site name, set as `imgdist_site` on the images it creates. Clean-up after a crash
+   * removes half-registered images of this site (and untagged ones, from before the tag) only,
+   * so that two agents sharing a project never delete each other's upload in flight.
+   */
+  site?: string
 }
 
 export interface GlanceRegistration extends Registration {
@@ -69,6 +75,7 @@ export class GlanceTarget implements Target {
   readonly #session: KeystoneSession
   readonly #client: GlanceClient
   readonly #images: ImageApi
+  readonly #site: string | undefined
   #lastError: GlanceTargetStatus['lastError']
   #lastImageId: string | undefined
   #lastOkAt: string | undefined
@@ -77,6 +84,7 @@ export class GlanceTarget implements Target {
   constructor (cfg: GlanceTargetConfig, cloud: ResolvedCloud, deps: GlanceTargetDeps) {
     this.name = cfg.name
     this.#cfg = cfg
+    this.#site = deps.site
     this.#cloud = cloud
     this.#log = deps.logger?.child({ target: cfg.name, type: 'glance' })
     this.#ownDispatcher = deps.dispatcher === undefined
@@ -126,7 +134,7 @@ export class GlanceTarget implements Target {
       if (existing !== undefined) return existing
       await this.#deleteStuck(await this.#ours(img, signal), signal)
 
-      const body = createBody(img, this.#cfg)
+      const body = createBody(img, this.#cfg, this.#site)
       const created = await this.#images.create(body, signal)
       const id = created.id
       this.#lastImageId = id
@@ -174,7 +182,7 @@ export class GlanceTarget implements Target {
     })
   }
 
-  /** Removes imgdist images a crash left in queued/saving/importing. Assumes one agent per project. */
+  /** Removes imgdist images a crash of this site's agent left in queued/saving/importing (mayCleanUp). */
   async recover (signal?: AbortSignal): Promise<void> {
     await this.#track(undefined, async () => {
       const projectId = (await this.#session.token(signal)).projectId
@@ -230,6 +238,10 @@ export class GlanceTarget implements Target {
   async #deleteStuck (images: GlanceImage[], signal?: AbortSignal): Promise<void> {
     for (const i of images) {
       if (!(STUCK_STATUSES as readonly string[]).includes(i.status)) continue
+      if (!mayCleanUp(i, this.#site)) {
+        this.#log?.info({ imageId: i.id, id: i.imgdist_id, status: i.status, site: i.imgdist_site }, 'leaving a half-registered Glance image of another site alone')
+        continue
+      }
       this.#log?.warn({ imageId: i.id, id: i.imgdist_id, status: i.status }, 'deleting a half-registered Glance image left by an earlier attempt')
       await this.#images.delete(i.id, signal)
     }

@@ -46,18 +46,29 @@ export function endorsersValue (endorsers: string[]): string {
   return short.length <= MAX_PROPERTY_LENGTH ? short : `${short.slice(0, MAX_PROPERTY_LENGTH - 3)}...`
 }
 
-export function identityProperties (img: TargetImage): Record<string, string> {
+/** DESIGN.md §4's identity properties, and `imgdist_site` (the agent's site, at most 128 characters by the config schema) when it is known. */
+export function identityProperties (img: TargetImage, site?: string): Record<string, string> {
   return {
     imgdist_catalogue: img.catalogue,
     imgdist_id: img.entry.id,
     imgdist_version: img.entry.version,
     imgdist_sha512: img.entry.sha512,
-    imgdist_endorsers: endorsersValue(img.endorsers)
+    imgdist_endorsers: endorsersValue(img.endorsers),
+    ...(site !== undefined ? { imgdist_site: site } : {})
   }
 }
 
+/**
+ * Whether a half-registered image is this agent's to clean up after a crash: one of its site, or
+ * one without the tag (from an agent before imgdist_site existed). Another site's may still be
+ * uploading, in the same project.
+ */
+export function mayCleanUp (image: GlanceImage, site: string | undefined): boolean {
+  return site === undefined || typeof image.imgdist_site !== 'string' || image.imgdist_site === site
+}
+
 /** The POST /v2/images body: always private at first (widened only after the hash check). */
-export function createBody (img: TargetImage, cfg: GlanceTargetConfig): Record<string, unknown> {
+export function createBody (img: TargetImage, cfg: GlanceTargetConfig, site?: string): Record<string, unknown> {
   const e = img.entry
   const props: Record<string, string> = { architecture: e.arch, os_distro: e.os }
   const bad: string[] = []
@@ -71,7 +82,7 @@ export function createBody (img: TargetImage, cfg: GlanceTargetConfig): Record<s
   }
   return {
     ...props,
-    ...identityProperties(img),
+    ...identityProperties(img, site),
     name: renderName(cfg.nameTemplate, img),
     disk_format: e.diskFormat,
     container_format: e.containerFormat,
