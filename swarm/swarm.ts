@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { rm } from 'node:fs/promises'
 import { createServer, type Server, type Socket } from 'node:net'
-import { networkInterfaces } from 'node:os'
 import { join } from 'node:path'
 import type { Client as DHT } from 'bittorrent-dht'
 import type { Logger } from 'pino'
@@ -14,6 +13,7 @@ import { BOTH_SEEDS, PeerConn, type PeerSource } from './peer-conn.js'
 import { adopt, dial } from './socket-read.js'
 import { dhtCatchUp } from './dht-catch-up.js'
 import { dhtInfo, startDhtNode } from './dht-node.js'
+import { OwnAddresses } from './own-addresses.js'
 import { PieceStore } from './piece-store.js'
 import { TokenBucket } from './rate-meter.js'
 import { TorrentHandle } from './torrent-session.js'
@@ -61,7 +61,6 @@ export interface AddOptions {
 export interface PeerInfo extends SourceInfo { infoHash: string }
 
 const HANDSHAKE_TIMEOUT_MS = 10_000
-const LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1', 'localhost'])
 const DIAL_TIMEOUT_MS = 10_000
 
 interface Candidate { failures: number, nextAt: number, source: PeerSource }
@@ -90,12 +89,13 @@ export class Swarm {
   readonly #incoming = new Set<Socket>()
   #closed = false
   #port: number | undefined
-  #own: { at: number, addrs: Set<string> } | undefined
+  readonly #own: OwnAddresses
 
   constructor (opts: SwarmOptions, log: Logger, dispatcher?: Dispatcher) {
     this.#opts = opts
     this.peerId = Buffer.concat([Buffer.from(opts.peerIdPrefix ?? PEER_ID_PREFIX, 'latin1').subarray(0, 8), randomBytes(12)])
     this.#log = log
+    this.#own = new OwnAddresses(log)
     this.#dispatcher = dispatcher
     this.#upload = new TokenBucket(opts.uploadLimit)
     this.#download = new TokenBucket(opts.downloadLimit)
@@ -225,7 +225,7 @@ export class Swarm {
     if (c !== undefined && c.nextAt > Date.now()) return
     const { host, port } = splitHostPort(addr)
     if (host === '' || !isPort(port)) return
-    if (port === this.#port && this.#isOwnAddress(host)) return // ourselves, as the tracker lists us
+    if (port === this.#port && this.#own.has(host)) return // ourselves, as the tracker lists us
     e.dialing.add(addr)
     this.#log.debug({ peer: addr, found: c?.source ?? 'manual' }, 'dialling')
     let conn: PeerConn | undefined
@@ -255,29 +255,6 @@ export class Swarm {
       socket.once('close', () => { if (e.dialing.delete(addr)) failed('closed before the handshake') })
       conn.sendHandshake(Buffer.from(h.infoHash, 'hex'), this.peerId)
     })
-  }
-
-  /**
-   * Whether host is one of this machine's addresses. A tracker lists every peer it knows under
-   * the address it saw, us included. Such a dial would end in our own accept side, which answers
-   * and is then banned (#accept); skipping it spares the connection. Interfaces are read at most
-   * once a minute. Reading them needs a netlink socket: a sandbox that forbids one (a systemd unit
-   * whose RestrictAddressFamilies= lacks AF_NETLINK) makes networkInterfaces() throw, and thrown
-   * here, from a tracker's 'peer' event, that killed the process at its first announce. Without
-   * the list only loopback is skipped; a dial to ourselves still ends at the handshake.
-   */
-  #isOwnAddress (host: string): boolean {
-    const now = Date.now()
-    if (this.#own === undefined || now - this.#own.at > 60_000) {
-      const addrs = new Set(LOOPBACK)
-      try {
-        for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) addrs.add(a.address)
-      } catch (err) {
-        if (this.#own === undefined) this.#log.warn({ err: (err as Error).message }, 'cannot list this machine\'s network addresses (is AF_NETLINK allowed?); dials to them end at the handshake instead')
-      }
-      this.#own = { at: now, addrs }
-    }
-    return this.#own.addrs.has(canonicalHost(host))
   }
 
   #accept (accepted: Socket): void {
