@@ -39,8 +39,8 @@ export function canonicalHost (host: string): string {
   return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`
 }
 
-/** "host:port" with the host in canonicalHost's spelling (the port as given). */
-export function canonicalAddr (addr: string): string {
+/** "host:port" with the host in canonicalHost's spelling, or undefined if there is no host or no valid port. */
+export function canonicalAddr (addr: string): string | undefined {
   const { host, port } = splitHostPort(addr)
-  return joinHostPort(canonicalHost(host), port)
+  return host === '' || !isPort(port) ? undefined : joinHostPort(canonicalHost(host), port)
 }

@@ -208,6 +208,7 @@ export class Swarm {
   /** An address from a tracker, the DHT, LSD, a peer's PEX or addPeer: remembered (the first source kept) and dialled. */
   #found (e: Entry, addrIn: string, source: PeerSource): void {
     const addr = canonicalAddr(addrIn) // one key per peer, however the source spelt it
+    if (addr === undefined) return
     if (e.handle.torrent.private && (source === 'dht' || source === 'lsd' || source === 'pex')) return // BEP 27: trackers only
     if (!e.candidates.has(addr)) {
       if (source === 'pex' && e.candidates.size >= MAX_CANDIDATES) return

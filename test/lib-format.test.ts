@@ -146,4 +146,5 @@ t.test('canonical addresses: one spelling per peer, whichever source named it', 
   for (const [raw, want] of cases) t.equal(canonicalHost(raw), want, JSON.stringify(raw))
   t.equal(canonicalAddr('[0:0:0:0:0:0:0:1]:6881'), '[::1]:6881')
   t.equal(canonicalAddr('::ffff:10.0.0.2:51413'), '10.0.0.2:51413')
+  t.same(['nohost', ':6881', '10.0.0.1:0', '10.0.0.1:65536', '[::1]:x'].map(canonicalAddr), [undefined, undefined, undefined, undefined, undefined], 'no host or no valid port: nothing to dial')
 })

@@ -139,7 +139,7 @@ t.test('IPv6: downloaders that know only the seed at [::1] meet through added6, 
     const met = await waitFor('a connection between the downloaders, found by PEX', async () =>
       [...a.peers(), ...b.peers()].find((p) => p.found === 'pex'), 20_000)
     t.ok(ports.some((p) => met.address === `[::1]:${p}`), `dialled at the other's listening port, spelt as the socket spells it (${met.address})`)
-    await Promise.all([ha.done, hb.done]) // about 8 s at the seed's 256 KiB/s: the swarm re-dials its candidates every second
+    await Promise.all([ha.done, hb.done]) // several seconds at the seed's 256 KiB/s, and the swarm re-dials its candidates every second
     const dials = lines.filter((l) => l.msg === 'dialling' && l.peer !== seedAddr).map((l) => l.peer)
     // One each way at most: both may dial at once before either sees the other's connection.
     t.ok(dials.length >= 1 && dials.length <= 2, `the downloaders dialled each other ${dials.length} time(s): ${dials.join(' ')}`)
