@@ -10,6 +10,10 @@ import type { ImageEntry } from '../lib/schema.js'
  * `precomputed`: the digest of the same file hashed while it downloaded (agent/swarm/prefix-hasher.ts).
  */
 export async function verifyImageFile (path: string, entry: ImageEntry, signal?: AbortSignal, precomputed?: Promise<string>): Promise<void> {
+  // Handled from here on: it can fail (the sha512 worker could not start) while the stat below is
+  // awaited, or never be awaited at all after a size mismatch, and an unhandled rejection ends the
+  // process. Awaited below, it still throws.
+  precomputed?.catch(() => {})
   let size: number
   try { size = (await stat(path)).size } catch (err) {
     throw new ImgdistError('IO_ERROR', `cannot read downloaded file ${path}: ${(err as Error).message}`, { cause: err })

@@ -39,13 +39,17 @@ t.test('a target the agent may not write: TARGET_UNWRITABLE at start-up and regi
   } else {
     await chmod(images, 0o555)
   }
-  const wrap = asRoot ? ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups'] : []
+  // Without tap's NODE_OPTIONS: its processinfo hook would write under the checkout's .tap, which
+  // nobody may not, and every sha512 worker would fail (that is how agent/verifier.ts's unhandled
+  // rejection was found).
+  const wrap = asRoot ? ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', 'env', '-u', 'NODE_OPTIONS'] : []
   const { startAgent } = agentFleet(t)
   const a = await startAgent(site, 'site-perm', {
     subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '1s' }],
     policy: { approval: 'auto' },
     retry: { initial: '1s', max: '2s' }
   }, undefined, wrap)
+  t.teardown(() => { if (!t.passing()) t.comment(`agent exit ${String(a.proc.exitCode)} ${String(a.proc.signalCode)}; its log:\n${a.logs.slice(-40).join('\n')}`) })
 
   const st = await a.get<Status>('/v1/status')
   t.equal(st.targets[0]?.recoverError?.code, 'TARGET_UNWRITABLE', 'the start-up check names the target unwritable')

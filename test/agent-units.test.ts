@@ -191,6 +191,24 @@ t.test('verifier: size and sha512 against the signed entry', async (t) => {
   await t.rejects(verifyImageFile(join(dir, 'missing'), entry()), { code: 'IO_ERROR' })
 })
 
+t.test('verify: a precomputed sha512 that fails at once surfaces as the error, never as an unhandled rejection', async (t) => {
+  // Seen: the sha512 worker failing to start (EACCES) while verify awaited its stat ended the agent.
+  const unhandled: unknown[] = []
+  const onUnhandled = (err: unknown): void => { unhandled.push(err) }
+  process.on('unhandledRejection', onUnhandled)
+  t.teardown(() => { process.off('unhandledRejection', onUnhandled) })
+  const dir = await mkdtemp(join(tmpdir(), 'imgdist-verify-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  const p = join(dir, 'f')
+  await writeFile(p, 'hello')
+  const sha512 = createHash('sha512').update('hello').digest('hex')
+  const failing = async (): Promise<string> => { throw Object.assign(new Error('sha512 worker: EACCES'), { code: 'INTERNAL' }) }
+  await t.rejects(verifyImageFile(p, entry({ sha512, size: 5 }), undefined, failing()), { code: 'INTERNAL' }, 'the worker\'s error is verify\'s')
+  await t.rejects(verifyImageFile(p, entry({ sha512, size: 6 }), undefined, failing()), { code: 'HASH_MISMATCH' }, 'a size mismatch comes first; the worker\'s error is then never awaited')
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  t.same(unhandled, [], 'no unhandled rejection')
+})
+
 t.test('reports and tables', async (t) => {
   t.equal(reportUrl('http://idx:8080'), 'http://idx:8080/v1/reports')
   t.equal(reportUrl('http://idx:8080/v1/reports'), 'http://idx:8080/v1/reports')
