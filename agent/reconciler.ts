@@ -35,7 +35,11 @@ export class Reconciler {
   paused = false
   verificationFailures = 0
   readonly #jobs = new Map<string, Job>()
-  readonly #seeding = new Map<string, TorrentHandle>()
+  /**
+   * Torrents seeded after their job, with the record's upload count from before the handle's
+   * counter began (the durable total is upBase + the handle's count).
+   */
+  readonly #seeding = new Map<string, { handle: TorrentHandle, upBase: number }>()
   #ticking?: Promise<void>
   #again = false
   #timer?: NodeJS.Timeout
@@ -68,7 +72,7 @@ export class Reconciler {
   }
 
   handleOf (rec: ImageRecord): TorrentHandle | undefined {
-    return this.#jobs.get(recordKey(rec.catalogue, rec.id))?.handle ?? this.#seeding.get(recordKey(rec.catalogue, rec.id))
+    return this.#jobs.get(recordKey(rec.catalogue, rec.id))?.handle ?? this.#seeding.get(recordKey(rec.catalogue, rec.id))?.handle
   }
 
   /**
@@ -173,14 +177,11 @@ export class Reconciler {
     const deps: PipelineDeps = { ...this.deps, dataDir: this.cfg.dataDir, onDownloadEnd: () => { job.downloading = false; this.kick() } }
     job.done = runPipeline(deps, rec, cat, job.abort.signal, (h) => { job.handle = h; begin() })
       .then(() => {
-        if (job.handle !== undefined) {
-          // The handle's upload counter runs from this job's start: the total is the durable count
-          // from before the job plus it. Taken from the record at the first seeding round instead,
-          // bytes uploaded between the job's last absorb and that round were lost (a Transmission
-          // leecher that took the whole image in that second showed 0 uploaded).
-          ;(job.handle as TorrentHandle & { upBase?: number }).upBase = job.base.up
-          this.#seeding.set(key, job.handle)
-        }
+        // The handle's upload counter runs from this job's start, so the base is the count from
+        // before the job. Taken from the record at the first seeding round instead, bytes uploaded
+        // between the job's last absorb and that round were lost (a Transmission leecher that took
+        // the whole image in that second showed 0 uploaded).
+        if (job.handle !== undefined) this.#seeding.set(key, { handle: job.handle, upBase: job.base.up })
         this.#absorb(rec, job)
       })
       .catch(async (err) => {
@@ -216,13 +217,11 @@ export class Reconciler {
       rec.progress = job.handle.progress
       await this.deps.store.put(rec)
     }
-    for (const [key, h] of this.#seeding) {
+    for (const [key, { handle: h, upBase }] of this.#seeding) {
       const rec = this.deps.store.all().find((r) => recordKey(r.catalogue, r.id) === key)
       if (rec === undefined) continue
-      const up = (h as TorrentHandle & { upBase?: number }).upBase ?? rec.bytesUploaded - h.counters.uploaded
-      ;(h as TorrentHandle & { upBase?: number }).upBase = up
-      if (rec.bytesUploaded !== up + h.counters.uploaded) {
-        rec.bytesUploaded = up + h.counters.uploaded
+      if (rec.bytesUploaded !== upBase + h.counters.uploaded) {
+        rec.bytesUploaded = upBase + h.counters.uploaded
         rec.lastUsed = Date.now()
         await this.deps.store.put(rec)
       }
@@ -232,7 +231,8 @@ export class Reconciler {
   async #startSeeding (rec: ImageRecord): Promise<void> {
     try {
       const t = await obtainTorrent({ http: this.deps.http, dataDir: this.cfg.dataDir }, rec, undefined)
-      this.#seeding.set(recordKey(rec.catalogue, rec.id), this.deps.swarm.add(rec.entry.infoHash, t.bytes, t.webSeeds))
+      const handle = this.deps.swarm.add(rec.entry.infoHash, t.bytes, t.webSeeds)
+      this.#seeding.set(recordKey(rec.catalogue, rec.id), { handle, upBase: rec.bytesUploaded - handle.counters.uploaded })
     } catch (err) {
       this.deps.log.warn({ image: rec.id, err: String(err) }, 'cannot seed a cached image; dropping it from the cache')
       await this.deps.store.put(Object.assign(rec, { cached: false }))
