@@ -1,3 +1,5 @@
+import { canonicalHost, splitHostPort } from '../lib/host-port.js'
+
 /**
  * Where a swarm run's time went, rebuilt from the agents' `piece verified` trace lines (a run
  * with IMGDIST_BENCH_LOG_LEVEL=trace; see swarm-timeline.ts). Pure: it takes the parsed
@@ -45,7 +47,8 @@ export function swarmTimeline (lines: TraceLine[], originIp: string): Timeline {
   let t0 = (verified[0] as TraceLine).time
   for (const l of lines) if (l.msg === 'requested' && l.time < t0) t0 = l.time
   const sec = (ms: number): number => (ms - t0) / 1000
-  const fromOrigin = (l: TraceLine): boolean => (l.from ?? []).some((s) => s.replace(/^::ffff:/, '').split(':')[0] === originIp)
+  // logs before session 20 spell an IPv4 peer on a dual-stack socket ::ffff:a.b.c.d:port
+  const fromOrigin = (l: TraceLine): boolean => (l.from ?? []).some((s) => canonicalHost(splitHostPort(s).host) === originIp)
 
   const agents = [...new Set(verified.map((l) => l.agent))].sort()
   const pieces = new Set(verified.map((l) => l.piece as number)).size

@@ -39,8 +39,14 @@ export function canonicalHost (host: string): string {
   return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`
 }
 
-/** "host:port" with the host in canonicalHost's spelling, or undefined if there is no host or no valid port. */
+/** The host and port of untrusted text, or undefined if there is no host or no valid port. */
+export function parseHostPort (addr: string): { host: string, port: number } | undefined {
+  const a = splitHostPort(addr)
+  return a.host !== '' && isPort(a.port) ? a : undefined
+}
+
+/** "host:port" with the host in canonicalHost's spelling, or undefined if parseHostPort refuses it. */
 export function canonicalAddr (addr: string): string | undefined {
-  const { host, port } = splitHostPort(addr)
-  return host === '' || !isPort(port) ? undefined : joinHostPort(canonicalHost(host), port)
+  const a = parseHostPort(addr)
+  return a === undefined ? undefined : joinHostPort(canonicalHost(a.host), a.port)
 }

@@ -1,5 +1,5 @@
 import { PEX_MAX_PEERS, PexFlag, encodePex, type PexPeer } from '../lib/peer-extension.js'
-import { isPort, splitHostPort } from '../lib/host-port.js'
+import { parseHostPort } from '../lib/host-port.js'
 import type { PeerConn } from './peer-conn.js'
 
 /**
@@ -17,11 +17,6 @@ import type { PeerConn } from './peer-conn.js'
 /** BEP 11: no more often than once a minute per peer */
 export const PEX_INTERVAL_MS = 60_000
 
-function split (key: string): { host: string, port: number } | undefined {
-  const a = splitHostPort(key)
-  return a.host !== '' && isPort(a.port) ? a : undefined
-}
-
 /** The listening address of each connected peer that has one, keyed "host:port". */
 interface Listening extends PexPeer { key: string }
 
@@ -29,7 +24,7 @@ function listening (peers: ReadonlySet<PeerConn>): Map<string, Listening> {
   const out = new Map<string, Listening>()
   for (const p of peers) {
     const key = p.listenKey
-    const a = key !== undefined ? split(key) : undefined
+    const a = key !== undefined ? parseHostPort(key) : undefined
     if (key === undefined || a === undefined) continue
     out.set(key, { key, ...a, flags: (p.isSeed ? PexFlag.seed : 0) | (p.incoming ? 0 : PexFlag.connectable) })
   }
@@ -48,7 +43,7 @@ export function pexRound (peers: ReadonlySet<PeerConn>, now: number): number {
     for (const [k, a] of current) if (k !== self && !peer.pexSent.has(k) && added.length < PEX_MAX_PEERS) added.push(a)
     const dropped: Array<{ key: string, host: string, port: number }> = []
     for (const k of peer.pexSent) {
-      const a = current.has(k) ? undefined : split(k)
+      const a = current.has(k) ? undefined : parseHostPort(k)
       if (a !== undefined && dropped.length < PEX_MAX_PEERS) dropped.push({ key: k, ...a })
     }
     if (added.length === 0 && dropped.length === 0) continue

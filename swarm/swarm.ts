@@ -7,7 +7,7 @@ import type { Logger } from 'pino'
 import Discovery from 'torrent-discovery'
 import type { Dispatcher } from 'undici'
 import { PEER_ID_PREFIX, type Handshake } from '../lib/peer-wire.js'
-import { canonicalAddr, canonicalHost, isPort, joinHostPort, splitHostPort } from '../lib/host-port.js'
+import { canonicalAddr, canonicalHost, joinHostPort, parseHostPort } from '../lib/host-port.js'
 import { parseTorrent } from '../lib/torrent-meta.js'
 import { BOTH_SEEDS, PeerConn, type PeerSource } from './peer-conn.js'
 import { adopt, dial } from './socket-read.js'
@@ -186,7 +186,7 @@ export class Swarm {
         tracker: announce.length > 0 ? { getAnnounceOpts: () => ({ uploaded: h.counters.uploaded, downloaded: h.counters.bytesFromPeers + h.counters.bytesFromWebSeeds, left: Math.round(h.torrent.length * (1 - h.progress)) }) } : false
       })
       d.on('peer', (peer: string | { host?: string, ip?: string, port: number }, source?: string) => {
-        const addr = typeof peer === 'string' ? peer : `${peer.host ?? peer.ip ?? ''}:${peer.port}`
+        const addr = typeof peer === 'string' ? peer : joinHostPort(peer.host ?? peer.ip ?? '', peer.port)
         this.#found(e, addr, source === 'dht' || source === 'lsd' ? source : 'tracker')
       })
       d.on('warning', (err: Error) => { this.#log.debug({ infoHash: h.infoHash, err: err.message }, 'discovery warning') })
@@ -224,8 +224,9 @@ export class Swarm {
     for (const p of h.peers) if (p.key === addr || p.listenKey === addr) return
     const c = e.candidates.get(addr)
     if (c !== undefined && c.nextAt > Date.now()) return
-    const { host, port } = splitHostPort(addr)
-    if (host === '' || !isPort(port)) return
+    const a = parseHostPort(addr)
+    if (a === undefined) return
+    const { host, port } = a
     if (port === this.#port && this.#own.has(host)) return // ourselves, as the tracker lists us
     e.dialing.add(addr)
     this.#log.debug({ peer: addr, found: c?.source ?? 'manual' }, 'dialling')

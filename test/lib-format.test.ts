@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto'
 import t from 'tap'
-import { canonicalAddr, canonicalHost, isPort, joinHostPort, splitHostPort } from '../lib/host-port.js'
+import { canonicalAddr, canonicalHost, isPort, joinHostPort, parseHostPort, splitHostPort } from '../lib/host-port.js'
 import { Type } from '@sinclair/typebox'
 import bencode from 'bencode'
 import { editIndex, emptyIndex, revokeImage, upsertImage } from '../lib/catalogue-edit.js'
@@ -146,5 +146,7 @@ t.test('canonical addresses: one spelling per peer, whichever source named it', 
   for (const [raw, want] of cases) t.equal(canonicalHost(raw), want, JSON.stringify(raw))
   t.equal(canonicalAddr('[0:0:0:0:0:0:0:1]:6881'), '[::1]:6881')
   t.equal(canonicalAddr('::ffff:10.0.0.2:51413'), '10.0.0.2:51413')
+  t.same(parseHostPort('[::1]:7800'), { host: '::1', port: 7800 })
+  t.equal(parseHostPort(':6881'), undefined, 'no host')
   t.same(['nohost', ':6881', '10.0.0.1:0', '10.0.0.1:65536', '[::1]:x'].map(canonicalAddr), [undefined, undefined, undefined, undefined, undefined], 'no host or no valid port: nothing to dial')
 })
