@@ -40,6 +40,8 @@ export class Reconciler {
    * counter began (the durable total is upBase + the handle's count).
    */
   readonly #seeding = new Map<string, { handle: TorrentHandle, upBase: number }>()
+  /** How much of each handle's counters is already folded into its record (by #absorb). */
+  readonly #counted = new WeakMap<TorrentHandle, { peers: number, web: number, up: number }>()
   #ticking?: Promise<void>
   #again = false
   #timer?: NodeJS.Timeout
@@ -175,7 +177,15 @@ export class Reconciler {
     const job: Job = { abort: new AbortController(), downloading: true, done: Promise.resolve(), begun, base: { peers: rec.bytesFromPeers, web: rec.bytesFromWebSeeds, up: rec.bytesUploaded } }
     this.#jobs.set(key, job)
     const deps: PipelineDeps = { ...this.deps, dataDir: this.cfg.dataDir, onDownloadEnd: () => { job.downloading = false; this.kick() } }
-    job.done = runPipeline(deps, rec, cat, job.abort.signal, (h) => { job.handle = h; begin() })
+    job.done = runPipeline(deps, rec, cat, job.abort.signal, (h) => {
+      // A handle outlives a failed job (a registration that failed keeps its verified torrent in
+      // the swarm), and its counters run from the handle's start, not this job's: the base leaves
+      // out what the record already holds of them, or every retry added the image again.
+      const seen = this.#counted.get(h) ?? { peers: h.counters.bytesFromPeers, web: h.counters.bytesFromWebSeeds, up: h.counters.uploaded }
+      job.base = { peers: job.base.peers - seen.peers, web: job.base.web - seen.web, up: job.base.up - seen.up }
+      job.handle = h
+      begin()
+    })
       .then(() => {
         // The handle's upload counter runs from this job's start, so the base is the count from
         // before the job. Taken from the record at the first seeding round instead, bytes uploaded
@@ -207,6 +217,7 @@ export class Reconciler {
     rec.bytesFromPeers = job.base.peers + c.bytesFromPeers
     rec.bytesFromWebSeeds = job.base.web + c.bytesFromWebSeeds
     rec.bytesUploaded = job.base.up + c.uploaded
+    this.#counted.set(job.handle as TorrentHandle, { peers: c.bytesFromPeers, web: c.bytesFromWebSeeds, up: c.uploaded })
   }
 
   async #updateProgress (): Promise<void> {

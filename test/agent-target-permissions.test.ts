@@ -21,7 +21,7 @@ const skip = asRoot && !setpriv ? 'setpriv (util-linux) is missing: cannot run t
 if (skip !== false) t.comment(`SKIPPED: ${skip}`)
 
 type Status = { targets: Array<{ name: string, recoverError?: { code: string, message: string }, lastError?: { code: string }, lastOkAt?: string }> }
-type View = { id: string, state: string, error?: { code: string, message: string } }
+type View = { id: string, state: string, retries: number, size: number, bytesFromPeers: number, bytesFromWebSeeds: number, error?: { code: string, message: string } }
 
 t.test('a target the agent may not write: TARGET_UNWRITABLE at start-up and registration, then registered once fixed', { skip }, async (t) => {
   const { dir, fx, origin } = await originTestbed(t, 'imgdist-perm-')
@@ -57,6 +57,9 @@ t.test('a target the agent may not write: TARGET_UNWRITABLE at start-up and regi
   const failed = await waitFor('the image failing at registration', async () =>
     (await a.get<{ images: View[] }>('/v1/images')).images.find((i) => i.id === 'perm-one' && i.error?.code === 'TARGET_UNWRITABLE'), 60_000)
   t.match(failed.error?.message, /may not write there/, 'the image carries the same error')
+  // a retry or two from the cached, verified download before the fix: none of them fetches again
+  await waitFor('a second failed registration', async () =>
+    (await a.get<{ images: View[] }>('/v1/images')).images.find((i) => i.id === 'perm-one' && i.retries >= 2), 60_000)
   t.equal(a.proc.exitCode, null, 'the agent runs on')
 
   // the operator's fix, as the error says; the next retry takes it without a restart
@@ -64,6 +67,9 @@ t.test('a target the agent may not write: TARGET_UNWRITABLE at start-up and regi
   else await chmod(images, 0o755)
   await waitFor('the image registered after the fix', async () =>
     (await a.get<{ images: View[] }>('/v1/images')).images.find((i) => i.id === 'perm-one' && i.state === 'registered'), 60_000)
+  const done = (await a.get<{ images: View[] }>('/v1/images')).images.find((i) => i.id === 'perm-one') as View
+  // each retry used to add the whole image to these again (the handle's counters run from its start)
+  t.equal(done.bytesFromPeers + done.bytesFromWebSeeds, done.size, 'the bytes fetched are counted once, whatever the retries')
   t.ok((await readFile(join(images, 'perm-one.img'))).equals(await readFile(fx.images.get('perm-one') as string)), 'byte for byte')
   await access(join(images, 'perm-one.json'))
   const after = await a.get<Status>('/v1/status')
