@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'
-import { ConfigError, toImgdistError } from '../lib/errors.js'
-import type { AgentStatus, TargetView } from './api.js'
+import { ConfigError, ImgdistError, toImgdistError } from '../lib/errors.js'
+import type { ActionResult, AgentStatus, TargetView } from './api.js'
 import type { ResolvedConfig } from './config.js'
 import { openDb, type AgentDb } from './db.js'
 import { Swarm } from '../swarm/swarm.js'
@@ -94,8 +94,8 @@ export class ImgdistAgent {
       status: () => this.status(),
       images: () => this.images(),
       peers: () => this.#swarm?.peers() ?? [],
-      approve: async (id) => await this.#act(id, async (r) => { await this.#reconciler?.approve(r) }),
-      retry: async (id) => await this.#act(id, async (r) => { await this.#reconciler?.retry(r) }),
+      approve: async (id) => await this.#act(id, async (r) => await this.#reconciler?.approve(r)),
+      retry: async (id) => await this.#act(id, async (r) => await this.#reconciler?.retry(r)),
       pause: async () => { this.log.info('paused'); await this.#reconciler?.pause() },
       resume: async () => { this.log.info('resumed'); await this.#reconciler?.resume() },
       metrics: createMetrics({
@@ -147,10 +147,23 @@ export class ImgdistAgent {
     })
   }
 
-  async #act (id: string, fn: (r: NonNullable<ReturnType<StateStore['get']>>) => Promise<void>): Promise<ImageView[]> {
+  /**
+   * An operator action on every record of `id` (one per catalogue that lists it). It fails only
+   * when it could be done to none of them; otherwise `messages` says what happened to each.
+   */
+  async #act (id: string, fn: (r: NonNullable<ReturnType<StateStore['get']>>) => Promise<string | undefined>): Promise<ActionResult> {
     const recs = this.#store?.findById(id) ?? []
-    for (const r of recs) await fn(r)
-    return recs.map((r) => imageView(r, this.#reconciler?.handleOf(r)))
+    const messages: string[] = []
+    const refused: ImgdistError[] = []
+    for (const r of recs) {
+      try { messages.push(await fn(r) ?? `${r.id}: agent stopping`) } catch (err) {
+        if (!(err instanceof ImgdistError)) throw err
+        refused.push(err)
+        messages.push(`${r.catalogue}: ${err.code}: ${err.message}`)
+      }
+    }
+    if (recs.length > 0 && refused.length === recs.length) throw refused[0] as ImgdistError
+    return { images: recs.map((r) => imageView(r, this.#reconciler?.handleOf(r))), messages }
   }
 
   images (): ImageView[] {

@@ -1,5 +1,6 @@
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { Registry } from 'prom-client'
+import { ImgdistError } from '../lib/errors.js'
 import type { PeerInfo } from '../swarm/swarm.js'
 import type { PollStatus } from './poller.js'
 import type { ImageView } from './views.js'
@@ -31,12 +32,16 @@ export interface TargetView {
   [key: string]: unknown
 }
 
+/** What an operator action did: the images it touched, and a line per catalogue's record. */
+export interface ActionResult { images: ImageView[], messages: string[] }
+
 export interface AgentControl {
   status: () => AgentStatus
   images: () => ImageView[]
   peers: () => PeerInfo[]
-  approve: (id: string) => Promise<ImageView[]>
-  retry: (id: string) => Promise<ImageView[]>
+  /** throw an ImgdistError when the action can be done to no record of `id` */
+  approve: (id: string) => Promise<ActionResult>
+  retry: (id: string) => Promise<ActionResult>
   /** in effect at once, and kept across restarts */
   pause: () => Promise<void>
   resume: () => Promise<void>
@@ -49,11 +54,16 @@ export async function createApi (ctl: AgentControl): Promise<FastifyInstance> {
   app.get('/v1/status', async () => ctl.status())
   app.get('/v1/images', async () => ({ images: ctl.images() }))
   app.get('/v1/peers', async () => ({ peers: ctl.peers() }))
-  const act = (fn: (id: string) => Promise<ImageView[]>) => async (req: { params: unknown }, reply: { code: (n: number) => unknown }) => {
+  const act = (fn: (id: string) => Promise<ActionResult>) => async (req: { params: unknown }, reply: { code: (n: number) => unknown }) => {
     const id = (req.params as { id: string }).id
-    const out = await fn(id)
-    if (out.length === 0) { reply.code(404); return { error: { code: 'NOT_FOUND', message: `no image "${id}" at this site` } } }
-    return { images: out }
+    let out: ActionResult
+    try { out = await fn(id) } catch (err) {
+      if (!(err instanceof ImgdistError)) throw err
+      reply.code(409)
+      return { error: { code: err.code, message: err.message } }
+    }
+    if (out.images.length === 0) { reply.code(404); return { error: { code: 'NOT_FOUND', message: `no image "${id}" at this site` } } }
+    return out
   }
   app.post('/v1/images/:id/approve', act(ctl.approve))
   app.post('/v1/images/:id/retry', act(ctl.retry))

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { pino } from 'pino'
 import { ConfigError, ImgdistError, UsageError } from '../lib/errors.js'
-import { ImgdistAgent } from './agent.js'
+import { AGENT_VERSION, ImgdistAgent } from './agent.js'
 import { CLI_SYNOPSIS, CLI_USAGE, runCli } from './cli.js'
 import { readConfigFile } from './config.js'
 
@@ -45,16 +45,19 @@ async function run (argv: string[]): Promise<void> {
 
 async function main (): Promise<number> {
   const argv = process.argv.slice(2)
-  if (argv[0] === undefined || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
+  // `imgdist-agent run --help` as well as `imgdist-agent --help`: one page describes every command
+  if (argv[0] === undefined || argv[0] === 'help' || argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(CLI_USAGE)
     return argv[0] === undefined ? 2 : 0
   }
+  if (argv[0] === '--version' || argv[0] === '-V' || argv[0] === 'version') { process.stdout.write(`imgdist-agent ${AGENT_VERSION}\n`); return 0 }
   if (argv[0] === 'run') { await run(argv.slice(1)); return -1 }
   return await runCli(argv, { out: (s) => process.stdout.write(s), env: process.env })
 }
 
 main().then((code) => { if (code >= 0) process.exitCode = code }, (err: unknown) => {
-  const code = err instanceof UsageError ? 2 : 1
+  // a config that does not validate is bad usage of `run`, as --help's EXIT STATUS says
+  const code = err instanceof UsageError || err instanceof ConfigError ? 2 : 1
   const msg = err instanceof ConfigError || err instanceof ImgdistError ? `${err.code}: ${err.message}` : String(err)
   process.stderr.write(`imgdist-agent: ${msg}\n`)
   if (err instanceof UsageError) process.stderr.write(CLI_SYNOPSIS)

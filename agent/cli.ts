@@ -14,7 +14,7 @@ SYNOPSIS
     imgdist-agent run --config FILE
     imgdist-agent status|images|peers|pause|resume [--api URL] [--json]
     imgdist-agent approve|retry ID [--api URL] [--json]
-    imgdist-agent --help
+    imgdist-agent --help | --version
 
 DESCRIPTION
     The agent runs at each site, under systemd (deploy/imgdist-agent.service). It watches the
@@ -27,7 +27,8 @@ DESCRIPTION
     run is a client of a running agent's HTTP API.
 
 COMMANDS
-    run          Run the agent. FILE is YAML (docs/agent.md lists every field); it is checked
+    run          Run the agent. FILE is YAML (deploy/agent.example.yaml shows and explains
+                 every field; docs/agent.md walks through a site's set-up); it is checked
                  at start and every bad field is named. SIGTERM or SIGINT drain and exit 0;
                  SIGHUP re-reads FILE and applies policy, cache, retry and log settings at
                  once (other changes are logged as needing a restart); a bad FILE is
@@ -47,6 +48,8 @@ OPTIONS
     --config FILE   the agent's config (run)
     --api URL       the agent's API (default http://127.0.0.1:7800, or $IMGDIST_AGENT_API)
     --json          machine-readable output
+    --help, -h      this page (after any command too)
+    --version, -V   the agent's version
 
 ENVIRONMENT
     IMGDIST_AGENT_API   default for --api
@@ -113,8 +116,8 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
     case 'images': { const r = await call('GET', `${p.api}/v1/images`) as { images: ImageView[] }; print(r, () => formatImages(r.images)); break }
     case 'peers': { const r = await call('GET', `${p.api}/v1/peers`) as { peers: PeerInfo[] }; print(r, () => formatPeers(r.peers)); break }
     case 'approve': case 'retry': {
-      const r = await call('POST', `${p.api}/v1/images/${encodeURIComponent(p.arg as string)}/${p.cmd}`) as { images: ImageView[] }
-      print(r, () => `${p.cmd === 'approve' ? 'approved' : 'retrying'} ${p.arg as string}\n` + formatImages(r.images))
+      const r = await call('POST', `${p.api}/v1/images/${encodeURIComponent(p.arg as string)}/${p.cmd}`) as { images: ImageView[], messages?: string[] }
+      print(r, () => (r.messages ?? []).map((m) => m + '\n').join('') + formatImages(r.images))
       break
     }
     case 'pause': case 'resume': { const r = await call('POST', `${p.api}/v1/${p.cmd}`); print(r, () => `${p.cmd === 'pause' ? 'paused' : 'resumed'}\n`); break }

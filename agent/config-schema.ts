@@ -1,4 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox'
+import { Name } from './name-schema.js'
+import { GlanceTargetConfig } from './targets/glance/config-schema.js'
 
 /**
  * The agent's YAML config (deploy/agent.example.yaml documents every field). Durations are
@@ -7,7 +9,6 @@ import { Type, type Static } from '@sinclair/typebox'
 
 const Duration = Type.String({ pattern: '^\\d+(s|m|h|d|w)$', description: 'a duration like 90s, 15m, 12h, 14d' })
 const HttpUrl = Type.String({ pattern: '^https?://[^\\s]+$', description: 'an http(s) URL' })
-const Name = Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,127}$', description: 'lower-case [a-z0-9._-]' })
 const Glob = Type.String({ minLength: 1, maxLength: 256, description: 'a glob: * matches anything, ? one character' })
 const Bytes = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })
 
@@ -40,12 +41,7 @@ export const DirectoryTargetConfig = Type.Object({
   path: Type.String({ minLength: 1 })
 }, { additionalProperties: false })
 
-/** The glance module validates its own fields (agent/targets/glance/); here only its routing keys. */
-export const GlanceTargetConfig = Type.Object({
-  name: Name,
-  type: Type.Literal('glance')
-}, { additionalProperties: true })
-
+/** Told apart by `type`; lib/validate.ts then names the bad fields of the branch it picks. */
 export const TargetConfig = Type.Union([DirectoryTargetConfig, GlanceTargetConfig])
 export type TargetConfig = Static<typeof TargetConfig>
 

@@ -27,6 +27,15 @@ export function resolveConfig (text: string, configPath: string): ResolvedConfig
   const base = dirname(resolve(configPath))
   const abs = (p: string): string => isAbsolute(p) ? p : resolve(base, p)
   const problems: string[] = []
+  // the schema's pattern lets through some text that is still no URL, e.g. "http://[::1/x"
+  const hostOf = (url: string, field: string): string => {
+    try { return new URL(url).host } catch { problems.push(`${field}: "${url}" is not a valid URL`); return '' }
+  }
+  cfg.subscriptions.forEach((s, i) => {
+    if (s.name !== undefined) hostOf(s.url, `subscriptions[${i}].url`)
+    s.mirrors.forEach((m, j) => hostOf(m, `subscriptions[${i}].mirrors[${j}]`))
+  })
+  if (cfg.report !== undefined) hostOf(cfg.report.url, 'report.url')
   const ms = (v: string, field: string): number => {
     if (v === '0') return 0
     try { return parseDuration(v, field) } catch (err) { problems.push(`${field}: ${(err as Error).message}`); return 0 }
@@ -42,10 +51,10 @@ export function resolveConfig (text: string, configPath: string): ResolvedConfig
   })
   const subscriptions = cfg.subscriptions.map((s, i) => ({
     ...s,
+    label: s.name ?? hostOf(s.url, `subscriptions[${i}].url`),
     url: s.url.endsWith('/') ? `${s.url}index.yaml` : s.url,
     root: abs(s.root),
-    pollIntervalMs: ms(s.pollInterval, `subscriptions[${i}].pollInterval`),
-    label: s.name ?? new URL(s.url).host
+    pollIntervalMs: ms(s.pollInterval, `subscriptions[${i}].pollInterval`)
   }))
   const listen = splitHostPort(cfg.api.listen)
   if (listen.port > 65535) problems.push(`api.listen: port ${listen.port} is above 65535`)

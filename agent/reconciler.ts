@@ -292,15 +292,26 @@ export class Reconciler {
     }
   }
 
-  /** Operator actions. */
-  async approve (rec: ImageRecord): Promise<void> {
+  /**
+   * Operator actions; each returns what it did, in words for the operator, or throws when it
+   * cannot do what was asked (an approval does not override the site's deny rules: that is a
+   * policy change, made in the config).
+   */
+  async approve (rec: ImageRecord): Promise<string> {
+    if (rec.state === 'rejected') {
+      throw new ImgdistError('POLICY_REJECTED', `${rec.id} is rejected by this site's policy (${rec.reason ?? 'policy'}); approve cannot override that: change policy in the config and reload (SIGHUP)`)
+    }
+    const already = rec.approvedSha512 === rec.entry.sha512 || rec.state !== 'awaiting-approval'
     await this.deps.store.put(Object.assign(rec, { approvedSha512: rec.entry.sha512 }))
     this.kick()
+    return already ? `${rec.id} needs no approval (it is ${rec.state}); nothing to do` : `approved ${rec.id}`
   }
 
-  async retry (rec: ImageRecord): Promise<void> {
-    if (rec.state === 'failed') await this.deps.store.put(Object.assign(rec, { nextAttemptAt: Date.now() }))
+  async retry (rec: ImageRecord): Promise<string> {
+    if (rec.state !== 'failed') throw new ImgdistError('NOT_FAILED', `${rec.id} has not failed (it is ${rec.state}); nothing to retry`)
+    await this.deps.store.put(Object.assign(rec, { nextAttemptAt: Date.now() }))
     this.kick()
+    return `retrying ${rec.id} now`
   }
 
   /** Takes effect at once; the promise says whether it was also saved for the next start. */

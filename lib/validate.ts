@@ -1,5 +1,6 @@
 import type { TSchema, Static } from '@sinclair/typebox'
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
+import { Value } from '@sinclair/typebox/value'
 
 /**
  * Schema checking shared by documents, configs and HTTP bodies. Returns every problem, each
@@ -29,14 +30,56 @@ export function schemaProblems (schema: TSchema, value: unknown, limit = 20): st
   if (checker.Check(value)) return []
   const out: string[] = []
   const seen = new Set<string>()
+  const missing = new Set<string>()
   for (const e of checker.Errors(value)) {
-    const line = `${pointerToPath(e.path)}: ${describe(e.schema, e.message)}`
-    if (seen.has(line)) continue
-    seen.add(line)
-    out.push(line)
+    for (const line of explain(e.schema, e.path, e.value, e.message)) {
+      // a missing field is one problem, not also "Expected string" for the same field
+      const field = line.slice(0, line.indexOf(': '))
+      if (seen.has(line) || missing.has(field)) continue
+      if (line.includes('Expected required property')) missing.add(field)
+      seen.add(line)
+      out.push(line)
+    }
     if (out.length >= limit) break
   }
-  return out
+  return out.slice(0, limit)
+}
+
+type Variant = TSchema & { const?: unknown, properties?: Record<string, TSchema & { const?: unknown }> }
+
+/**
+ * TypeBox says only "Expected union value" when a value matches no branch of a union, which
+ * names no field an operator could fix. So: a union of literals lists its allowed values, and a
+ * union of objects told apart by a literal field (a target's `type`) is checked against the
+ * branch that field picks, whose own problems are named; or the allowed values of that field.
+ */
+function explain (schema: TSchema, path: string, value: unknown, message: string): string[] {
+  const variants = (schema as { anyOf?: Variant[] }).anyOf
+  if (variants === undefined) return [`${pointerToPath(path)}: ${describe(schema, message)}`]
+  if (variants.every((v) => v.const !== undefined)) {
+    return [`${pointerToPath(path)}: must be one of ${variants.map((v) => JSON.stringify(v.const)).join(', ')}, not ${JSON.stringify(value)}`]
+  }
+  const key = discriminant(variants)
+  if (key !== undefined && typeof value === 'object' && value !== null) {
+    const given = (value as Record<string, unknown>)[key]
+    const branch = variants.find((v) => v.properties?.[key]?.const === given)
+    const at = (p: string): string => pointerToPath(path + p)
+    if (branch === undefined) {
+      return [`${at(`/${key}`)}: must be one of ${variants.map((v) => JSON.stringify(v.properties?.[key]?.const)).join(', ')}, not ${JSON.stringify(given)}`]
+    }
+    // defaults are filled in only once a branch matches, so fill in this branch's before judging it
+    const filled = Value.Default(branch, structuredClone(value))
+    return [...checkerFor(branch).Errors(filled)].flatMap((e) => explain(e.schema, path + e.path, e.value, e.message))
+  }
+  return [`${pointerToPath(path)}: ${describe(schema, message)}`]
+}
+
+/** The field whose literal value tells the object branches of a union apart, if there is one. */
+function discriminant (variants: Variant[]): string | undefined {
+  const first = variants[0]?.properties
+  if (first === undefined) return undefined
+  return Object.keys(first).find((k) => variants.every((v) => v.properties?.[k]?.const !== undefined) &&
+    new Set(variants.map((v) => v.properties?.[k]?.const)).size === variants.length)
 }
 
 function describe (schema: TSchema, message: string): string {

@@ -26,7 +26,12 @@ t.test('policy: deny rule, manual approval through the CLI, revocation retires p
   t.match(table, /manual-one\s+1\.0\s+awaiting-approval/, 'the images table shows the waiting image')
 
   t.match(await cli('approve', 'manual-one'), /approved manual-one/)
+  // an approval is not a way round a deny rule, and says so instead of "approved"
+  await t.rejects(cli('approve', 'deny-me'), /POLICY_REJECTED: deny-me is rejected by this site's policy \(denied by rule \{id=deny-\*\}\).*change policy in the config/)
+  t.equal((await imagesOf(a)).find((i) => i.id === 'deny-me')?.state, 'rejected', 'still rejected')
   await waitFor('approved image registered', async () => (await imagesOf(a)).find((i) => i.id === 'manual-one' && i.state === 'registered'), 60_000)
+  t.match(await cli('approve', 'manual-one'), /manual-one needs no approval \(it is registered\); nothing to do/, 'approving again is harmless and says so')
+  await t.rejects(cli('retry', 'manual-one'), /NOT_FAILED: manual-one has not failed \(it is registered\); nothing to retry/)
   t.ok(await exists(join(a.dir, 'images', 'manual-one.img')))
   t.notOk(await exists(join(a.dir, 'images', 'deny-me.img')), 'the denied image was never fetched')
 

@@ -74,6 +74,23 @@ surprise: 1
   t.throws(() => resolveConfig('site: [', 'agent.yaml'), /not valid YAML/)
 })
 
+t.test('config errors a newcomer meets name the field and the allowed values, Glance fields included', async (t) => {
+  const problems = (text: string): string[] => (t.throws(() => resolveConfig(minimal + text, 'agent.yaml')) as ConfigError).problems
+  t.same(problems('policy: { approval: manualy }\n'), ['policy.approval: must be one of "auto", "manual", not "manualy"'])
+  t.same(problems('targets: [{ type: directory, path: /x }]\n'), ['targets[0].name: Expected required property (lower-case [a-z0-9._-])'], 'a missing name, said once')
+  t.same(problems('targets: [{ name: a, type: glanc }]\n'), ['targets[0].type: must be one of "directory", "glance", not "glanc"'])
+  // one error names the core field and the Glance fields together (they used to come in two rounds)
+  t.same(problems('logLevel: loud\ntargets: [{ name: cloud-a, type: glance, region: 5, visibility: world }]\n').sort(), [
+    'logLevel: must be one of "fatal", "error", "warn", "info", "debug", "trace", not "loud"',
+    'targets[0].region: Expected string (service catalog region)',
+    'targets[0].visibility: must be one of "private", "shared", "community", "public", not "world"'
+  ])
+  t.match(problems('targets: [{ name: CloudA, type: glance }]\n'), [/^targets\[0\]\.name: .*lower-case/], 'glance names follow the same rule as every target name')
+  t.same(problems('report: { url: "http://[::1/r", siteKey: k }\n'), ['report.url: "http://[::1/r" is not a valid URL'])
+  const ok = resolveConfig(minimal + 'targets: [{ name: cloud-a, type: glance, cloud: c }]\n', 'agent.yaml')
+  t.match(ok.targets[0], { name: 'cloud-a', type: 'glance', visibility: 'private', tags: ['imgdist'] }, 'a good glance target gets its defaults')
+})
+
 t.test('targets: glance is loaded through the factory; unknown types are refused', async (t) => {
   const log = pino({ level: 'silent' })
   const d = await createTarget({ name: 'd', type: 'directory', path: '/tmp/x' } as never, { log, dataDir: '/tmp' })
@@ -237,4 +254,24 @@ t.test('imgdist-agent --help describes every command and option; a usage error p
   t.equal(lines[0], 'imgdist-agent: USAGE: unknown command "bogus"')
   t.match(lines[1], /^usage: imgdist-agent run --config FILE/, 'then the synopsis')
   t.notOk(bad.stderr.includes('DESCRIPTION'), 'not the whole manual')
+  for (const argv of [['run', '--help'], ['status', '-h'], ['approve', 'x', '--help']]) {
+    const sub = spawnSync(process.execPath, [AGENT_BIN, ...argv], { encoding: 'utf8' })
+    t.equal(sub.status, 0, `${argv.join(' ')} exits 0`)
+    t.match(sub.stdout, /SYNOPSIS[\s\S]*EXIT STATUS/, `${argv.join(' ')} prints the manual`)
+  }
+  const version = spawnSync(process.execPath, [AGENT_BIN, '--version'], { encoding: 'utf8' })
+  t.equal(version.status, 0)
+  t.match(version.stdout, /^imgdist-agent \d+\.\d+\.\d+\n$/, '--version prints the version')
+})
+
+t.test('imgdist-agent run with a config that does not validate exits 2, as --help says', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'imgdist-badcfg-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  const path = join(dir, 'agent.yaml')
+  await writeFile(path, 'site: x\npolicy: { approval: manualy }\n')
+  const r = spawnSync(process.execPath, [AGENT_BIN, 'run', '--config', path], { encoding: 'utf8' })
+  t.equal(r.status, 2, 'exit 2')
+  t.match(r.stderr, /^imgdist-agent: CONFIG_INVALID: /, 'one line naming the code')
+  const missing = spawnSync(process.execPath, [AGENT_BIN, 'run', '--config', join(dir, 'nope.yaml')], { encoding: 'utf8' })
+  t.equal(missing.status, 2, 'a config that cannot be read: exit 2 too')
 })

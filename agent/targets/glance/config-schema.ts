@@ -1,3 +1,4 @@
+import { Name } from '../../name-schema.js'
 import { Type, type Static } from '@sinclair/typebox'
 
 /**
@@ -33,7 +34,8 @@ export type Visibility = Static<typeof Visibility>
 
 export const GlanceTargetConfig = Type.Object({
   type: Type.Literal('glance'),
-  name: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$', default: 'glance', description: 'target name shown to operators' }),
+  // every target name's rule (agent/name-schema.ts); a lone glance target may leave it out
+  name: Type.String({ pattern: Name.pattern, description: Name.description, default: 'glance' }),
   cloud: Type.Optional(Str('named cloud in clouds.yaml (default: $OS_CLOUD, else OS_* variables)', 255)),
   cloudsFile: Type.Optional(Str('explicit clouds.yaml path (default: the usual search path)', 4096)),
   auth: Type.Optional(GlanceInlineAuth),
