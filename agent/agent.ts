@@ -101,10 +101,12 @@ export class ImgdistAgent {
       metrics: createMetrics({
         images: () => this.images(),
         polls: () => this.#pollers.map((p) => p.status),
-        peers: () => this.#swarm?.peers().length ?? 0,
+        peers: () => this.#swarm?.peers().filter((p) => p.type !== 'webSeed').length ?? 0,
+        webSeeds: () => this.#swarm?.peers().filter((p) => p.type === 'webSeed').length ?? 0,
+        ...(cfg.report !== undefined ? { lastReport: () => this.#reporter?.lastSent } : {}),
         verificationFailures: () => this.#reconciler?.verificationFailures ?? 0,
         paused: () => this.#reconciler?.paused ?? false,
-        dhtNodes: () => this.#swarm?.dht?.nodes
+        ...(cfg.swarm.dht.enabled ? { dhtNodes: () => this.#swarm?.dht?.nodes } : {})
       })
     })
     // close() may have run while the API was being built: it found no API to close
@@ -118,7 +120,7 @@ export class ImgdistAgent {
       await this.#reporter.start()
     }
     // startedInMs: since the process began (performance's time origin), module loading included
-    this.log.info({ site: cfg.site, api: this.apiAddress, torrentPort, catalogues: this.#pollers.map((p) => p.name), startedInMs: Math.round(performance.now()) }, 'imgdist-agent started')
+    this.log.info({ api: this.apiAddress, torrentPort, catalogues: this.#pollers.map((p) => p.name), startedInMs: Math.round(performance.now()) }, 'imgdist-agent started')
   }
 
   /**
@@ -175,10 +177,16 @@ export class ImgdistAgent {
     const images: Record<string, number> = {}
     for (const i of this.images()) images[i.state] = (images[i.state] ?? 0) + 1
     const sw = this.#swarm
+    const sources = sw?.peers() ?? []
+    const webSeeds = sources.filter((p) => p.type === 'webSeed').length
+    const rep = this.#reporter
     return {
       site: this.cfg.site, agentVersion: AGENT_VERSION, paused: this.#reconciler?.paused ?? false, startedAt: this.startedAt,
       torrentPort: sw?.port ?? 0, ...(sw?.dht !== undefined ? { dht: sw.dht } : {}), catalogues: this.#pollers.map((p) => ({ ...p.status })), images,
-      downRate: sw?.downloadSpeed ?? 0, upRate: sw?.uploadSpeed ?? 0, peers: this.#swarm?.peers().length ?? 0,
+      downRate: sw?.downloadSpeed ?? 0, upRate: sw?.uploadSpeed ?? 0, peers: sources.length - webSeeds, webSeeds,
+      ...(this.cfg.report !== undefined
+        ? { report: { url: this.cfg.report.url, ...(rep?.lastSent !== undefined ? { lastSent: rep.lastSent } : {}), ...(rep?.lastError !== undefined ? { lastError: rep.lastError, ...(rep.lastErrorAt !== undefined ? { lastErrorAt: rep.lastErrorAt } : {}) } : {}) } }
+        : {}),
       targets: this.targets()
     }
   }

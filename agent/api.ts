@@ -19,7 +19,12 @@ export interface AgentStatus {
   images: Record<string, number>
   downRate: number
   upRate: number
+  /** BitTorrent connections */
   peers: number
+  /** web seeds (BEP 19) that sent this agent bytes */
+  webSeeds: number
+  /** status reports to the index server; absent when the config has no `report:` */
+  report?: { url: string, lastSent?: string, lastError?: string, lastErrorAt?: string }
   /** each target's own view (a Glance target: endpoint, credential source, last image id, last error) */
   targets: TargetView[]
 }

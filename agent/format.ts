@@ -52,15 +52,25 @@ function targetRow (t: TargetView): string[] {
   // an error followed by a success (the operator's fix took) says so, rather than alarming for ever
   const okAt = s('lastOkAt')
   const since = okAt !== undefined && err?.at !== undefined && okAt > err.at ? `; ok since ${okAt}` : ''
-  return [t.name, t.type, where, s('credentials') ?? '', s('lastImageId') ?? '-',
+  return [t.name, t.type, where, s('credentials') ?? '', s('lastImageId') ?? s('lastImage') ?? '-',
     err !== undefined ? `${err.code ?? ''}: ${err.message ?? ''}${err.at !== undefined ? ` (${err.at}${since})` : ''}` : '']
+}
+
+/** Whether the index server hears of this site: a report that is not delivered shows here, not only in the log. */
+function formatReport (r: AgentStatus['report']): string {
+  if (r === undefined) return 'report: off (no report: section in the config)'
+  const last = r.lastSent !== undefined ? `last delivered ${r.lastSent}` : 'none delivered yet'
+  return r.lastError !== undefined
+    ? `report: NOT DELIVERED since ${r.lastErrorAt ?? '?'}: ${r.lastError} (${last})`
+    : `report: to ${r.url}, ${last}`
 }
 
 export function formatStatus (s: AgentStatus): string {
   const head = `site ${s.site}  agent ${s.agentVersion}  ${s.paused ? 'PAUSED' : 'running'} since ${s.startedAt}  torrent port ${s.torrentPort}\n` +
-    `swarm: ${s.peers} peers, down ${rate(s.downRate)}, up ${rate(s.upRate)}, ` +
+    `swarm: ${s.peers} peers${s.webSeeds !== undefined && s.webSeeds > 0 ? ` + ${s.webSeeds} web seeds` : ''}, down ${rate(s.downRate)}, up ${rate(s.upRate)}, ` +
     `DHT ${s.dht === undefined ? 'off' : `${s.dht.nodes} nodes${s.dht.port !== undefined ? ` (UDP ${s.dht.port})` : ''}`}\n` +
-    `images: ${Object.entries(s.images).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}\n\n`
+    `images: ${Object.entries(s.images).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}\n` +
+    `${formatReport(s.report)}\n\n`
   // WATCH yes: the index server holds our poll open and answers it at the next publish
   const cats = table(['CATALOGUE', 'ROOT', 'INDEX', 'WATCH', 'LAST POLL', 'LAST SUCCESS', 'ERROR'],
     s.catalogues.map((c) => [c.name, `v${c.rootVersion}`, `v${c.indexVersion}`, c.watching ? 'yes' : 'no', c.lastPoll ?? '-', c.lastSuccess ?? '-',

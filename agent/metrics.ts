@@ -4,7 +4,7 @@ import type { ImageView } from './views.js'
 import type { PollStatus } from './poller.js'
 
 /** Prometheus metrics computed from the agent's state at scrape time (its own Registry, not the global one). */
-export function createMetrics (src: { images: () => ImageView[], polls: () => PollStatus[], peers: () => number, verificationFailures: () => number, paused: () => boolean, dhtNodes?: () => number | undefined }): Registry {
+export function createMetrics (src: { images: () => ImageView[], polls: () => PollStatus[], peers: () => number, webSeeds: () => number, lastReport?: () => string | undefined, verificationFailures: () => number, paused: () => boolean, dhtNodes?: () => number | undefined }): Registry {
   const registry = new Registry()
   new Gauge({
     name: 'imgdist_agent_images', help: 'Images by state', labelNames: ['state'], registers: [registry],
@@ -25,15 +25,28 @@ export function createMetrics (src: { images: () => ImageView[], polls: () => Po
     name: 'imgdist_agent_bytes_uploaded', help: 'Bytes uploaded to other peers', registers: [registry],
     collect () { this.set(src.images().reduce((s, i) => s + i.bytesUploaded, 0)) }
   })
-  new Gauge({ name: 'imgdist_agent_peers', help: 'Connected peers (including web seeds)', registers: [registry], collect () { this.set(src.peers()) } })
+  new Gauge({ name: 'imgdist_agent_peers', help: 'Connected BitTorrent peers', registers: [registry], collect () { this.set(src.peers()) } })
+  new Gauge({ name: 'imgdist_agent_web_seeds', help: 'Web seeds (BEP 19) that sent bytes to running torrents', registers: [registry], collect () { this.set(src.webSeeds()) } })
+  // an index server that stops hearing from a site shows here, at the site, as well as in its fleet view
+  const lastReport = src.lastReport
+  if (lastReport !== undefined) {
+    new Gauge({
+      name: 'imgdist_agent_last_report_seconds', help: 'Unix time of the last status report the index server accepted (0: none yet)', registers: [registry],
+      collect () { const at = lastReport(); this.set(at !== undefined ? Date.parse(at) / 1000 : 0) }
+    })
+  }
   new Gauge({
     name: 'imgdist_agent_piece_hash_failures', help: 'Pieces that failed their sha1 and were discarded', registers: [registry],
     collect () { this.set(src.images().reduce((s, i) => s + i.hashFailures, 0)) }
   })
-  new Gauge({
-    name: 'imgdist_agent_dht_nodes', help: 'Nodes in the DHT routing table (absent when the DHT is off)', registers: [registry],
-    collect () { const n = src.dhtNodes?.(); if (n !== undefined) this.set(n) }
-  })
+  // registered only with the DHT on: an unlabelled gauge that is never set still reads 0
+  const dhtNodes = src.dhtNodes
+  if (dhtNodes !== undefined) {
+    new Gauge({
+      name: 'imgdist_agent_dht_nodes', help: 'Nodes in the DHT routing table (absent when the DHT is off)', registers: [registry],
+      collect () { this.set(dhtNodes() ?? 0) }
+    })
+  }
   // a pause outlasts restarts, so one forgotten after a maintenance window should be alertable
   new Gauge({ name: 'imgdist_agent_paused', help: '1 while downloads are paused (imgdist-agent pause), else 0', registers: [registry], collect () { this.set(src.paused() ? 1 : 0) } })
   new Gauge({ name: 'imgdist_agent_verification_failures', help: 'Whole-file sha512/size mismatches', registers: [registry], collect () { this.set(src.verificationFailures()) } })

@@ -37,6 +37,8 @@ export class Reporter {
   #key?: KeyPair
   #inflight?: Promise<void>
   lastError?: string
+  /** when the current run of failures began */
+  lastErrorAt?: string
   lastSent?: string
 
   constructor (private readonly opts: {
@@ -69,8 +71,10 @@ export class Reporter {
       if (res.statusCode >= 300) throw new Error(`HTTP ${res.statusCode}: ${text.slice(0, 200)}`)
       this.lastSent = report.signed.sent
       delete this.lastError
+      delete this.lastErrorAt
     } catch (err) {
       this.lastError = (err as Error).message
+      this.lastErrorAt ??= new Date().toISOString()
       this.opts.log.warn({ err: this.lastError }, 'status report not delivered')
     }
   }

@@ -70,6 +70,7 @@ export function createDirectoryTarget (cfg: DirectoryTargetConfig): Target {
   // shows whether a fix (a chown, a ReadWritePaths=) has taken.
   let lastError: { code: string, message: string, at: string } | undefined
   let lastOkAt: string | undefined
+  let lastImage: string | undefined
   const wrap = (what: string, err: unknown): TargetError => {
     const hint = unwritableHint(err, dir)
     const e = new TargetError(hint !== undefined ? 'TARGET_UNWRITABLE' : 'IO_ERROR',
@@ -107,6 +108,7 @@ export function createDirectoryTarget (cfg: DirectoryTargetConfig): Target {
         throw wrap(`cannot write ${f.img}`, err)
       }
       ok()
+      lastImage = img.entry.id
       return { ref: f.img, adopted: false }
     },
 
@@ -146,7 +148,7 @@ export function createDirectoryTarget (cfg: DirectoryTargetConfig): Target {
       await Promise.all(names.filter((n) => n.startsWith('.tmp-') || /\.tmp-[0-9a-f]{8}$/.test(n)).map(async (n) => { await rm(join(dir, n), { force: true }) }))
     },
 
-    status: () => ({ path: dir, lastOkAt, lastError }),
+    status: () => ({ path: dir, lastOkAt, lastError, ...(lastImage !== undefined ? { lastImage } : {}) }),
 
     async close () {}
   }
