@@ -44,7 +44,8 @@ t.test('success: root then index, as application/yaml, server answer printed', a
   answer = { status: 200, body: { message: 'accepted version 1' } }
   const r = await sign('publish', '--server', url, '--index', 'index.yaml', '--root', 'root.yaml')
   t.equal(r.code, 0, r.stderr)
-  t.same(puts.map((p) => p.url), ['/v1/root.yaml', '/v1/index.yaml'], 'root first, then index')
+  t.match(puts.map((p) => p.url), ['/v1/root.yaml', '/v1/index.yaml', /^\/v1\/torrents\/[0-9a-f]{40}\.torrent$/], 'root first, then index, then the torrent add wrote')
+  t.equal(puts[2]?.contentType, 'application/x-bittorrent')
   t.equal(puts[0]?.contentType, 'application/yaml')
   t.equal(puts[0]?.body, await readFile(join(dir, 'root.yaml'), 'utf8'), 'root bytes sent as they are')
   t.equal(puts[1]?.body, await readFile(join(dir, 'index.yaml'), 'utf8'), 'index bytes sent as they are')
@@ -56,7 +57,7 @@ t.test('a base URL with a path prefix', async (t) => {
   answer = { status: 200, body: { message: 'ok' } }
   const r = await sign('publish', '--server', `${url}/imgdist/`, '--index', 'index.yaml')
   t.equal(r.code, 0, r.stderr)
-  t.same(puts.map((p) => p.url), ['/imgdist/v1/index.yaml'])
+  t.match(puts.map((p) => p.url), ['/imgdist/v1/index.yaml', /^\/imgdist\/v1\/torrents\//])
 })
 
 t.test('refusal: exit 1 with the server code and reason', async (t) => {
