@@ -16,11 +16,38 @@ export function rfc3339 (date: Date): string {
   return date.toISOString().replace(/\.\d{3}Z$/, 'Z')
 }
 
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:Z|([+-])(\d{2}):(\d{2}))$/
+
+/**
+ * Epoch milliseconds of an RFC 3339 timestamp, or undefined unless every field is in range.
+ * `new Date()` and `Date.parse` roll 2026-02-30 over to March 2 and give NaN for month 13, and a
+ * NaN expiry compares as never expired: so the fields must round-trip through a real date.
+ */
+export function rfc3339Millis (text: string): number | undefined {
+  const m = RFC3339.exec(text)
+  if (m === null) return undefined
+  const [y, mo, d, h, mi, s] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number]
+  const date = new Date(0)
+  // setUTCFullYear, not Date.UTC: Date.UTC maps years 0-99 to 1900-1999.
+  date.setUTCFullYear(y, mo - 1, d)
+  date.setUTCHours(h, mi, s, 0)
+  if (date.getUTCFullYear() !== y || date.getUTCMonth() !== mo - 1 || date.getUTCDate() !== d ||
+    date.getUTCHours() !== h || date.getUTCMinutes() !== mi || date.getUTCSeconds() !== s) return undefined
+  let offsetMin = 0
+  if (m[8] !== undefined) {
+    const oh = Number(m[9]); const om = Number(m[10])
+    if (oh > 23 || om > 59) return undefined
+    offsetMin = (m[8] === '-' ? -1 : 1) * (oh * 60 + om)
+  }
+  const fractionMs = m[7] === undefined ? 0 : Math.floor(Number(`0${m[7]}`) * 1000)
+  return date.getTime() + fractionMs - offsetMin * 60_000
+}
+
 export function parseRfc3339 (text: string, what = 'time'): Date {
-  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/.test(text)) {
+  if (!RFC3339.test(text)) {
     throw new UsageError(`${what} must be RFC 3339 (e.g. 2026-01-31T12:00:00Z), got "${text}"`)
   }
-  const d = new Date(text)
-  if (Number.isNaN(d.getTime())) throw new UsageError(`${what} is not a real date: "${text}"`)
-  return d
+  const ms = rfc3339Millis(text)
+  if (ms === undefined) throw new UsageError(`${what} is not a real date and time: "${text}"`)
+  return new Date(ms)
 }

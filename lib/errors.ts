@@ -19,6 +19,7 @@ export type TrustCode =
   | 'UNSAFE_NAME'
   | 'NAME_MISMATCH'
   | 'VERSION_GAP'
+  | 'VERSION_NOT_RAISED'
   | 'KEY_INVALID'
 
 export type ImgdistCode =

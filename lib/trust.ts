@@ -1,5 +1,6 @@
 import { canonicalBytes } from './canonical-json.js'
 import { contentDigest, documentType } from './document.js'
+import { rfc3339Millis } from './duration.js'
 import { TrustError } from './errors.js'
 import { decodePublicKey, keyIdOf, verifyBytes } from './keys.js'
 import { IndexSigned, RootSigned, type IndexDocument, type Role, type RootDocument, type Signature, type SignedDocument } from './schema.js'
@@ -24,8 +25,14 @@ export function unsafeNameReason (s: string): string | undefined {
   return undefined
 }
 
+/** An expiry that is not a real date counts as expired: a NaN comparison would never expire. */
+function expiredAt (expires: string, now: Date): boolean {
+  const at = rfc3339Millis(expires)
+  return at === undefined || at <= now.getTime()
+}
+
 export function assertNotExpired (signed: { expires: string, type?: string, version?: number }, now: Date, what: string): void {
-  if (Date.parse(signed.expires) <= now.getTime()) {
+  if (expiredAt(signed.expires, now)) {
     throw new TrustError('EXPIRED', `${what} expired at ${signed.expires} (now ${now.toISOString()})`)
   }
 }
@@ -36,10 +43,20 @@ function requireShape<T> (schema: typeof RootSigned | typeof IndexSigned, signed
   return signed as T
 }
 
+/** The schema's pattern admits 2026-02-30 and 2026-13-45; a signed date must be a real one. */
+function requireRealTimes (times: Array<[string, string | undefined]>, what: string): void {
+  for (const [field, value] of times) {
+    if (value !== undefined && rfc3339Millis(value) === undefined) {
+      throw new TrustError('SCHEMA_INVALID', `${what} ${field} ${JSON.stringify(value)} is not a real date and time`)
+    }
+  }
+}
+
 /** Schema plus the cross-field rules a schema cannot say: key ids match keys, roles name known keys. */
 export function checkRootShape (doc: SignedDocument<unknown>, what = 'root'): RootDocument {
   if (documentType(doc) !== 'root') throw new TrustError('TYPE_UNKNOWN', `${what} has signed.type "index"; expected "root"`)
   const signed = requireShape<RootSigned>(RootSigned, doc.signed, what)
+  requireRealTimes([['expires', signed.expires]], what)
   for (const [keyid, pub] of Object.entries(signed.keys)) {
     let raw: Uint8Array
     try { raw = decodePublicKey(pub) } catch (err) { throw new TrustError('SCHEMA_INVALID', `${what} keys.${keyid}: ${(err as Error).message}`) }
@@ -72,10 +89,24 @@ export function checkIndexShape (doc: SignedDocument<unknown>, what = 'index'): 
     })
   }
   const signed = requireShape<IndexSigned>(IndexSigned, doc.signed, what)
-  const seen = new Set<string>()
+  requireRealTimes([
+    ['issued', signed.issued], ['expires', signed.expires],
+    ...signed.images.map((img, i): [string, string | undefined] => [`images[${i}].expires`, img.expires]),
+    ...signed.revoked.map((r, i): [string, string | undefined] => [`revoked[${i}].at`, r.at])
+  ], what)
+  // An id is listed or revoked, once: listed-and-revoked would be served by the index server
+  // while agents retire it, and a repeated revocation leaves two reasons to choose from.
+  const listed = new Map<string, number>()
   signed.images.forEach((img, i) => {
-    if (seen.has(img.id)) throw new TrustError('DUPLICATE_ID', `${what} images[${i}].id "${img.id}" appears more than once`)
-    seen.add(img.id)
+    if (listed.has(img.id)) throw new TrustError('DUPLICATE_ID', `${what} images[${i}].id "${img.id}" appears more than once`)
+    listed.set(img.id, i)
+  })
+  const revoked = new Set<string>()
+  signed.revoked.forEach((r, i) => {
+    if (revoked.has(r.id)) throw new TrustError('DUPLICATE_ID', `${what} revoked[${i}].id "${r.id}" appears more than once`)
+    revoked.add(r.id)
+    const at = listed.get(r.id)
+    if (at !== undefined) throw new TrustError('DUPLICATE_ID', `${what} revoked[${i}].id "${r.id}" is also listed as images[${at}]; an id is either listed or revoked`)
   })
   return { signed, signatures: doc.signatures }
 }
@@ -117,7 +148,15 @@ export function verifyRootSuccessor (trusted: RootSigned, candidate: SignedDocum
   const doc = checkRootShape(candidate, 'new root')
   const next = doc.signed
   if (next.name !== trusted.name) throw new TrustError('NAME_MISMATCH', `new root is for catalogue "${next.name}", trusted root is "${trusted.name}"`)
-  if (next.version <= trusted.version) throw new TrustError('ROLLBACK', `new root version ${next.version} is not above trusted version ${trusted.version}`)
+  if (next.version < trusted.version) throw new TrustError('ROLLBACK', `new root version ${next.version} is older than the trusted version ${trusted.version}`)
+  // As for an index: re-publishing the trusted root is a no-op mistake, not an attack; another
+  // root under the same version is a conflicting document.
+  if (next.version === trusted.version) {
+    if (contentDigest(next) !== contentDigest(trusted)) {
+      throw new TrustError('ROLLBACK', `new root version ${next.version} has different content from the trusted root of the same version`)
+    }
+    throw new TrustError('VERSION_NOT_RAISED', `root version ${next.version} is already the trusted root; a new root must raise the version`)
+  }
   if (next.version !== trusted.version + 1) throw new TrustError('VERSION_GAP', `new root version ${next.version} is not the direct successor of ${trusted.version}`)
   verifyThreshold(next, doc.signatures, trusted.roles.root, trusted.keys, `root v${next.version} (by the keys of root v${trusted.version})`)
   verifyThreshold(next, doc.signatures, next.roles.root, next.keys, `root v${next.version} (by its own root keys)`)
@@ -171,5 +210,5 @@ export function acceptIndex (root: RootSigned, candidate: SignedDocument<unknown
 
 /** Whether an image entry is past its own `expires` (the index itself may still be valid). */
 export function imageExpired (img: { expires?: string }, now: Date): boolean {
-  return img.expires !== undefined && Date.parse(img.expires) <= now.getTime()
+  return img.expires !== undefined && expiredAt(img.expires, now)
 }

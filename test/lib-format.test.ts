@@ -5,7 +5,7 @@ import { Type } from '@sinclair/typebox'
 import bencode from 'bencode'
 import { editIndex, emptyIndex, revokeImage, upsertImage } from '../lib/catalogue-edit.js'
 import { loadConfig } from '../lib/config.js'
-import { parseDuration, parseRfc3339, rfc3339 } from '../lib/duration.js'
+import { parseDuration, parseRfc3339, rfc3339, rfc3339Millis } from '../lib/duration.js'
 import { ConfigError, ImgdistError, UsageError } from '../lib/errors.js'
 import { ImageHasher } from '../lib/image-hasher.js'
 import { decodePublicKey, decodeSecretKey, encodePublicKey, encodeSecretKey, generateKeyPair, keyIdOf } from '../lib/keys.js'
@@ -86,6 +86,17 @@ t.test('durations and timestamps', async (t) => {
   t.throws(() => parseDuration('14 days'), UsageError)
   t.equal(rfc3339(new Date('2026-01-02T03:04:05.678Z')), '2026-01-02T03:04:05Z')
   t.throws(() => parseRfc3339('yesterday'), UsageError)
+})
+
+t.test('--now and document timestamps must be real dates: no rollover, no NaN', async (t) => {
+  for (const bad of ['2026-02-30T00:00:00Z', '2026-13-01T00:00:00Z', '2026-01-01T24:00:00Z', '2026-01-01T00:60:00Z', '2026-01-01T00:00:60Z', '2026-01-01T00:00:00+24:00']) {
+    t.throws(() => parseRfc3339(bad, '--now'), { code: 'USAGE', message: /--now is not a real date/ }, bad)
+    t.equal(rfc3339Millis(bad), undefined, bad)
+  }
+  t.equal(parseRfc3339('2024-02-29T00:00:00Z').toISOString(), '2024-02-29T00:00:00.000Z', 'leap day')
+  t.equal(parseRfc3339('2026-01-01T01:30:00+01:30').toISOString(), '2026-01-01T00:00:00.000Z', 'offset')
+  t.equal(parseRfc3339('2026-01-01T00:00:00.25Z').getTime(), Date.parse('2026-01-01T00:00:00.250Z'), 'fraction')
+  t.equal(rfc3339Millis('0050-06-01T00:00:00Z'), Date.parse('0050-06-01T00:00:00Z'), 'a two-digit year is not moved to the 1900s')
 })
 
 t.test('reports: signed by the site key, fresh, not replayed', async (t) => {

@@ -4,7 +4,7 @@ import { addSignature, contentDigest, parseSignedYaml, serializeDocument, MAX_IN
 import { TrustError } from '../lib/errors.js'
 import { encodePublicKey, generateKeyPair } from '../lib/keys.js'
 import type { SignedDocument } from '../lib/schema.js'
-import { acceptIndex, verifyRootSuccessor, verifySelfSignedRoot, walkRootChain } from '../lib/trust.js'
+import { acceptIndex, assertNotExpired, imageExpired, verifyRootSuccessor, verifySelfSignedRoot, walkRootChain } from '../lib/trust.js'
 import { DAY, entry, NOW, trustSet } from './helpers/trust-fixture.js'
 
 const ts = trustSet()
@@ -20,6 +20,10 @@ function codeOf (fn: () => unknown): string {
 const viaYaml = (doc: SignedDocument<unknown>): SignedDocument<unknown> => parseSignedYaml(serializeDocument(doc), MAX_INDEX_BYTES)
 const accept = (doc: SignedDocument<unknown>, last?: { version: number, digest: string }, now = NOW): string =>
   codeOf(() => acceptIndex(root, viaYaml(doc), { now, last }))
+
+/** Signs edited content again with a threshold of index keys, so only the edit can be refused. */
+const resign = (doc: SignedDocument<any>): SignedDocument<any> =>
+  ts.indexKeys.slice(0, 2).reduce((d, k) => addSignature(d, k), { signed: doc.signed, signatures: [] } as SignedDocument<any>)
 
 t.test('a well-formed index signed by a threshold of distinct index keys is accepted', async (t) => {
   const doc = ts.index(3)
@@ -90,6 +94,47 @@ t.test('adversarial documents are each rejected with their code', async (t) => {
   for (const [what, doc, code] of cases) t.equal(accept(doc), code, what)
 })
 
+t.test('an id is listed or revoked, once', async (t) => {
+  const both = ts.index(5, [entry('a'), entry('b')])
+  both.signed.revoked = [{ id: 'b', reason: 'bad', at: '2026-05-01T00:00:00Z' }]
+  t.throws(() => acceptIndex(root, viaYaml(resign(both)), { now: NOW }), { code: 'DUPLICATE_ID', message: /revoked\[0\]\.id "b" is also listed as images\[1\]/ }, 'listed and revoked')
+  const twice = ts.index(5, [entry('a')])
+  twice.signed.revoked = [{ id: 'c', reason: 'one', at: '2026-05-01T00:00:00Z' }, { id: 'c', reason: 'two', at: '2026-05-02T00:00:00Z' }]
+  t.throws(() => acceptIndex(root, viaYaml(resign(twice)), { now: NOW }), { code: 'DUPLICATE_ID', message: /revoked\[1\]\.id "c" appears more than once/ }, 'revoked twice')
+  const fine = ts.index(5, [entry('a')])
+  fine.signed.revoked = [{ id: 'c', reason: 'one', at: '2026-05-01T00:00:00Z' }]
+  t.equal(accept(resign(fine)), 'ACCEPTED', 'one revocation of an unlisted id')
+})
+
+t.test('signed timestamps must be real dates: a rolled-over or NaN expiry never passes', async (t) => {
+  const cases: Array<[string, (s: any) => void, RegExp]> = [
+    ['index expires in month 13 (Date.parse gives NaN: never expired)', (s) => { s.expires = '2026-13-45T00:00:00Z' }, /^index expires "2026-13-45T00:00:00Z" is not a real date/],
+    ['index issued on February 30', (s) => { s.issued = '2026-02-30T00:00:00Z' }, /^index issued /],
+    ['image expires at hour 25', (s) => { s.images[0].expires = '2027-01-01T25:00:00Z' }, /images\[0\]\.expires/],
+    ['revoked at on April 31', (s) => { s.revoked = [{ id: 'z', reason: 'r', at: '2026-04-31T00:00:00Z' }] }, /revoked\[0\]\.at/]
+  ]
+  for (const [what, edit, message] of cases) {
+    const doc = structuredClone(ts.index(6)) as SignedDocument<any>
+    edit(doc.signed)
+    t.throws(() => acceptIndex(root, viaYaml(resign(doc)), { now: NOW }), { code: 'SCHEMA_INVALID', message }, what)
+  }
+  const badRoot = structuredClone(ts.root) as SignedDocument<any>
+  badRoot.signed.expires = '2027-02-29T00:00:00Z'
+  t.throws(() => verifySelfSignedRoot(viaYaml(ts.rootKeys.reduce((d, k) => addSignature(d, k), { signed: badRoot.signed, signatures: [] } as SignedDocument<any>)), NOW),
+    { code: 'SCHEMA_INVALID', message: /root expires "2027-02-29T00:00:00Z" is not a real date/ })
+  t.throws(() => assertNotExpired({ expires: '2026-13-45T00:00:00Z' }, NOW, 'x'), { code: 'EXPIRED' }, 'an unreadable expiry is expired, not eternal')
+  t.ok(imageExpired({ expires: '2099-13-01T00:00:00Z' }, NOW), 'an image with an unreadable expiry is expired')
+  t.notOk(imageExpired({ expires: '2099-12-01T00:00:00Z' }, NOW))
+})
+
+t.test('bytes that are not UTF-8 are refused, never rewritten to U+FFFD', async (t) => {
+  const text = serializeDocument(ts.index(10, [entry('a', { name: 'NAME' })]))
+  const at = text.indexOf('NAME')
+  const bytes = Buffer.concat([Buffer.from(text.slice(0, at)), Buffer.from([0xff, 0xfe]), Buffer.from(text.slice(at + 4))])
+  t.throws(() => parseSignedYaml(bytes, MAX_INDEX_BYTES, 'index.yaml'), { code: 'YAML_INVALID', message: 'index.yaml is not UTF-8' })
+  t.equal(parseSignedYaml(Buffer.from(text.replace('NAME', 'Névé')), MAX_INDEX_BYTES).signatures.length, 2, 'real UTF-8 is fine')
+})
+
 t.test('rollback: older version, or same version with other content', async (t) => {
   const v7 = ts.index(7)
   const last = { version: 7, digest: contentDigest(v7.signed) }
@@ -149,7 +194,13 @@ t.test('root rotation needs a threshold of the old root keys AND of the new', as
   t.equal(codeOf(() => verifyRootSuccessor(root, viaYaml(v3), NOW)), 'VERSION_GAP', 'skipping a version')
   t.equal(walkRootChain(ts.root, [viaYaml(both), viaYaml(v3)], NOW).signed.version, 3, 'walks the chain forward')
   t.equal(codeOf(() => walkRootChain(ts.root, [viaYaml(v3)], NOW)), 'VERSION_GAP')
-  t.equal(codeOf(() => verifyRootSuccessor(root, viaYaml(ts.root), NOW)), 'ROLLBACK', 'same version again')
+  t.equal(codeOf(() => verifyRootSuccessor(root, viaYaml(ts.root), NOW)), 'VERSION_NOT_RAISED', 'the trusted root again: a no-op, not an attack')
+  const otherV1 = addSignature(buildRoot({
+    name: 'atlas', version: 1, expires: new Date(NOW.getTime() + 365 * DAY),
+    rootKeys: [encodePublicKey(newRootKey.publicKey)], rootThreshold: 1,
+    indexKeys: [encodePublicKey(newRootKey.publicKey)], indexThreshold: 1
+  }), ts.rootKeys[0]!)
+  t.equal(codeOf(() => verifyRootSuccessor(root, viaYaml(otherV1), NOW)), 'ROLLBACK', 'another root under the trusted version')
   t.equal(codeOf(() => verifyRootSuccessor(root, viaYaml(ts.index(1)), NOW)), 'TYPE_UNKNOWN', 'an index is not a root')
 })
 
