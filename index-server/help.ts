@@ -48,7 +48,7 @@ OPTIONS
   --config FILE        YAML config (see deploy/index.example.yaml); flags override it
   --no-dht             do not join the BitTorrent DHT (the built-in tracker still works)
   --no-seed            do not run the origin BitTorrent seed (web seed and tracker only)
-  --torrent-port N     TCP/uTP port for BitTorrent peers (default 6881; 0: any free port)
+  --torrent-port N     TCP port for BitTorrent peers (default 6881; 0: any free port)
 
 ENDPOINTS
   GET  /v1/root.yaml, /v1/root/<N>.yaml, /v1/index.yaml (ETag, If-None-Match -> 304)
