@@ -115,6 +115,7 @@ export async function buildServer (opts: ServerOptions): Promise<FastifyInstance
     sites: new SiteKeys(paths.sitesFile),
     log: app.log,
     publicUrl: opts.publicUrl,
+    trustProxy: opts.trustProxy ?? false,
     injectTracker: opts.injectTracker ?? true,
     injectWebSeed: opts.injectWebSeed ?? true,
     indexMaxAgeSeconds: opts.indexMaxAgeSeconds ?? 30,
