@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { MAX_INDEX_BYTES, parseSignedYaml } from '../lib/document.js'
@@ -9,6 +10,7 @@ import { CatalogueStore, installRoot } from './catalogue-store.js'
 import { dataPaths, ensureDataDirs } from './data-dir.js'
 import { HELP, MAIN_HELP } from './help.js'
 import { ImageStore } from './image-store.js'
+import { ReportStore } from './report-store.js'
 import { resolveServeConfig, type IndexServerConfig, type ServeFlags } from './server-config.js'
 import { SiteKeys } from './site-keys.js'
 import { TorrentStore } from './torrent-store.js'
@@ -77,13 +79,26 @@ export async function cmdSites (args: string[], io: CliIo): Promise<number> {
     }
     case 'remove': {
       if (rest.length !== 1) throw new UsageError('usage: imgdist-index sites remove NAME --data-dir DIR')
-      if (!(await sites.remove(rest[0] as string))) throw new ImgdistError('NOT_FOUND', `no site "${rest[0] as string}"`)
-      io.out(`site "${rest[0] as string}" removed`)
+      const name = rest[0] as string
+      if (!(await sites.remove(name))) throw new ImgdistError('NOT_FOUND', `no site "${name}"`)
+      await dropReport(dataPaths(values['data-dir'] as string).stateDir, name)
+      io.out(`site "${name}" removed`)
       return 0
     }
     default:
       throw new UsageError(`sites: expected add, list or remove${sub !== undefined ? `, got "${sub}"` : ''}`)
   }
+}
+
+/** The site's last report goes too, unless a running server holds the state: it drops it itself (fleet-routes.ts). */
+async function dropReport (stateDir: string, site: string): Promise<void> {
+  if (!existsSync(stateDir)) return
+  let reports: ReportStore
+  try { reports = await ReportStore.open(stateDir) } catch (err) {
+    if (err instanceof ImgdistError && err.code === 'STATE_LOCKED') return
+    throw err
+  }
+  try { await reports.delete(site) } finally { await reports.close() }
 }
 
 export async function cmdImport (args: string[], io: CliIo): Promise<number> {
