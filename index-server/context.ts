@@ -21,7 +21,7 @@ export interface IndexContext {
   metrics: IndexMetrics
   log: FastifyBaseLogger
   now: () => Date
-  /** Re-computes what the origin seeds (after a publish or an upload); never throws. */
+  /** Rescans: verifies files placed by hand and re-computes what the origin seeds (after a publish, an upload, SIGHUP, the timer); never throws. */
   resync: () => void
   publicUrl: string | undefined
   /** X-Forwarded-Host/-Proto are believed (fastify trustProxy), so they shape a derived URL too */

@@ -1,6 +1,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { request } from 'node:http'
-import { readdir, readFile, writeFile } from 'node:fs/promises'
+import { copyFile, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { promisify } from 'node:util'
@@ -208,6 +208,26 @@ t.test('import --index stages a release before its index is published', async (t
   t.equal(conflict.code, 1)
   t.match(conflict.stderr, /CONFLICT/)
   t.equal((await readFile(join(dataDir, 'images', 'img-st'))).byteLength, 70_000, 'the live file is untouched')
+})
+
+t.test('serve --no-seed: a file placed by hand is verified and served after SIGHUP', async (t) => {
+  const { dataDir, fx } = await makeServerDir(t)
+  const entry = await fx.addImage('img-hand', 70_000)
+  await fx.addImage('img-bad', 50_000)
+  const s = await serve(t, dataDir)
+  t.equal((await putIndex(s.url, await indexBytes(fx))).status, 200)
+  await copyFile(fx.images.get('img-hand') as string, join(dataDir, 'images', 'img-hand')) // no torrent: the web seed needs none
+  await writeFile(join(dataDir, 'images', 'img-bad'), Buffer.alloc(50_000))
+  t.equal((await fetch(`${s.url}/v1/images/img-hand`, { method: 'HEAD' })).status, 404, 'not served before it is verified')
+  s.proc.kill('SIGHUP')
+  await waitFor('img-hand to be served', async () => (await fetch(`${s.url}/v1/images/img-hand`, { method: 'HEAD' })).status === 200 ? true : undefined)
+  const got = Buffer.from(await (await fetch(`${s.url}/v1/images/img-hand`)).arrayBuffer())
+  t.equal(got.byteLength, entry.size)
+  t.same(got, await readFile(fx.images.get('img-hand') as string), 'the signed bytes')
+  t.same(await readdir(join(dataDir, 'verified')), ['img-hand.json'], 'a marker for the good file only')
+  t.equal((await fetch(`${s.url}/v1/images/img-bad`, { method: 'HEAD' })).status, 404, 'a mismatching file is not served')
+  s.proc.kill('SIGTERM')
+  t.equal(await s.exited, 0)
 })
 
 function slowPut (url: string, path: string, data: Buffer, type: string): ReturnType<typeof request> {
