@@ -9,6 +9,7 @@ import { MAX_TORRENT_BYTES } from '../lib/torrent-meta.js'
 import { CatalogueStore, installRoot } from './catalogue-store.js'
 import { dataPaths, ensureDataDirs } from './data-dir.js'
 import { HELP, MAIN_HELP } from './help.js'
+import { finishReinit } from './reinit.js'
 import { ImageStore } from './image-store.js'
 import { ReportStore } from './report-store.js'
 import { resolveServeConfig, type IndexServerConfig, type ServeFlags } from './server-config.js'
@@ -54,9 +55,23 @@ export async function cmdInit (args: string[], io: CliIo): Promise<number> {
   const paths = dataPaths(need(values['data-dir'], '--data-dir'))
   const bytes = await readArg(need(values.root, '--root'), 1024 * 1024, 'root')
   await ensureDataDirs(paths)
-  const root = await installRoot(paths, bytes, io.now(), values.force === true)
+  if (values.force === true) await refuseWhileServing(paths.stateDir)
+  const { root, replaced } = await installRoot(paths, bytes, io.now(), values.force === true)
   io.out(`installed root v${root.signed.version} of catalogue "${root.signed.name}" in ${paths.rootDir} (expires ${root.signed.expires})`)
+  if (replaced !== undefined) io.out(`the previous root chain, index and verification markers were moved to ${replaced}`)
   return 0
+}
+
+/** A running server keeps the catalogue in memory and would go on serving the old one. */
+async function refuseWhileServing (stateDir: string): Promise<void> {
+  try {
+    await (await ReportStore.open(stateDir)).close()
+  } catch (err) {
+    if (err instanceof ImgdistError && err.code === 'STATE_LOCKED') {
+      throw new ImgdistError('STATE_LOCKED', `${stateDir} is in use by a running imgdist-index; stop it before init --force`)
+    }
+    throw err
+  }
 }
 
 export async function cmdSites (args: string[], io: CliIo): Promise<number> {
@@ -108,6 +123,7 @@ export async function cmdImport (args: string[], io: CliIo): Promise<number> {
   const paths = dataPaths(need(values['data-dir'], '--data-dir'))
   const id = need(values.id, '--id')
   await ensureDataDirs(paths)
+  await finishReinit(paths)
   let index: IndexDocument
   if (typeof values.index === 'string') {
     // Staging: the bytes go in before the index that lists them is published, so the origin
