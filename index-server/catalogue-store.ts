@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { readdir, readFile } from 'node:fs/promises'
+import { readdir, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { contentDigest, MAX_INDEX_BYTES, MAX_ROOT_BYTES, parseSignedYaml } from '../lib/document.js'
 import { ImgdistError, toImgdistError } from '../lib/errors.js'
@@ -8,6 +8,7 @@ import { acceptIndex, checkIndexShape, checkRootShape, verifyRootSuccessor, veri
 import { writeFileAtomic } from './atomic-file.js'
 import { rootFile, type DataPaths } from './data-dir.js'
 import { Mutex } from './mutex.js'
+import { finishReinit, replaceCatalogue } from './reinit.js'
 
 /** One published document exactly as signed and uploaded, with its strong ETag. */
 export interface StoredDocument<T> { doc: T, bytes: Buffer, etag: string, version: number }
@@ -38,6 +39,7 @@ export class CatalogueStore {
 
   /** Loads what earlier publishes wrote. Documents were verified when accepted; the chain is re-walked anyway. */
   static async open (paths: DataPaths): Promise<CatalogueStore> {
+    await finishReinit(paths)
     const roots = await loadRootChain(paths)
     let index: StoredDocument<IndexDocument> | undefined
     let bytes: Buffer | undefined
@@ -49,6 +51,12 @@ export class CatalogueStore {
         index = stored(checkIndexShape(parseSignedYaml(bytes, MAX_INDEX_BYTES, 'index.yaml')), bytes)
       } catch (err) {
         throw new ImgdistError('DATA_CORRUPT', `${paths.indexFile}: ${(err as Error).message}`, { cause: err })
+      }
+      const rootName = (roots[roots.length - 1] as StoredDocument<RootDocument>).doc.signed.name
+      if (index.doc.signed.name !== rootName) {
+        // Served as is it would be refused by every agent, and would block the catalogue's own v1 as a rollback.
+        throw new ImgdistError('DATA_CORRUPT', `${paths.indexFile} is the index of catalogue "${index.doc.signed.name}", but the trusted root in ${paths.rootDir} is of "${rootName}"; ` +
+          `move ${paths.indexFile} away, or install the root with: imgdist-index init --force (keeps the old state in ${paths.dir}/replaced/)`)
       }
     }
     return new CatalogueStore(paths, roots, index)
@@ -131,14 +139,27 @@ async function loadRootChain (paths: DataPaths): Promise<Array<StoredDocument<Ro
   return out
 }
 
-/** `imgdist-index init`: verifies a self-signed root and installs it as the start of the chain. */
-export async function installRoot (paths: DataPaths, bytes: Buffer, now: Date, force = false): Promise<RootDocument> {
+/**
+ * `imgdist-index init`: verifies a self-signed root and installs it as the start of the chain.
+ * With `force` over an existing catalogue, its state is moved aside first (reinit.ts); `replaced`
+ * names where.
+ */
+export async function installRoot (paths: DataPaths, bytes: Buffer, now: Date, force = false): Promise<{ root: RootDocument, replaced?: string }> {
   const doc = verifySelfSignedRoot(parseSignedYaml(bytes, MAX_ROOT_BYTES, 'root'), now)
+  await finishReinit(paths)
   let existing: string[] = []
   try { existing = (await readdir(paths.rootDir)).filter((n) => n.endsWith('.yaml')) } catch {}
-  if (existing.length > 0 && !force) {
-    throw new ImgdistError('ALREADY_INITIALISED', `${paths.rootDir} already holds a root (${existing.join(', ')}); roots are rotated with PUT /v1/root.yaml`)
+  if (existing.length === 0 && !(await exists(paths.indexFile))) {
+    await writeFileAtomic(rootFile(paths, doc.signed.version), bytes)
+    return { root: doc }
   }
-  await writeFileAtomic(rootFile(paths, doc.signed.version), bytes)
-  return doc
+  if (!force) {
+    const what = existing.length > 0 ? `a root (${existing.join(', ')})` : 'an index.yaml'
+    throw new ImgdistError('ALREADY_INITIALISED', `${paths.dir} already holds ${what}; roots are rotated with PUT /v1/root.yaml (--force replaces the catalogue, keeping the old state aside)`)
+  }
+  return { root: doc, replaced: await replaceCatalogue(paths, bytes, doc.signed.version, now) }
+}
+
+async function exists (path: string): Promise<boolean> {
+  try { await stat(path); return true } catch { return false }
 }

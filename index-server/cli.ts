@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { MAX_INDEX_BYTES, parseSignedYaml } from '../lib/document.js'
@@ -8,7 +9,9 @@ import { MAX_TORRENT_BYTES } from '../lib/torrent-meta.js'
 import { CatalogueStore, installRoot } from './catalogue-store.js'
 import { dataPaths, ensureDataDirs } from './data-dir.js'
 import { HELP, MAIN_HELP } from './help.js'
+import { finishReinit } from './reinit.js'
 import { ImageStore } from './image-store.js'
+import { ReportStore } from './report-store.js'
 import { resolveServeConfig, type IndexServerConfig, type ServeFlags } from './server-config.js'
 import { SiteKeys } from './site-keys.js'
 import { TorrentStore } from './torrent-store.js'
@@ -52,9 +55,23 @@ export async function cmdInit (args: string[], io: CliIo): Promise<number> {
   const paths = dataPaths(need(values['data-dir'], '--data-dir'))
   const bytes = await readArg(need(values.root, '--root'), 1024 * 1024, 'root')
   await ensureDataDirs(paths)
-  const root = await installRoot(paths, bytes, io.now(), values.force === true)
+  if (values.force === true) await refuseWhileServing(paths.stateDir)
+  const { root, replaced } = await installRoot(paths, bytes, io.now(), values.force === true)
   io.out(`installed root v${root.signed.version} of catalogue "${root.signed.name}" in ${paths.rootDir} (expires ${root.signed.expires})`)
+  if (replaced !== undefined) io.out(`the previous root chain, index and verification markers were moved to ${replaced}`)
   return 0
+}
+
+/** A running server keeps the catalogue in memory and would go on serving the old one. */
+async function refuseWhileServing (stateDir: string): Promise<void> {
+  try {
+    await (await ReportStore.open(stateDir)).close()
+  } catch (err) {
+    if (err instanceof ImgdistError && err.code === 'STATE_LOCKED') {
+      throw new ImgdistError('STATE_LOCKED', `${stateDir} is in use by a running imgdist-index; stop it before init --force`)
+    }
+    throw err
+  }
 }
 
 export async function cmdSites (args: string[], io: CliIo): Promise<number> {
@@ -77,13 +94,26 @@ export async function cmdSites (args: string[], io: CliIo): Promise<number> {
     }
     case 'remove': {
       if (rest.length !== 1) throw new UsageError('usage: imgdist-index sites remove NAME --data-dir DIR')
-      if (!(await sites.remove(rest[0] as string))) throw new ImgdistError('NOT_FOUND', `no site "${rest[0] as string}"`)
-      io.out(`site "${rest[0] as string}" removed`)
+      const name = rest[0] as string
+      if (!(await sites.remove(name))) throw new ImgdistError('NOT_FOUND', `no site "${name}"`)
+      await dropReport(dataPaths(values['data-dir'] as string).stateDir, name)
+      io.out(`site "${name}" removed`)
       return 0
     }
     default:
       throw new UsageError(`sites: expected add, list or remove${sub !== undefined ? `, got "${sub}"` : ''}`)
   }
+}
+
+/** The site's last report goes too, unless a running server holds the state: it drops it itself (fleet-routes.ts). */
+async function dropReport (stateDir: string, site: string): Promise<void> {
+  if (!existsSync(stateDir)) return
+  let reports: ReportStore
+  try { reports = await ReportStore.open(stateDir) } catch (err) {
+    if (err instanceof ImgdistError && err.code === 'STATE_LOCKED') return
+    throw err
+  }
+  try { await reports.delete(site) } finally { await reports.close() }
 }
 
 export async function cmdImport (args: string[], io: CliIo): Promise<number> {
@@ -93,6 +123,7 @@ export async function cmdImport (args: string[], io: CliIo): Promise<number> {
   const paths = dataPaths(need(values['data-dir'], '--data-dir'))
   const id = need(values.id, '--id')
   await ensureDataDirs(paths)
+  await finishReinit(paths)
   let index: IndexDocument
   if (typeof values.index === 'string') {
     // Staging: the bytes go in before the index that lists them is published, so the origin

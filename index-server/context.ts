@@ -21,9 +21,11 @@ export interface IndexContext {
   metrics: IndexMetrics
   log: FastifyBaseLogger
   now: () => Date
-  /** Re-computes what the origin seeds (after a publish or an upload); never throws. */
+  /** Rescans: verifies files placed by hand and re-computes what the origin seeds (after a publish, an upload, SIGHUP, the timer); never throws. */
   resync: () => void
   publicUrl: string | undefined
+  /** X-Forwarded-Host/-Proto are believed (fastify trustProxy), so they shape a derived URL too */
+  trustProxy: boolean
   injectTracker: boolean
   injectWebSeed: boolean
   indexMaxAgeSeconds: number
@@ -33,8 +35,12 @@ export interface IndexContext {
   seederStats: () => { seeding: number } | undefined
 }
 
-/** The URL agents use to reach this server: the configured public URL, else what the client asked for. */
-export function baseUrl (ctx: IndexContext, request: FastifyRequest): string {
-  if (ctx.publicUrl !== undefined) return ctx.publicUrl.replace(/\/+$/, '')
-  return `${request.protocol}://${request.host}`
+/**
+ * The URL agents use to reach this server: the configured public URL, else what the client asked
+ * for. `vary` lists the request headers a derived URL came from: a response embedding it must
+ * name them in Vary (and not be shared), or a cache would hand one client's Host to everyone.
+ */
+export function baseUrl (ctx: IndexContext, request: FastifyRequest): { url: string, vary?: string } {
+  if (ctx.publicUrl !== undefined) return { url: ctx.publicUrl.replace(/\/+$/, '') }
+  return { url: `${request.protocol}://${request.host}`, vary: ctx.trustProxy ? 'Host, X-Forwarded-Host, X-Forwarded-Proto' : 'Host' }
 }

@@ -65,10 +65,11 @@ export async function startIndexDaemon (config: IndexServerConfig, opts: { logge
       const announce = `${(config.publicUrl ?? url).replace(/\/+$/, '')}/announce`
       if (config.seeding.utp) app.log.warn('seeding.utp: uTP is not implemented by the engine (swarm/); the origin seeds over TCP only')
       await seeder.start([announce], app.log.child({ part: 'seeder' }) as unknown as Logger)
-      app.imgdist.resync()
-      timer = setInterval(() => app.imgdist.resync(), ms(config.seeding.rescanInterval))
-      timer.unref()
     }
+    // The rescan also verifies files placed by hand for the web seed, so it runs with seeding off too.
+    app.imgdist.resync()
+    timer = setInterval(() => app.imgdist.resync(), ms(config.seeding.rescanInterval))
+    timer.unref()
     app.log.info({ url, publicUrl: config.publicUrl, torrentPort: seeder?.port, catalogue: app.imgdist.catalogue.name }, 'imgdist-index serving')
     return { app, url, seeder, close }
   } catch (err) {

@@ -56,7 +56,8 @@ export function buildFleet (p: { catalogue: string, index: IndexSigned | undefin
   const bySite = new Map(p.reports.map((r) => [r.report.site, r]))
   const totals: Fleet['totals'] = { sites: 0, staleSites: 0, states: {}, bytesFromPeers: 0, bytesFromWebSeeds: 0, bytesUploaded: 0, downRate: 0, upRate: 0 }
   const sites: FleetSite[] = []
-  for (const name of [...new Set([...p.siteNames, ...bySite.keys()])].sort()) {
+  // Registered sites only: a report outlives `sites remove` in LevelDB until the server prunes it.
+  for (const name of [...new Set(p.siteNames)].sort()) {
     const stored = bySite.get(name)
     const lastSeen = stored?.receivedAt ?? null
     const stale = lastSeen === null || p.now.getTime() - Date.parse(lastSeen) > p.staleAfterMs

@@ -77,7 +77,13 @@ USAGE
   imgdist-index init --data-dir DIR --root ROOT.yaml [--force]
 
   Verifies ROOT.yaml (self-signed by a threshold of its root keys, not expired) and installs it
-  as DIR/root/<version>.yaml. Refuses if DIR already has a root, unless --force.
+  as DIR/root/<version>.yaml. Refuses if DIR already has a root or an index, unless --force.
+
+  --force  Replace the catalogue: the old root chain, index.yaml and verification markers are
+           moved (not deleted) to DIR/replaced/<time>/, and the new catalogue starts with no
+           index. Images and torrents stay and are served only once the new index lists them
+           (re-hashed first). Refused while a server runs on DIR; a crash part-way is finished
+           at the next start.
 `
 
 export const IMPORT_HELP = `imgdist-index import - place an image file copied by hand

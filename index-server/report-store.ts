@@ -31,6 +31,10 @@ export class ReportStore {
     await this.#db.put(`report!${site}`, value, { sync: true } as never)
   }
 
+  async delete (site: string): Promise<void> {
+    await this.#db.del(`report!${site}`, { sync: true } as never)
+  }
+
   async all (): Promise<StoredReport[]> {
     const out: StoredReport[] = []
     for await (const value of this.#db.values({ gt: 'report!', lt: 'report~' })) out.push(value)

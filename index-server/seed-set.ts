@@ -9,9 +9,10 @@ import type { TorrentStore } from './torrent-store.js'
 export type Warn = (msg: string, detail?: Record<string, unknown>) => void
 
 /**
- * Decides what the origin seeds: every image of the current index, not past its own expiry,
- * whose torrent is the signed one and whose file is verified. A file that an operator copied into
- * images/ by hand is hashed here once; a mismatch is logged and not retried until the file changes.
+ * The rescan: verifies files an operator copied into images/ by hand (hashed once; a mismatch is
+ * logged and not retried until the file changes), which is what lets the web seed serve them,
+ * and decides what the origin seeds: every verified image of the current index, not past its own
+ * expiry, whose torrent is the signed one. Runs with seeding off too.
  */
 export class SeedSet {
   readonly #failed = new Set<string>()
@@ -22,6 +23,8 @@ export class SeedSet {
     if (index === undefined) return []
     const out: SeedItem[] = []
     for (const entry of index.doc.signed.images) {
+      // Verified first, torrent or not: the web seed serves an image without one.
+      if (!(await this.#verified(entry))) continue
       if (imageExpired(entry, now)) continue
       const t = await this.torrents.load(entry)
       if (t === undefined) continue
@@ -29,7 +32,6 @@ export class SeedSet {
         this.warn('torrent name differs from the image id; not seeding it (the file is stored as images/<id>)', { id: entry.id, torrentName: t.parsed.name })
         continue
       }
-      if (!(await this.#verified(entry))) continue
       out.push({ id: entry.id, infoHash: entry.infoHash, torrent: t.bytes })
     }
     return out

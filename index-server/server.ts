@@ -95,16 +95,18 @@ export async function buildServer (opts: ServerOptions): Promise<FastifyInstance
   let syncing: Promise<void> | undefined
   let again = false
   let closed = false
+  // Without a seeder this still verifies hand-placed files, so the web seed serves them.
   const resync = (): void => {
-    if (seeder === undefined || closed) return
+    if (closed) return
     if (syncing !== undefined) { again = true; return }
     syncing = (async () => {
       do {
         again = false
         try {
-          await seeder.sync(await seedSet.items(now()))
+          const items = await seedSet.items(now())
+          await seeder?.sync(items)
         } catch (err) {
-          app.log.error({ err }, 'origin seeder sync failed')
+          app.log.error({ err }, seeder === undefined ? 'rescan of images failed' : 'origin seeder sync failed')
         }
       } while (again && !closed)
     })().finally(() => { syncing = undefined })
@@ -115,6 +117,7 @@ export async function buildServer (opts: ServerOptions): Promise<FastifyInstance
     sites: new SiteKeys(paths.sitesFile),
     log: app.log,
     publicUrl: opts.publicUrl,
+    trustProxy: opts.trustProxy ?? false,
     injectTracker: opts.injectTracker ?? true,
     injectWebSeed: opts.injectWebSeed ?? true,
     indexMaxAgeSeconds: opts.indexMaxAgeSeconds ?? 30,

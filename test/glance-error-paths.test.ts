@@ -226,3 +226,19 @@ t.test('register() first removes its own half-registered image of an earlier att
   t.equal(err.retryable, true)
   await s.target.close()
 })
+
+t.test('properties Glance refuses: GLANCE_PROPERTY_INVALID naming each, nothing created (the rule signer add applies too)', async (t) => {
+  const s = setup()
+  issueTokens(s, 3600_000)
+  const g = s.mock.get(GL)
+  let created = 0
+  g.intercept({ path: listPath, method: 'GET' }).reply(200, { images: [] }, json).times(3)
+  g.intercept({ path: '/v2/images', method: 'POST' }).reply(201, () => { created++; return { id: 'x', status: 'queued' } }, json)
+  const properties = { visibility: 'public', os_glance_import_method: 'x', imgdist_sha512: '00', os_distro: 'x'.repeat(256), hw_firmware_type: 'uefi' }
+  const err = await s.target.register({ ...img, entry: { ...img.entry, properties } }).catch((e: unknown) => e) as GlanceError
+  t.equal(err.code, 'GLANCE_PROPERTY_INVALID')
+  t.match(err.message, 'visibility: reserved; os_glance_import_method: reserved; imgdist_sha512: reserved; os_distro: longer than 255 characters')
+  t.notMatch(err.message, 'hw_firmware_type')
+  t.equal(created, 0, 'no image created')
+  await s.target.close()
+})

@@ -1,12 +1,12 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { request } from 'node:http'
-import { readdir, readFile, writeFile } from 'node:fs/promises'
+import { copyFile, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { promisify } from 'node:util'
 import t, { type Test } from 'tap'
 import { encodePublicKey, generateKeyPair } from '../lib/keys.js'
-import { body, indexBytes, makeServerDir, putIndex, waitFor } from './index-fixture.js'
+import { body, fakeSite, indexBytes, makeServerDir, putIndex, siteReport, waitFor, type FakeSite } from './index-fixture.js'
 import { makeFixture } from './helpers/catalogue-fixture.js'
 
 const BIN = join(import.meta.dirname, '..', 'dist', 'bin', 'imgdist-index.js')
@@ -127,6 +127,53 @@ t.test('sites add/list/remove and import', async (t) => {
   t.same(await readdir(join(dataDir, 'torrents')), [`${entry.infoHash}.torrent`])
 })
 
+interface FleetJson { sites: Array<{ name: string, lastSeen: string | null }>, totals: { sites: number } }
+
+t.test('sites remove takes the site out of the fleet, whether the server runs or not', async (t) => {
+  const { dataDir, fx } = await makeServerDir(t)
+  await fx.addImage('img-f', 2048)
+  const a = fakeSite('site-a')
+  const b = fakeSite('site-b')
+  const add = async (s: FakeSite): Promise<void> => {
+    const r = await cli(['sites', 'add', s.name, encodePublicKey(s.key.publicKey), '--data-dir', dataDir])
+    t.equal(r.code, 0, r.stderr)
+  }
+  const report = async (url: string, s: FakeSite, sent: Date): Promise<void> => {
+    const r = await fetch(`${url}/v1/reports`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(siteReport(s, 'test-catalogue', [{ id: 'img-f', state: 'registered' }], sent)) })
+    t.equal(r.status, 202, `${s.name} reports`)
+  }
+  const fleet = async (url: string): Promise<FleetJson> => await (await fetch(`${url}/v1/fleet`)).json() as FleetJson
+  const t0 = Date.now()
+  await add(a)
+  await add(b)
+  let s = await serve(t, dataDir)
+  t.equal((await putIndex(s.url, await indexBytes(fx))).status, 200)
+  await report(s.url, a, new Date(t0 - 3000))
+  await report(s.url, b, new Date(t0 - 3000))
+  t.equal((await fleet(s.url)).totals.sites, 2)
+
+  // while the server runs (it holds LevelDB)
+  t.equal((await cli(['sites', 'remove', 'site-a', '--data-dir', dataDir])).code, 0)
+  const running = await fleet(s.url)
+  t.same(running.sites.map((x) => x.name), ['site-b'], 'the removed site is gone from the fleet')
+  t.equal(running.totals.sites, 1, 'and from the totals')
+  await add(a)
+  t.match((await fleet(s.url)).sites.find((x) => x.name === 'site-a'), { lastSeen: null }, 'added back, it starts afresh: its old report was dropped')
+
+  // while the server is stopped
+  await report(s.url, a, new Date(t0 - 2000))
+  s.proc.kill('SIGTERM')
+  t.equal(await s.exited, 0)
+  t.equal((await cli(['sites', 'remove', 'site-a', '--data-dir', dataDir])).code, 0)
+  await add(a)
+  s = await serve(t, dataDir)
+  const after = await fleet(s.url)
+  t.match(after.sites.find((x) => x.name === 'site-a'), { lastSeen: null }, 'the report was dropped with the site')
+  t.not(after.sites.find((x) => x.name === 'site-b')?.lastSeen, null, 'other sites keep theirs')
+  s.proc.kill('SIGTERM')
+  t.equal(await s.exited, 0)
+})
+
 t.test('import --index stages a release before its index is published', async (t) => {
   const { dataDir, fx, dir } = await makeServerDir(t)
   const entry = await fx.addImage('img-st', 70_000)
@@ -161,6 +208,26 @@ t.test('import --index stages a release before its index is published', async (t
   t.equal(conflict.code, 1)
   t.match(conflict.stderr, /CONFLICT/)
   t.equal((await readFile(join(dataDir, 'images', 'img-st'))).byteLength, 70_000, 'the live file is untouched')
+})
+
+t.test('serve --no-seed: a file placed by hand is verified and served after SIGHUP', async (t) => {
+  const { dataDir, fx } = await makeServerDir(t)
+  const entry = await fx.addImage('img-hand', 70_000)
+  await fx.addImage('img-bad', 50_000)
+  const s = await serve(t, dataDir)
+  t.equal((await putIndex(s.url, await indexBytes(fx))).status, 200)
+  await copyFile(fx.images.get('img-hand') as string, join(dataDir, 'images', 'img-hand')) // no torrent: the web seed needs none
+  await writeFile(join(dataDir, 'images', 'img-bad'), Buffer.alloc(50_000))
+  t.equal((await fetch(`${s.url}/v1/images/img-hand`, { method: 'HEAD' })).status, 404, 'not served before it is verified')
+  s.proc.kill('SIGHUP')
+  await waitFor('img-hand to be served', async () => (await fetch(`${s.url}/v1/images/img-hand`, { method: 'HEAD' })).status === 200 ? true : undefined)
+  const got = Buffer.from(await (await fetch(`${s.url}/v1/images/img-hand`)).arrayBuffer())
+  t.equal(got.byteLength, entry.size)
+  t.same(got, await readFile(fx.images.get('img-hand') as string), 'the signed bytes')
+  t.same(await readdir(join(dataDir, 'verified')), ['img-hand.json'], 'a marker for the good file only')
+  t.equal((await fetch(`${s.url}/v1/images/img-bad`, { method: 'HEAD' })).status, 404, 'a mismatching file is not served')
+  s.proc.kill('SIGTERM')
+  t.equal(await s.exited, 0)
 })
 
 function slowPut (url: string, path: string, data: Buffer, type: string): ReturnType<typeof request> {

@@ -20,7 +20,7 @@ async function hasTool (name: string): Promise<boolean> {
 
 async function startServer (tt: Test, dataDir: string, extra: Record<string, unknown> = {}) {
   const config = resolveServeConfig(undefined, undefined, { dataDir, listen: '127.0.0.1:0', torrentPort: 0, dht: false })
-  const daemon = await startIndexDaemon({ ...config, ...extra, seeding: { ...config.seeding, utp: false } } as typeof config, { logger: false })
+  const daemon = await startIndexDaemon({ ...config, ...extra, seeding: { ...config.seeding, ...(extra.seeding as object | undefined), utp: false } } as typeof config, { logger: false })
   tt.teardown(async () => await daemon.close())
   return daemon
 }
@@ -134,6 +134,18 @@ t.test('a second server on the same data dir refuses to start', async (t) => {
   await t.rejects(startServer(t, dataDir), { code: 'STATE_LOCKED' })
 })
 
+
+t.test('with seeding off the rescan timer still verifies files placed by hand for the web seed', async (t) => {
+  const { dataDir, fx } = await makeServerDir(t)
+  await fx.addImage('img-timer', 30_000)
+  const daemon = await startServer(t, dataDir, { seeding: { enabled: false, rescanInterval: '1s' } })
+  t.equal(daemon.seeder, undefined)
+  t.equal((await putIndex(daemon.url, await indexBytes(fx))).status, 200)
+  const { copyFile } = await import('node:fs/promises')
+  await copyFile(fx.images.get('img-timer') as string, join(dataDir, 'images', 'img-timer'))
+  await waitFor('the next rescan to verify img-timer', async () => (await fetch(daemon.url + '/v1/images/img-timer', { method: 'HEAD' })).status === 200 ? true : undefined)
+  t.pass('served without a SIGHUP or a restart')
+})
 
 t.test('files placed by hand are verified and seeded; revoked images stop being seeded and served', async (t) => {
   const { dataDir, fx } = await makeServerDir(t)

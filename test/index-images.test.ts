@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto'
+import { request as httpRequest } from 'node:http'
 import { readFile, readdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import bencode from 'bencode'
@@ -131,6 +132,49 @@ t.test('torrents: upload checked against the index, served with tracker and web 
   t.ok(Array.isArray(decoded['announce-list']))
   t.equal((await app.inject({ url: `/v1/torrents/${'0'.repeat(40)}.torrent` })).statusCode, 404)
   t.equal((await app.inject({ url: '/v1/torrents/xyz.torrent' })).statusCode, 400)
+})
+
+/** A GET over real HTTP with a Host header of the client's choosing (fetch would not send it). */
+async function getWithHost (url: string, host: string, extra: Record<string, string> = {}): Promise<{ status: number, headers: Record<string, string | string[] | undefined>, body: Buffer }> {
+  return await new Promise((resolve, reject) => {
+    const req = httpRequest(url, { headers: { host, ...extra } }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('end', () => { resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }) })
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+t.test('a torrent whose URLs come from the Host header is not publicly cacheable; with a public URL it is', async (t) => {
+  const { app, fx, entry, dataDir } = await setup(t)
+  const file = `/v1/torrents/${entry.infoHash}.torrent`
+  const put = await app.inject({ method: 'PUT', url: file, headers: { 'content-type': 'application/x-bittorrent' }, payload: Buffer.from(fx.torrents.get('img-a') as Uint8Array) })
+  t.equal(put.statusCode, 200)
+  const url = await app.listen({ host: '127.0.0.1', port: 0 })
+  const evil = await getWithHost(`${url}${file}`, 'evil.example:666')
+  t.equal(evil.status, 200)
+  t.same(parseTorrent(evil.body).announce, ['http://evil.example:666/announce'], 'the URL is derived from the request')
+  t.equal(evil.headers.vary, 'Host', 'caches key the response on Host')
+  t.equal(evil.headers['cache-control'], 'private, max-age=300', 'and no shared cache keeps it')
+  await app.close()
+
+  const proxied = await buildServer({ dataDir, trustProxy: true })
+  const viaProxy = await proxied.inject({ url: file, headers: { host: 'a.example', 'x-forwarded-host': 'evil.example' } })
+  t.same(parseTorrent(viaProxy.rawPayload).announce, ['http://evil.example/announce'])
+  t.equal(viaProxy.headers.vary, 'Host, X-Forwarded-Host, X-Forwarded-Proto', 'behind a trusted proxy the forwarded headers shape it too')
+  t.equal(viaProxy.headers['cache-control'], 'private, max-age=300')
+  await proxied.close()
+
+  const pub = await buildServer({ dataDir, publicUrl: 'https://images.example.org/' })
+  t.teardown(async () => await pub.close())
+  const pubUrl = await pub.listen({ host: '127.0.0.1', port: 0 })
+  const fixed = await getWithHost(`${pubUrl}${file}`, 'evil.example:666')
+  t.same(parseTorrent(fixed.body).announce, ['https://images.example.org/announce'], 'the configured URL, whatever the Host')
+  t.equal(fixed.headers.vary, undefined)
+  t.equal(fixed.headers['cache-control'], 'public, max-age=300')
 })
 
 t.test('tracker answers announces for listed info hashes only', async (t) => {

@@ -188,3 +188,17 @@ t.test('one and two hashing threads agree with lib ImageHasher, small pieces', a
   t.equal(hashes.size, 1, 'both thread modes give the same info hash')
   t.notOk(existsSync(join(dir, 'torrents', 'small.torrent')))
 })
+
+t.test('add refuses properties every Glance site would refuse, naming each, before hashing', async (t) => {
+  await writeFile(join(dir, 'props.raw'), Buffer.alloc(4096, 1))
+  const r = await sign('add', 'props.raw', '--index', 'props.yaml', '--catalogue', 'flow-test', '--id', 'props', '--version', '1',
+    '--disk-format', 'raw', '--property', 'visibility=public', '--property', 'os_glance_import_method=x',
+    '--property', 'imgdist_sha512=00', '--property', `os_distro=${'x'.repeat(300)}`, '--property', 'hw_firmware_type=uefi')
+  t.equal(r.code, 2, 'a usage error, like every other bad flag of add')
+  t.ok(isOneErrorLine(r.stderr), r.stderr)
+  t.match(r.stderr, /USAGE: add: --property that Glance sites refuse: visibility: reserved; os_glance_import_method: reserved; imgdist_sha512: reserved; os_distro: longer than 255 characters\n$/)
+  t.notOk(existsSync(join(dir, 'props.yaml')), 'no index written')
+  const ok = await sign('add', 'props.raw', '--index', 'props.yaml', '--catalogue', 'flow-test', '--id', 'props', '--version', '1',
+    '--disk-format', 'raw', '--property', `os_distro=${'x'.repeat(255)}`, '--property', 'hw_firmware_type=uefi')
+  t.equal(ok.code, 0, `255 characters and an ordinary name are fine: ${ok.stderr}`)
+})

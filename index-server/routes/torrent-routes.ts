@@ -23,11 +23,16 @@ export async function torrentRoutes (app: FastifyInstance, { ctx }: { ctx: Index
       return await refuse(reply, new ImgdistError('NOT_FOUND', `no torrent ${request.params.file} for an image of the current index`))
     }
     const base = baseUrl(ctx, request)
+    const injects = ctx.injectTracker || ctx.injectWebSeed
     const bytes = injectSources(stored.bytes, {
-      ...(ctx.injectTracker ? { tracker: `${base}/announce` } : {}),
-      ...(ctx.injectWebSeed ? { webSeed: `${base}/v1/images/${entry.id}` } : {})
+      ...(ctx.injectTracker ? { tracker: `${base.url}/announce` } : {}),
+      ...(ctx.injectWebSeed ? { webSeed: `${base.url}/v1/images/${entry.id}` } : {})
     })
-    return await reply.type('application/x-bittorrent').header('Cache-Control', 'public, max-age=300')
+    // Without --public-url the torrent carries whatever Host the client sent: never let a shared
+    // cache serve that to others.
+    if (injects && base.vary !== undefined) reply.header('Vary', base.vary).header('Cache-Control', 'private, max-age=300')
+    else reply.header('Cache-Control', 'public, max-age=300')
+    return await reply.type('application/x-bittorrent')
       .header('Content-Disposition', `attachment; filename="${entry.id}.torrent"`).send(Buffer.from(bytes))
   })
 

@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path'
 import { rfc3339 } from '../../lib/duration.js'
 import { editIndex, emptyIndex, upsertImage } from '../../lib/catalogue-edit.js'
 import { UsageError } from '../../lib/errors.js'
+import { propertyProblems } from '../../lib/image-properties.js'
 import type { ImageEntry, IndexDocument } from '../../lib/schema.js'
 import { buildTorrent, choosePieceLength, isValidPieceLength } from '../../lib/torrent-meta.js'
 import { checkIndexShape } from '../../lib/trust.js'
@@ -58,6 +59,9 @@ export async function add (argv: string[], io: Io): Promise<0> {
     if (eq <= 0) throw new UsageError(`add: --property must look like key=value, got "${p}"`)
     properties[p.slice(0, eq)] = p.slice(eq + 1)
   }
+  // Every Glance site would refuse these only after downloading the image: say so before signing.
+  const badProperties = propertyProblems(Object.entries(properties))
+  if (badProperties.length > 0) throw new UsageError(`add: --property that Glance sites refuse: ${badProperties.join('; ')}`)
   const trackers = list(v.tracker)
   for (const t of trackers) if (!/^(https?|udp|wss?):\/\/\S+$/.test(t)) throw new UsageError(`add: --tracker must be an http(s)://, udp:// or ws(s):// URL, got "${t}"`)
   const webSeeds = list(v['web-seed'])

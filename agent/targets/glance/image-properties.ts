@@ -1,5 +1,6 @@
 import type { TargetImage } from '../target.js'
 import type { GlanceTargetConfig } from './config-schema.js'
+import { MAX_PROPERTY_LENGTH, propertyProblems } from '../../../lib/image-properties.js'
 import { GlanceError } from './glance-errors.js'
 
 /**
@@ -21,14 +22,6 @@ export interface GlanceImage {
   updated_at?: string
   [property: string]: unknown
 }
-
-// Glance refuses or owns these; a catalogue must not be able to set them through `properties`
-const CORE = new Set(['id', 'name', 'status', 'visibility', 'protected', 'os_hidden', 'owner', 'size', 'virtual_size', 'checksum',
-  'os_hash_algo', 'os_hash_value', 'created_at', 'updated_at', 'tags', 'disk_format', 'container_format', 'min_disk', 'min_ram',
-  'locations', 'direct_url', 'self', 'file', 'schema', 'stores'])
-
-/** Glance's v2 schema caps extra property values at 255 characters. */
-export const MAX_PROPERTY_LENGTH = 255
 
 export function renderName (template: string, img: TargetImage): string {
   const e = img.entry
@@ -70,18 +63,15 @@ export function mayCleanUp (image: GlanceImage, site: string | undefined): boole
 /** The POST /v2/images body: always private at first (widened only after the hash check). */
 export function createBody (img: TargetImage, cfg: GlanceTargetConfig, site?: string): Record<string, unknown> {
   const e = img.entry
-  const props: Record<string, string> = { architecture: e.arch, os_distro: e.os }
-  const bad: string[] = []
-  for (const [k, v] of [...Object.entries(e.properties), ...Object.entries(cfg.properties)]) {
-    if (CORE.has(k) || k.startsWith('os_glance') || k.startsWith('imgdist_')) { bad.push(`${k}: reserved`); continue }
-    if (v.length > MAX_PROPERTY_LENGTH) { bad.push(`${k}: longer than ${MAX_PROPERTY_LENGTH} characters`); continue }
-    props[k] = v
-  }
+  const extra = [...Object.entries(e.properties), ...Object.entries(cfg.properties)]
+  const bad = propertyProblems(extra)
   if (bad.length > 0) {
     throw new GlanceError('GLANCE_PROPERTY_INVALID', `image ${e.id}: properties Glance cannot take: ${bad.join('; ')}`)
   }
   return {
-    ...props,
+    architecture: e.arch,
+    os_distro: e.os,
+    ...Object.fromEntries(extra),
     ...identityProperties(img, site),
     name: renderName(cfg.nameTemplate, img),
     disk_format: e.diskFormat,
