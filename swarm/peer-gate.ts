@@ -5,7 +5,8 @@ import type { PeerConn } from './peer-conn.js'
 import type { PendingPiece } from './piece-picker.js'
 
 /**
- * Which connections a torrent takes: none from banned peers, at most `maxConns`, and of two connections between the same two peers, one.
+ * Which connections a torrent takes: none from banned peers, at most `maxConns` (a newcomer may
+ * take the slot of a peer idle for long), and of two connections between the same two peers, one.
  *
  * Bans come from pieces that failed sha1. A sole sender is banned at once. Co-senders are not
  * blamed for the failure itself: with 1 MiB pieces the picker splits a piece between peers, and
@@ -28,6 +29,18 @@ export const MAX_BANS = 1000
  * announces), and honest peers behind the same NAT still get the image from everyone else.
  */
 export const HOST_BAN_AFTER = 3
+/**
+ * No piece data either way for this long: the peer's slot may go to a newcomer when the torrent
+ * is at its connection limit. Peers that only handshake and send keep-alives otherwise kept every
+ * slot, and honest peers were refused for as long as they stayed.
+ */
+export const IDLE_EVICT_MS = 30_000
+/**
+ * At the limit, one idle peer is dropped this often even without a newcomer at the door: the
+ * swarm does not dial while the torrent is full, so without it a downloader full of idle incoming
+ * peers never reached the seeds it knew of.
+ */
+export const TURNOVER_MS = 5_000
 /** failed pieces whose blocks are remembered (a few bytes a block), and copies kept of each */
 const MAX_SUSPECT_PIECES = 64
 const MAX_COPIES = 4
@@ -49,6 +62,8 @@ interface Sender { key: string, id?: string | undefined, listen?: string | undef
 /** One failed copy of a piece: per block, its hash and the index of its sender in `senders`. */
 interface Copy { senders: Sender[], from: Uint16Array, hashes: Buffer }
 
+interface Activity { at: number, up: number, useful: boolean }
+
 export class PeerGate {
   /** banned addresses ("host:port", or a web seed's URL); the swarm adds our own addresses */
   readonly banned: Set<string> = new BoundedSet(MAX_BANS)
@@ -61,6 +76,8 @@ export class PeerGate {
   /** who sent each block of a piece being assembled */
   readonly #blockFrom = new WeakMap<PendingPiece, Array<PeerConn | undefined>>()
   readonly #suspects = new Map<number, Copy[]>()
+  readonly #activity = new WeakMap<PeerConn, Activity>()
+  #turnoverAt = 0
 
   constructor (peerId: Buffer, maxConns: number) {
     this.#peerId = peerId
@@ -72,12 +89,18 @@ export class PeerGate {
    * once dial each other; if each end kept the connection it saw first, each could close the one
    * the other kept, again on every retry (seen in the bench: agents reached the origin only after
    * 3–4 s). Both ends therefore keep the connection opened by the smaller peer id, and the other
-   * one is closed here.
+   * one is closed here. At the limit, a peer idle for long is closed to make room.
    */
-  canAccept (peers: ReadonlySet<PeerConn>, peerId: Buffer, key: string, outgoing: boolean): boolean {
+  canAccept (peers: ReadonlySet<PeerConn>, peerId: Buffer, key: string, outgoing: boolean, now = Date.now()): boolean {
     if (this.isBanned(key, peerId)) return false
     const dup = [...peers].find((p) => p.peerId?.equals(peerId) === true)
-    if (dup === undefined) return peers.size < this.#maxConns
+    if (dup === undefined) {
+      if (peers.size < this.#maxConns) return true
+      const idle = this.#idlest(peers, now)
+      if (idle === undefined) return false
+      idle.destroy('idle: its connection slot went to a newcomer')
+      return true
+    }
     if (dup.incoming !== outgoing) return false // the same side opened both: keep the first
     const opener = outgoing ? this.#peerId : peerId
     if (Buffer.compare(opener, outgoing ? peerId : this.#peerId) > 0) return false
@@ -89,6 +112,53 @@ export class PeerGate {
     if (this.banned.has(key) || (peerId !== undefined && this.#bannedIds.has(peerId.toString('hex')))) return true
     const host = parseHostPort(key)?.host
     return host !== undefined && this.#bannedHosts.has(host)
+  }
+
+  // ---- idle peers ----
+
+  /** A peer joined the torrent: it counts as active from now. */
+  joined (peer: PeerConn, now = Date.now()): void { this.#activity.set(peer, { at: now, up: peer.up.total, useful: false }) }
+
+  /** A block we asked the peer for came. (Bytes we upload are seen from the peer's meter.) */
+  delivered (peer: PeerConn, now = Date.now()): void {
+    const a = this.#activity.get(peer)
+    if (a !== undefined) { a.at = now; a.useful = true }
+  }
+
+  /** Once a second: at the limit, now and then the longest idle peer goes, so that the swarm may dial. */
+  tick (peers: ReadonlySet<PeerConn>, now = Date.now()): void {
+    for (const p of peers) this.#seen(p, now)
+    if (peers.size < this.#maxConns || now - this.#turnoverAt < TURNOVER_MS) return
+    const idle = this.#idlest(peers, now)
+    if (idle === undefined) return
+    this.#turnoverAt = now
+    idle.destroy('idle at the connection limit')
+  }
+
+  #seen (p: PeerConn, now: number): Activity {
+    let a = this.#activity.get(p)
+    if (a === undefined) { a = { at: now, up: p.up.total, useful: false }; this.#activity.set(p, a) }
+    if (p.up.total !== a.up) { a.up = p.up.total; a.at = now; a.useful = true }
+    return a
+  }
+
+  /**
+   * The peer to drop for a newcomer: one that sent or took no piece data for IDLE_EVICT_MS. Of
+   * those, first one that never did, then one with interest neither way, then the longest idle.
+   * A fellow agent taking part in the share rule is as likely to go as any idle peer, but agents
+   * that download together exchange pieces; one idle for that long shares nothing with us.
+   */
+  #idlest (peers: ReadonlySet<PeerConn>, now: number): PeerConn | undefined {
+    let best: PeerConn | undefined
+    let bestRank = Infinity
+    let bestAt = Infinity
+    for (const p of peers) {
+      const a = this.#seen(p, now)
+      if (p.closed || now - a.at < IDLE_EVICT_MS) continue
+      const rank = (a.useful ? 2 : 0) + (p.amInterested || p.peerInterested ? 1 : 0)
+      if (rank < bestRank || (rank === bestRank && a.at < bestAt)) { best = p; bestRank = rank; bestAt = a.at }
+    }
+    return best
   }
 
   // ---- bans ----

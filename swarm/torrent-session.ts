@@ -164,6 +164,7 @@ export class TorrentHandle implements PeerSession {
 
   attach (peer: PeerConn): void {
     this.peers.add(peer)
+    this.#gate.joined(peer)
     peer.attach(this, this.picker.have, this.picker.haveCount)
     // Now, not when its bitfield comes: a peer with no pieces yet sends none (BEP 3), and a
     // downloader missing from the share would leave its share of the origin's pieces to others twice.
@@ -195,6 +196,7 @@ export class TorrentHandle implements PeerSession {
     const r = this.picker.receive(index, begin, block, peer.key)
     if (r === 'dup') peer.wastedBytes += block.length
     if (r === 'bad') { peer.destroy(`sent block ${index}/${begin} of ${block.length} bytes, not what was asked`); return }
+    this.#gate.delivered(peer)
     if (p !== undefined && r !== 'dup') this.#gate.sentBlock(p, begin / BLOCK_LENGTH, peer)
     if (doubled || typeof r === 'object') this.#req.cancelElsewhere(peer, index, typeof r === 'object' ? undefined : begin)
     if (typeof r === 'object') this.#pieceDone(r)
@@ -232,6 +234,7 @@ export class TorrentHandle implements PeerSession {
   tick (now = Date.now()): void {
     if (this.destroyed || !this.ready) return
     this.#req.tick(now)
+    this.#gate.tick(this.peers, now)
     this.#pumpWebSeeds(this.#req.starving(now))
     if (this.#pex) pexRound(this.peers, now)
   }

@@ -1,13 +1,15 @@
 import { copyFile, mkdir, readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import t from 'tap'
+import { encode } from '../lib/peer-wire.js'
 import { buildTorrent } from '../lib/torrent-meta.js'
 import { hashFile, writeRandomFile } from './helpers/catalogue-fixture.js'
 import { engineFixture } from './helpers/engine-fixture.js'
 import { pieceMsg, rawPeer, sleep, type RawPeer } from './helpers/raw-peer.js'
 
-// Bans against real engines (dist/) and hand-driven peers on loopback: a peer sending garbage
-// next to an honest seed, a banned peer coming back. The rules themselves, with fake peers and clocks, are in swarm-peer-gate.test.ts.
+// Bans and connection slots against real engines (dist/) and hand-driven peers on loopback: a
+// peer sending garbage next to an honest seed, a banned peer coming back, idle peers holding every
+// slot. The rules themselves, with fake peers and clocks, are in swarm-peer-gate.test.ts.
 
 const gateConsts = async (): Promise<typeof import('../swarm/peer-gate.js')> => await import(resolve('dist/swarm/peer-gate.js')) as typeof import('../swarm/peer-gate.js')
 
@@ -125,4 +127,34 @@ t.test('a banned incoming peer that comes back with a new peer id and source por
   t.ok(rounds.slice(HOST_BAN_AFTER).every((r) => r.requests === 0 && r.closed), 'later rounds are refused at the handshake')
   t.equal(l.counters.hashFailures, HOST_BAN_AFTER, 'one bad piece a round until then, none after')
   t.equal(l.counters.bannedPeers.length, HOST_BAN_AFTER, 'the ban list stops growing')
+})
+
+t.test('idle peers holding every connection slot of a seed and of a downloader do not lock an honest download out', async (t) => {
+  const { IDLE_EVICT_MS } = await gateConsts()
+  const { Swarm, src, tor, log, opts } = await engineFixture(t, 1024 * 1024)
+  const seeder = new Swarm(opts('seed'), log) // maxConns 20 in the fixture
+  const leecher = new Swarm(opts('leech'), log)
+  t.teardown(async () => { await leecher.close(); await seeder.close() })
+  await mkdir(seeder.downloadDir(tor.infoHash), { recursive: true })
+  await copyFile(src, join(seeder.downloadDir(tor.infoHash), 'img.raw'))
+  const s = seeder.add(tor.infoHash, tor.bytes, [])
+  await s.done
+  const l = leecher.add(tor.infoHash, tor.bytes, [])
+  while (!l.ready) await sleep(20)
+  // Peers that only handshake (as fresh agents with no pieces) and send keep-alives.
+  const idle: RawPeer[] = []
+  for (const port of [await seeder.listening(), await leecher.listening()]) {
+    for (let k = 0; k < 20; k++) idle.push(await rawPeer(port, tor.infoHash))
+  }
+  const ka = setInterval(() => { for (const p of idle) p.send(encode.keepAlive()) }, 10_000)
+  t.teardown(() => { clearInterval(ka); for (const p of idle) p.sock.destroy() })
+  await sleep(500)
+  t.equal(s.numPeers, 20, 'the seed is full')
+  t.equal(l.numPeers, 20, 'the downloader is full')
+  leecher.addPeer(tor.infoHash, `127.0.0.1:${await seeder.listening()}`)
+  const deadline = Date.now() + IDLE_EVICT_MS + 60_000
+  while (!l.complete && Date.now() < deadline) await sleep(200)
+  t.comment(`downloader has ${l.picker.haveCount}/${l.pieceCount} pieces; idle peers closed: ${idle.filter((p) => p.isClosed()).length}`)
+  t.ok(l.complete, 'the honest download completes')
+  t.ok(s.numPeers <= 20 && l.numPeers <= 20, 'within the connection limits')
 })

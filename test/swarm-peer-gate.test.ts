@@ -1,6 +1,6 @@
 import t from 'tap'
 import type { PeerConn } from '../swarm/peer-conn.js'
-import { HOST_BAN_AFTER, MAX_BANS, PeerGate } from '../swarm/peer-gate.js'
+import { HOST_BAN_AFTER, IDLE_EVICT_MS, MAX_BANS, PeerGate, TURNOVER_MS } from '../swarm/peer-gate.js'
 import type { PendingPiece } from '../swarm/piece-picker.js'
 
 // Which connections a torrent takes, as a unit: the peers are plain objects with the fields the
@@ -89,6 +89,42 @@ t.test('the ban lists are bounded: the oldest entries go', async (t) => {
   t.equal(gate.banned.has(`10.0.3.${(MAX_BANS + 9) & 255}:6881`), true, 'the newest is kept')
   gate.banned.add('127.0.0.1:1') // as the swarm adds our own addresses
   t.ok(gate.banned.size <= MAX_BANS)
+})
+
+t.test('at the limit, a newcomer takes the slot of a peer idle for long, never of an active one', async (t) => {
+  const gate = new PeerGate(Buffer.alloc(20, 'us'), 3)
+  const t0 = 1_000_000
+  const idle = peer('10.0.0.2:6881', 'i', true)
+  const busy = peer('10.0.0.3:6881', 'b')
+  const uploading = peer('10.0.0.4:6881', 'u', true)
+  for (const p of [idle, busy, uploading]) gate.joined(conn(p), t0)
+  const peers = asConns([idle, busy, uploading])
+  const newcomer = Buffer.alloc(20, 'n')
+  t.equal(gate.canAccept(peers, newcomer, '10.0.0.9:1', false, t0 + 1000), false, 'nobody idle for long yet: refused')
+  gate.delivered(conn(busy), t0 + IDLE_EVICT_MS - 1000)
+  uploading.up.total += 16384
+  gate.tick(peers, t0 + IDLE_EVICT_MS - 1000)
+  t.equal(idle.closed, undefined, 'the turnover waits too')
+  t.equal(gate.canAccept(peers, newcomer, '10.0.0.9:1', false, t0 + IDLE_EVICT_MS + 1000), true, 'the newcomer is let in')
+  t.match(idle.closed, /idle/, 'in place of the idle peer')
+  t.equal(busy.closed, undefined, 'not the one that sent blocks')
+  t.equal(uploading.closed, undefined, 'nor the one we upload to')
+})
+
+t.test('at the limit, the longest idle peer goes now and then without a newcomer, so that the swarm may dial', async (t) => {
+  const gate = new PeerGate(Buffer.alloc(20, 'us'), 2)
+  const t0 = 1_000_000
+  const a = peer('10.0.0.2:6881', 'a', true)
+  const b = peer('10.0.0.3:6881', 'b', true)
+  gate.joined(conn(a), t0)
+  gate.joined(conn(b), t0 + 500)
+  const later = t0 + IDLE_EVICT_MS + 1000
+  gate.tick(asConns([a]), later)
+  t.equal(a.closed, undefined, 'below the limit: nobody')
+  gate.tick(asConns([a, b]), later)
+  t.match(a.closed, /idle/, 'at the limit: the longest idle')
+  gate.tick(asConns([a, b]), later + 1000)
+  t.equal(b.closed, undefined, `one per ${TURNOVER_MS} ms`)
 })
 
 t.test('connection limit, and one connection per pair of peers: the one the smaller id opened', async (t) => {
