@@ -1,7 +1,7 @@
 import type { Logger } from 'pino'
 import { BLOCK_LENGTH, hasBit } from '../lib/peer-wire.js'
 import { BOTH_SEEDS, type PeerConn } from './peer-conn.js'
-import { blockKey, type PiecePicker } from './piece-picker.js'
+import { blockKey, type PendingPiece, type PiecePicker } from './piece-picker.js'
 import { isForeignSeed, OriginShare } from './origin-share.js'
 import type { TokenBucket } from './rate-meter.js'
 import { takeBack } from './take-back.js'
@@ -47,13 +47,24 @@ export interface RequesterHost {
   destroyed: () => boolean
   /** bytes of verified pieces whose disk write has not completed */
   backlog: () => number
+  /** drops a pending piece and what came of it (its buffer goes back to the pool) */
+  discard: (p: PendingPiece) => void
 }
+
+/** A piece to fetch from one peer, and who that is (since when it last asked it for blocks). */
+interface Alone { holder: PeerConn | undefined, at: number }
 
 export class Requester {
   readonly share: OriginShare
   readonly #h: RequesterHost
   readonly #writeBound: number
   #lastBlockAt = Date.now()
+  /**
+   * Pieces that failed sha1 with several senders: the next copy comes from one peer, so that it
+   * either passes (and the senders of blocks that differ are banned, peer-gate.ts) or fails with a
+   * sole sender, who is banned. Without this a garbage co-sender failed every copy of a piece.
+   */
+  readonly #alone = new Map<number, Alone>()
 
   constructor (host: RequesterHost) {
     this.#h = host
@@ -129,12 +140,50 @@ export class Requester {
       const wait = this.#h.download.take(room * 16384)
       if (wait > 0) return // tick() retries
     }
-    const reqs = picker.pick({ bits: peer.bits, shareOnly: this.shareOnly(peer), requested: peer.requested }, room)
+    const bits = this.#alone.size === 0 ? peer.bits : this.#bitsFor(peer)
+    const reqs = picker.pick({ bits, shareOnly: this.shareOnly(peer), requested: peer.requested }, room)
     if (reqs.length === 0) return
+    if (this.#alone.size > 0) {
+      const now = Date.now()
+      for (const r of reqs) { const a = this.#alone.get(r.index); if (a !== undefined) { a.holder = peer; a.at = now } }
+    }
     if (this.#h.trace) this.#h.log.trace({ peer: peer.key, pieces: [...new Set(reqs.map((r) => r.index))], blocks: reqs.length }, 'requested')
     peer.socket.cork()
     for (const r of reqs) peer.request(r, blockKey(r.index, r.begin))
     peer.socket.uncork()
+  }
+
+  /** Piece i failed with several senders: its next copy is fetched from one peer. */
+  fetchAlone (i: number): void { this.#alone.set(i, { holder: undefined, at: 0 }) }
+
+  /** Piece i passed: anyone may send it again (it is not asked for any more anyway). */
+  fetchedAlone (i: number): void { this.#alone.delete(i) }
+
+  /**
+   * The peer's bitfield without the pieces to fetch alone that another peer holds: one that is
+   * still connected and was asked for blocks of it within SNUB_MS (a snub or choke takes its
+   * requests back). A holder that let go loses the piece, and what it sent is dropped, so that
+   * the next sender sends it whole; a web seed fetching it keeps it.
+   */
+  #bitsFor (peer: PeerConn): Uint8Array {
+    const { picker } = this.#h
+    const now = Date.now()
+    let bits = peer.bits
+    for (const [i, a] of this.#alone) {
+      if (!hasBit(peer.bits, i) || a.holder === peer) continue
+      const p = picker.pending.get(i)
+      if (p === undefined) continue // nothing in flight: whoever asks first holds it
+      const h = a.holder
+      const holding = h !== undefined && !h.closed && (now - a.at < SNUB_MS || asked(h, p))
+      if (!holding) {
+        a.holder = undefined
+        // No block asked of anyone (a block received keeps its reqCount, so state is what tells)
+        if (!p.state.includes(1)) { this.#h.discard(p); continue }
+      }
+      if (bits === peer.bits) bits = Uint8Array.from(peer.bits)
+      bits[i >> 3] = (bits[i >> 3] as number) & ~(0x80 >> (i & 7))
+    }
+    return bits
   }
 
   refillAll (): void { for (const peer of this.#h.peers) this.refill(peer) }
@@ -172,4 +221,10 @@ export class Requester {
     const starving = this.starving(now)
     for (const peer of this.#h.peers) if (starving || peer.requested.size === 0) this.refill(peer)
   }
+}
+
+/** whether `peer` has outstanding requests for blocks of `p` */
+function asked (peer: PeerConn, p: PendingPiece): boolean {
+  for (let b = 0; b < p.blocks; b++) if (peer.requested.has(blockKey(p.index, b * BLOCK_LENGTH))) return true
+  return false
 }

@@ -7,7 +7,7 @@ import { joinHostPort } from '../lib/host-port.js'
 import { encodeExtendedHandshake, type PexMessage } from '../lib/peer-extension.js'
 import { BOTH_SEEDS, MAX_QUEUED_REQUESTS, type PeerConn, type PeerSession } from './peer-conn.js'
 import { pexRound } from './pex.js'
-import { PeerGate } from './peer-gate.js'
+import { MAX_BANS, PeerGate } from './peer-gate.js'
 import { PiecePicker, type PendingPiece } from './piece-picker.js'
 import type { PieceStore } from './piece-store.js'
 import { RateMeter, type TokenBucket } from './rate-meter.js'
@@ -96,7 +96,8 @@ export class TorrentHandle implements PeerSession {
     this.banned = this.#gate.banned
     this.#req = new Requester({
       peerId: deps.peerId, picker: this.picker, peers: this.peers, download: deps.download, log: this.#log, trace: this.#trace,
-      paused: () => this.paused, destroyed: () => this.destroyed, backlog: () => this.#store?.backlog ?? 0
+      paused: () => this.paused, destroyed: () => this.destroyed, backlog: () => this.#store?.backlog ?? 0,
+      discard: (p) => { this.picker.pending.delete(p.index); if (p.buf !== undefined) this.#store?.pool.retire(p.buf) }
     })
     this.webSeeds = webSeeds.map((u) => new WebSeed(u, torrent.name))
     this.#upload = {
@@ -158,8 +159,12 @@ export class TorrentHandle implements PeerSession {
     return this.ready && !this.destroyed && this.#gate.canAccept(this.peers, peerId, key, outgoing)
   }
 
+  /** Whether an address (or the peer id) is refused: banned itself, or its host after several bans (peer-gate.ts). For the dialler. */
+  isBanned (addr: string, peerId?: Buffer): boolean { return this.#gate.isBanned(addr, peerId) }
+
   attach (peer: PeerConn): void {
     this.peers.add(peer)
+    this.#gate.joined(peer)
     peer.attach(this, this.picker.have, this.picker.haveCount)
     // Now, not when its bitfield comes: a peer with no pieces yet sends none (BEP 3), and a
     // downloader missing from the share would leave its share of the origin's pieces to others twice.
@@ -191,6 +196,8 @@ export class TorrentHandle implements PeerSession {
     const r = this.picker.receive(index, begin, block, peer.key)
     if (r === 'dup') peer.wastedBytes += block.length
     if (r === 'bad') { peer.destroy(`sent block ${index}/${begin} of ${block.length} bytes, not what was asked`); return }
+    this.#gate.delivered(peer)
+    if (p !== undefined && r !== 'dup') this.#gate.sentBlock(p, begin / BLOCK_LENGTH, peer)
     if (doubled || typeof r === 'object') this.#req.cancelElsewhere(peer, index, typeof r === 'object' ? undefined : begin)
     if (typeof r === 'object') this.#pieceDone(r)
     this.#req.refill(peer)
@@ -227,6 +234,7 @@ export class TorrentHandle implements PeerSession {
   tick (now = Date.now()): void {
     if (this.destroyed || !this.ready) return
     this.#req.tick(now)
+    this.#gate.tick(this.peers, now)
     this.#pumpWebSeeds(this.#req.starving(now))
     if (this.#pex) pexRound(this.peers, now)
   }
@@ -268,11 +276,14 @@ export class TorrentHandle implements PeerSession {
     const good = store.verify(p.index, buf)
     this.picker.settle(p, good)
     if (!good) {
-      store.pool.retire(buf)
       this.counters.hashFailures++
-      this.#blame(p.from, p.index)
+      this.#banned(this.#gate.failed(p, this.peers), p.index)
+      if (p.from.size > 1) this.#req.fetchAlone(p.index)
+      store.pool.retire(buf)
       return
     }
+    this.#banned(this.#gate.passed(p, this.peers), p.index)
+    this.#req.fetchedAlone(p.index)
     if (this.#trace) this.#log.trace({ piece: p.index, from: [...p.from] }, 'piece verified')
     store.write(p.index, buf).then(() => {
       const disk = this.#disk as WrittenPieces
@@ -288,10 +299,11 @@ export class TorrentHandle implements PeerSession {
     this.#checkDone()
   }
 
-  /** Bans (peer-gate.ts) the senders of a piece that failed its sha1, web seeds too. */
-  #blame (senders: Set<string>, index: number): void {
-    for (const key of this.#gate.blame(senders, this.peers)) {
+  /** Senders the gate banned (peer-gate.ts) for piece `index`: counted, logged, and a web seed among them stopped. */
+  #banned (keys: string[], index: number): void {
+    for (const key of keys) {
       this.counters.bannedPeers.push(key)
+      if (this.counters.bannedPeers.length > MAX_BANS) this.counters.bannedPeers.shift()
       this.#log.warn({ peer: key, piece: index }, 'peer sent a piece that failed its sha1: disconnected and banned')
       for (const w of this.webSeeds) if (w.url === key) w.ban()
     }
