@@ -97,3 +97,22 @@ t.test('forged piece(0, i*2^24 + b*16384) cannot orphan a requested block: an ho
   const finished = await Promise.race([l.done.then(() => true), deadline(60_000)])
   t.ok(finished, `the leecher completes from the honest seed (has ${l.picker.haveCount}/${pieces}, orphans ${orphans(l).join(' ')})`)
 })
+
+// Endgame began in the same pick() as the last pieces and asked the same peer for the same blocks.
+t.test('a torrent that fits in one request batch costs its only seed one copy of upload', async (t) => {
+  const { Swarm, src, tor, size, log, opts } = await engineFixture(t, 256 * KiB)
+  const seeder = new Swarm(opts('seed'), log)
+  const leecher = new Swarm(opts('leech'), log)
+  t.teardown(async () => { await leecher.close(); await seeder.close() })
+  await mkdir(seeder.downloadDir(tor.infoHash), { recursive: true })
+  await copyFile(src, join(seeder.downloadDir(tor.infoHash), 'img.raw'))
+  const s = seeder.add(tor.infoHash, tor.bytes, [])
+  await s.done
+  const l = leecher.add(tor.infoHash, tor.bytes, [])
+  while (!l.ready) await sleep(20)
+  leecher.addPeer(tor.infoHash, `127.0.0.1:${await seeder.listening()}`)
+  await l.done
+  // Blocks still on the wire when the leecher completed are counted by the seed when it sent them, before this point.
+  await sleep(500)
+  t.equal(s.counters.uploaded, size, `the seed sent each byte once (sent ${s.counters.uploaded} of ${size})`)
+})
