@@ -1,7 +1,11 @@
-import { copyFile, mkdir, readFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { copyFile, link, mkdir, readFile } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import { runInNewContext } from 'node:vm'
+import { setFlagsFromString } from 'node:v8'
 import t from 'tap'
-import { BLOCK_LENGTH, encode } from '../lib/peer-wire.js'
+import { BLOCK_LENGTH, MsgId, encode } from '../lib/peer-wire.js'
+import { buildTorrent } from '../lib/torrent-meta.js'
+import { hashFile, writeRandomFile } from './helpers/catalogue-fixture.js'
 import { engineFixture } from './helpers/engine-fixture.js'
 import { pieceMsg, rawPeer, sleep, type RawPeer } from './helpers/raw-peer.js'
 import type { TorrentHandle } from '../swarm/torrent-session.js'
@@ -10,6 +14,7 @@ import type { TorrentHandle } from '../swarm/torrent-session.js'
 // makes the seed hold piece buffers for it; plus what a small download costs the seed's upload.
 
 const KiB = 1024
+const MiB = 1024 * 1024
 
 /** Resolves with false after `ms`; its timer does not keep the test process alive. */
 async function deadline (ms: number): Promise<false> { return await new Promise((resolve) => setTimeout(() => { resolve(false) }, ms).unref()) }
@@ -115,4 +120,71 @@ t.test('a torrent that fits in one request batch costs its only seed one copy of
   // Blocks still on the wire when the leecher completed are counted by the seed when it sent them, before this point.
   await sleep(500)
   t.equal(s.counters.uploaded, size, `the seed sent each byte once (sent ${s.counters.uploaded} of ${size})`)
+})
+
+t.test('a peer that stops reading cannot make the seed hold a piece buffer per piece', async (t) => {
+  const { pinnedBytes, PIN_BUDGET } = await import(resolve('dist/swarm/upload.js')) as typeof import('../swarm/upload.js')
+  setFlagsFromString('--expose-gc')
+  const gc = runInNewContext('gc') as () => void
+  const { Swarm, dir, log, opts } = await engineFixture(t, 1024)
+  const pieceLength = MiB
+  const pieces = 96
+  const src = join(dir, 'big.img')
+  await writeRandomFile(src, pieces * pieceLength)
+  const data = await readFile(src)
+  const h = await hashFile(src, pieceLength)
+  const tor = buildTorrent({ name: 'img.raw', length: h.size, pieceLength, pieces: h.pieces })
+  const seeder = new Swarm(opts('seed'), log)
+  t.teardown(async () => { await seeder.close() })
+  const path = join(seeder.downloadDir(tor.infoHash), 'img.raw')
+  await mkdir(seeder.downloadDir(tor.infoHash), { recursive: true })
+  await link(src, path)
+  const s = seeder.add(tor.infoHash, tor.bytes, [], { path, verified: true })
+  await s.done
+  const port = await seeder.listening()
+
+  gc()
+  const before = process.memoryUsage().arrayBuffers
+  // Half the pieces asked 1 byte at a time, the other half 16 KiB at a time: both used to pin a piece each.
+  for (const [what, first, length] of [['1-byte', 1, 1], ['16 KiB', pieces / 2, BLOCK_LENGTH]] as const) {
+    const a = await rawPeer(port, tor.infoHash, { interested: true })
+    while (!a.got.includes(MsgId.unchoke)) await sleep(10)
+    a.sock.pause()
+    const conn = [...s.peers].find((p) => !p.closed && p.socket.remotePort === a.sock.localPort)
+    if (conn === undefined) throw new Error('the seed has no connection for the test peer')
+    // Fill the kernel's buffers with blocks of piece 0 until the seed's socket queues.
+    let filler = 0
+    for (; conn.socket.writableLength === 0 && filler < 5000; filler++) {
+      a.send(encode.triple(MsgId.request, 0, 0, BLOCK_LENGTH))
+      await sleep(2)
+    }
+    t.ok(conn.socket.writableLength > 0, `${what}: the seed's socket queues (${filler} filler blocks)`)
+    const asked: Array<[number, number]> = []
+    for (let i = first; i < first + pieces / 2 - 1; i++) { a.send(encode.triple(MsgId.request, i, 0, length)); asked.push([i, length]) }
+    // Wait until the seed has served what it will: its queue of requests stops shrinking.
+    let last = -1
+    while (conn.uploadQueue.length !== last) { last = conn.uploadQueue.length; await sleep(300) }
+    gc()
+    const grown = process.memoryUsage().arrayBuffers - before
+    t.comment(`${what}: socket queue ${conn.socket.writableLength} bytes, ${conn.uploadQueue.length} requests waiting, pinned ${pinnedBytes(conn)} bytes, arrayBuffers +${(grown / MiB).toFixed(1)} MiB`)
+    t.ok(pinnedBytes(conn) <= PIN_BUDGET, `${what}: the queued blocks pin at most the budget`)
+    // At most the seed's 16 MiB cache, the pool's 8 MiB of idle buffers, the budget and the 1 MiB queue;
+    // before the fix, one piece per request (47 MiB).
+    t.ok(grown < 40 * MiB, `${what}: memory grows by less than ${pieces / 2} pieces`)
+
+    // It reads again: every block arrives, and the copies carry the right bytes.
+    const got = new Map<number, Buffer>()
+    let fillers = 0
+    a.onPiece = (index, begin, block) => {
+      if (index === 0) fillers++
+      else if (begin === 0) got.set(index, Buffer.from(block))
+    }
+    a.sock.resume()
+    while ((fillers < filler || got.size < asked.length) && !a.isClosed()) await sleep(50)
+    t.equal(got.size, asked.length, `${what}: every asked block arrived`)
+    t.ok(asked.every(([i, len]) => got.get(i)?.equals(data.subarray(i * pieceLength, i * pieceLength + len)) === true), `${what}: with the file's bytes`)
+    t.equal(pinnedBytes(conn), 0, `${what}: nothing stays pinned once the writes are done`)
+    a.sock.destroy()
+    await a.closed
+  }
 })
