@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net'
 import {
-  MAX_REQUEST_LENGTH, MsgId, WireDecoder, WireError, encode, encodeHandshake, hasBit, isImgdistPeerId, setBit,
+  BLOCK_LENGTH, MAX_REQUEST_LENGTH, MsgId, WireDecoder, WireError, encode, encodeHandshake, hasBit, isImgdistPeerId, setBit,
   type Handshake
 } from '../lib/peer-wire.js'
 import { canonicalHost, joinHostPort } from '../lib/host-port.js'
@@ -289,12 +289,21 @@ export class PeerConn {
   #onPiece (index: number, begin: number, block: Buffer): void {
     const s = this.#session
     if (s === undefined) { this.destroy('piece before the handshake completed'); return }
+    // We ask only for 16 KiB blocks (a piece's last one shorter): other geometry answers nothing we
+    // sent. Checked before blockKey(), for piece(0, i*2^24 + b*16384) made the key of block (i, b):
+    // our request for it vanished while the picker still counted it asked, and the download stalled.
+    if (index >= s.pieceCount || begin % BLOCK_LENGTH !== 0 || begin >= s.pieceSize(index) ||
+        block.length !== Math.min(BLOCK_LENGTH, s.pieceSize(index) - begin)) {
+      this.destroy(`piece ${index}/${begin} of ${block.length} bytes is no block of this torrent`); return
+    }
     const key = blockKey(index, begin)
-    if (!this.requested.delete(key)) {
-      // Unasked-for (or already cancelled) data: counted, not stored.
+    const r = this.requested.get(key)
+    if (r === undefined || r.index !== index || r.begin !== begin || r.length !== block.length) {
+      // Not asked for, or cancelled while on its way (every client does that): counted, not stored.
       this.down.add(block.length)
       return
     }
+    this.requested.delete(key)
     this.lastBlockAt = Date.now()
     this.snubbed = false
     this.down.add(block.length)

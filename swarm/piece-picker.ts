@@ -148,10 +148,15 @@ export class PiecePicker {
     // the last piece, and the origin sent that piece 7 times while the agents' last pieces waited
     // behind it. What we need from the origin is already asked of it; a stalled origin is what
     // starving (torrent-session.ts) is for.
+    // The blocks this call chose above are not in peer.requested yet (the caller sends them once
+    // pick returns): without `chosen`, the call that began the last pieces asked this same peer for
+    // them twice, and a torrent that fits in one batch was uploaded twice.
     if (out.length < max && !peer.shareOnly && this.haveCount + this.pending.size === this.count) {
+      const chosen = new Set<number>()
+      for (const r of out) chosen.add(blockKey(r.index, r.begin))
       for (const p of this.pending.values()) {
         if (out.length >= max) break
-        if (hasBit(peer.bits, p.index)) this.#fill(p, peer, out, max, true)
+        if (hasBit(peer.bits, p.index)) this.#fill(p, peer, out, max, true, chosen)
       }
     }
     return out
@@ -273,13 +278,14 @@ export class PiecePicker {
     return p
   }
 
-  #fill (p: PendingPiece, peer: PickPeer, out: BlockRequest[], max: number, endgame: boolean): void {
+  /** `chosen`: in endgame, keys already in `out`, which must not be asked of the same peer again */
+  #fill (p: PendingPiece, peer: PickPeer, out: BlockRequest[], max: number, endgame: boolean, chosen?: Set<number>): void {
     for (let b = 0; b < p.blocks && out.length < max; b++) {
       const s = p.state[b]
       if (endgame ? s !== 1 || (p.reqCount[b] as number) >= 2 : s !== 0) continue
       const begin = b * BLOCK_LENGTH
       const key = blockKey(p.index, begin)
-      if (peer.requested.has(key)) continue
+      if (peer.requested.has(key) || chosen?.has(key) === true) continue
       p.state[b] = 1
       p.reqCount[b] = (p.reqCount[b] as number) + 1
       out.push({ index: p.index, begin, length: Math.min(BLOCK_LENGTH, p.length - begin) })

@@ -181,6 +181,21 @@ export class PieceStore {
     return buf
   }
 
+  /**
+   * A copy of `length` bytes of piece `i` from `begin`, in a buffer of its own: for an upload that
+   * must not keep a piece buffer alive (upload.ts). The cache is neither filled nor reordered.
+   */
+  async readBlock (i: number, begin: number, length: number): Promise<Buffer> {
+    if (begin + length > this.pieceSize(i)) throw new RangeError(`block ${i}/${begin}/${length} is past the piece`)
+    const out = Buffer.allocUnsafeSlow(length)
+    // A piece whose write has not completed is always in the cache (#evict keeps it): the file may not hold it yet.
+    const hit = this.#cache.get(i)
+    if (hit !== undefined) { hit.copy(out, 0, begin, begin + length); return out }
+    const { bytesRead } = await this.#fh.read(out, 0, length, i * this.#pieceLength + begin)
+    if (bytesRead !== length) throw new ImgdistError('IO_ERROR', `${this.path}: piece ${i} is short on disk (${bytesRead} of ${length} bytes at ${begin})`)
+    return out
+  }
+
   release (buf: Buffer): void { this.pool.release(buf) }
 
   #remember (i: number, buf: Buffer): void {

@@ -1,4 +1,6 @@
 import type { Logger } from 'pino'
+import { BLOCK_LENGTH } from '../lib/peer-wire.js'
+import type { BlockRequest } from './piece-picker.js'
 import type { PeerConn } from './peer-conn.js'
 import type { PieceStore } from './piece-store.js'
 import type { TokenBucket } from './rate-meter.js'
@@ -10,6 +12,25 @@ import type { TokenBucket } from './rate-meter.js'
  */
 
 export const UPLOAD_SLOTS = 50
+
+/**
+ * Bytes of piece buffers that the blocks queued on one socket may keep alive; at least two
+ * pieces, so that a peer reading a piece's blocks in order never pays a copy at a piece boundary.
+ * A queued block that is a view of a piece keeps the whole piece buffer until its write completes,
+ * and a request may be 1 byte: serving stops only at 1 MiB queued (peer-conn.ts), so a peer that
+ * stopped reading and then asked 1 byte of every piece held the whole image in our memory (96 MiB
+ * for 96 pieces of 1 MiB, 14 bytes of socket queue each). Past the budget a block goes out as a
+ * copy, which the 1 MiB bound on the queue does bound. A peer reading in order (1 MiB pieces,
+ * 16 KiB blocks) has at most three pieces in its queue, so the fast path never copies.
+ */
+export const PIN_BUDGET = 4 * 1024 * 1024
+
+/** per connection: the piece buffers its queued blocks are views of, with how many blocks each */
+interface Pins { readonly count: Map<ArrayBufferLike, number>, bytes: number }
+const pinsOf = new WeakMap<PeerConn, Pins>()
+
+/** bytes of piece buffers the blocks queued on this peer's socket keep alive (for the tests) */
+export function pinnedBytes (peer: PeerConn): number { return pinsOf.get(peer)?.bytes ?? 0 }
 
 export interface UploadDeps {
   readonly log: Logger
@@ -47,18 +68,28 @@ export async function serve (peer: PeerConn, deps: UploadDeps): Promise<void> {
   peer.serving = true
   try {
     while (peer.uploadQueue.length > 0 && peer.writable && !peer.amChoking && !deps.stopped()) {
-      const r = peer.uploadQueue[0] as { index: number, begin: number, length: number }
+      const r = peer.uploadQueue[0] as BlockRequest
       if (!deps.hasPiece(r.index)) { deps.log.debug({ peer: peer.key, piece: r.index }, 'request for a piece we lack dropped'); peer.uploadQueue.shift(); continue }
       const wait = deps.bucket.take(r.length)
       if (wait > 0) { setTimeout(() => { void serve(peer, deps) }, wait).unref(); return }
       const store = deps.store() as PieceStore
-      const buf = store.cached(r.index) ?? await store.read(r.index)
-      if (peer.uploadQueue[0] !== r) { store.release(buf); continue } // cancelled or choked meanwhile
-      peer.uploadQueue.shift()
-      // The socket's write holds the piece buffer in place of ours (buffer-pool.ts).
-      store.pool.hold(buf)
-      peer.sendBlock(r.index, r.begin, buf.subarray(r.begin, r.begin + r.length), () => { store.release(buf) })
-      store.release(buf)
+      const pins = pinsFor(peer)
+      const budget = Math.max(PIN_BUDGET, 2 * store.pool.size)
+      // A whole piece is read (and cached) only for a block of 16 KiB or more that may pin it: a
+      // 1-byte request of an uncached piece costs a 1-byte read, not a piece-sized one.
+      const piece = store.cached(r.index) ??
+        (r.length >= BLOCK_LENGTH && pins.bytes + store.pool.size <= budget ? await store.read(r.index) : undefined)
+      if (piece === undefined) {
+        const copy = await store.readBlock(r.index, r.begin, r.length)
+        if (peer.uploadQueue[0] !== r) continue // cancelled or choked meanwhile
+        peer.uploadQueue.shift()
+        peer.sendBlock(r.index, r.begin, copy, noop)
+      } else {
+        if (peer.uploadQueue[0] !== r) { store.release(piece); continue }
+        peer.uploadQueue.shift()
+        sendView(peer, pins, budget, store, piece, r)
+        store.release(piece)
+      }
       deps.sent(r.length)
     }
   } catch (err) {
@@ -67,4 +98,29 @@ export async function serve (peer: PeerConn, deps: UploadDeps): Promise<void> {
   } finally {
     peer.serving = false
   }
+}
+
+function noop (): void {}
+
+function pinsFor (peer: PeerConn): Pins {
+  let pins = pinsOf.get(peer)
+  if (pins === undefined) { pins = { count: new Map(), bytes: 0 }; pinsOf.set(peer, pins) }
+  return pins
+}
+
+/** The block as a view of its piece, which the socket's write then holds (buffer-pool.ts), or a copy once the peer's pins are over budget. */
+function sendView (peer: PeerConn, pins: Pins, budget: number, store: PieceStore, piece: Buffer, r: BlockRequest): void {
+  const view = piece.subarray(r.begin, r.begin + r.length)
+  const ab = piece.buffer
+  const n = pins.count.get(ab)
+  if (n === undefined && pins.bytes + ab.byteLength > budget) { peer.sendBlock(r.index, r.begin, Buffer.from(view), noop); return }
+  if (n === undefined) pins.bytes += ab.byteLength
+  pins.count.set(ab, (n ?? 0) + 1)
+  store.pool.hold(piece)
+  peer.sendBlock(r.index, r.begin, view, () => {
+    const left = (pins.count.get(ab) ?? 1) - 1
+    if (left > 0) pins.count.set(ab, left)
+    else { pins.count.delete(ab); pins.bytes -= ab.byteLength }
+    store.release(piece)
+  })
 }

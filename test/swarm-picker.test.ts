@@ -192,3 +192,20 @@ t.test('spreading: agents that lack the same pieces of one holder ask it for dif
   p.spread = () => () => false
   t.same(p.pick({ bits: holder, shareOnly: false, requested: new Set<number>() }, 1).map((r) => r.index), [47], 'the rarest piece, though not designated')
 })
+
+t.test('endgame begun in the same pick() never asks the same peer twice for a block', async (t) => {
+  const p = new PiecePicker(4 * 65536, 65536) // 4 pieces of 4 blocks
+  const peer = { bits: new Uint8Array([0xf0]), shareOnly: false, requested: new Set<number>() }
+  // One batch larger than the torrent: it begins every piece, so endgame starts in the same call.
+  const reqs = p.pick(peer, 32)
+  const keys = reqs.map((r) => blockKey(r.index, r.begin))
+  t.equal(reqs.length, 16, 'every block once')
+  t.equal(new Set(keys).size, keys.length, 'no block twice in the batch')
+  for (const k of keys) peer.requested.add(k)
+  t.same(p.pick(peer, 32), [], 'nothing more from the peer that has it all in flight')
+  // A second holder is asked in endgame for blocks in flight elsewhere, each once.
+  const other = { bits: new Uint8Array([0xf0]), shareOnly: false, requested: new Set<number>() }
+  const dup = p.pick(other, 32)
+  t.equal(dup.length, 16, 'endgame asks the other holder for every block in flight')
+  t.equal(new Set(dup.map((r) => blockKey(r.index, r.begin))).size, 16, 'each once')
+})

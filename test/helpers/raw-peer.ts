@@ -2,7 +2,7 @@ import { connect, type Socket } from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { MsgId, WireDecoder, encode, encodeHandshake } from '../../lib/peer-wire.js'
 
-/** A hand-driven BitTorrent peer over a raw socket (for review tests). */
+/** A hand-driven BitTorrent peer over a raw socket, for tests of what the engine does with a hostile or odd peer. */
 export interface RawPeer {
   sock: Socket
   closed: Promise<void>
@@ -10,6 +10,8 @@ export interface RawPeer {
   requests: Array<{ index: number, begin: number, length: number }>
   got: number[]
   onRequest?: (r: { index: number, begin: number, length: number }) => void
+  /** each piece message the engine sends; `block` is valid only during the call */
+  onPiece?: (index: number, begin: number, block: Buffer) => void
   send: (b: Buffer) => void
 }
 
@@ -31,7 +33,7 @@ export async function rawPeer (port: number, infoHash: string, opts: { prefix?: 
         p.onRequest?.(r)
       }
     },
-    onPiece: () => { p.got.push(MsgId.piece) }
+    onPiece: (index, begin, block) => { p.got.push(MsgId.piece); p.onPiece?.(index, begin, block) }
   }, 64 * 1024 * 1024)
   if (opts.read !== false) sock.on('data', (c: Buffer) => { try { dec.push(c) } catch {} })
   const id = Buffer.concat([Buffer.from(opts.prefix ?? '-IM0100-', 'latin1'), randomBytes(12)])
