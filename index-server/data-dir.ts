@@ -11,6 +11,7 @@ import { join } from 'node:path'
  *   torrents/<ih>.torrent
  *   sites.yaml           site name → ed25519 public key, for signed reports
  *   state/               LevelDB: agent reports
+ *   replaced/<time>/     what `init --force` moved aside (root/, index.yaml, verified/); reinit.ts
  */
 export interface DataPaths {
   dir: string
