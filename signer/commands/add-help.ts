@@ -36,7 +36,10 @@ OPTIONS
     --arch ARCH              architecture (default x86_64)
     --min-disk GB            minimum disk in GB (default 0)
     --min-ram MB             minimum RAM in MB (default 0)
-    --property KEY=VALUE     a Glance property for the image; repeatable
+    --property KEY=VALUE     a Glance property for the image; repeatable. Names Glance
+                             reserves (core image fields such as visibility, os_glance*,
+                             imgdist_*) and values over 255 characters are refused (exit 2):
+                             every Glance site would refuse them after the download
     --web-seed URL           HTTP(S) web seed (BEP 19 url-list, and the entry's webSeeds);
                              repeatable. A URL ending in "/" gets the id appended by
                              clients, e.g. https://index.example.org/v1/images/
