@@ -11,6 +11,7 @@ import { canonicalAddr, canonicalHost, joinHostPort, parseHostPort } from '../li
 import { parseTorrent } from '../lib/torrent-meta.js'
 import { BOTH_SEEDS, PeerConn, type PeerSource } from './peer-conn.js'
 import { adopt, dial } from './socket-read.js'
+import { HANDSHAKE_TIMEOUT_MS, MAX_PENDING_HANDSHAKES, PendingHandshakes, handshakeDeadline } from './handshake-deadline.js'
 import { dhtCatchUp } from './dht-catch-up.js'
 import { dhtInfo, startDhtNode } from './dht-node.js'
 import { OwnAddresses } from './own-addresses.js'
@@ -45,6 +46,8 @@ export interface SwarmOptions {
    * the share rule to it (torrent-session.ts).
    */
   peerIdPrefix?: string
+  /** how long a connection may take to complete the handshake (handshake-deadline.ts); default 10 s, tests change it */
+  handshakeTimeoutMs?: number
 }
 
 /** Options of one torrent: where its file is, and whether that file is already known good. */
@@ -60,7 +63,6 @@ export interface AddOptions {
 
 export interface PeerInfo extends SourceInfo { infoHash: string }
 
-const HANDSHAKE_TIMEOUT_MS = 10_000
 const DIAL_TIMEOUT_MS = 10_000
 
 interface Candidate { failures: number, nextAt: number, source: PeerSource }
@@ -87,6 +89,8 @@ export class Swarm {
   readonly #timer: NodeJS.Timeout
   readonly #listening: Promise<number>
   readonly #incoming = new Set<Socket>()
+  readonly #pending: PendingHandshakes
+  readonly #handshakeMs: number
   #closed = false
   #port: number | undefined
   readonly #own: OwnAddresses
@@ -96,6 +100,8 @@ export class Swarm {
     this.peerId = Buffer.concat([Buffer.from(opts.peerIdPrefix ?? PEER_ID_PREFIX, 'latin1').subarray(0, 8), randomBytes(12)])
     this.#log = log
     this.#own = new OwnAddresses(log)
+    this.#handshakeMs = opts.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS
+    this.#pending = new PendingHandshakes(this.#handshakeMs, Math.max(MAX_PENDING_HANDSHAKES, opts.maxConns))
     this.#dispatcher = dispatcher
     this.#upload = new TokenBucket(opts.uploadLimit)
     this.#download = new TokenBucket(opts.downloadLimit)
@@ -242,11 +248,12 @@ export class Swarm {
     socket.setTimeout(DIAL_TIMEOUT_MS, () => { failed('timeout') })
     socket.once('error', (err) => { failed(err.message) })
     socket.once('connect', () => {
-      socket.setTimeout(HANDSHAKE_TIMEOUT_MS, () => { conn?.destroy('no handshake') })
+      socket.setTimeout(0)
+      const handshaken = handshakeDeadline(this.#handshakeMs, () => { conn?.destroy('no handshake') })
       socket.removeAllListeners('error')
       conn = new PeerConn(socket, addr, e.candidates.get(addr)?.source ?? 'manual', (c, hs) => {
         e.dialing.delete(addr)
-        socket.setTimeout(0)
+        handshaken()
         if (!hs.infoHash.equals(Buffer.from(h.infoHash, 'hex'))) { c.destroy('handshake for another torrent'); return }
         if (hs.peerId.equals(this.peerId)) { h.banned.add(addr); this.#log.debug({ peer: addr }, 'connected to ourselves; not dialled again'); c.destroy('connected to ourselves'); return }
         if (!h.canAccept(hs.peerId, addr, true)) { c.destroy('not accepted'); return }
@@ -254,7 +261,7 @@ export class Swarm {
         if (cand !== undefined) cand.failures = 0
         h.attach(c)
       })
-      socket.once('close', () => { if (e.dialing.delete(addr)) failed('closed before the handshake') })
+      socket.once('close', () => { handshaken(); if (e.dialing.delete(addr)) failed('closed before the handshake') })
       conn.sendHandshake(Buffer.from(h.infoHash, 'hex'), this.peerId)
     })
   }
@@ -265,10 +272,10 @@ export class Swarm {
     const socket = adopt(accepted, () => conn)
     this.#incoming.add(socket)
     socket.once('close', () => { this.#incoming.delete(socket) })
-    socket.setTimeout(HANDSHAKE_TIMEOUT_MS, () => { socket.destroy() })
+    const handshaken = this.#pending.admit(socket)
     const key = joinHostPort(canonicalHost(socket.remoteAddress ?? '?'), socket.remotePort ?? 0)
     conn = new PeerConn(socket, key, 'incoming', (c: PeerConn, hs: Handshake) => {
-      socket.setTimeout(0)
+      handshaken()
       const e = this.#entries.get(hs.infoHash.toString('hex'))
       if (e !== undefined && hs.peerId.equals(this.peerId)) {
         // Our own dial, through an address that is none of our interfaces (hairpin NAT, another
@@ -277,7 +284,7 @@ export class Swarm {
         // the torrent runs.
         c.sendHandshake(hs.infoHash, this.peerId)
         socket.end()
-        socket.setTimeout(HANDSHAKE_TIMEOUT_MS, () => { socket.destroy() })
+        socket.once('close', handshakeDeadline(this.#handshakeMs, () => { socket.destroy() }))
         return
       }
       if (e === undefined || !e.handle.canAccept(hs.peerId, key, false)) { c.destroy('unknown torrent or not accepted'); return }
