@@ -11,6 +11,9 @@ import { canonicalAddr, canonicalHost, joinHostPort, parseHostPort } from '../li
 import { parseTorrent } from '../lib/torrent-meta.js'
 import { BOTH_SEEDS, PeerConn, type PeerSource } from './peer-conn.js'
 import { adopt, dial } from './socket-read.js'
+import { Candidates, connectedTo } from './candidates.js'
+import { HANDSHAKE_TIMEOUT_MS, MAX_PENDING_HANDSHAKES, PendingHandshakes, handshakeDeadline } from './handshake-deadline.js'
+import { takePex } from './pex-intake.js'
 import { dhtCatchUp } from './dht-catch-up.js'
 import { dhtInfo, startDhtNode } from './dht-node.js'
 import { OwnAddresses } from './own-addresses.js'
@@ -45,6 +48,8 @@ export interface SwarmOptions {
    * the share rule to it (torrent-session.ts).
    */
   peerIdPrefix?: string
+  /** how long a connection may take to complete the handshake (handshake-deadline.ts); default 10 s, tests change it */
+  handshakeTimeoutMs?: number
 }
 
 /** Options of one torrent: where its file is, and whether that file is already known good. */
@@ -60,18 +65,9 @@ export interface AddOptions {
 
 export interface PeerInfo extends SourceInfo { infoHash: string }
 
-const HANDSHAKE_TIMEOUT_MS = 10_000
 const DIAL_TIMEOUT_MS = 10_000
 
-interface Candidate { failures: number, nextAt: number, source: PeerSource }
-
-/**
- * The most addresses remembered per torrent. Trackers and the DHT answer with a bounded number;
- * peer exchange lets any connected peer name addresses, so past this PEX names are not taken.
- */
-const MAX_CANDIDATES = 1000
-
-interface Entry { handle: TorrentHandle, opts: AddOptions, discovery: Discovery | undefined, candidates: Map<string, Candidate>, dialing: Set<string> }
+interface Entry { handle: TorrentHandle, opts: AddOptions, discovery: Discovery | undefined, candidates: Candidates, dialing: Set<string> }
 
 export class Swarm {
   readonly peerId: Buffer
@@ -87,6 +83,8 @@ export class Swarm {
   readonly #timer: NodeJS.Timeout
   readonly #listening: Promise<number>
   readonly #incoming = new Set<Socket>()
+  readonly #pending: PendingHandshakes
+  readonly #handshakeMs: number
   #closed = false
   #port: number | undefined
   readonly #own: OwnAddresses
@@ -96,6 +94,8 @@ export class Swarm {
     this.peerId = Buffer.concat([Buffer.from(opts.peerIdPrefix ?? PEER_ID_PREFIX, 'latin1').subarray(0, 8), randomBytes(12)])
     this.#log = log
     this.#own = new OwnAddresses(log)
+    this.#handshakeMs = opts.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS
+    this.#pending = new PendingHandshakes(this.#handshakeMs, Math.max(MAX_PENDING_HANDSHAKES, opts.maxConns))
     this.#dispatcher = dispatcher
     this.#upload = new TokenBucket(opts.uploadLimit)
     this.#download = new TokenBucket(opts.downloadLimit)
@@ -154,13 +154,17 @@ export class Swarm {
       peerId: this.peerId, log: this.#log, upload: this.#upload, download: this.#download, dispatcher: this.#dispatcher, maxConns: this.#opts.maxConns,
       pex: this.#opts.pex, listenPort: () => this.#port
     })
-    const entry: Entry = { handle, opts, discovery: undefined, candidates: new Map(), dialing: new Set() }
+    const dialing = new Set<string>()
+    const entry: Entry = { handle, opts, discovery: undefined, candidates: new Candidates((addr) => dialing.has(addr) || connectedTo(handle.peers, addr)), dialing }
     // Not straight back: a peer that just went away is dialled again after 10 s, a fellow seed after 5 minutes.
     handle.onPeerGone = (key, reason) => {
       const c = entry.candidates.get(key)
       if (c !== undefined) c.nextAt = Date.now() + (reason === BOTH_SEEDS ? 300_000 : 10_000)
     }
     handle.onPexPeer = (addr) => { this.#found(entry, addr, 'pex') }
+    // The session hands on every ut_pex; how much of one connection's gossip is taken is decided here (pex-intake.ts).
+    const onPeerPex = handle.onPeerPex.bind(handle)
+    handle.onPeerPex = (peer, msg) => { onPeerPex(peer, { ...msg, added: takePex(peer, msg.added, Date.now()) }) }
     this.#entries.set(infoHash, entry)
     void this.#start(entry)
     return handle
@@ -205,23 +209,19 @@ export class Swarm {
     if (e !== undefined) this.#found(e, addr, source)
   }
 
-  /** An address from a tracker, the DHT, LSD, a peer's PEX or addPeer: remembered (the first source kept) and dialled. */
+  /** An address from a tracker, the DHT, LSD, a peer's PEX or addPeer: remembered (the first source kept) and dialled, if the bounded table (candidates.ts) takes it. */
   #found (e: Entry, addrIn: string, source: PeerSource): void {
     const addr = canonicalAddr(addrIn) // one key per peer, however the source spelt it
     if (addr === undefined) return
     if (e.handle.torrent.private && (source === 'dht' || source === 'lsd' || source === 'pex')) return // BEP 27: trackers only
-    if (!e.candidates.has(addr)) {
-      if (source === 'pex' && e.candidates.size >= MAX_CANDIDATES) return
-      e.candidates.set(addr, { failures: 0, nextAt: 0, source })
-    }
-    this.#dial(e, addr)
+    if (e.candidates.add(addr, source)) this.#dial(e, addr)
   }
 
   #dial (e: Entry, addr: string): void {
     const h = e.handle
     if (this.#closed || h.destroyed || !h.ready || h.banned.has(addr) || e.dialing.has(addr)) return
     if (h.peers.size + e.dialing.size >= this.#opts.maxConns) return
-    for (const p of h.peers) if (p.key === addr || p.listenKey === addr) return
+    if (connectedTo(h.peers, addr)) return
     const c = e.candidates.get(addr)
     if (c !== undefined && c.nextAt > Date.now()) return
     const a = parseHostPort(addr)
@@ -234,27 +234,26 @@ export class Swarm {
     const socket = dial(host, port, () => conn)
     const failed = (why: string): void => {
       e.dialing.delete(addr)
-      const cand = e.candidates.get(addr)
-      if (cand !== undefined) { cand.failures++; cand.nextAt = Date.now() + Math.min(300_000, 5000 * 2 ** Math.min(cand.failures, 6)) }
+      e.candidates.failed(addr, Date.now())
       this.#log.debug({ peer: addr, why }, 'could not connect')
       socket.destroy()
     }
     socket.setTimeout(DIAL_TIMEOUT_MS, () => { failed('timeout') })
     socket.once('error', (err) => { failed(err.message) })
     socket.once('connect', () => {
-      socket.setTimeout(HANDSHAKE_TIMEOUT_MS, () => { conn?.destroy('no handshake') })
+      socket.setTimeout(0)
+      const handshaken = handshakeDeadline(this.#handshakeMs, () => { conn?.destroy('no handshake') })
       socket.removeAllListeners('error')
       conn = new PeerConn(socket, addr, e.candidates.get(addr)?.source ?? 'manual', (c, hs) => {
         e.dialing.delete(addr)
-        socket.setTimeout(0)
+        handshaken()
         if (!hs.infoHash.equals(Buffer.from(h.infoHash, 'hex'))) { c.destroy('handshake for another torrent'); return }
         if (hs.peerId.equals(this.peerId)) { h.banned.add(addr); this.#log.debug({ peer: addr }, 'connected to ourselves; not dialled again'); c.destroy('connected to ourselves'); return }
         if (!h.canAccept(hs.peerId, addr, true)) { c.destroy('not accepted'); return }
-        const cand = e.candidates.get(addr)
-        if (cand !== undefined) cand.failures = 0
+        e.candidates.reached(addr)
         h.attach(c)
       })
-      socket.once('close', () => { if (e.dialing.delete(addr)) failed('closed before the handshake') })
+      socket.once('close', () => { handshaken(); if (e.dialing.delete(addr)) failed('closed before the handshake') })
       conn.sendHandshake(Buffer.from(h.infoHash, 'hex'), this.peerId)
     })
   }
@@ -265,10 +264,10 @@ export class Swarm {
     const socket = adopt(accepted, () => conn)
     this.#incoming.add(socket)
     socket.once('close', () => { this.#incoming.delete(socket) })
-    socket.setTimeout(HANDSHAKE_TIMEOUT_MS, () => { socket.destroy() })
+    const handshaken = this.#pending.admit(socket)
     const key = joinHostPort(canonicalHost(socket.remoteAddress ?? '?'), socket.remotePort ?? 0)
     conn = new PeerConn(socket, key, 'incoming', (c: PeerConn, hs: Handshake) => {
-      socket.setTimeout(0)
+      handshaken()
       const e = this.#entries.get(hs.infoHash.toString('hex'))
       if (e !== undefined && hs.peerId.equals(this.peerId)) {
         // Our own dial, through an address that is none of our interfaces (hairpin NAT, another
@@ -277,7 +276,7 @@ export class Swarm {
         // the torrent runs.
         c.sendHandshake(hs.infoHash, this.peerId)
         socket.end()
-        socket.setTimeout(HANDSHAKE_TIMEOUT_MS, () => { socket.destroy() })
+        socket.once('close', handshakeDeadline(this.#handshakeMs, () => { socket.destroy() }))
         return
       }
       if (e === undefined || !e.handle.canAccept(hs.peerId, key, false)) { c.destroy('unknown torrent or not accepted'); return }
