@@ -45,6 +45,21 @@ export interface FetchOptions {
   okStatuses?: number[]
   /** `Prefer: wait=N` (a held conditional GET, lib/held-get.ts); the header timeout grows by N */
   waitSeconds?: number
+  /** the whole request, body included, ends by then (plus `waitSeconds`); FETCH_DEADLINE_MS unless set */
+  deadlineMs?: number
+}
+
+/**
+ * undici's bodyTimeout is an idle timeout: a server that sends a byte every few seconds would hold
+ * a poll, and the subscription with it, for ever. A catalogue document or a .torrent is small.
+ */
+export const FETCH_DEADLINE_MS = 60_000
+
+/** The caller's abort is ABORTED (not a failure); the deadline and everything else, NETWORK_ERROR. */
+function networkError (url: string, err: unknown, caller: AbortSignal | undefined, deadline: AbortSignal, deadlineMs: number): ImgdistError {
+  if (caller?.aborted === true) return new ImgdistError('ABORTED', `GET ${url}: stopped`, { cause: err })
+  if (deadline.aborted) return new ImgdistError('NETWORK_ERROR', `GET ${url}: no complete answer within ${Math.round(deadlineMs / 1000)} s`, { cause: err })
+  return new ImgdistError('NETWORK_ERROR', `GET ${url}: ${(err as Error).message}`, { cause: err })
 }
 
 export async function fetchBytes (dispatcher: Dispatcher, url: string, opts: FetchOptions): Promise<FetchResult> {
@@ -52,16 +67,19 @@ export async function fetchBytes (dispatcher: Dispatcher, url: string, opts: Fet
   const headers: Record<string, string> = {}
   if (opts.etag !== undefined) headers['if-none-match'] = opts.etag
   if (opts.waitSeconds !== undefined) headers.prefer = `wait=${opts.waitSeconds}`
+  const deadlineMs = (opts.deadlineMs ?? FETCH_DEADLINE_MS) + (opts.waitSeconds ?? 0) * 1000
+  const deadline = AbortSignal.timeout(deadlineMs)
+  const signal = opts.signal !== undefined ? AbortSignal.any([opts.signal, deadline]) : deadline
   try {
     res = await request(url, {
       dispatcher,
       method: 'GET',
       headers,
       ...(opts.waitSeconds !== undefined ? { headersTimeout: (opts.waitSeconds + 15) * 1000 } : {}),
-      ...(opts.signal !== undefined ? { signal: opts.signal } : {})
+      signal
     })
   } catch (err) {
-    throw new ImgdistError('NETWORK_ERROR', `GET ${url}: ${(err as Error).message}`, { cause: err })
+    throw networkError(url, err, opts.signal, deadline, deadlineMs)
   }
   const etagHeader = res.headers.etag
   const etag = typeof etagHeader === 'string' ? etagHeader : undefined
@@ -95,7 +113,7 @@ export async function fetchBytes (dispatcher: Dispatcher, url: string, opts: Fet
     }
   } catch (err) {
     if (err instanceof ImgdistError) throw err
-    throw new ImgdistError('NETWORK_ERROR', `GET ${url}: ${(err as Error).message}`, { cause: err })
+    throw networkError(url, err, opts.signal, deadline, deadlineMs)
   }
   return { status: 200, body: Buffer.concat(chunks), ...extra }
 }

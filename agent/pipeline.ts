@@ -28,6 +28,8 @@ export interface PipelineDeps {
   dataDir: string
   /** called when the download phase ends (success or not), to free a download slot */
   onDownloadEnd: (rec: ImageRecord) => void
+  /** the operator's pause: a torrent added after `pause` (its .torrent was still being fetched) starts paused */
+  paused: () => boolean
 }
 
 export function targetImage (rec: ImageRecord, filePath?: string): TargetImage {
@@ -98,8 +100,17 @@ function abortable<T> (p: Promise<T>, signal: AbortSignal): Promise<T> {
 
 export async function runPipeline (deps: PipelineDeps, rec: ImageRecord, cat: Catalogue | undefined, signal: AbortSignal,
   onHandle: (h: TorrentHandle) => void): Promise<void> {
-  const { swarm, store, log } = deps
+  const { swarm, log } = deps
   const e = rec.entry
+  // Every write checks that the job is still wanted and its record still the image's: a job
+  // stopped for a new release must not put the superseded record back over the new one.
+  const current = (): void => {
+    if (signal.aborted || !deps.store.isCurrent(rec)) throw new ImgdistError('ABORTED', `${e.id}: stopped (no longer wanted, or replaced by a new release)`)
+  }
+  const store = {
+    transition: async (...a: Parameters<StateStore['transition']>): Promise<void> => { current(); await deps.store.transition(...a) },
+    put: async (r: ImageRecord): Promise<void> => { current(); await deps.store.put(r) }
+  }
   let downloadEnded = false
   const endDownload = (): void => { if (!downloadEnded) { downloadEnded = true; deps.onDownloadEnd(rec) } }
   try {
@@ -115,6 +126,8 @@ export async function runPipeline (deps: PipelineDeps, rec: ImageRecord, cat: Ca
     const t = await obtainTorrent(deps, rec, cat, signal)
     await store.transition(rec, 'downloading')
     const handle = swarm.add(e.infoHash, t.bytes, t.webSeeds)
+    // swarm.pauseAll() only reached the handles that existed when the operator paused
+    if (deps.paused() && !handle.complete) handle.pause()
     onHandle(handle)
     log.info({ image: e.id, infoHash: e.infoHash }, 'downloading')
     await abortable(handle.done, signal)

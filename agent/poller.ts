@@ -6,7 +6,7 @@ import { MAX_INDEX_BYTES, MAX_ROOT_BYTES, parseSignedYaml } from '../lib/documen
 import { ConfigError, ImgdistError, toImgdistError } from '../lib/errors.js'
 import { MAX_WAIT_SECONDS } from '../lib/held-get.js'
 import type { IndexDocument, RootDocument, SignedDocument } from '../lib/schema.js'
-import { acceptIndex, checkRootShape, verifyThreshold, walkRootChain } from '../lib/trust.js'
+import { acceptIndex, assertNotExpired, checkRootShape, verifyThreshold, walkRootChain } from '../lib/trust.js'
 import type { ResolvedConfig } from './config.js'
 import { fetchBytes, RetryLaterError } from './http-fetch.js'
 import type { TrustStore } from './trust-store.js'
@@ -42,8 +42,15 @@ export interface PollStatus {
 /** The outcome of one round, which decides when the next starts. */
 type Round = 'held' | 'fetched' | 'quick' | 'failed' | 'later'
 
-/** After an index server said it is restarting, failures to reach it are expected for this long (logged at info, not warn). */
+/**
+ * After an index server said it is restarting, failures to reach it are expected for this long:
+ * logged at info, not counted as failed polls, not shown as the subscription's error.
+ */
 const RESTART_GRACE_MS = 60_000
+/** setTimeout's longest delay; a later expiry is checked again when this one fires */
+const MAX_TIMER_MS = 2 ** 31 - 1
+/** Errors of reaching the server, which an answer from it disproves. */
+const TRANSPORT_CODES = new Set(['NETWORK_ERROR', 'HTTP_ERROR'])
 
 type Sub = ResolvedConfig['subscriptions'][number]
 
@@ -54,6 +61,7 @@ export class CataloguePoller extends EventEmitter {
   #root?: RootDocument
   #etag?: string
   #timer?: NodeJS.Timeout
+  #expiryTimer?: NodeJS.Timeout
   #failures = 0
   /** seconds the index server asked us to wait (503 + Retry-After), for a 'later' round */
   #retryAfter = 1
@@ -99,6 +107,7 @@ export class CataloguePoller extends EventEmitter {
         const acc = acceptIndex(this.#root.signed, doc, { now: this.#now(), last: { version: idx.version, digest: idx.digest } })
         this.current = { name: this.name, root: this.#root, index: acc.doc, digest: acc.digest, signers: acc.signers, baseUrl: this.sub.url }
         this.status.indexVersion = acc.doc.signed.version
+        this.#armExpiry()
       } catch (err) {
         this.#fail(toImgdistError(err))
         this.status.indexVersion = idx.version
@@ -149,6 +158,39 @@ export class CataloguePoller extends EventEmitter {
     this.emit('error-status', this.status.error)
   }
 
+  /**
+   * An accepted index (or its root) that expires while the server has nothing newer (it answers
+   * 304, or holds the request) is no longer in force, as after a restart: a freeze attack is
+   * just that. The catalogue stops being usable until a current index is accepted.
+   */
+  #assertCurrentFresh (): void {
+    const cur = this.current
+    if (cur === undefined) return
+    try {
+      assertNotExpired(cur.root.signed, this.#now(), `trusted root v${cur.root.signed.version}`)
+      assertNotExpired(cur.index.signed, this.#now(), `index v${cur.index.signed.version}`)
+    } catch (err) {
+      this.current = undefined
+      clearTimeout(this.#expiryTimer)
+      this.#log.warn({ catalogue: this.name, err: (err as Error).message }, 'the accepted catalogue expired; nothing is acted on until a current index is accepted')
+      throw err
+    }
+  }
+
+  /** Checks the expiry at the moment it falls, not only at the next answer (a held request lasts up to 50 s). */
+  #armExpiry (): void {
+    clearTimeout(this.#expiryTimer)
+    const cur = this.current
+    if (cur === undefined || this.#closed) return
+    const at = Math.min(Date.parse(cur.root.signed.expires), Date.parse(cur.index.signed.expires))
+    const ms = Math.min(MAX_TIMER_MS, Math.max(0, at - this.#now().getTime()))
+    this.#expiryTimer = setTimeout(() => {
+      // not a poll: the next one (unconditional now) counts the refused index
+      try { this.#assertCurrentFresh(); this.#armExpiry() } catch (err) { this.#fail(toImgdistError(err)) }
+    }, ms)
+    this.#expiryTimer.unref()
+  }
+
   async #poll (): Promise<Round> {
     if (this.#closed) return 'failed'
     this.status.lastPoll = this.#now().toISOString()
@@ -170,12 +212,16 @@ export class CataloguePoller extends EventEmitter {
     }
     // close() aborts a held request: that is not a failed poll
     if (lastErr !== undefined && !this.#closed) {
+      // backs off either way; a planned restart (docs/agent.md, "Watch") is not a failure to report
       this.#failures++
-      this.status.pollErrors++
-      const expected = Date.now() < this.#restartGraceUntil
-      this.#log[expected ? 'info' : 'warn']({ catalogue: this.name, code: lastErr.code, err: lastErr.message },
-        expected ? 'catalogue poll failed while the index server restarts; retrying' : 'catalogue poll failed; keeping the last good catalogue')
-      this.#fail(lastErr)
+      const expected = Date.now() < this.#restartGraceUntil && TRANSPORT_CODES.has(lastErr.code)
+      if (expected) {
+        this.#log.info({ catalogue: this.name, code: lastErr.code, err: lastErr.message }, 'catalogue poll failed while the index server restarts; retrying')
+      } else {
+        this.status.pollErrors++
+        this.#log.warn({ catalogue: this.name, code: lastErr.code, err: lastErr.message }, 'catalogue poll failed; keeping the last good catalogue')
+        this.#fail(lastErr)
+      }
     }
     this.status.watching = false
     return 'failed'
@@ -197,6 +243,9 @@ export class CataloguePoller extends EventEmitter {
   async #pollFrom (url: string, watch: boolean): Promise<Round> {
     const signal = this.#abort.signal
     const root = await this.#walkRoots(url, signal)
+    // The server answered: an error of not reaching it is over, though a held request may not
+    // end for up to 50 s (status showed WATCH yes with a stale ECONNREFUSED that long).
+    if (this.status.error !== undefined && TRANSPORT_CODES.has(this.status.error.code)) delete this.status.error
     const conditional = this.#etag !== undefined && this.current !== undefined && root === this.#root
     const wait = watch && conditional ? this.#waitSeconds : undefined
     const started = performance.now()
@@ -205,6 +254,9 @@ export class CataloguePoller extends EventEmitter {
       maxBytes: MAX_INDEX_BYTES, signal, ...(conditional ? { etag: this.#etag } : {}), ...(wait !== undefined ? { waitSeconds: wait } : {})
     })
     if (res.status === 304) {
+      // the request began under an index that has expired since (the timer took it out of force)
+      if (this.current === undefined) return 'quick'
+      this.#assertCurrentFresh()
       delete this.status.error
       // Judged by the clock, not by a header a cache could replay: a server that did not hold
       // the request must not be asked again at once, or the agent would poll in a tight loop.
@@ -231,6 +283,7 @@ export class CataloguePoller extends EventEmitter {
     delete this.status.error
     const fresh = this.current === undefined || this.current.digest !== acc.digest
     this.current = { name: this.name, root, index: acc.doc, digest: acc.digest, signers: acc.signers, baseUrl: url }
+    this.#armExpiry()
     if (fresh) this.emit('catalogue', this.current)
     // 'fetched' (watch again at once) only when the next request can be a held one: the server
     // gave an ETag, and did not just ignore one we sent (else a loop of full GETs).
@@ -256,6 +309,7 @@ export class CataloguePoller extends EventEmitter {
   async close (): Promise<void> {
     this.#closed = true
     clearTimeout(this.#timer)
+    clearTimeout(this.#expiryTimer)
     this.#abort.abort()
     await this.#polling?.catch(() => {})
   }

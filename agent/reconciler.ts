@@ -10,7 +10,7 @@ import { obtainTorrent, runPipeline, targetImage, type PipelineDeps } from './pi
 import type { JsonStore } from './db.js'
 import type { Catalogue, CataloguePoller } from './poller.js'
 import { decide, retireDue } from './policy.js'
-import { newRecord, recordKey, type ImageRecord, type StateStore } from './state-store.js'
+import { newRecord, recordKey, supersede, type ImageRecord, type StateStore, type SupersededRelease, type TargetState } from './state-store.js'
 import type { Target } from './targets/target.js'
 
 /**
@@ -20,6 +20,8 @@ import type { Target } from './targets/target.js'
  */
 
 interface Job {
+  /** the record the job was started for (a new release gets a new record) */
+  rec: ImageRecord
   abort: AbortController
   done: Promise<void>
   /** settles when the download has begun (the swarm has the torrent) or the job ended before that */
@@ -30,9 +32,14 @@ interface Job {
 }
 
 const PAUSED_KEY = 'paused'
+const PAUSED_AT_KEY = 'pausedAt'
+/** An approved image of a catalogue that is not in force (expired, not yet accepted) waits with this reason. */
+const HELD_REASON = 'waiting for a current catalogue (the accepted index expired or none is accepted yet)'
 
 export class Reconciler {
   paused = false
+  /** when the operator paused (RFC 3339), if paused; undefined for a pause saved by an older agent */
+  pausedAt?: string
   verificationFailures = 0
   readonly #jobs = new Map<string, Job>()
   /**
@@ -61,6 +68,8 @@ export class Reconciler {
     // not to undo it.
     if (await this.deps.settings.get(PAUSED_KEY) === true) {
       this.paused = true
+      const at = await this.deps.settings.get(PAUSED_AT_KEY)
+      if (typeof at === 'string') this.pausedAt = at
       this.deps.log.info('paused since before this start: downloads wait for `imgdist-agent resume`')
     }
     for (const rec of store.all()) {
@@ -113,10 +122,11 @@ export class Reconciler {
     const revoked = new Map(idx.revoked.map((r) => [r.id, r]))
     const now = new Date()
     for (const e of idx.images) {
-      let rec = store.get(cat.name, e.id)
-      if (rec === undefined || (rec.entry.sha512 !== e.sha512 && rec.state !== 'registered')) {
-        rec = newRecord(cat.name, e, idx.version, cat.signers)
-        await store.put(rec)
+      const rec = store.get(cat.name, e.id)
+      if (rec === undefined) {
+        await store.put(newRecord(cat.name, e, idx.version, cat.signers))
+      } else if (rec.entry.sha512 !== e.sha512) {
+        await this.#replace(rec, newRecord(cat.name, e, idx.version, cat.signers))
       } else if (rec.indexVersion !== idx.version) {
         rec.indexVersion = idx.version
         rec.endorsers = cat.signers
@@ -133,37 +143,111 @@ export class Reconciler {
             : imageExpired(e, now) ? `expired at ${e.expires ?? ''}` : undefined
       if (why !== undefined && rec.unwantedSince === undefined) {
         await store.put(Object.assign(rec, { unwantedSince: Date.now(), unwantedReason: why }))
-      } else if (why === undefined && rec.unwantedSince !== undefined && rec.state !== 'retired') {
-        delete rec.unwantedSince; delete rec.unwantedReason
-        await store.put(rec)
+      } else if (why === undefined && rec.unwantedSince !== undefined) {
+        if (rec.state === 'retired') {
+          // an endorser extended its expiry, or listed the revoked bytes again: wanted like any new entry
+          this.deps.log.info({ image: rec.id, was: rec.unwantedReason }, 'listed again by the catalogue')
+          await store.revive(rec, `listed again (was ${rec.unwantedReason ?? 'unwanted'})`)
+        } else {
+          delete rec.unwantedSince; delete rec.unwantedReason
+          await store.put(rec)
+        }
       }
     }
+  }
+
+  /**
+   * A new release (other bytes) of an id: whatever the old one was doing stops now, and the new
+   * one goes through the pipeline at once. What the old one registered is kept on the new record
+   * and retired after the grace (#retireSuperseded); its bytes are no longer wanted anywhere.
+   */
+  async #replace (old: ImageRecord, next: ImageRecord): Promise<void> {
+    const key = recordKey(old.catalogue, old.id)
+    await this.#stopJob(key)
+    await this.#dropTorrent(key, old.entry.infoHash, true)
+    this.deps.log.info({ image: old.id, from: old.entry.version, to: next.entry.version, was: old.state }, 'replaced by a new release')
+    await this.deps.store.put(supersede(old, next, Date.now()))
+  }
+
+  /** Stops a running job and waits until it has ended (its last writes done). */
+  async #stopJob (key: string): Promise<void> {
+    const job = this.#jobs.get(key)
+    if (job === undefined) return
+    job.abort.abort()
+    await job.done.catch(() => {})
+  }
+
+  /**
+   * Takes a torrent out of the swarm: no more download or upload of it. An aborted job leaves its
+   * handle in the swarm, which would go on fetching (and sharing) bytes nobody wants.
+   */
+  async #dropTorrent (key: string, infoHash: string, deleteData: boolean): Promise<void> {
+    const seeding = this.#seeding.get(key)
+    if (seeding !== undefined && seeding.handle === this.deps.swarm.get(infoHash)) this.#seeding.delete(key)
+    if (this.deps.swarm.get(infoHash) === undefined && !deleteData) return
+    await this.deps.swarm.remove(infoHash, deleteData)
   }
 
   async #step (rec: ImageRecord, now: number): Promise<void> {
     const { store } = this.deps
     const key = recordKey(rec.catalogue, rec.id)
+    if (rec.superseded !== undefined) await this.#retireSuperseded(rec, now)
     if (rec.unwantedSince !== undefined) {
       if (rec.state !== 'retired') await this.#retire(rec, now)
       return
     }
-    if (this.#jobs.has(key)) return
+    // Policy (reloaded by SIGHUP at any time) is asked again at every step short of `registered`.
+    // A registered image stays registered when policy turns against it: removing what users may
+    // already run is the catalogue's call (revoke) or the operator's, not a config edit's side effect.
+    if (rec.state === 'registered' || rec.state === 'retired') return
+    const d = decide(this.cfg.policy, rec.catalogue, rec.entry, rec.approvedSha512 === rec.entry.sha512)
+    if (this.#jobs.has(key)) {
+      if (d.verdict !== 'approved') await this.#withdraw(rec, d)
+      return
+    }
     switch (rec.state) {
       case 'listed': case 'rejected': case 'awaiting-approval': case 'approved': {
-        const d = decide(this.cfg.policy, rec.catalogue, rec.entry, rec.approvedSha512 === rec.entry.sha512)
         const keep = rec.state === 'approved' && d.verdict === 'approved'
         if (!keep && (d.verdict !== rec.state || rec.reason !== d.reason)) await store.transition(rec, d.verdict, { reason: d.reason })
-        if (rec.state === 'approved') this.#maybeStart(rec)
+        if (rec.state === 'approved') await this.#startOrHold(rec)
         break
       }
       case 'failed':
-        if (rec.nextAttemptAt !== undefined && now >= rec.nextAttemptAt && !this.paused) {
+        if (d.verdict !== 'approved') {
+          await this.#withdraw(rec, d)
+        } else if (rec.nextAttemptAt !== undefined && now >= rec.nextAttemptAt && !this.paused && this.#catalogueInForce(rec.catalogue)) {
           await store.transition(rec, 'approved', { reason: `retry ${rec.retries}` })
-          this.#maybeStart(rec)
+          await this.#startOrHold(rec)
         }
         break
       default: break
     }
+  }
+
+  /**
+   * Policy no longer approves an image that is in flight or failed: its job stops, and a
+   * rejected image's bytes leave the swarm and the disk (one waiting for approval keeps them).
+   */
+  async #withdraw (rec: ImageRecord, d: { verdict: 'rejected' | 'awaiting-approval', reason: string }): Promise<void> {
+    const key = recordKey(rec.catalogue, rec.id)
+    await this.#stopJob(key)
+    // the job may have registered it before it saw the abort
+    if (rec.state === 'registered' || !this.deps.store.isCurrent(rec)) return
+    const rejected = d.verdict === 'rejected'
+    await this.#dropTorrent(key, rec.entry.infoHash, rejected)
+    this.deps.log.info({ image: rec.id, was: rec.state, verdict: d.verdict, reason: d.reason }, 'policy no longer approves an image in progress; stopped')
+    await this.deps.store.transition(rec, d.verdict, { reason: d.reason, ...(rejected ? { progress: 0, cached: false } : {}) })
+  }
+
+  /** A catalogue whose poller has no accepted, unexpired index is not acted on (DESIGN.md §3: freeze). */
+  #catalogueInForce (catalogue: string): boolean {
+    const p = this.deps.pollers.find((x) => x.name === catalogue)
+    return p === undefined || p.current !== undefined
+  }
+
+  async #startOrHold (rec: ImageRecord): Promise<void> {
+    if (this.#catalogueInForce(rec.catalogue)) { this.#maybeStart(rec); return }
+    if (rec.reason !== HELD_REASON) await this.deps.store.put(Object.assign(rec, { reason: HELD_REASON }))
   }
 
   #maybeStart (rec: ImageRecord): void {
@@ -174,9 +258,9 @@ export class Reconciler {
     const cat = this.deps.pollers.find((p) => p.name === rec.catalogue)?.current
     let begin = (): void => {}
     const begun = new Promise<void>((resolve) => { begin = resolve })
-    const job: Job = { abort: new AbortController(), downloading: true, done: Promise.resolve(), begun, base: { peers: rec.bytesFromPeers, web: rec.bytesFromWebSeeds, up: rec.bytesUploaded } }
+    const job: Job = { rec, abort: new AbortController(), downloading: true, done: Promise.resolve(), begun, base: { peers: rec.bytesFromPeers, web: rec.bytesFromWebSeeds, up: rec.bytesUploaded } }
     this.#jobs.set(key, job)
-    const deps: PipelineDeps = { ...this.deps, dataDir: this.cfg.dataDir, onDownloadEnd: () => { job.downloading = false; this.kick() } }
+    const deps: PipelineDeps = { ...this.deps, dataDir: this.cfg.dataDir, onDownloadEnd: () => { job.downloading = false; this.kick() }, paused: () => this.paused }
     job.done = runPipeline(deps, rec, cat, job.abort.signal, (h) => {
       // A handle outlives a failed job (a registration that failed keeps its verified torrent in
       // the swarm), and its counters run from the handle's start, not this job's: the base leaves
@@ -196,8 +280,11 @@ export class Reconciler {
       })
       .catch(async (err) => {
         this.#absorb(rec, job)
+        // a superseded record must not be written back over its successor
+        if (!this.deps.store.isCurrent(rec)) return
         const e = toImgdistError(err)
-        if (e.code === 'ABORTED') return
+        // stopped (SIGTERM, a new release, policy): the bytes counted up to now are kept
+        if (e.code === 'ABORTED') { await this.deps.store.put(rec); return }
         if (e.code === 'HASH_MISMATCH') this.verificationFailures++
         rec.retries++
         const delay = backoffMs(rec.retries, this.cfg.retryInitialMs, this.cfg.retryMaxMs)
@@ -221,9 +308,9 @@ export class Reconciler {
   }
 
   async #updateProgress (): Promise<void> {
-    for (const [key, job] of this.#jobs) {
-      const rec = this.deps.store.all().find((r) => recordKey(r.catalogue, r.id) === key)
-      if (rec === undefined || job.handle === undefined) continue
+    for (const job of this.#jobs.values()) {
+      const rec = job.rec
+      if (!this.deps.store.isCurrent(rec) || job.handle === undefined) continue
       this.#absorb(rec, job)
       rec.progress = job.handle.progress
       await this.deps.store.put(rec)
@@ -252,32 +339,59 @@ export class Reconciler {
 
   async #retire (rec: ImageRecord, now: number): Promise<void> {
     const key = recordKey(rec.catalogue, rec.id)
-    const job = this.#jobs.get(key)
-    if (job !== undefined) { job.abort.abort(); await job.done.catch(() => {}) }
+    await this.#stopJob(key)
     const registered = Object.values(rec.targets).some((t) => t.state === 'registered')
-    // A revoked or withdrawn image must stop spreading at once, whatever the grace for its registrations.
-    if (this.#seeding.has(key) || rec.cached) {
-      this.#seeding.delete(key)
-      await this.deps.swarm.remove(rec.entry.infoHash, true)
+    // A revoked or withdrawn image must stop spreading at once, whatever the grace for its
+    // registrations; a download that was stopped must not go on in the swarm either.
+    if (this.#seeding.has(key) || rec.cached || this.deps.swarm.get(rec.entry.infoHash) !== undefined) {
+      await this.#dropTorrent(key, rec.entry.infoHash, true)
       rec.cached = false
     }
     if (registered && !retireDue(this.cfg.policy, rec.unwantedSince ?? now, now)) { await this.deps.store.put(rec); return }
     const action = this.cfg.policy.retire
-    for (const t of this.deps.targets) {
-      const ts = rec.targets[t.name]
-      if (ts?.state !== 'registered' || ts.ref === undefined) continue
-      try {
-        await t.retire(targetImage(rec), { ref: ts.ref, adopted: ts.adopted ?? false }, action)
-        rec.targets[t.name] = { ...ts, state: 'retired', at: new Date().toISOString() }
-      } catch (err) {
-        const e = toImgdistError(err)
-        rec.targets[t.name] = { ...ts, error: { code: e.code, message: e.message }, at: new Date().toISOString() }
-        await this.deps.store.put(rec)
-        return // tried again next tick
-      }
-    }
+    if (!await this.#retireTargets(targetImage(rec), rec.targets)) { await this.deps.store.put(rec); return } // tried again next tick
     this.deps.log.info({ image: rec.id, reason: rec.unwantedReason, action }, 'retired')
     await this.deps.store.transition(rec, 'retired', { reason: `${rec.unwantedReason ?? 'unwanted'} (retire: ${action})` })
+  }
+
+  /**
+   * Applies the retire action to every target that registered the image; each target's entry
+   * records the outcome. False when a target failed (the caller tries again at the next tick).
+   */
+  async #retireTargets (img: ReturnType<typeof targetImage>, targets: Record<string, TargetState>): Promise<boolean> {
+    const action = this.cfg.policy.retire
+    for (const t of this.deps.targets) {
+      const ts = targets[t.name]
+      if (ts?.state !== 'registered' || ts.ref === undefined) continue
+      try {
+        // A target that moved the image on retiring (a directory's `.img.retired`) may say where to.
+        const out: unknown = await t.retire(img, { ref: ts.ref, adopted: ts.adopted ?? false }, action)
+        const moved = (out as { ref?: unknown } | undefined)?.ref
+        targets[t.name] = { ...ts, ...(typeof moved === 'string' ? { ref: moved } : {}), state: 'retired', at: new Date().toISOString() }
+      } catch (err) {
+        const e = toImgdistError(err)
+        targets[t.name] = { ...ts, error: { code: e.code, message: e.message }, at: new Date().toISOString() }
+        return false
+      }
+    }
+    return true
+  }
+
+  /** Earlier releases of the image are retired once their grace is over, whatever the new release is doing. */
+  async #retireSuperseded (rec: ImageRecord, now: number): Promise<void> {
+    const left: SupersededRelease[] = []
+    let changed = false
+    for (const s of rec.superseded ?? []) {
+      if (!retireDue(this.cfg.policy, s.unwantedSince, now)) { left.push(s); continue }
+      changed = true
+      const img = { catalogue: rec.catalogue, indexVersion: s.indexVersion, entry: s.entry, endorsers: s.endorsers }
+      if (await this.#retireTargets(img, s.targets)) {
+        this.deps.log.info({ image: rec.id, version: s.entry.version, reason: s.reason, action: this.cfg.policy.retire }, 'retired a superseded release')
+      } else left.push(s)
+    }
+    if (!changed) return
+    if (left.length > 0) rec.superseded = left; else delete rec.superseded
+    if (this.deps.store.isCurrent(rec)) await this.deps.store.put(rec)
   }
 
   async #evict (): Promise<void> {
@@ -316,6 +430,7 @@ export class Reconciler {
 
   /** Takes effect at once; the promise says whether it was also saved for the next start. */
   async pause (): Promise<void> {
+    if (!this.paused) this.pausedAt = new Date().toISOString()
     this.paused = true
     this.deps.swarm.pauseAll()
     await this.#savePaused(true)
@@ -323,13 +438,19 @@ export class Reconciler {
 
   async resume (): Promise<void> {
     this.paused = false
+    delete this.pausedAt
     this.deps.swarm.resumeAll()
     this.kick()
     await this.#savePaused(false)
   }
 
   async #savePaused (paused: boolean): Promise<void> {
-    try { await this.deps.settings.put(PAUSED_KEY, paused) } catch (err) {
+    try {
+      await this.deps.settings.batch([
+        { type: 'put', key: PAUSED_KEY, value: paused },
+        paused && this.pausedAt !== undefined ? { type: 'put', key: PAUSED_AT_KEY, value: this.pausedAt } : { type: 'del', key: PAUSED_AT_KEY }
+      ])
+    } catch (err) {
       throw new ImgdistError('IO_ERROR', `${paused ? 'paused' : 'resumed'}, but could not save it for the next start`, { cause: err })
     }
   }

@@ -44,9 +44,25 @@ export interface ImageRecord {
   unwantedSince?: number
   unwantedReason?: string
   targets: Record<string, TargetState>
+  /**
+   * Earlier releases of this id that are still registered somewhere: the catalogue replaced their
+   * bytes, and they are retired once the retire grace is over, apart from the new release's way
+   * through the pipeline (which a grace must not hold up).
+   */
+  superseded?: SupersededRelease[]
   createdAt: string
   updatedAt: string
   history: Array<{ state: ImageState, at: string }>
+}
+
+export interface SupersededRelease {
+  entry: ImageEntry
+  indexVersion: number
+  endorsers: string[]
+  /** only the targets that registered it */
+  targets: Record<string, TargetState>
+  unwantedSince: number
+  reason: string
 }
 
 export const recordKey = (catalogue: string, id: string): string => `${catalogue}/${id}`
@@ -63,6 +79,12 @@ export class StateStore {
   all (): ImageRecord[] { return [...this.#cache.values()] }
   get (catalogue: string, id: string): ImageRecord | undefined { return this.#cache.get(recordKey(catalogue, id)) }
   findById (id: string): ImageRecord[] { return this.all().filter((r) => r.id === id || recordKey(r.catalogue, r.id) === id) }
+
+  /**
+   * Whether `rec` is still the record of its image: a job that outlived its release (replaced in
+   * the catalogue) must not write its superseded record back over the new one.
+   */
+  isCurrent (rec: ImageRecord): boolean { return this.#cache.get(recordKey(rec.catalogue, rec.id)) === rec }
 
   async put (rec: ImageRecord): Promise<void> {
     rec.updatedAt = new Date().toISOString()
@@ -82,6 +104,16 @@ export class StateStore {
     await this.put(rec)
   }
 
+  /**
+   * A retired image the catalogue wants again (its expiry extended, a revocation undone with the
+   * same bytes): back to `listed`, and the targets' retired entries dropped so that they register it again.
+   */
+  async revive (rec: ImageRecord, reason: string): Promise<void> {
+    delete rec.unwantedSince; delete rec.unwantedReason; delete rec.nextAttemptAt
+    for (const [name, ts] of Object.entries(rec.targets)) if (ts.state === 'retired') delete rec.targets[name]
+    await this.transition(rec, 'listed', { reason, progress: 0, retries: 0, cached: false })
+  }
+
   async delete (rec: ImageRecord): Promise<void> {
     this.#cache.delete(recordKey(rec.catalogue, rec.id))
     await this.#db.del(recordKey(rec.catalogue, rec.id))
@@ -95,4 +127,17 @@ export function newRecord (catalogue: string, entry: ImageEntry, indexVersion: n
     bytesFromPeers: 0, bytesFromWebSeeds: 0, bytesUploaded: 0, cached: false, targets: {},
     createdAt: now, updatedAt: now, history: [{ state: 'listed', at: now }]
   }
+}
+
+/**
+ * The record of a new release of `old`'s id. What `old` registered is carried over, to be retired
+ * after the grace; whatever else it had (a download, a failure, a cache entry) is dropped with it.
+ */
+export function supersede (old: ImageRecord, next: ImageRecord, now: number): ImageRecord {
+  const registered = Object.fromEntries(Object.entries(old.targets).filter(([, ts]) => ts.state === 'registered' && ts.ref !== undefined))
+  const carried: SupersededRelease[] = Object.keys(registered).length === 0
+    ? []
+    : [{ entry: old.entry, indexVersion: old.indexVersion, endorsers: old.endorsers, targets: registered, unwantedSince: old.unwantedSince ?? now, reason: `replaced by version ${next.entry.version}` }]
+  const superseded = [...(old.superseded ?? []), ...carried]
+  return superseded.length > 0 ? { ...next, superseded } : next
 }

@@ -1,12 +1,15 @@
+import { createHash } from 'node:crypto'
 import { readFile, writeFile } from 'node:fs/promises'
+import { createServer, type ServerResponse } from 'node:http'
 import { join } from 'node:path'
 import t from 'tap'
 import { pino } from 'pino'
 import { buildRoot, editIndex } from '../lib/catalogue-edit.js'
 import { addSignature, serializeDocument } from '../lib/document.js'
+import { rfc3339 } from '../lib/duration.js'
 import { encodePublicKey, generateKeyPair } from '../lib/keys.js'
 import { openDb } from '../agent/db.js'
-import { makeDispatcher } from '../agent/http-fetch.js'
+import { fetchBytes, makeDispatcher } from '../agent/http-fetch.js'
 import { CataloguePoller } from '../agent/poller.js'
 import { TrustStore } from '../agent/trust-store.js'
 import { originTestbed } from './helpers/agent-origin.js'
@@ -73,4 +76,145 @@ t.test('poller: accept, 304, durable rollback protection, root rotation, failure
   t.equal(p.current?.index.signed.version, v2.signed.version + 1)
   await close()
   await close()
+})
+
+const sub = (url: string, rootPath: string, over: { watch?: boolean, pollIntervalMs?: number } = {}): ConstructorParameters<typeof CataloguePoller>[0] =>
+  ({ url, mirrors: [], root: rootPath, pollInterval: '1h', watch: over.watch ?? false, pollIntervalMs: over.pollIntervalMs ?? 3_600_000, label: 'test' })
+
+t.test('poller: an index that expires while the server answers 304 goes out of force', async (t) => {
+  const { dir, fx, origin } = await originTestbed(t, 'imgdist-poller-expiry-')
+  const http = makeDispatcher()
+  t.teardown(async () => { await http.close() })
+  await fx.publish((i) => editIndex(i, new Date(), (s) => ({ ...s, expires: rfc3339(new Date(Date.now() + 3_600_000)) })))
+  let clock = Date.now()
+  const db = await openDb(join(dir, 'agent'))
+  t.teardown(async () => { await db.close() })
+  const p = new CataloguePoller(sub(origin.indexUrl, fx.rootPath), { log, trust: new TrustStore(db.sub('trust')), http, now: () => new Date(clock) })
+  t.teardown(async () => { await p.close() })
+  await p.init()
+  await p.pollNow()
+  t.equal(p.status.error, undefined)
+  await p.pollNow()
+  t.equal(p.status.error, undefined, 'unchanged (304) and current')
+  t.ok(p.current !== undefined)
+  clock += 2 * 3_600_000 // the server still has nothing newer: it answers 304
+  await p.pollNow()
+  t.equal(p.status.error?.code, 'EXPIRED', `status says so: ${JSON.stringify(p.status.error)}`)
+  t.equal(p.current, undefined, 'the catalogue is no longer acted on')
+  t.equal(p.status.pollErrors, 1)
+  await p.pollNow()
+  t.equal(p.status.error?.code, 'EXPIRED', 'and the next poll (the same index, in full) is refused as after a restart')
+})
+
+t.test('poller: an accepted index goes out of force when it expires, without waiting for an answer', async (t) => {
+  const { dir, fx, origin } = await originTestbed(t, 'imgdist-poller-expiry-timer-')
+  const http = makeDispatcher()
+  t.teardown(async () => { await http.close() })
+  await fx.publish((i) => editIndex(i, new Date(), (s) => ({ ...s, expires: rfc3339(new Date(Date.now() + 3000)) })))
+  const db = await openDb(join(dir, 'agent'))
+  t.teardown(async () => { await db.close() })
+  const p = new CataloguePoller(sub(origin.indexUrl, fx.rootPath), { log, trust: new TrustStore(db.sub('trust')), http })
+  t.teardown(async () => { await p.close() })
+  await p.init()
+  await p.pollNow()
+  t.ok(p.current !== undefined, 'accepted while current')
+  const err = await new Promise<unknown>((resolve) => {
+    const timer = setTimeout(() => { resolve('no error-status within 20 s') }, 20_000)
+    p.once('error-status', (e) => { clearTimeout(timer); resolve(e) })
+  })
+  t.match(err, { code: 'EXPIRED' })
+  t.equal(p.current, undefined)
+})
+
+t.test('fetchBytes: a body trickled byte by byte ends at the deadline as NETWORK_ERROR; the caller\'s abort is ABORTED', async (t) => {
+  const open: ServerResponse[] = []
+  const server = createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/yaml' })
+    res.write('#')
+    open.push(res)
+    // well inside undici's 30 s idle bodyTimeout: only an overall deadline ends this
+    const timer = setInterval(() => { res.write('#') }, 200)
+    res.on('close', () => { clearInterval(timer) })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(async () => { for (const r of open) r.destroy(); server.closeAllConnections(); await new Promise((resolve) => server.close(resolve)) })
+  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/v1/index.yaml`
+  const http = makeDispatcher()
+  t.teardown(async () => { await http.destroy() })
+  await t.rejects(fetchBytes(http, url, { maxBytes: 1 << 20, deadlineMs: 1500 }), { code: 'NETWORK_ERROR', message: /no complete answer within 2 s/ })
+  const ac = new AbortController()
+  setTimeout(() => { ac.abort() }, 500)
+  await t.rejects(fetchBytes(http, url, { maxBytes: 1 << 20, signal: ac.signal }), { code: 'ABORTED' })
+})
+
+t.test('poller: an index server restart shows no stale error and counts no failed poll', async (t) => {
+  const { dir, fx } = await originTestbed(t, 'imgdist-poller-restart-')
+  await fx.publish((i) => editIndex(i, new Date(), (s) => s))
+  // A stand-in for imgdist-index's watch: a conditional GET with Prefer: wait is held until
+  // the wait is over (304) or the server stops (503 + Retry-After, as imgdist-index answers).
+  const held = new Set<ServerResponse>()
+  let onHeld = (): void => {}
+  const handler = (req: import('node:http').IncomingMessage, res: ServerResponse): void => {
+    if (req.url?.startsWith('/v1/root/') === true) { res.writeHead(404).end(); return }
+    void readFile(fx.indexPath).then((body) => {
+      const etag = `"${createHash('sha256').update(body).digest('hex').slice(0, 32)}"`
+      if (req.headers['if-none-match'] !== etag) { res.writeHead(200, { etag }).end(body); return }
+      held.add(res)
+      const timer = setTimeout(() => { held.delete(res); res.writeHead(304, { etag }).end() }, 10_000)
+      res.on('close', () => { clearTimeout(timer); held.delete(res) })
+      onHeld()
+    })
+  }
+  let server = createServer(handler)
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as { port: number }).port
+  t.teardown(async () => { server.closeAllConnections(); await new Promise((resolve) => server.close(resolve)) })
+  const nextHeld = async (): Promise<void> => { await new Promise<void>((resolve) => { onHeld = resolve }) }
+  const stop = async (planned: boolean): Promise<void> => {
+    for (const res of held) if (planned) res.writeHead(503, { 'retry-after': '1' }).end(); else res.destroy()
+    server.closeAllConnections()
+    await new Promise((resolve) => server.close(resolve))
+  }
+  const restart = async (): Promise<void> => {
+    server = createServer(handler)
+    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve))
+  }
+  const lines: string[] = []
+  const captured = pino({ level: 'info' }, { write: (s: string) => { lines.push(s) } })
+  const logged = async (what: string): Promise<void> => {
+    const from = lines.length
+    while (!lines.slice(from).some((l) => l.includes(what))) await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  const http = makeDispatcher()
+  t.teardown(async () => { await http.destroy() })
+  const db = await openDb(join(dir, 'agent'))
+  t.teardown(async () => { await db.close() })
+  const p = new CataloguePoller(sub(`http://127.0.0.1:${port}/v1/index.yaml`, fx.rootPath, { watch: true, pollIntervalMs: 10_000 }), { log: captured, trust: new TrustStore(db.sub('trust')), http })
+  t.teardown(async () => { await p.close() })
+  await p.init()
+  let watching = nextHeld()
+  await p.start()
+  await watching
+  t.equal(p.status.watching, true)
+
+  // A crash (no 503; first, as a 503 opens a minute of grace): a failed poll, and its error is gone as soon as the server answers again.
+  const failed = logged('catalogue poll failed; keeping')
+  await stop(false)
+  await failed
+  t.equal(p.status.error?.code, 'NETWORK_ERROR')
+  watching = nextHeld()
+  await restart()
+  await watching
+  t.equal(p.status.error, undefined, 'the error ends when the server answers, not when the held request does')
+  const crashErrors = p.status.pollErrors
+  t.ok(crashErrors >= 1, 'the crash was counted')
+  // A planned restart: 503 + Retry-After, then refused connections until the server is back.
+  const refused = logged('while the index server restarts')
+  await stop(true)
+  await refused
+  watching = nextHeld()
+  await restart()
+  await watching
+  t.equal(p.status.error, undefined, `watching again, no stale error: ${JSON.stringify(p.status.error)}`)
+  t.equal(p.status.pollErrors, crashErrors, 'a planned restart is not a failed poll')
 })

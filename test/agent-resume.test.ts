@@ -54,3 +54,24 @@ t.test('a pause outlasts a restart: an approved image waits for resume', async (
   t.equal((JSON.parse(await cli('status', '--json')) as { paused: boolean }).paused, false)
   t.match(await metrics(), /^imgdist_agent_paused 0$/m)
 })
+
+t.test('SIGTERM mid-download keeps the byte counters of its last second', async (t) => {
+  const { dir, fx, origin } = await originTestbed(t, 'imgdist-term-')
+  const entry = await fx.addImage('term', 8 * 1024 * 1024, { pieceLength: 64 * 1024, announce: [origin.announce] })
+  const seeder = await startSeeder(fx, [entry.id], { uploadLimit: 1024 * 1024 })
+  t.teardown(seeder.close)
+  const { startAgent } = agentFleet(t)
+  const cfg = { subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '1s' }] }
+  const a = await startAgent(join(dir, 'site'), 'site-t', cfg)
+  await waitFor('downloading', async () => (await imagesOf(a)).find((i) => i.state === 'downloading' && i.progress > 0.3))
+  t.equal(await a.stop('SIGTERM'), 0)
+  const b = await startAgent(join(dir, 'site'), 'site-t', cfg, a.configPath)
+  const img = await waitFor('registered', async () => (await imagesOf(b)).find((i) => i.state === 'registered'), 30_000)
+  t.ok(img.resumedBytes > 0, `resumed ${img.resumedBytes}`)
+  // Every byte of the image came from the seeder in one run or the other; what the first run
+  // received after its last progress round was lost when the stopped job skipped its save.
+  const m = await (await fetch(`${b.api}/metrics`)).text()
+  const peers = Number(/^imgdist_agent_bytes_downloaded\{source="peers"\} (\d+)$/m.exec(m)?.[1])
+  t.ok(peers >= entry.size, `bytes from peers over both runs (${peers}) are at least the image (${entry.size})`)
+  await b.stop('SIGTERM')
+})

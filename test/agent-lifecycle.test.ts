@@ -1,0 +1,238 @@
+import { createHash } from 'node:crypto'
+import { access, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import { pino } from 'pino'
+import { editIndex, upsertImage } from '../lib/catalogue-edit.js'
+import { rfc3339 } from '../lib/duration.js'
+import { openDb } from '../agent/db.js'
+import { Reconciler } from '../agent/reconciler.js'
+import { StateStore } from '../agent/state-store.js'
+import { originTestbed, startSeeder } from './helpers/agent-origin.js'
+import { agentFleet, imagesOf, waitFor, writeAgentConfig, type AgentProc } from './helpers/agent-proc.js'
+
+/**
+ * An image's life at a site when the catalogue or the site changes its mind on the way (DESIGN.md
+ * §4): new releases, policy reloads, expiry, re-listing, pause. Real agents, a real origin.
+ */
+
+const exists = async (p: string): Promise<boolean> => await access(p).then(() => true, () => false)
+const sha512Of = async (p: string): Promise<string> => await readFile(p).then((b) => createHash('sha512').update(b).digest('hex'), () => 'none')
+const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
+const indexVersionOf = async (a: AgentProc): Promise<number | undefined> =>
+  (await a.get<{ catalogues: Array<{ indexVersion: number }> }>('/v1/status')).catalogues[0]?.indexVersion
+
+t.test('a release replaced mid-download: the old job stops and the new release is fetched and registered', async (t) => {
+  const { dir, fx, origin } = await originTestbed(t, 'imgdist-midflight-')
+  const v1 = await fx.addImage('os-b', 4 * 1024 * 1024, { pieceLength: 64 * 1024, announce: [origin.announce] })
+  const s1 = await startSeeder(fx, [v1.id], { uploadLimit: 512 * 1024 })
+  t.teardown(s1.close)
+  const { startAgent } = agentFleet(t)
+  const a = await startAgent(join(dir, 'site'), 'site-m', {
+    subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '1s' }],
+    policy: { retire: 'keep', retireGrace: '1h' }
+  })
+  await waitFor('v1 downloading', async () => (await imagesOf(a)).find((i) => i.state === 'downloading' && i.progress > 0.1))
+  // the origin withdraws v1 (nobody seeds it any more) and publishes v2 under the same id
+  await s1.close()
+  const v2 = await fx.addImage('os-b', 256 * 1024, { pieceLength: 16 * 1024, announce: [origin.announce] })
+  t.not(v2.sha512, v1.sha512)
+  const s2 = await startSeeder(fx, [v2.id])
+  t.teardown(s2.close)
+  const end = await waitFor('v2 settled', async () => (await imagesOf(a)).find((i) => i.id === 'os-b' && (i.state === 'registered' || i.state === 'failed')), 40_000)
+    .catch(async (err) => { t.comment(JSON.stringify(await imagesOf(a))); throw err })
+  t.equal(end.state, 'registered', 'the new release does not wait behind the superseded job')
+  t.equal(await sha512Of(join(a.dir, 'images', 'os-b.img')), v2.sha512, 'the registered file is v2, not the superseded v1')
+  await sleep(2000)
+  t.equal((await imagesOf(a)).find((i) => i.id === 'os-b')?.state, 'registered', 'and nothing of the old job writes v1 back')
+  await a.stop('SIGTERM')
+})
+
+t.test('with a retire grace, a new release is registered at once; only the old one\'s removal waits', async (t) => {
+  const { dir, fx, origin } = await originTestbed(t, 'imgdist-grace-')
+  const v1 = await fx.addImage('os-a', 256 * 1024, { pieceLength: 16 * 1024, announce: [origin.announce] })
+  const s1 = await startSeeder(fx, [v1.id])
+  t.teardown(s1.close)
+  const { startAgent } = agentFleet(t)
+  const a = await startAgent(join(dir, 'site'), 'site-g', {
+    subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '1s' }],
+    policy: { retire: 'deactivate', retireGrace: '1h' }
+  })
+  await waitFor('v1 registered', async () => (await imagesOf(a)).find((i) => i.state === 'registered'))
+  await s1.close()
+  const v2 = await fx.addImage('os-a', 256 * 1024, { pieceLength: 16 * 1024, announce: [origin.announce] })
+  const s2 = await startSeeder(fx, [v2.id])
+  t.teardown(s2.close)
+  await waitFor('v2 registered', async () => await sha512Of(join(a.dir, 'images', 'os-a.img')) === v2.sha512, 30_000)
+    .catch(async (err) => { t.comment(await a.cli('images')); throw err })
+  t.equal((await imagesOf(a)).find((i) => i.id === 'os-a')?.state, 'registered')
+  t.notOk(await exists(join(a.dir, 'images', 'os-a.img.retired')), 'retiring v1 (after its grace) will not touch v2\'s file')
+  await a.stop('SIGTERM')
+})
+
+t.test('a retired image the catalogue lists again (expiry extended) is registered again', async (t) => {
+  const { dir, fx, origin } = await originTestbed(t, 'imgdist-readd-')
+  const entry = await fx.addImage('short', 128 * 1024, { pieceLength: 16 * 1024, announce: [origin.announce], expires: rfc3339(new Date(Date.now() + 8000)) })
+  const seeder = await startSeeder(fx, [entry.id])
+  t.teardown(seeder.close)
+  const { startAgent } = agentFleet(t)
+  const a = await startAgent(join(dir, 'site'), 'site-e', {
+    subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '1s' }],
+    policy: { retire: 'deactivate' }
+  })
+  await waitFor('registered', async () => (await imagesOf(a)).find((i) => i.state === 'registered'))
+  await waitFor('retired at expiry', async () => (await imagesOf(a)).find((i) => i.state === 'retired'), 20_000)
+  t.ok(await exists(join(a.dir, 'images', 'short.img.retired')), 'deactivated in the target')
+  // the endorser re-signs the same bytes with a later expiry
+  await fx.publish((idx) => editIndex(idx, new Date(), (s) => upsertImage(s, { ...entry, expires: rfc3339(new Date(Date.now() + 86400_000)) })))
+  await waitFor('index seen', async () => await indexVersionOf(a) === fx.index.signed.version)
+  const back = await waitFor('registered again', async () => (await imagesOf(a)).find((i) => i.id === 'short' && i.state === 'registered'), 30_000)
+    .catch(async (err) => { t.comment(JSON.stringify(await imagesOf(a))); throw err })
+  t.equal(back.state, 'registered')
+  t.equal(await sha512Of(join(a.dir, 'images', 'short.img')), entry.sha512, 'and visible in the target again')
+  await a.stop('SIGTERM')
+})
+
+t.test('a policy reload (SIGHUP) that denies an image mid-download stops it', async (t) => {
+  const { dir, fx, origin } = await originTestbed(t, 'imgdist-hup-')
+  const entry = await fx.addImage('later-denied', 4 * 1024 * 1024, { pieceLength: 64 * 1024, announce: [origin.announce] })
+  const seeder = await startSeeder(fx, [entry.id], { uploadLimit: 512 * 1024 })
+  t.teardown(seeder.close)
+  const { startAgent } = agentFleet(t)
+  const sub = [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '1s' }]
+  const a = await startAgent(join(dir, 'site'), 'site-h', { subscriptions: sub })
+  await waitFor('downloading', async () => (await imagesOf(a)).find((i) => i.state === 'downloading' && i.progress > 0.1))
+  await writeAgentConfig(a.dir, 'site-h', { subscriptions: sub, policy: { deny: [{ id: 'later-*' }] } })
+  a.proc.kill('SIGHUP')
+  await waitFor('reloaded', async () => a.logs.some((l) => l.includes('config reloaded')), 10_000)
+  const end = await waitFor('settled', async () => (await imagesOf(a)).find((i) => i.state === 'registered' || i.state === 'rejected'), 60_000)
+  t.equal(end.state, 'rejected', `denied in flight: ${end.reason ?? ''}`)
+  t.notOk(await exists(join(a.dir, 'images', `${entry.id}.img`)), 'no denied image in the target')
+  await sleep(3000)
+  const later = (await imagesOf(a)).find((i) => i.id === entry.id)
+  t.equal(later?.state, 'rejected', 'and it stays so')
+  t.equal(later?.seeding, false, 'its torrent left the swarm')
+  await a.stop('SIGTERM')
+})
+
+t.test('a failed image that policy now denies is not retried into the target', async (t) => {
+  const { dir, fx, origin } = await originTestbed(t, 'imgdist-hupf-')
+  const entry = await fx.addImage('was-ok', 128 * 1024, { pieceLength: 16 * 1024, announce: [origin.announce] })
+  const seeder = await startSeeder(fx, [entry.id])
+  t.teardown(seeder.close)
+  const blocker = join(dir, 'blocker')
+  await writeFile(blocker, 'a file where the target directory should be')
+  const targets = [{ name: 'dir', type: 'directory', path: join(blocker, 'images') }]
+  const sub = [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '1s' }]
+  const { startAgent } = agentFleet(t)
+  const a = await startAgent(join(dir, 'site'), 'site-f', { subscriptions: sub, targets, retry: { initial: '2s', max: '2s' } })
+  await waitFor('failed at registration', async () => (await imagesOf(a)).find((i) => i.state === 'failed'))
+  await writeAgentConfig(a.dir, 'site-f', { subscriptions: sub, targets, retry: { initial: '2s', max: '2s' }, policy: { deny: [{ id: 'was-*' }] } })
+  a.proc.kill('SIGHUP')
+  await waitFor('reloaded', async () => a.logs.some((l) => l.includes('config reloaded')), 10_000)
+  // the operator fixes the directory: a retry now would register it
+  await rm(blocker); await mkdir(join(blocker, 'images'), { recursive: true })
+  const end = await waitFor('settled', async () => (await imagesOf(a)).find((i) => i.state === 'registered' || i.state === 'rejected'), 30_000)
+  t.equal(end.state, 'rejected', `policy is asked before a retry: ${end.reason ?? ''}`)
+  t.notOk(await exists(join(blocker, 'images', `${entry.id}.img`)))
+  await a.stop('SIGTERM')
+})
+
+t.test('an index that expires while the server answers 304 is out of force: status says EXPIRED, nothing new starts', async (t) => {
+  const { dir, fx, origin } = await originTestbed(t, 'imgdist-expiry-')
+  const entry = await fx.addImage('img-a', 256 * 1024, { pieceLength: 16 * 1024, announce: [origin.announce] })
+  await fx.publish((i) => editIndex(i, new Date(), (s) => ({ ...s, expires: rfc3339(new Date(Date.now() + 6000)) })))
+  const seeder = await startSeeder(fx, [entry.id])
+  t.teardown(seeder.close)
+  const { startAgent } = agentFleet(t)
+  const cfg = { subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '1s', watch: false }], policy: { approval: 'manual' } }
+  const a = await startAgent(join(dir, 'site'), 'site-x', cfg)
+  await waitFor('awaiting approval', async () => (await imagesOf(a)).find((i) => i.state === 'awaiting-approval'))
+  const st = await waitFor('expired in status', async () => {
+    const c = (await a.get<{ catalogues: Array<{ error?: { code: string }, pollErrors: number }> }>('/v1/status')).catalogues[0]
+    // the expiry itself shows at once; the polls that then find only the expired index count as failed
+    return c?.error?.code === 'EXPIRED' && c.pollErrors > 0 ? c : undefined
+  }, 20_000)
+  t.equal(st.error?.code, 'EXPIRED')
+  await a.cli('approve', entry.id)
+  const reg = await waitFor('registered', async () => (await imagesOf(a)).find((i) => i.state === 'registered' || i.state === 'downloading'), 6000).catch(() => undefined)
+  t.notOk(reg, 'an approval under an expired index does not start a download')
+  t.match((await imagesOf(a)).find((i) => i.id === entry.id)?.reason, /current catalogue/, 'the image says what it waits for')
+  await a.stop('SIGTERM')
+  const b = await startAgent(join(dir, 'site'), 'site-x', cfg, a.configPath)
+  const st2 = await b.get<{ catalogues: Array<{ error?: { code: string } }> }>('/v1/status')
+  t.equal(st2.catalogues[0]?.error?.code, 'EXPIRED', 'the same as after a restart')
+  // a current index puts the catalogue back in force
+  await fx.publish((i) => editIndex(i, new Date(), (s) => ({ ...s, expires: rfc3339(new Date(Date.now() + 86400_000)) })))
+  await waitFor('registered under a current index', async () => (await imagesOf(b)).find((i) => i.state === 'registered'), 30_000)
+  await b.stop('SIGTERM')
+})
+
+t.test('pause while a job fetches its .torrent: the torrent it adds afterwards is paused too', async (t) => {
+  const { dir, fx, origin } = await originTestbed(t, 'imgdist-pause-race-')
+  const entry = await fx.addImage('px', 512 * 1024, { pieceLength: 16 * 1024, announce: [origin.announce] })
+  const seeder = await startSeeder(fx, [entry.id])
+  t.teardown(seeder.close)
+  // a front for the origin whose .torrent answers wait until the agent is paused
+  let release = (): void => {}
+  const paused = new Promise<void>((resolve) => { release = resolve })
+  const proxy = createServer((req, res) => {
+    const go = (): void => {
+      fetch(`http://127.0.0.1:${origin.port}${req.url ?? '/'}`, { headers: req.headers['if-none-match'] !== undefined ? { 'if-none-match': req.headers['if-none-match'] } : {} })
+        .then(async (r) => { const h: Record<string, string> = {}; r.headers.forEach((v, k) => { if (k !== 'content-length' && k !== 'transfer-encoding') h[k] = v }); res.writeHead(r.status, h).end(Buffer.from(await r.arrayBuffer())) })
+        .catch(() => { res.writeHead(502).end() })
+    }
+    if (req.url?.includes('/torrents/') === true) void paused.then(go); else go()
+  })
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve))
+  t.teardown(async () => { release(); proxy.closeAllConnections(); await new Promise((resolve) => proxy.close(resolve)) })
+  const url = `http://127.0.0.1:${(proxy.address() as { port: number }).port}/v1/index.yaml`
+  const { startAgent } = agentFleet(t)
+  const a = await startAgent(join(dir, 'site'), 'site-pz', { subscriptions: [{ url, root: fx.rootPath, pollInterval: '1s', watch: false }] })
+  await waitFor('approved (fetching its torrent)', async () => (await imagesOf(a)).find((i) => i.state === 'approved'))
+  t.match(await a.cli('pause'), /paused/)
+  release()
+  await waitFor('torrent added', async () => (await imagesOf(a)).find((i) => i.state === 'downloading' || i.state === 'registered'))
+  const reg = await waitFor('registered while paused', async () => (await imagesOf(a)).find((i) => i.state === 'registered'), 8000).catch(() => undefined)
+  t.notOk(reg, 'nothing downloads while paused')
+  t.match(await a.cli('resume'), /resumed/)
+  await waitFor('registered after resume', async () => (await imagesOf(a)).find((i) => i.state === 'registered'), 30_000)
+  await a.stop('SIGTERM')
+})
+
+t.test('the reconciler keeps when the operator paused, across a restart', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'imgdist-paused-at-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  const log = pino({ level: 'silent' })
+  // no images and no catalogues: the swarm is only paused and resumed
+  const swarm = { pauseAll: () => {}, resumeAll: () => {} }
+  const cfg = { dataDir: dir, swarm: { maxConcurrentDownloads: 1 }, cache: { maxBytes: 1e12 }, policy: {} }
+  const open = async (): Promise<{ r: Reconciler, close: () => Promise<void> }> => {
+    const db = await openDb(dir)
+    const store = new StateStore(db.sub('images'))
+    const r = new Reconciler(cfg as never, { store, swarm: swarm as never, targets: [], pollers: [], log, http: undefined as never, settings: db.sub('settings') })
+    await r.start()
+    return { r, close: async () => { await r.close(); await db.close() } }
+  }
+  let { r, close } = await open()
+  t.equal(r.pausedAt, undefined)
+  const before = Date.now()
+  await r.pause()
+  const at = r.pausedAt
+  t.ok(at !== undefined && Date.parse(at) >= before - 1000, `pausedAt ${String(at)}`)
+  await r.pause()
+  t.equal(r.pausedAt, at, 'pausing again keeps the first time')
+  await close();
+  ({ r, close } = await open())
+  t.equal(r.paused, true)
+  t.equal(r.pausedAt, at, 'the restarted agent knows since when')
+  await r.resume()
+  t.equal(r.pausedAt, undefined)
+  await close();
+  ({ r, close } = await open())
+  t.equal(r.paused, false)
+  t.equal(r.pausedAt, undefined)
+  await close()
+})
