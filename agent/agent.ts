@@ -182,6 +182,7 @@ export class ImgdistAgent {
     const rep = this.#reporter
     return {
       site: this.cfg.site, agentVersion: AGENT_VERSION, paused: this.#reconciler?.paused ?? false, startedAt: this.startedAt,
+      ...(this.#reconciler?.pausedAt !== undefined ? { pausedAt: this.#reconciler.pausedAt } : {}),
       torrentPort: sw?.port ?? 0, ...(sw?.dht !== undefined ? { dht: sw.dht } : {}), catalogues: this.#pollers.map((p) => ({ ...p.status })), images,
       downRate: sw?.downloadSpeed ?? 0, upRate: sw?.uploadSpeed ?? 0, peers: sources.length - webSeeds, webSeeds,
       ...(this.cfg.report !== undefined

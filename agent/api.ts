@@ -11,6 +11,8 @@ export interface AgentStatus {
   site: string
   agentVersion: string
   paused: boolean
+  /** when the operator paused (absent for a pause saved by an agent before session 21) */
+  pausedAt?: string
   startedAt: string
   torrentPort: number
   /** the DHT node (UDP port, routing table size); absent when swarm.dht.enabled is false */

@@ -66,7 +66,8 @@ function formatReport (r: AgentStatus['report']): string {
 }
 
 export function formatStatus (s: AgentStatus): string {
-  const head = `site ${s.site}  agent ${s.agentVersion}  ${s.paused ? 'PAUSED' : 'running'} since ${s.startedAt}  torrent port ${s.torrentPort}\n` +
+  const state = s.paused ? `PAUSED${s.pausedAt !== undefined ? ` since ${s.pausedAt}` : ''}, running since ${s.startedAt}` : `running since ${s.startedAt}`
+  const head = `site ${s.site}  agent ${s.agentVersion}  ${state}  torrent port ${s.torrentPort}\n` +
     `swarm: ${s.peers} peers${s.webSeeds !== undefined && s.webSeeds > 0 ? ` + ${s.webSeeds} web seeds` : ''}, down ${rate(s.downRate)}, up ${rate(s.upRate)}, ` +
     `DHT ${s.dht === undefined ? 'off' : `${s.dht.nodes} nodes${s.dht.port !== undefined ? ` (UDP ${s.dht.port})` : ''}`}\n` +
     `images: ${Object.entries(s.images).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}\n` +

@@ -219,7 +219,7 @@ export class Swarm {
 
   #dial (e: Entry, addr: string): void {
     const h = e.handle
-    if (this.#closed || h.destroyed || !h.ready || h.banned.has(addr) || e.dialing.has(addr)) return
+    if (this.#closed || h.destroyed || !h.ready || h.isBanned(addr) || e.dialing.has(addr)) return
     if (h.peers.size + e.dialing.size >= this.#opts.maxConns) return
     if (connectedTo(h.peers, addr)) return
     const c = e.candidates.get(addr)
@@ -249,7 +249,13 @@ export class Swarm {
         handshaken()
         if (!hs.infoHash.equals(Buffer.from(h.infoHash, 'hex'))) { c.destroy('handshake for another torrent'); return }
         if (hs.peerId.equals(this.peerId)) { h.banned.add(addr); this.#log.debug({ peer: addr }, 'connected to ourselves; not dialled again'); c.destroy('connected to ourselves'); return }
-        if (!h.canAccept(hs.peerId, addr, true)) { c.destroy('not accepted'); return }
+        if (!h.canAccept(hs.peerId, addr, true)) {
+          // a banned peer id or host, a pair already connected: not worth a dial every second
+          const cand = e.candidates.get(addr)
+          if (cand !== undefined) cand.nextAt = Date.now() + 300_000
+          c.destroy('not accepted')
+          return
+        }
         e.candidates.reached(addr)
         h.attach(c)
       })

@@ -43,6 +43,9 @@ t.test('a pause outlasts a restart: an approved image waits for resume', async (
   const metrics = async (): Promise<string> => await (await fetch(`${second.api}/metrics`)).text()
   t.equal((JSON.parse(await cli('status', '--json')) as { paused: boolean }).paused, true, 'the restarted agent is still paused')
   t.ok(second.logs.some((l) => l.includes('paused since before this start')), 'and says so in its log')
+  const st = JSON.parse(await cli('status', '--json')) as { pausedAt?: string, startedAt: string }
+  t.ok(st.pausedAt !== undefined && st.pausedAt < st.startedAt, 'the pause is dated when the operator paused, before this start')
+  t.match(await cli('status'), new RegExp(`PAUSED since ${st.pausedAt ?? 'x'}, running since ${st.startedAt}`), 'and status shows both')
   t.match(await metrics(), /^imgdist_agent_paused 1$/m, 'and in its metrics')
   t.match(await cli('approve', entry.id), /approved/)
   // The reconciler ticks every second: three ticks in which a running agent would have started.
