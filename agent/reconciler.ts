@@ -415,7 +415,8 @@ export class Reconciler {
     if (rec.state === 'rejected') {
       throw new ImgdistError('POLICY_REJECTED', `${rec.id} is rejected by this site's policy (${rec.reason ?? 'policy'}); approve cannot override that: change policy in the config and reload (SIGHUP)`)
     }
-    const already = rec.approvedSha512 === rec.entry.sha512 || rec.state !== 'awaiting-approval'
+    // listed: policy has not been asked yet, and the approval recorded here is what it will see
+    const already = rec.approvedSha512 === rec.entry.sha512 || !['listed', 'awaiting-approval'].includes(rec.state)
     await this.deps.store.put(Object.assign(rec, { approvedSha512: rec.entry.sha512 }))
     this.kick()
     return already ? `${rec.id} needs no approval (it is ${rec.state}); nothing to do` : `approved ${rec.id}`
