@@ -364,10 +364,9 @@ export class Reconciler {
       const ts = targets[t.name]
       if (ts?.state !== 'registered' || ts.ref === undefined) continue
       try {
-        // A target that moved the image on retiring (a directory's `.img.retired`) may say where to.
-        const out: unknown = await t.retire(img, { ref: ts.ref, adopted: ts.adopted ?? false }, action)
-        const moved = (out as { ref?: unknown } | undefined)?.ref
-        targets[t.name] = { ...ts, ...(typeof moved === 'string' ? { ref: moved } : {}), state: 'retired', at: new Date().toISOString() }
+        // A target that moved the image on retiring (a directory's `.img.retired`) says where to.
+        const moved = await t.retire(img, { ref: ts.ref, adopted: ts.adopted ?? false }, action)
+        targets[t.name] = { ...ts, ...(moved != null ? { ref: moved.ref } : {}), state: 'retired', at: new Date().toISOString() }
       } catch (err) {
         const e = toImgdistError(err)
         targets[t.name] = { ...ts, error: { code: e.code, message: e.message }, at: new Date().toISOString() }

@@ -48,6 +48,8 @@ t.test('policy: deny rule, manual approval through the CLI, revocation retires p
   t.match(retired.reason, /revoked: CVE-2099-0001/)
   t.notOk(await exists(join(a.dir, 'images', 'manual-one.img')), 'the image is no longer visible')
   t.ok(await exists(join(a.dir, 'images', 'manual-one.img.retired')), 'deactivate keeps it aside')
+  const views = await a.get<{ images: Array<{ id: string, targets: Record<string, { state: string, ref?: string }> }> }>('/v1/images')
+  t.match(views.images.find((i) => i.id === 'manual-one')?.targets.dir, { state: 'retired', ref: /manual-one\.img\.retired$/ }, 'the target names where the image went')
   const side = JSON.parse(await readFile(join(a.dir, 'images', 'manual-one.json'), 'utf8')) as { retired?: { action: string } }
   t.equal(side.retired?.action, 'deactivate')
   t.equal(retired.seeding, false, 'a revoked image is not seeded')

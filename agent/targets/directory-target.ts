@@ -127,6 +127,7 @@ export function createDirectoryTarget (cfg: DirectoryTargetConfig): Target {
         // deactivate / hide: out of the way of anything globbing *.img, but recoverable.
         await rename(f.img, `${f.img}.retired`).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'ENOENT') throw err })
         await writeAtomic(f.json, JSON.stringify({ ...side, retired: { at: new Date().toISOString(), action } }, null, 2) + '\n')
+        return { ref: `${f.img}.retired` }
       } catch (err) {
         throw wrap(`cannot retire ${f.img}`, err)
       }

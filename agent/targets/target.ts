@@ -33,8 +33,8 @@ export interface Target {
   find: (img: TargetImage, signal?: AbortSignal) => Promise<Registration | undefined>
   /** Registers the verified file; must not make the image visible to users before it is checked. */
   register: (img: TargetImage, signal?: AbortSignal) => Promise<Registration>
-  /** Applies the retire action; must never touch anything the target did not register itself. */
-  retire: (img: TargetImage, reg: Registration, action: RetireAction, signal?: AbortSignal) => Promise<void>
+  /** Applies the retire action (a target that moved the image says where, as `ref`); must never touch anything the target did not register itself. */
+  retire: (img: TargetImage, reg: Registration, action: RetireAction, signal?: AbortSignal) => Promise<RetireResult | undefined | void>
   /** Start-up clean-up of what a crash left half-done (partial files, `queued` Glance images). */
   recover?: (signal?: AbortSignal) => Promise<void>
   /** What the operator view shows of the target itself (endpoint, credential source, last error); never a secret. */
@@ -50,3 +50,6 @@ export class TargetError extends ImgdistError {
     this.retryable = opts.retryable ?? false
   }
 }
+
+/** Where a retired image now is, when retiring moved it (a directory's `<id>.img.retired`). */
+export interface RetireResult { ref: string }
