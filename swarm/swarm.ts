@@ -13,7 +13,6 @@ import { BOTH_SEEDS, PeerConn, type PeerSource } from './peer-conn.js'
 import { adopt, dial } from './socket-read.js'
 import { Candidates, connectedTo } from './candidates.js'
 import { HANDSHAKE_TIMEOUT_MS, MAX_PENDING_HANDSHAKES, PendingHandshakes, handshakeDeadline } from './handshake-deadline.js'
-import { takePex } from './pex-intake.js'
 import { dhtCatchUp } from './dht-catch-up.js'
 import { dhtInfo, startDhtNode } from './dht-node.js'
 import { OwnAddresses } from './own-addresses.js'
@@ -162,9 +161,6 @@ export class Swarm {
       if (c !== undefined) c.nextAt = Date.now() + (reason === BOTH_SEEDS ? 300_000 : 10_000)
     }
     handle.onPexPeer = (addr) => { this.#found(entry, addr, 'pex') }
-    // The session hands on every ut_pex; how much of one connection's gossip is taken is decided here (pex-intake.ts).
-    const onPeerPex = handle.onPeerPex.bind(handle)
-    handle.onPeerPex = (peer, msg) => { onPeerPex(peer, { ...msg, added: takePex(peer, msg.added, Date.now()) }) }
     this.#entries.set(infoHash, entry)
     void this.#start(entry)
     return handle

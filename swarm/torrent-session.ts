@@ -18,6 +18,7 @@ import { WebSeed } from './web-seed.js'
 import { WrittenPieces } from './written-pieces.js'
 import { bytesBySource, sourceInfo, type SourceInfo } from './peer-info.js'
 import { pumpWebSeeds, type WebSeedHost } from './web-seed-pump.js'
+import { takePex } from './pex-intake.js'
 
 /** the `v` of our extended handshake: what other clients show for us */
 const CLIENT = 'imgdist 0.1'
@@ -216,8 +217,10 @@ export class TorrentHandle implements PeerSession {
 
   onPeerPex (peer: PeerConn, msg: PexMessage): void {
     if (!this.#pex) return
-    if (this.#trace) this.#log.trace({ peer: peer.key, added: msg.added.length, dropped: msg.dropped.length }, 'peer exchange')
-    for (const a of msg.added) this.onPexPeer(joinHostPort(a.host, a.port))
+    // how much of one connection's gossip is taken: pex-intake.ts
+    const taken = takePex(peer, msg.added, Date.now())
+    if (this.#trace) this.#log.trace({ peer: peer.key, added: msg.added.length, taken: taken.length, dropped: msg.dropped.length }, 'peer exchange')
+    for (const a of taken) this.onPexPeer(joinHostPort(a.host, a.port))
   }
 
   onPeerClose (peer: PeerConn, reason: string): void {
