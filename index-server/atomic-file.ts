@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { open, readdir, rename, rm } from 'node:fs/promises'
+import { open, readdir, rename, rm, stat } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 
 /**
@@ -52,4 +52,9 @@ export async function removeStaleTemps (dir: string): Promise<number> {
   const stale = names.filter((n) => n.startsWith('.') && n.includes(TEMP_MARK))
   await Promise.all(stale.map(async (n) => await rm(join(dir, n), { force: true })))
   return stale.length
+}
+
+/** Whether anything is at `path` (the data dir's files are ours: a stat that fails means no). */
+export async function exists (path: string): Promise<boolean> {
+  try { await stat(path); return true } catch { return false }
 }

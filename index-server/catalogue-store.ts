@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto'
-import { readdir, readFile, stat } from 'node:fs/promises'
+import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { contentDigest, MAX_INDEX_BYTES, MAX_ROOT_BYTES, parseSignedYaml } from '../lib/document.js'
 import { ImgdistError, toImgdistError } from '../lib/errors.js'
 import type { IndexDocument, RootDocument } from '../lib/schema.js'
 import { acceptIndex, checkIndexShape, checkRootShape, verifyRootSuccessor, verifySelfSignedRoot, verifyThreshold, walkRootChain } from '../lib/trust.js'
-import { writeFileAtomic } from './atomic-file.js'
+import { exists, writeFileAtomic } from './atomic-file.js'
 import { rootFile, type DataPaths } from './data-dir.js'
 import { Mutex } from './mutex.js'
 import { finishReinit, replaceCatalogue } from './reinit.js'
@@ -158,8 +158,4 @@ export async function installRoot (paths: DataPaths, bytes: Buffer, now: Date, f
     throw new ImgdistError('ALREADY_INITIALISED', `${paths.dir} already holds ${what}; roots are rotated with PUT /v1/root.yaml (--force replaces the catalogue, keeping the old state aside)`)
   }
   return { root: doc, replaced: await replaceCatalogue(paths, bytes, doc.signed.version, now) }
-}
-
-async function exists (path: string): Promise<boolean> {
-  try { await stat(path); return true } catch { return false }
 }

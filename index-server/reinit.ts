@@ -1,7 +1,7 @@
-import { mkdir, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs/promises'
+import { mkdir, readdir, readFile, rename, rm, rmdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ImgdistError } from '../lib/errors.js'
-import { fsyncDir, writeFileAtomic } from './atomic-file.js'
+import { exists, fsyncDir, writeFileAtomic } from './atomic-file.js'
 import type { DataPaths } from './data-dir.js'
 
 /**
@@ -99,10 +99,6 @@ function parseJournal (raw: string, file: string): Journal {
     typeof (j as Journal).backup === 'string' && /^replaced\/[\w-]+$/.test((j as Journal).backup)
   if (!ok) throw new ImgdistError('DATA_CORRUPT', `${file}: not a journal of imgdist-index init --force; finish by hand or remove it`)
   return j as Journal
-}
-
-async function exists (p: string): Promise<boolean> {
-  try { await stat(p); return true } catch { return false }
 }
 
 function ioError (err: unknown, path: string): ImgdistError {

@@ -12,7 +12,6 @@ export const MAX_INDEX_BYTES = 8 * 1024 * 1024
 /** A handful of aliases is harmless; an alias bomb multiplies them exponentially. */
 export const MAX_YAML_ALIASES = 16
 
-
 /*
  * The YAML library spends about a kilobyte and a few microseconds on every node, whatever its
  * size in bytes, and builds the whole tree before any signature can be checked: 3 MB of `[1,1,…]`
