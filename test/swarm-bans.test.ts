@@ -1,4 +1,4 @@
-import { copyFile, mkdir, readFile } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import t from 'tap'
 import { encode } from '../lib/peer-wire.js'
@@ -27,7 +27,7 @@ function garbage (p: RawPeer, until = (): boolean => true): void {
 t.test('a peer sending garbage blocks next to an honest seed is banned, the seed is not, and the download completes', async (t) => {
   // 1 MiB pieces: the picker splits a piece's 64 blocks between the two peers (begun pieces are
   // finished first), so most bad pieces have both as senders.
-  const { Swarm, dir, log, opts } = await engineFixture(t, 1024)
+  const { Swarm, dir, log, opts, seedFile } = await engineFixture(t, 1024)
   const pieceLength = 1024 * 1024
   const src = join(dir, 'big.img')
   await writeRandomFile(src, 4 * pieceLength)
@@ -36,10 +36,7 @@ t.test('a peer sending garbage blocks next to an honest seed is banned, the seed
   const seeder = new Swarm(opts('seed'), log)
   const leecher = new Swarm(opts('leech'), log)
   t.teardown(async () => { await leecher.close(); await seeder.close() })
-  await mkdir(seeder.downloadDir(tor.infoHash), { recursive: true })
-  await copyFile(src, join(seeder.downloadDir(tor.infoHash), 'img.raw'))
-  const s = seeder.add(tor.infoHash, tor.bytes, [])
-  await s.done
+  const s = await seedFile(seeder, src, tor)
   const l = leecher.add(tor.infoHash, tor.bytes, [])
   while (!l.ready) await sleep(20)
   const seedAddr = `127.0.0.1:${await seeder.listening()}`
@@ -65,7 +62,7 @@ t.test('a piece refetched from one peer after a failed copy goes to another when
   // fails, G leaves, and W alone is asked for the piece again: it sends 16 blocks and no more. W
   // is snubbed, and the seed that came meanwhile must be asked for the piece (not left waiting
   // for W): what W sent is dropped and the seed sends the piece whole.
-  const { Swarm, dir, log, opts } = await engineFixture(t, 1024)
+  const { Swarm, dir, log, opts, seedFile } = await engineFixture(t, 1024)
   const pieceLength = 1024 * 1024
   const src = join(dir, 'one.img')
   await writeRandomFile(src, pieceLength)
@@ -75,10 +72,7 @@ t.test('a piece refetched from one peer after a failed copy goes to another when
   const seeder = new Swarm(opts('seed'), log)
   const leecher = new Swarm(opts('leech'), log)
   t.teardown(async () => { await leecher.close(); await seeder.close() })
-  await mkdir(seeder.downloadDir(tor.infoHash), { recursive: true })
-  await copyFile(src, join(seeder.downloadDir(tor.infoHash), 'img.raw'))
-  const s = seeder.add(tor.infoHash, tor.bytes, [])
-  await s.done
+  const s = await seedFile(seeder, src, tor)
   const l = leecher.add(tor.infoHash, tor.bytes, [])
   while (!l.ready) await sleep(20)
   const port = await leecher.listening()
@@ -131,14 +125,11 @@ t.test('a banned incoming peer that comes back with a new peer id and source por
 
 t.test('idle peers holding every connection slot of a seed and of a downloader do not lock an honest download out', async (t) => {
   const { IDLE_EVICT_MS } = await gateConsts()
-  const { Swarm, src, tor, log, opts } = await engineFixture(t, 1024 * 1024)
+  const { Swarm, src, tor, log, opts, seedFile } = await engineFixture(t, 1024 * 1024)
   const seeder = new Swarm(opts('seed'), log) // maxConns 20 in the fixture
   const leecher = new Swarm(opts('leech'), log)
   t.teardown(async () => { await leecher.close(); await seeder.close() })
-  await mkdir(seeder.downloadDir(tor.infoHash), { recursive: true })
-  await copyFile(src, join(seeder.downloadDir(tor.infoHash), 'img.raw'))
-  const s = seeder.add(tor.infoHash, tor.bytes, [])
-  await s.done
+  const s = await seedFile(seeder, src, tor)
   const l = leecher.add(tor.infoHash, tor.bytes, [])
   while (!l.ready) await sleep(20)
   // Peers that only handshake (as fresh agents with no pieces) and send keep-alives.

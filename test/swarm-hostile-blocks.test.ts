@@ -1,4 +1,4 @@
-import { copyFile, link, mkdir, readFile } from 'node:fs/promises'
+import { link, mkdir, readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { runInNewContext } from 'node:vm'
 import { setFlagsFromString } from 'node:v8'
@@ -70,7 +70,7 @@ t.test('a piece message outside the torrent\'s block geometry drops its sender',
 
 t.test('forged piece(0, i*2^24 + b*16384) cannot orphan a requested block: an honest seed then completes the download', async (t) => {
   const pieces = 8
-  const { Swarm, src, tor, log, opts } = await engineFixture(t, pieces * 64 * KiB)
+  const { Swarm, src, tor, log, opts, seedFile } = await engineFixture(t, pieces * 64 * KiB)
   const data = await readFile(src)
   const leecher = new Swarm(opts('leech'), log)
   const seeder = new Swarm(opts('seed'), log)
@@ -93,10 +93,7 @@ t.test('forged piece(0, i*2^24 + b*16384) cannot orphan a requested block: an ho
   await sleep(100)
   t.same(orphans(l), [], 'no block is left counted as requested with nobody asked for it')
 
-  await mkdir(seeder.downloadDir(tor.infoHash), { recursive: true })
-  await copyFile(src, join(seeder.downloadDir(tor.infoHash), 'img.raw'))
-  const s = seeder.add(tor.infoHash, tor.bytes, [])
-  await s.done
+  const s = await seedFile(seeder, src, tor)
   leecher.addPeer(tor.infoHash, `127.0.0.1:${await seeder.listening()}`)
   // A deadline only to fail rather than hang: before the fix the download never completed.
   const finished = await Promise.race([l.done.then(() => true), deadline(60_000)])
@@ -105,14 +102,11 @@ t.test('forged piece(0, i*2^24 + b*16384) cannot orphan a requested block: an ho
 
 // Endgame began in the same pick() as the last pieces and asked the same peer for the same blocks.
 t.test('a torrent that fits in one request batch costs its only seed one copy of upload', async (t) => {
-  const { Swarm, src, tor, size, log, opts } = await engineFixture(t, 256 * KiB)
+  const { Swarm, src, tor, size, log, opts, seedFile } = await engineFixture(t, 256 * KiB)
   const seeder = new Swarm(opts('seed'), log)
   const leecher = new Swarm(opts('leech'), log)
   t.teardown(async () => { await leecher.close(); await seeder.close() })
-  await mkdir(seeder.downloadDir(tor.infoHash), { recursive: true })
-  await copyFile(src, join(seeder.downloadDir(tor.infoHash), 'img.raw'))
-  const s = seeder.add(tor.infoHash, tor.bytes, [])
-  await s.done
+  const s = await seedFile(seeder, src, tor)
   const l = leecher.add(tor.infoHash, tor.bytes, [])
   while (!l.ready) await sleep(20)
   leecher.addPeer(tor.infoHash, `127.0.0.1:${await seeder.listening()}`)

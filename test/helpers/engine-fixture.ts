@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises'
+import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import bencode from 'bencode'
@@ -34,7 +34,16 @@ export async function engineFixture (t: { teardown: (fn: () => Promise<void>) =>
     }
     return { a, b, ha, hb, ports: [pa, pb], addrs: [`127.0.0.1:${pa}`, `127.0.0.1:${pb}`] }
   }
-  return { Swarm, dir, src, size, hashed, tor, log, opts, twoDownloaders }
+  type Engine = InstanceType<typeof Swarm>
+  /** `engine` seeds `file` (default the fixture's image) as `torrent`: the file placed where a finished download would be, hash-checked, complete. */
+  const seedFile = async (engine: Engine, file = src, torrent: { infoHash: string, bytes: Uint8Array } = tor) => {
+    await mkdir(engine.downloadDir(torrent.infoHash), { recursive: true })
+    await copyFile(file, join(engine.downloadDir(torrent.infoHash), 'img.raw'))
+    const h = engine.add(torrent.infoHash, torrent.bytes, [])
+    await h.done
+    return h
+  }
+  return { Swarm, dir, src, size, hashed, tor, log, opts, twoDownloaders, seedFile }
 }
 
 /** A torrent with info.private = 1 (BEP 27) and the same pieces: another info hash. */
