@@ -1,26 +1,12 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { request } from 'node:http'
 import { copyFile, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { promisify } from 'node:util'
 import t, { type Test } from 'tap'
 import { encodePublicKey, generateKeyPair } from '../lib/keys.js'
-import { body, fakeSite, indexBytes, makeServerDir, putIndex, siteReport, waitFor, type FakeSite } from './index-fixture.js'
+import { body, fakeSite, INDEX_BIN as BIN, indexBytes, indexCli as cli, makeServerDir, putIndex, siteReport, waitFor, type FakeSite } from './index-fixture.js'
 import { makeFixture } from './helpers/catalogue-fixture.js'
-
-const BIN = join(import.meta.dirname, '..', 'dist', 'bin', 'imgdist-index.js')
-const execp = promisify(execFile)
-
-async function cli (args: string[]): Promise<{ code: number, stdout: string, stderr: string }> {
-  try {
-    const r = await execp(process.execPath, [BIN, ...args])
-    return { code: 0, stdout: r.stdout, stderr: r.stderr }
-  } catch (err) {
-    const e = err as { code: number, stdout: string, stderr: string }
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr }
-  }
-}
 
 interface Running { proc: ChildProcess, url: string, exited: Promise<number | null> }
 

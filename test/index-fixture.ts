@@ -1,6 +1,8 @@
+import { execFile } from 'node:child_process'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { promisify } from 'node:util'
 import { dataPaths, ensureDataDirs } from '../index-server/data-dir.js'
 import { installRoot } from '../index-server/catalogue-store.js'
 import { rfc3339 } from '../lib/duration.js'
@@ -82,4 +84,19 @@ export function body (b: Uint8Array): Uint8Array<ArrayBuffer> { return new Uint8
 /** PUT of a signed index to a running server over HTTP, as `imgdist-sign publish` does. */
 export async function putIndex (url: string, bytes: Uint8Array): Promise<Response> {
   return await fetch(`${url}/v1/index.yaml`, { method: 'PUT', headers: { 'content-type': 'application/yaml' }, body: body(bytes) })
+}
+
+/** The built imgdist-index, as a user runs it. */
+export const INDEX_BIN = join(import.meta.dirname, '..', 'dist', 'bin', 'imgdist-index.js')
+const execp = promisify(execFile)
+
+/** Runs imgdist-index ARGS to completion: its exit code and output, a failure included. */
+export async function indexCli (args: string[]): Promise<{ code: number, stdout: string, stderr: string }> {
+  try {
+    const r = await execp(process.execPath, [INDEX_BIN, ...args])
+    return { code: 0, stdout: r.stdout, stderr: r.stderr }
+  } catch (err) {
+    const e = err as { code: number, stdout: string, stderr: string }
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr }
+  }
 }

@@ -1,14 +1,12 @@
-import { execFile } from 'node:child_process'
 import { cp, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
 import t, { type Test } from 'tap'
 import { buildServer } from '../index-server/server.js'
 import { buildRoot } from '../lib/catalogue-edit.js'
 import { addSignature, serializeDocument } from '../lib/document.js'
 import { encodePublicKey, generateKeyPair, type KeyPair } from '../lib/keys.js'
 import { makeFixture, type Fixture } from './helpers/catalogue-fixture.js'
-import { indexBytes, makeServerDir } from './index-fixture.js'
+import { indexBytes, indexCli as cli, makeServerDir } from './index-fixture.js'
 
 /**
  * `imgdist-index init --force` replaces the whole catalogue: the old root chain, index and
@@ -16,19 +14,7 @@ import { indexBytes, makeServerDir } from './index-fixture.js'
  * or the new one. The server refuses to start on an index of another catalogue than its root's.
  */
 
-const BIN = join(import.meta.dirname, '..', 'dist', 'bin', 'imgdist-index.js')
-const execp = promisify(execFile)
 const YAML = { 'content-type': 'application/yaml' }
-
-async function cli (args: string[]): Promise<{ code: number, stdout: string, stderr: string }> {
-  try {
-    const r = await execp(process.execPath, [BIN, ...args])
-    return { code: 0, stdout: r.stdout, stderr: r.stderr }
-  } catch (err) {
-    const e = err as { code: number, stdout: string, stderr: string }
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr }
-  }
-}
 
 /** A data dir of `test-catalogue` with roots 1 and 2, a published index and one verified image (the reviewer's w/e2). */
 async function oldCatalogue (tt: Test): Promise<{ dataDir: string, dir: string, fx: Fixture, oldIndex: Buffer }> {
