@@ -84,6 +84,9 @@ export class TorrentHandle implements PeerSession {
   readonly #listenPort: () => number | undefined
   #extHandshake: Buffer | undefined
 
+  /** where the pieces are, once start() ran */
+  get store (): PieceStore | undefined { return this.#store }
+
   constructor (torrent: ParsedTorrent, webSeeds: string[], deps: SessionDeps) {
     this.torrent = torrent
     this.infoHash = torrent.infoHash

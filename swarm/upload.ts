@@ -25,12 +25,21 @@ export const UPLOAD_SLOTS = 50
  */
 export const PIN_BUDGET = 4 * 1024 * 1024
 
-/** per connection: the piece buffers its queued blocks are views of, with how many blocks each */
-interface Pins { readonly count: Map<ArrayBufferLike, number>, bytes: number }
-const pinsOf = new WeakMap<PeerConn, Pins>()
+/**
+ * The same across all connections of a torrent (at least four pieces). The per-connection budget
+ * alone let many peers that stopped reading pin four pieces each: 200 connections, 800 pieces.
+ * Honest peers rarely come near it (each reads in order and holds two or three pieces; a seed of
+ * 1 MiB pieces reaches it only with a dozen peers all slow at once), and past it a block costs a
+ * 16 KiB copy, not a refusal.
+ */
+export const TORRENT_PIN_BUDGET = 32 * 1024 * 1024
 
-/** bytes of piece buffers the blocks queued on this peer's socket keep alive (for the tests) */
-export function pinnedBytes (peer: PeerConn): number { return pinsOf.get(peer)?.bytes ?? 0 }
+/** the piece buffers that queued blocks are views of, with how many blocks each: per connection and per torrent (keyed by its store) */
+interface Pins { readonly count: Map<ArrayBufferLike, number>, bytes: number }
+const pinsOf = new WeakMap<PeerConn | PieceStore, Pins>()
+
+/** bytes of piece buffers the blocks queued on this peer's socket (or on all of a torrent's, given its store) keep alive (for the tests) */
+export function pinnedBytes (owner: PeerConn | PieceStore): number { return pinsOf.get(owner)?.bytes ?? 0 }
 
 export interface UploadDeps {
   readonly log: Logger
@@ -73,12 +82,11 @@ export async function serve (peer: PeerConn, deps: UploadDeps): Promise<void> {
       const wait = deps.bucket.take(r.length)
       if (wait > 0) { setTimeout(() => { void serve(peer, deps) }, wait).unref(); return }
       const store = deps.store() as PieceStore
-      const pins = pinsFor(peer)
-      const budget = Math.max(PIN_BUDGET, 2 * store.pool.size)
+      const pins = { conn: pinsFor(peer), torrent: pinsFor(store), store }
       // A whole piece is read (and cached) only for a block of 16 KiB or more that may pin it: a
       // 1-byte request of an uncached piece costs a 1-byte read, not a piece-sized one.
       const piece = store.cached(r.index) ??
-        (r.length >= BLOCK_LENGTH && pins.bytes + store.pool.size <= budget ? await store.read(r.index) : undefined)
+        (r.length >= BLOCK_LENGTH && mayPin(pins, undefined) ? await store.read(r.index) : undefined)
       if (piece === undefined) {
         const copy = await store.readBlock(r.index, r.begin, r.length)
         if (peer.uploadQueue[0] !== r) continue // cancelled or choked meanwhile
@@ -87,7 +95,7 @@ export async function serve (peer: PeerConn, deps: UploadDeps): Promise<void> {
       } else {
         if (peer.uploadQueue[0] !== r) { store.release(piece); continue }
         peer.uploadQueue.shift()
-        sendView(peer, pins, budget, store, piece, r)
+        sendView(peer, pins, piece, r)
         store.release(piece)
       }
       deps.sent(r.length)
@@ -102,25 +110,46 @@ export async function serve (peer: PeerConn, deps: UploadDeps): Promise<void> {
 
 function noop (): void {}
 
-function pinsFor (peer: PeerConn): Pins {
-  let pins = pinsOf.get(peer)
-  if (pins === undefined) { pins = { count: new Map(), bytes: 0 }; pinsOf.set(peer, pins) }
+function pinsFor (owner: PeerConn | PieceStore): Pins {
+  let pins = pinsOf.get(owner)
+  if (pins === undefined) { pins = { count: new Map(), bytes: 0 }; pinsOf.set(owner, pins) }
   return pins
 }
 
-/** The block as a view of its piece, which the socket's write then holds (buffer-pool.ts), or a copy once the peer's pins are over budget. */
-function sendView (peer: PeerConn, pins: Pins, budget: number, store: PieceStore, piece: Buffer, r: BlockRequest): void {
-  const view = piece.subarray(r.begin, r.begin + r.length)
-  const ab = piece.buffer
+interface BlockPins { readonly conn: Pins, readonly torrent: Pins, readonly store: PieceStore }
+
+/** Whether a view of piece buffer `ab` (undefined: one not read yet) stays within both budgets. */
+function mayPin (pins: BlockPins, ab: ArrayBufferLike | undefined): boolean {
+  const size = pins.store.pool.size
+  const conn = ab !== undefined && pins.conn.count.has(ab) ? 0 : size
+  const torrent = ab !== undefined && pins.torrent.count.has(ab) ? 0 : size
+  return pins.conn.bytes + conn <= Math.max(PIN_BUDGET, 2 * size) &&
+    pins.torrent.bytes + torrent <= Math.max(TORRENT_PIN_BUDGET, 4 * size)
+}
+
+function pin (pins: Pins, ab: ArrayBufferLike): void {
   const n = pins.count.get(ab)
-  if (n === undefined && pins.bytes + ab.byteLength > budget) { peer.sendBlock(r.index, r.begin, Buffer.from(view), noop); return }
   if (n === undefined) pins.bytes += ab.byteLength
   pins.count.set(ab, (n ?? 0) + 1)
-  store.pool.hold(piece)
+}
+
+function unpin (pins: Pins, ab: ArrayBufferLike): void {
+  const left = (pins.count.get(ab) ?? 1) - 1
+  if (left > 0) pins.count.set(ab, left)
+  else if (pins.count.delete(ab)) pins.bytes -= ab.byteLength
+}
+
+/** The block as a view of its piece, which the socket's write then holds (buffer-pool.ts), or a copy once the pins are over a budget. */
+function sendView (peer: PeerConn, pins: BlockPins, piece: Buffer, r: BlockRequest): void {
+  const view = piece.subarray(r.begin, r.begin + r.length)
+  const ab = piece.buffer
+  if (!mayPin(pins, ab)) { peer.sendBlock(r.index, r.begin, Buffer.from(view), noop); return }
+  pin(pins.conn, ab)
+  pin(pins.torrent, ab)
+  pins.store.pool.hold(piece)
   peer.sendBlock(r.index, r.begin, view, () => {
-    const left = (pins.count.get(ab) ?? 1) - 1
-    if (left > 0) pins.count.set(ab, left)
-    else { pins.count.delete(ab); pins.bytes -= ab.byteLength }
-    store.release(piece)
+    unpin(pins.conn, ab)
+    unpin(pins.torrent, ab)
+    pins.store.release(piece)
   })
 }

@@ -9,6 +9,7 @@ import { hashFile, writeRandomFile } from './helpers/catalogue-fixture.js'
 import { engineFixture } from './helpers/engine-fixture.js'
 import { pieceMsg, rawPeer, sleep, type RawPeer } from './helpers/raw-peer.js'
 import type { TorrentHandle } from '../swarm/torrent-session.js'
+import type { PeerConn } from '../swarm/peer-conn.js'
 
 // What real engines do with piece messages that answer nothing they asked, and with a peer that
 // makes the seed hold piece buffers for it; plus what a small download costs the seed's upload.
@@ -116,18 +117,14 @@ t.test('a torrent that fits in one request batch costs its only seed one copy of
   t.equal(s.counters.uploaded, size, `the seed sent each byte once (sent ${s.counters.uploaded} of ${size})`)
 })
 
-t.test('a peer that stops reading cannot make the seed hold a piece buffer per piece', async (t) => {
-  const { pinnedBytes, PIN_BUDGET } = await import(resolve('dist/swarm/upload.js')) as typeof import('../swarm/upload.js')
-  setFlagsFromString('--expose-gc')
-  const gc = runInNewContext('gc') as () => void
+/** A seed of `pieces` random 1 MiB pieces, placed as a finished download. */
+async function bigSeed (t: Parameters<typeof engineFixture>[0], pieces: number): Promise<{ s: TorrentHandle, port: number, infoHash: string, data: Buffer }> {
   const { Swarm, dir, log, opts } = await engineFixture(t, 1024)
-  const pieceLength = MiB
-  const pieces = 96
   const src = join(dir, 'big.img')
-  await writeRandomFile(src, pieces * pieceLength)
+  await writeRandomFile(src, pieces * MiB)
   const data = await readFile(src)
-  const h = await hashFile(src, pieceLength)
-  const tor = buildTorrent({ name: 'img.raw', length: h.size, pieceLength, pieces: h.pieces })
+  const h = await hashFile(src, MiB)
+  const tor = buildTorrent({ name: 'img.raw', length: h.size, pieceLength: MiB, pieces: h.pieces })
   const seeder = new Swarm(opts('seed'), log)
   t.teardown(async () => { await seeder.close() })
   const path = join(seeder.downloadDir(tor.infoHash), 'img.raw')
@@ -135,29 +132,52 @@ t.test('a peer that stops reading cannot make the seed hold a piece buffer per p
   await link(src, path)
   const s = seeder.add(tor.infoHash, tor.bytes, [], { path, verified: true })
   await s.done
-  const port = await seeder.listening()
+  return { s, port: await seeder.listening(), infoHash: tor.infoHash, data }
+}
+
+/**
+ * A raw peer that is unchoked, then stops reading and asks blocks of piece 0 until the seed's
+ * socket queues (the kernel's buffers are full): from then on every block the seed sends stays
+ * in its memory until the peer reads again. Returns the peer, the seed's connection for it and
+ * how many filler blocks it asked.
+ */
+async function stalledPeer (s: TorrentHandle, port: number): Promise<{ a: RawPeer, conn: PeerConn, filler: number }> {
+  const a = await rawPeer(port, s.infoHash, { interested: true })
+  while (!a.got.includes(MsgId.unchoke)) await sleep(10)
+  a.sock.pause()
+  const conn = [...s.peers].find((p) => !p.closed && p.socket.remotePort === a.sock.localPort)
+  if (conn === undefined) throw new Error('the seed has no connection for the test peer')
+  let filler = 0
+  while (conn.socket.writableLength === 0 && filler < 5000) {
+    for (let k = 0; k < 16; k++, filler++) a.send(encode.triple(MsgId.request, 0, 0, BLOCK_LENGTH))
+    await sleep(5)
+  }
+  return { a, conn, filler }
+}
+
+/** Waits until the seed has served what it will to `conn`: its queue of requests stops shrinking. */
+async function servedAll (conn: PeerConn): Promise<void> {
+  let last = -1
+  while (conn.uploadQueue.length !== last) { last = conn.uploadQueue.length; await sleep(300) }
+}
+
+t.test('a peer that stops reading cannot make the seed hold a piece buffer per piece', async (t) => {
+  const { pinnedBytes, PIN_BUDGET } = await import(resolve('dist/swarm/upload.js')) as typeof import('../swarm/upload.js')
+  setFlagsFromString('--expose-gc')
+  const gc = runInNewContext('gc') as () => void
+  const pieces = 96
+  const pieceLength = MiB
+  const { s, port, data } = await bigSeed(t, pieces)
 
   gc()
   const before = process.memoryUsage().arrayBuffers
   // Half the pieces asked 1 byte at a time, the other half 16 KiB at a time: both used to pin a piece each.
   for (const [what, first, length] of [['1-byte', 1, 1], ['16 KiB', pieces / 2, BLOCK_LENGTH]] as const) {
-    const a = await rawPeer(port, tor.infoHash, { interested: true })
-    while (!a.got.includes(MsgId.unchoke)) await sleep(10)
-    a.sock.pause()
-    const conn = [...s.peers].find((p) => !p.closed && p.socket.remotePort === a.sock.localPort)
-    if (conn === undefined) throw new Error('the seed has no connection for the test peer')
-    // Fill the kernel's buffers with blocks of piece 0 until the seed's socket queues.
-    let filler = 0
-    for (; conn.socket.writableLength === 0 && filler < 5000; filler++) {
-      a.send(encode.triple(MsgId.request, 0, 0, BLOCK_LENGTH))
-      await sleep(2)
-    }
+    const { a, conn, filler } = await stalledPeer(s, port)
     t.ok(conn.socket.writableLength > 0, `${what}: the seed's socket queues (${filler} filler blocks)`)
     const asked: Array<[number, number]> = []
     for (let i = first; i < first + pieces / 2 - 1; i++) { a.send(encode.triple(MsgId.request, i, 0, length)); asked.push([i, length]) }
-    // Wait until the seed has served what it will: its queue of requests stops shrinking.
-    let last = -1
-    while (conn.uploadQueue.length !== last) { last = conn.uploadQueue.length; await sleep(300) }
+    await servedAll(conn)
     gc()
     const grown = process.memoryUsage().arrayBuffers - before
     t.comment(`${what}: socket queue ${conn.socket.writableLength} bytes, ${conn.uploadQueue.length} requests waiting, pinned ${pinnedBytes(conn)} bytes, arrayBuffers +${(grown / MiB).toFixed(1)} MiB`)
@@ -181,4 +201,41 @@ t.test('a peer that stops reading cannot make the seed hold a piece buffer per p
     a.sock.destroy()
     await a.closed
   }
+})
+
+t.test('many peers that stop reading cannot together make the seed hold more than its torrent-wide budget', async (t) => {
+  const { pinnedBytes, TORRENT_PIN_BUDGET } = await import(resolve('dist/swarm/upload.js')) as typeof import('../swarm/upload.js')
+  const peers = 16
+  const perPeer = 4 // pieces each: within the per-connection budget (4 MiB), 64 MiB together
+  const { s, port, data } = await bigSeed(t, 1 + peers * perPeer)
+  const stalled: Array<{ a: RawPeer, conn: PeerConn, first: number }> = []
+  for (let k = 0; k < peers; k++) {
+    const { a, conn } = await stalledPeer(s, port)
+    const first = 1 + k * perPeer
+    for (let i = first; i < first + perPeer; i++) a.send(encode.triple(MsgId.request, i, 0, BLOCK_LENGTH))
+    stalled.push({ a, conn, first })
+  }
+  for (const { conn } of stalled) await servedAll(conn)
+  const store = s.store
+  if (store === undefined) throw new Error('the seed has no store')
+  const torrent = pinnedBytes(store)
+  const sum = stalled.reduce((n, { conn }) => n + pinnedBytes(conn), 0)
+  t.comment(`pinned: ${(torrent / MiB).toFixed(0)} MiB for the torrent, ${(sum / MiB).toFixed(0)} MiB summed over ${peers} connections; ${stalled.reduce((n, { conn }) => n + conn.uploadQueue.length, 0)} requests waiting`)
+  t.ok(torrent > 0, 'the queued blocks do pin piece buffers (the test measures something)')
+  t.ok(torrent <= TORRENT_PIN_BUDGET, `the torrent's queued blocks pin at most ${TORRENT_PIN_BUDGET / MiB} MiB`)
+
+  // They read again: every block arrives with the file's bytes, and nothing stays pinned.
+  const ok = await Promise.all(stalled.map(async ({ a, first }) => {
+    const got = new Map<number, Buffer>()
+    a.onPiece = (index, begin, block) => { if (index !== 0 && begin === 0) got.set(index, Buffer.from(block)) }
+    a.sock.resume()
+    while (got.size < perPeer && !a.isClosed()) await sleep(50)
+    let same = true
+    for (let i = first; i < first + perPeer; i++) same &&= got.get(i)?.equals(data.subarray(i * MiB, i * MiB + BLOCK_LENGTH)) === true
+    return same
+  }))
+  t.ok(ok.every(Boolean), 'every stalled peer got its blocks with the file\'s bytes')
+  for (const { conn } of stalled) while (conn.socket.writableLength > 0 && !conn.closed) await sleep(50)
+  t.equal(pinnedBytes(store), 0, 'nothing stays pinned once the writes are done')
+  for (const { a } of stalled) a.sock.destroy()
 })
