@@ -20,6 +20,11 @@ import type { PeerSource } from './peer-conn.js'
  *   first dials fail.
  * - Gossip that failed MAX_GOSSIP_FAILURES dials in a row is forgotten (the next mention brings it
  *   back), so dead addresses are not dialled every five minutes for the torrent's lifetime.
+ * - Addresses are dialled in the order of due(): trusted before gossip, reached before never
+ *   reached, fewer failures first, and within that taking turns between whoever named them (each
+ *   PEX peer, the DHT, LSD). Until session 22 it was insertion order: 250 addresses from a few
+ *   peers that accept and never handshake each held a dial slot until the handshake deadline, and
+ *   a real peer named after them waited for every one.
  */
 
 export const MAX_CANDIDATES = 1000
@@ -42,6 +47,8 @@ export interface Candidate {
   /** a handshake with it completed once: worth more than one never reached */
   reached: boolean
   readonly host: string
+  /** who named it first: the PEX peer's address, or the source */
+  readonly via: string
 }
 
 /** Whether one of `peers` is `addr`, as dialled or by its listening port. */
@@ -61,10 +68,9 @@ export class Candidates {
   get size (): number { return this.#map.size }
   get (addr: string): Candidate | undefined { return this.#map.get(addr) }
   has (addr: string): boolean { return this.#map.has(addr) }
-  keys (): IterableIterator<string> { return this.#map.keys() }
 
-  /** Remembers `addr` (canonical host:port) from `source`; false if the table has no room for it. */
-  add (addr: string, source: PeerSource): boolean {
+  /** Remembers `addr` (canonical host:port) from `source` (`via`: the peer whose PEX named it); false if the table has no room for it. */
+  add (addr: string, source: PeerSource, via: string = source): boolean {
     const trusted = !isGossip(source)
     const known = this.#map.get(addr)
     if (known !== undefined) { if (trusted) known.trusted = true; return true }
@@ -80,7 +86,7 @@ export class Candidates {
       if (victim === undefined) return false
       this.delete(victim)
     }
-    this.#map.set(addr, { source, trusted, failures: 0, nextAt: 0, reached: false, host })
+    this.#map.set(addr, { source, trusted, failures: 0, nextAt: 0, reached: false, host, via })
     this.#perHost.set(host, (this.#perHost.get(host) ?? 0) + 1)
     return true
   }
@@ -107,6 +113,33 @@ export class Candidates {
   reached (addr: string): void {
     const c = this.#map.get(addr)
     if (c !== undefined) { c.failures = 0; c.reached = true }
+  }
+
+  /**
+   * The addresses due for a dial at `now`, best first: trusted, then reached, then fewer failures;
+   * within each such rank the namers take turns (round robin over `via`, each one's addresses in
+   * the order they came), so one namer's many addresses cannot keep another's waiting.
+   */
+  due (now: number): string[] {
+    const ranks = new Map<number, Map<string, string[]>>()
+    for (const [addr, c] of this.#map) {
+      if (c.nextAt > now) continue
+      const rank = (c.trusted ? 0 : 2000) + (c.reached ? 0 : 1000) + Math.min(c.failures, 999)
+      let byVia = ranks.get(rank)
+      if (byVia === undefined) { byVia = new Map(); ranks.set(rank, byVia) }
+      const list = byVia.get(c.via)
+      if (list === undefined) byVia.set(c.via, [addr])
+      else list.push(addr)
+    }
+    const out: string[] = []
+    for (const rank of [...ranks.keys()].sort((a, b) => a - b)) {
+      const lists = [...(ranks.get(rank) as Map<string, string[]>).values()]
+      for (let i = 0, any = true; any; i++) {
+        any = false
+        for (const list of lists) if (i < list.length) { out.push(list[i] as string); any = true }
+      }
+    }
+    return out
   }
 
   /**

@@ -160,7 +160,7 @@ export class Swarm {
       const c = entry.candidates.get(key)
       if (c !== undefined) c.nextAt = Date.now() + (reason === BOTH_SEEDS ? 300_000 : 10_000)
     }
-    handle.onPexPeer = (addr) => { this.#found(entry, addr, 'pex') }
+    handle.onPexPeer = (addr, via) => { this.#found(entry, addr, 'pex', via) }
     this.#entries.set(infoHash, entry)
     void this.#start(entry)
     return handle
@@ -206,11 +206,11 @@ export class Swarm {
   }
 
   /** An address from a tracker, the DHT, LSD, a peer's PEX or addPeer: remembered (the first source kept) and dialled, if the bounded table (candidates.ts) takes it. */
-  #found (e: Entry, addrIn: string, source: PeerSource): void {
+  #found (e: Entry, addrIn: string, source: PeerSource, via?: string): void {
     const addr = canonicalAddr(addrIn) // one key per peer, however the source spelt it
     if (addr === undefined) return
     if (e.handle.torrent.private && (source === 'dht' || source === 'lsd' || source === 'pex')) return // BEP 27: trackers only
-    if (e.candidates.add(addr, source)) this.#dial(e, addr)
+    if (e.candidates.add(addr, source, via)) this.#dial(e, addr)
   }
 
   #dial (e: Entry, addr: string): void {
@@ -291,7 +291,11 @@ export class Swarm {
     const now = Date.now()
     for (const e of this.#entries.values()) {
       e.handle.tick(now)
-      if (e.handle.ready && !e.handle.destroyed) for (const addr of e.candidates.keys()) this.#dial(e, addr)
+      if (!e.handle.ready || e.handle.destroyed || e.handle.peers.size + e.dialing.size >= this.#opts.maxConns) continue
+      for (const addr of e.candidates.due(now)) {
+        if (e.handle.peers.size + e.dialing.size >= this.#opts.maxConns) break
+        this.#dial(e, addr)
+      }
     }
   }
 

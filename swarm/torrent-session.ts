@@ -210,7 +210,7 @@ export class TorrentHandle implements PeerSession {
   /** set by the swarm: when to dial an address again */
   onPeerGone: (key: string, reason: string) => void = () => {}
   /** set by the swarm: an address a peer told us of (ut_pex), to dial */
-  onPexPeer: (addr: string) => void = () => {}
+  onPexPeer: (addr: string, via: string) => void = () => {}
 
   extendedHandshake (): Buffer {
     const port = this.#listenPort()
@@ -223,7 +223,7 @@ export class TorrentHandle implements PeerSession {
     // how much of one connection's gossip is taken: pex-intake.ts
     const taken = takePex(peer, msg.added, Date.now())
     if (this.#trace) this.#log.trace({ peer: peer.key, added: msg.added.length, taken: taken.length, dropped: msg.dropped.length }, 'peer exchange')
-    for (const a of taken) this.onPexPeer(joinHostPort(a.host, a.port))
+    for (const a of taken) this.onPexPeer(joinHostPort(a.host, a.port), peer.key)
   }
 
   onPeerClose (peer: PeerConn, reason: string): void {

@@ -20,16 +20,20 @@ import { rawPeer, sleep } from './helpers/raw-peer.js'
  * gossip, one ut_pex a minute per connection). Engines are real, on loopback.
  */
 
-/** A logger that records the addresses the engine dials (its "dialling" debug lines). */
-function dialLog (): { log: Logger, dialled: Set<string> } {
+/** A logger that records the addresses the engine dials (its "dialling" debug lines, in order) and, at trace level, counts the ut_pex messages it read. */
+function dialLog (level: 'debug' | 'trace' = 'debug'): { log: Logger, dialled: Set<string>, pexRead: () => number } {
   const dialled = new Set<string>()
+  let pex = 0
   const sink = new Writable({
     write (c, _e, cb) {
-      for (const line of String(c).split('\n')) if (line.includes('"dialling"')) dialled.add((JSON.parse(line) as { peer: string }).peer)
+      for (const line of String(c).split('\n')) {
+        if (line.includes('"dialling"')) dialled.add((JSON.parse(line) as { peer: string }).peer)
+        else if (line.includes('"peer exchange"')) pex++
+      }
       cb()
     }
   })
-  return { log: pino({ level: 'debug' }, sink) as Logger, dialled }
+  return { log: pino({ level }, sink) as Logger, dialled, pexRead: () => pex }
 }
 
 /** bittorrent-dht's listen(port, address, cb), which its types leave out */
@@ -240,6 +244,53 @@ t.test('gossip from many connections fills the table; a real peer heard of later
   last.send(encodePex(OUR_PEX_ID, [{ host: '127.0.0.1', port: seedPort, flags: 0x12 }], []).bytes)
   await waitFor('the download', async () => l.progress === 1 || undefined, 30_000)
   t.pass('the seed named after the table filled was dialled and the download completed')
+})
+
+t.test('addresses from a few peers that lead to a tarpit do not keep a real peer, named later by another, waiting behind them all', async (t) => {
+  const f = await engineFixture(t, 256 * 1024)
+  const seedPort = await startSeed(f.Swarm, f, t)
+  // accepts on every 127.x.y.z and never answers: each dial there holds a slot until the handshake deadline
+  const tarpit = createServer((s) => { s.on('error', () => {}); s.resume() })
+  await new Promise<void>((resolve) => { tarpit.listen(0, '0.0.0.0', resolve) })
+  t.teardown(() => { tarpit.close() })
+  const tp = (tarpit.address() as { port: number }).port
+  const { log, dialled, pexRead } = dialLog('trace')
+  const leech = new f.Swarm({ ...f.opts('leech'), handshakeTimeoutMs: 1000 }, log)
+  t.teardown(async () => { await leech.close() })
+  const l = leech.add(f.tor.infoHash, f.tor.bytes, [])
+  await waitFor('leecher ready', async () => l.ready)
+  const port = await leech.listening()
+  const gossipers = 5
+  for (let m = 0; m < gossipers; m++) {
+    const a = await rawPeer(port, f.tor.infoHash)
+    t.teardown(() => { a.sock.destroy() })
+    a.send(encodePex(OUR_PEX_ID, Array.from({ length: 50 }, (_, k) => ({ host: `127.3.${m}.${k + 1}`, port: tp, flags: 0 })), []).bytes)
+  }
+  await waitFor('the tarpit addresses to be read', async () => pexRead() >= gossipers || undefined, 10_000)
+  const honest = await rawPeer(port, f.tor.infoHash)
+  t.teardown(() => { honest.sock.destroy() })
+  honest.send(encodePex(OUR_PEX_ID, [{ host: '127.0.0.1', port: seedPort, flags: 0x12 }], []).bytes)
+  const seed = `127.0.0.1:${seedPort}`
+  await waitFor('the seed to be dialled', async () => dialled.has(seed) || undefined, 60_000)
+  const before = [...dialled].indexOf(seed)
+  t.comment(`${before} tarpit addresses were dialled before the seed (of ${gossipers * 50})`)
+  t.ok(before < gossipers * 50 / 2, 'the seed was dialled before most of the tarpit addresses')
+  await waitFor('the download', async () => l.progress === 1 || undefined, 30_000)
+  t.pass('the download completed from the seed')
+})
+
+t.test('candidate table: due() puts trusted and reached first, fewer failures first, and lets each namer take turns', async (t) => {
+  const c = new Candidates(() => false)
+  for (let k = 1; k <= 3; k++) c.add(`10.0.1.${k}:1`, 'pex', 'peerA')
+  c.add('10.0.2.1:1', 'pex', 'peerB')
+  c.add('10.0.3.1:1', 'dht')
+  c.add('10.0.4.1:1', 'tracker')
+  c.add('10.0.5.1:1', 'pex', 'peerB')
+  c.reached('10.0.5.1:1')
+  c.add('10.0.6.1:1', 'pex', 'peerB')
+  c.failed('10.0.6.1:1', 0)
+  t.same(c.due(0), ['10.0.4.1:1', '10.0.5.1:1', '10.0.1.1:1', '10.0.2.1:1', '10.0.3.1:1', '10.0.1.2:1', '10.0.1.3:1'], 'trusted, reached, then one of each namer in turn; the failed one is not due')
+  t.equal(c.due(Number.MAX_SAFE_INTEGER).at(-1), '10.0.6.1:1', 'once due, the failed one comes last')
 })
 
 t.test('DHT: one host announcing many ports, or a get_peers answer listing them, gets a few dialled', async (t) => {
