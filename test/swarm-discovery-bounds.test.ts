@@ -218,7 +218,7 @@ t.test('a burst of ut_pex from one connection: only the first message is taken; 
   await waitFor('the download', async () => l.progress === 1 || undefined, 30_000)
   t.pass('the seed named by the other peer was dialled and the download completed')
   await waitFor('the first message\'s 50 addresses to be dialled', async () => [...dialled].filter((d) => d.startsWith('127.1.0.')).length === 50 || undefined, 30_000)
-  // the table keeps insertion order and every tick dials what is due in that order, so the rest of the burst would be dialled by now if it had been taken
+  // one namer's addresses are dialled in the order they came (candidates.ts due()), so the rest of the burst would be dialled by now if it had been taken
   t.equal([...dialled].filter((d) => d.startsWith('127.1.') && !d.startsWith('127.1.0.')).length, 0, 'none of the 19 messages after it')
 })
 
