@@ -1,9 +1,6 @@
-import { readFile } from 'node:fs/promises'
-import { join, resolve } from 'node:path'
+import { resolve } from 'node:path'
 import t from 'tap'
 import { encode } from '../lib/peer-wire.js'
-import { buildTorrent } from '../lib/torrent-meta.js'
-import { hashFile, writeRandomFile } from './helpers/catalogue-fixture.js'
 import { engineFixture } from './helpers/engine-fixture.js'
 import { pieceMsg, rawPeer, sleep, type RawPeer } from './helpers/raw-peer.js'
 
@@ -27,21 +24,11 @@ function garbage (p: RawPeer, until = (): boolean => true): void {
 t.test('a peer sending garbage blocks next to an honest seed is banned, the seed is not, and the download completes', async (t) => {
   // 1 MiB pieces: the picker splits a piece's 64 blocks between the two peers (begun pieces are
   // finished first), so most bad pieces have both as senders.
-  const { Swarm, dir, log, opts, seedFile } = await engineFixture(t, 1024)
-  const pieceLength = 1024 * 1024
-  const src = join(dir, 'big.img')
-  await writeRandomFile(src, 4 * pieceLength)
-  const h = await hashFile(src, pieceLength)
-  const tor = buildTorrent({ name: 'img.raw', length: h.size, pieceLength, pieces: h.pieces })
-  const seeder = new Swarm(opts('seed'), log)
-  const leecher = new Swarm(opts('leech'), log)
-  t.teardown(async () => { await leecher.close(); await seeder.close() })
-  const s = await seedFile(seeder, src, tor)
-  const l = leecher.add(tor.infoHash, tor.bytes, [])
-  while (!l.ready) await sleep(20)
-  const seedAddr = `127.0.0.1:${await seeder.listening()}`
+  const f = await engineFixture(t, 1024)
+  const { file, tor } = await f.image('big.img', 1024 * 1024, 4)
+  const { leecher, l, seedAddr, leechPort } = await f.seedAndLeecher(file, tor)
 
-  const bad = await rawPeer(await leecher.listening(), tor.infoHash, { bits: new Uint8Array([0xf0]), unchoke: true })
+  const bad = await rawPeer(leechPort, tor.infoHash, { bits: new Uint8Array([0xf0]), unchoke: true })
   // The blocks first asked of it are answered once the seed is there too, so that the piece they
   // are in is completed by both.
   garbage(bad, () => l.numPeers >= 2)
@@ -62,20 +49,9 @@ t.test('a piece refetched from one peer after a failed copy goes to another when
   // fails, G leaves, and W alone is asked for the piece again: it sends 16 blocks and no more. W
   // is snubbed, and the seed that came meanwhile must be asked for the piece (not left waiting
   // for W): what W sent is dropped and the seed sends the piece whole.
-  const { Swarm, dir, log, opts, seedFile } = await engineFixture(t, 1024)
-  const pieceLength = 1024 * 1024
-  const src = join(dir, 'one.img')
-  await writeRandomFile(src, pieceLength)
-  const data = await readFile(src)
-  const h = await hashFile(src, pieceLength)
-  const tor = buildTorrent({ name: 'img.raw', length: h.size, pieceLength, pieces: h.pieces })
-  const seeder = new Swarm(opts('seed'), log)
-  const leecher = new Swarm(opts('leech'), log)
-  t.teardown(async () => { await leecher.close(); await seeder.close() })
-  const s = await seedFile(seeder, src, tor)
-  const l = leecher.add(tor.infoHash, tor.bytes, [])
-  while (!l.ready) await sleep(20)
-  const port = await leecher.listening()
+  const f = await engineFixture(t, 1024)
+  const { file, data, tor } = await f.image('one.img', 1024 * 1024, 1)
+  const { leecher, l, seedAddr, leechPort: port } = await f.seedAndLeecher(file, tor)
   const g = await rawPeer(port, tor.infoHash, { bits: new Uint8Array([0x80]), unchoke: true })
   const gKey = `127.0.0.1:${g.sock.localPort as number}`
   const gotHalf = async (p: RawPeer): Promise<void> => { while (p.requests.length < 32) await sleep(20) }
@@ -91,7 +67,7 @@ t.test('a piece refetched from one peer after a failed copy goes to another when
   let sent = 0
   w.onRequest = (r) => { if (w.requests.length > mark && sent < 16) { sent++; w.send(pieceMsg(r.index, r.begin, data.subarray(r.begin, r.begin + r.length))) } }
   while (sent < 16) await sleep(20)
-  leecher.addPeer(tor.infoHash, `127.0.0.1:${await seeder.listening()}`)
+  leecher.addPeer(tor.infoHash, seedAddr)
   const deadline = Date.now() + 60_000
   while (!l.complete && Date.now() < deadline) await sleep(100)
   t.comment(`hash failures ${l.counters.hashFailures}, banned ${JSON.stringify(l.counters.bannedPeers)}`)

@@ -11,7 +11,7 @@ import { MAX_PENDING_HANDSHAKES } from '../swarm/handshake-deadline.js'
 import { PEX_INTAKE_INTERVAL_MS, PEX_MAX_TAKEN_PER_CONN, takePex } from '../swarm/pex-intake.js'
 import { waitFor } from './helpers/agent-proc.js'
 import { engineFixture } from './helpers/engine-fixture.js'
-import { rawPeer, sleep } from './helpers/raw-peer.js'
+import { rawPeer } from './helpers/raw-peer.js'
 
 /**
  * What a peer, a DHT node or a slow socket can make the engine hold: connections that never
@@ -198,15 +198,20 @@ async function startSeed (Swarm: Awaited<ReturnType<typeof engineFixture>>['Swar
 /** 50 addresses on distinct hosts that refuse connections (nothing listens on port 9 of 127.1.x.y). */
 const deadAddrs = (m: number): Array<{ host: string, port: number, flags: number }> => Array.from({ length: 50 }, (_, k) => ({ host: `127.1.${m}.${k + 1}`, port: 9, flags: 0 }))
 
-t.test('a burst of ut_pex from one connection: only the first message is taken; an address heard later from another peer is dialled', async (t) => {
+/** A seed, and a downloader (the one under test) with a dial log, ready and knowing no peers. */
+async function seedAndDialLogLeecher (t: { teardown: (fn: () => Promise<void>) => void }, level: 'debug' | 'trace' = 'debug', extra: { handshakeTimeoutMs?: number } = {}) {
   const f = await engineFixture(t, 256 * 1024)
   const seedPort = await startSeed(f.Swarm, f, t)
-  const { log, dialled } = dialLog()
-  const leech = new f.Swarm(f.opts('leech'), log)
+  const { log, dialled, pexRead } = dialLog(level)
+  const leech = new f.Swarm({ ...f.opts('leech'), ...extra }, log)
   t.teardown(async () => { await leech.close() })
   const l = leech.add(f.tor.infoHash, f.tor.bytes, [])
   await waitFor('leecher ready', async () => l.ready)
-  const port = await leech.listening()
+  return { f, seedPort, dialled, pexRead, l, port: await leech.listening() }
+}
+
+t.test('a burst of ut_pex from one connection: only the first message is taken; an address heard later from another peer is dialled', async (t) => {
+  const { f, seedPort, dialled, l, port } = await seedAndDialLogLeecher(t)
   const a = await rawPeer(port, f.tor.infoHash)
   t.teardown(() => { a.sock.destroy() })
   for (let m = 0; m < 20; m++) a.send(encodePex(OUR_PEX_ID, deadAddrs(m), []).bytes)
@@ -223,14 +228,7 @@ t.test('a burst of ut_pex from one connection: only the first message is taken; 
 })
 
 t.test('gossip from many connections fills the table; a real peer heard of later still gets in', async (t) => {
-  const f = await engineFixture(t, 256 * 1024)
-  const seedPort = await startSeed(f.Swarm, f, t)
-  const { log, dialled } = dialLog()
-  const leech = new f.Swarm(f.opts('leech'), log)
-  t.teardown(async () => { await leech.close() })
-  const l = leech.add(f.tor.infoHash, f.tor.bytes, [])
-  await waitFor('leecher ready', async () => l.ready)
-  const port = await leech.listening()
+  const { f, seedPort, dialled, l, port } = await seedAndDialLogLeecher(t)
   // one connection after another, each allowed its one message: 1050 dead addresses in all
   for (let m = 0; m < MAX_CANDIDATES / 50 + 1; m++) {
     const a = await rawPeer(port, f.tor.infoHash)
@@ -247,19 +245,12 @@ t.test('gossip from many connections fills the table; a real peer heard of later
 })
 
 t.test('addresses from a few peers that lead to a tarpit do not keep a real peer, named later by another, waiting behind them all', async (t) => {
-  const f = await engineFixture(t, 256 * 1024)
-  const seedPort = await startSeed(f.Swarm, f, t)
   // accepts on every 127.x.y.z and never answers: each dial there holds a slot until the handshake deadline
   const tarpit = createServer((s) => { s.on('error', () => {}); s.resume() })
   await new Promise<void>((resolve) => { tarpit.listen(0, '0.0.0.0', resolve) })
   t.teardown(() => { tarpit.close() })
   const tp = (tarpit.address() as { port: number }).port
-  const { log, dialled, pexRead } = dialLog('trace')
-  const leech = new f.Swarm({ ...f.opts('leech'), handshakeTimeoutMs: 1000 }, log)
-  t.teardown(async () => { await leech.close() })
-  const l = leech.add(f.tor.infoHash, f.tor.bytes, [])
-  await waitFor('leecher ready', async () => l.ready)
-  const port = await leech.listening()
+  const { f, seedPort, dialled, pexRead, l, port } = await seedAndDialLogLeecher(t, 'trace', { handshakeTimeoutMs: 1000 })
   const gossipers = 5
   for (let m = 0; m < gossipers; m++) {
     const a = await rawPeer(port, f.tor.infoHash)

@@ -1,11 +1,9 @@
-import { link, mkdir, readFile } from 'node:fs/promises'
-import { join, resolve } from 'node:path'
+import { readFile } from 'node:fs/promises'
+import { resolve } from 'node:path'
 import { runInNewContext } from 'node:vm'
 import { setFlagsFromString } from 'node:v8'
 import t from 'tap'
 import { BLOCK_LENGTH, MsgId, encode } from '../lib/peer-wire.js'
-import { buildTorrent } from '../lib/torrent-meta.js'
-import { hashFile, writeRandomFile } from './helpers/catalogue-fixture.js'
 import { engineFixture } from './helpers/engine-fixture.js'
 import { pieceMsg, rawPeer, sleep, type RawPeer } from './helpers/raw-peer.js'
 import type { TorrentHandle } from '../swarm/torrent-session.js'
@@ -94,7 +92,7 @@ t.test('forged piece(0, i*2^24 + b*16384) cannot orphan a requested block: an ho
   await sleep(100)
   t.same(orphans(l), [], 'no block is left counted as requested with nobody asked for it')
 
-  const s = await seedFile(seeder, src, tor)
+  await seedFile(seeder, src, tor)
   leecher.addPeer(tor.infoHash, `127.0.0.1:${await seeder.listening()}`)
   // A deadline only to fail rather than hang: before the fix the download never completed.
   const finished = await Promise.race([l.done.then(() => true), deadline(60_000)])
@@ -103,14 +101,9 @@ t.test('forged piece(0, i*2^24 + b*16384) cannot orphan a requested block: an ho
 
 // Endgame began in the same pick() as the last pieces and asked the same peer for the same blocks.
 t.test('a torrent that fits in one request batch costs its only seed one copy of upload', async (t) => {
-  const { Swarm, src, tor, size, log, opts, seedFile } = await engineFixture(t, 256 * KiB)
-  const seeder = new Swarm(opts('seed'), log)
-  const leecher = new Swarm(opts('leech'), log)
-  t.teardown(async () => { await leecher.close(); await seeder.close() })
-  const s = await seedFile(seeder, src, tor)
-  const l = leecher.add(tor.infoHash, tor.bytes, [])
-  while (!l.ready) await sleep(20)
-  leecher.addPeer(tor.infoHash, `127.0.0.1:${await seeder.listening()}`)
+  const { tor, size, seedAndLeecher } = await engineFixture(t, 256 * KiB)
+  const { leecher, s, l, seedAddr } = await seedAndLeecher()
+  leecher.addPeer(tor.infoHash, seedAddr)
   await l.done
   // Blocks still on the wire when the leecher completed are counted by the seed when it sent them, before this point.
   await sleep(500)
@@ -118,21 +111,12 @@ t.test('a torrent that fits in one request batch costs its only seed one copy of
 })
 
 /** A seed of `pieces` random 1 MiB pieces, placed as a finished download. */
-async function bigSeed (t: Parameters<typeof engineFixture>[0], pieces: number): Promise<{ s: TorrentHandle, port: number, infoHash: string, data: Buffer }> {
-  const { Swarm, dir, log, opts } = await engineFixture(t, 1024)
-  const src = join(dir, 'big.img')
-  await writeRandomFile(src, pieces * MiB)
-  const data = await readFile(src)
-  const h = await hashFile(src, MiB)
-  const tor = buildTorrent({ name: 'img.raw', length: h.size, pieceLength: MiB, pieces: h.pieces })
+async function bigSeed (t: Parameters<typeof engineFixture>[0], pieces: number): Promise<{ s: TorrentHandle, port: number, data: Buffer }> {
+  const { Swarm, log, opts, image, seedFile } = await engineFixture(t, 1024)
+  const { file, data, tor } = await image('big.img', MiB, pieces)
   const seeder = new Swarm(opts('seed'), log)
   t.teardown(async () => { await seeder.close() })
-  const path = join(seeder.downloadDir(tor.infoHash), 'img.raw')
-  await mkdir(seeder.downloadDir(tor.infoHash), { recursive: true })
-  await link(src, path)
-  const s = seeder.add(tor.infoHash, tor.bytes, [], { path, verified: true })
-  await s.done
-  return { s, port: await seeder.listening(), infoHash: tor.infoHash, data }
+  return { s: await seedFile(seeder, file, tor), port: await seeder.listening(), data }
 }
 
 /**

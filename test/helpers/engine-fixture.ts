@@ -1,4 +1,4 @@
-import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import bencode from 'bencode'
@@ -43,7 +43,24 @@ export async function engineFixture (t: { teardown: (fn: () => Promise<void>) =>
     await h.done
     return h
   }
-  return { Swarm, dir, src, size, hashed, tor, log, opts, twoDownloaders, seedFile }
+  /** Another image in the fixture's dir: `pieces` random pieces of `pieceLength` bytes, its bytes and torrent. */
+  const image = async (name: string, pieceLength: number, pieces: number) => {
+    const file = join(dir, name)
+    await writeRandomFile(file, pieces * pieceLength)
+    const h = await hashFile(file, pieceLength)
+    return { file, data: await readFile(file), tor: buildTorrent({ name: 'img.raw', length: h.size, pieceLength, pieces: h.pieces }) }
+  }
+  /** A seeding engine of `file` and a downloading one, ready and knowing no peers (closed at teardown); `leechLog` replaces the fixture's logger for the downloader. */
+  const seedAndLeecher = async (file = src, torrent: { infoHash: string, bytes: Uint8Array } = tor, leechLog: Logger = log) => {
+    const seeder = new Swarm(opts('seed'), log)
+    const leecher = new Swarm(opts('leech'), leechLog)
+    t.teardown(async () => { await leecher.close(); await seeder.close() })
+    const s = await seedFile(seeder, file, torrent)
+    const l = leecher.add(torrent.infoHash, torrent.bytes, [])
+    while (!l.ready) await new Promise((resolve) => setTimeout(resolve, 20))
+    return { seeder, leecher, s, l, seedAddr: `127.0.0.1:${await seeder.listening()}`, leechPort: await leecher.listening() }
+  }
+  return { Swarm, dir, src, size, hashed, tor, log, opts, twoDownloaders, seedFile, image, seedAndLeecher }
 }
 
 /** A torrent with info.private = 1 (BEP 27) and the same pieces: another info hash. */
