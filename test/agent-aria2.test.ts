@@ -34,7 +34,7 @@ t.test('interop with aria2c', { skip: existsSync(ARIA2C) ? false : `aria2c is no
 
   await t.test('an aria2c leecher downloads an image only an agent seeds', async (t) => {
     const e = await fx.addImage('to-aria2', 3 * 1024 * 1024, { pieceLength: 64 * 1024, announce: [origin.announce] })
-    const a = await agentAsOnlySeed(fx, origin, e, startAgent, dir, 'site-2')
+    await agentAsOnlySeed(fx, origin, e, startAgent, dir, 'site-2')
     const outDir = join(dir, 'aria2-out')
     const leech = aria2(['--seed-time=0', `--dir=${outDir}`, `--listen-port=${await freePort()}`, '--bt-tracker-interval=2', '--bt-stop-timeout=60', await torrentFile(fx, e, dir)])
     const code = await leech.exited

@@ -1,15 +1,11 @@
 import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { connect, type Socket } from 'node:net'
-import { networkInterfaces, tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { networkInterfaces } from 'node:os'
+import { join } from 'node:path'
 import { pino } from 'pino'
 import t from 'tap'
 import { BLOCK_LENGTH, MsgId, ORIGIN_PEER_ID_PREFIX, WireDecoder, encode, encodeHandshake, hasBit, isImgdistPeerId, setBit, type WireHandler } from '../lib/peer-wire.js'
-import { buildTorrent } from '../lib/torrent-meta.js'
-import { PiecePicker, blockKey } from '../swarm/piece-picker.js'
-import { shareOf } from '../swarm/share.js'
 import { TokenBucket } from '../swarm/rate-meter.js'
 import { engineFixture } from './helpers/engine-fixture.js'
 
@@ -86,7 +82,7 @@ t.test('token bucket: limits, and 0 means unlimited', async (t) => {
 })
 
 t.test('a real engine seeds to another over TCP; a hostile raw peer is dropped without harm', async (t) => {
-  const { Swarm, dir, src, size, hashed, tor, log, opts } = await engineFixture(t, 3 * 1024 * 1024 + 12345)
+  const { Swarm, src, size, hashed, tor, log, opts } = await engineFixture(t, 3 * 1024 * 1024 + 12345)
   const seeder = new Swarm(opts('seed'), log)
   const leecher = new Swarm(opts('leech'), log)
   t.teardown(async () => { await seeder.close(); await leecher.close() })

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { copyFile, link, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ImgdistError } from '../../lib/errors.js'
-import { TargetError, type Registration, type RetireAction, type Target, type TargetImage } from './target.js'
+import { TargetError, type RetireAction, type Target, type TargetImage } from './target.js'
 
 /**
  * The embedded default target: `<dir>/<id>.img` plus `<id>.json` (its catalogue metadata), for

@@ -124,7 +124,7 @@ export async function privateTracker (t: { teardown: (fn: () => Promise<void>) =
   torrentFor: (torrent: Uint8Array) => Uint8Array
 }> {
   let peers = new Uint8Array(0)
-  const server = createHttpServer((req, res) => {
+  const server = createHttpServer((_req, res) => {
     res.writeHead(200, { 'content-type': 'text/plain' }).end(bencode.encode({ interval: 60, peers }))
   })
   await new Promise<void>((resolve) => server.listen(0, host, resolve))
