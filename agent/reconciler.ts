@@ -6,7 +6,7 @@ import { chooseEvictions } from './cache.js'
 import type { ResolvedConfig } from './config.js'
 import type { Swarm } from '../swarm/swarm.js'
 import type { TorrentHandle } from '../swarm/torrent-session.js'
-import { obtainTorrent, runPipeline, type PipelineDeps } from './pipeline.js'
+import { CatalogueExpiredError, obtainTorrent, runPipeline, type PipelineDeps } from './pipeline.js'
 import type { JsonStore } from './db.js'
 import type { Catalogue, CataloguePoller } from './poller.js'
 import { decide } from './policy.js'
@@ -174,11 +174,14 @@ export class Reconciler {
     await this.deps.store.put(supersede(old, next, Date.now()))
   }
 
-  /** Stops a running job and waits until it has ended (its last writes done). */
-  async #stopJob (key: string): Promise<void> {
+  /**
+   * Stops a running job and waits until it has ended (its last writes done). A `reason` is what
+   * the job ends with (else it was just stopped: ABORTED).
+   */
+  async #stopJob (key: string, reason?: ImgdistError): Promise<void> {
     const job = this.#jobs.get(key)
     if (job === undefined) return
-    job.abort.abort()
+    job.abort.abort(reason)
     await job.done.catch(() => {})
   }
 
@@ -208,6 +211,7 @@ export class Reconciler {
     const d = decide(this.cfg.policy, rec.catalogue, rec.entry, rec.approvedSha512 === rec.entry.sha512)
     if (this.#jobs.has(key)) {
       if (d.verdict !== 'approved') await this.#withdraw(rec, d)
+      else if (!this.#catalogueInForce(rec.catalogue)) await this.#stopJob(key, new CatalogueExpiredError(rec.catalogue))
       return
     }
     switch (rec.state) {
@@ -221,7 +225,8 @@ export class Reconciler {
         if (d.verdict !== 'approved') {
           await this.#withdraw(rec, d)
         } else if (rec.nextAttemptAt !== undefined && now >= rec.nextAttemptAt && !this.paused && this.#catalogueInForce(rec.catalogue)) {
-          await store.transition(rec, 'approved', { reason: `retry ${rec.retries}` })
+          const reason = rec.error?.code === 'CATALOGUE_EXPIRED' ? 'its catalogue is in force again; resuming' : `retry ${rec.retries}`
+          await store.transition(rec, 'approved', { reason })
           await this.#startOrHold(rec)
         }
         break
@@ -265,7 +270,10 @@ export class Reconciler {
     const begun = new Promise<void>((resolve) => { begin = resolve })
     const job: Job = { rec, abort: new AbortController(), downloading: true, done: Promise.resolve(), begun, base: { peers: rec.bytesFromPeers, web: rec.bytesFromWebSeeds, up: rec.bytesUploaded } }
     this.#jobs.set(key, job)
-    const deps: PipelineDeps = { ...this.deps, dataDir: this.cfg.dataDir, onDownloadEnd: () => { job.downloading = false; this.kick() }, paused: () => this.paused }
+    const deps: PipelineDeps = {
+      ...this.deps, dataDir: this.cfg.dataDir, onDownloadEnd: () => { job.downloading = false; this.kick() }, paused: () => this.paused,
+      inForce: () => this.#catalogueInForce(rec.catalogue)
+    }
     job.done = runPipeline(deps, rec, cat, job.abort.signal, (h) => {
       // A handle outlives a failed job (a registration that failed keeps its verified torrent in
       // the swarm), and its counters run from the handle's start, not this job's: the base leaves
@@ -287,7 +295,10 @@ export class Reconciler {
         this.#absorb(rec, job)
         // a superseded record must not be written back over its successor
         if (!this.deps.store.isCurrent(rec)) return
-        const e = toImgdistError(err)
+        // a job stopped for a reason ends with it, whatever the step it was in threw on the abort
+        const why: unknown = job.abort.signal.reason
+        const e = why instanceof ImgdistError ? why : toImgdistError(err)
+        if (e instanceof CatalogueExpiredError) { await this.#holdExpired(rec, job, e); return }
         // stopped (SIGTERM, a new release, policy): the bytes counted up to now are kept
         if (e.code === 'ABORTED') { await this.deps.store.put(rec); return }
         if (e.code === 'HASH_MISMATCH') this.verificationFailures++
@@ -300,6 +311,20 @@ export class Reconciler {
     async function store (s: StateStore, r: ImageRecord, e: { code: string, message: string }, delay: number): Promise<void> {
       await s.transition(r, 'failed', { failedStep: r.state, error: { code: e.code, message: e.message }, nextAttemptAt: Date.now() + delay })
     }
+  }
+
+  /**
+   * The job's catalogue went out of force: its torrent leaves the swarm (no download, no upload:
+   * an expired catalogue vouches for nothing new) with its pieces kept on disk, and the image
+   * waits as `failed` with CATALOGUE_EXPIRED, due at once, which the next tick under a current
+   * index turns back into `approved`. Its retries are not counted: the image did nothing wrong.
+   */
+  async #holdExpired (rec: ImageRecord, job: Job, e: CatalogueExpiredError): Promise<void> {
+    if (job.handle !== undefined) rec.progress = job.handle.progress
+    await this.#dropTorrent(recordKey(rec.catalogue, rec.id), rec.entry.infoHash, false)
+    this.#absorb(rec, job) // what arrived until the torrent stopped
+    this.deps.log.warn({ image: rec.id, catalogue: rec.catalogue, step: rec.state, progress: rec.progress }, 'catalogue no longer in force: stopped the image, keeping its data')
+    await this.deps.store.transition(rec, 'failed', { failedStep: rec.state, error: { code: e.code, message: e.message }, nextAttemptAt: Date.now() })
   }
 
   /** Folds a job's live counters into the durable record. */
@@ -344,12 +369,13 @@ export class Reconciler {
 
   /**
    * A revoked or withdrawn image must stop spreading at once, whatever the grace for its
-   * registrations; a download that was stopped must not go on in the swarm either.
+   * registrations; a download that was stopped must not go on in the swarm either. A failed image
+   * may have pieces on disk with no torrent in the swarm (stopped when its catalogue expired).
    */
   async #stopSpreading (rec: ImageRecord): Promise<void> {
     const key = recordKey(rec.catalogue, rec.id)
     await this.#stopJob(key)
-    if (this.#seeding.has(key) || rec.cached || this.deps.swarm.get(rec.entry.infoHash) !== undefined) {
+    if (this.#seeding.has(key) || rec.cached || rec.state === 'failed' || this.deps.swarm.get(rec.entry.infoHash) !== undefined) {
       await this.#dropTorrent(key, rec.entry.infoHash, true)
       rec.cached = false
     }

@@ -11,7 +11,8 @@ import { openDb } from '../agent/db.js'
 import { Reconciler } from '../agent/reconciler.js'
 import { StateStore } from '../agent/state-store.js'
 import { originTestbed, startSeeder } from './helpers/agent-origin.js'
-import { agentFleet, imagesOf, waitFor, writeAgentConfig, type AgentProc } from './helpers/agent-proc.js'
+import { startIndexServer } from './helpers/agent-index-server.js'
+import { agentFleet, imagesOf, waitFor, writeAgentConfig, type AgentProc, type ImageViewLite } from './helpers/agent-proc.js'
 
 /**
  * An image's life at a site when the catalogue or the site changes its mind on the way (DESIGN.md
@@ -168,6 +169,52 @@ t.test('an index that expires while the server answers 304 is out of force: stat
   await fx.publish((i) => editIndex(i, new Date(), (s) => ({ ...s, expires: rfc3339(new Date(Date.now() + 86400_000)) })))
   await waitFor('registered under a current index', async () => (await imagesOf(b)).find((i) => i.state === 'registered'), 30_000)
   await b.stop('SIGTERM')
+})
+
+t.test('an index that expires under running downloads stops them, registers nothing; a fresh index resumes them', async (t) => {
+  // the real index server, its origin seed held to 256 KiB/s, shared by the two downloads
+  const srv = await startIndexServer(t, { uploadLimit: 256 * 1024 })
+  await srv.addImage('steady', 64 * 1024, 16 * 1024)
+  const slow = await srv.addImage('slow', 3 * 1024 * 1024, 64 * 1024)
+  const dropped = await srv.addImage('dropped', 2 * 1024 * 1024, 64 * 1024)
+  const { startAgent } = agentFleet(t)
+  const a = await startAgent(join(srv.dir, 'site'), 'site-ex', {
+    subscriptions: [{ url: srv.indexUrl, root: srv.fx.rootPath, pollInterval: '1s' }],
+    swarm: { torrentPort: 0, dht: { enabled: false }, lsd: false, maxConcurrentDownloads: 3 }
+  })
+  const img = async (id: string): Promise<ImageViewLite | undefined> => (await imagesOf(a)).find((i) => i.id === id)
+  const moving = async (id: string): Promise<boolean> => { const i = await img(id); return i?.state === 'downloading' && i.progress > 0.02 }
+  await waitFor('steady registered, the others under way', async () => (await img('steady'))?.state === 'registered' && await moving('slow') && await moving('dropped'))
+  // the endorsers let the catalogue lapse: an index that expires in 3 s, and nothing after it
+  await srv.publish((i) => editIndex(i, new Date(), (s) => ({ ...s, expires: rfc3339(new Date(Date.now() + 3000)) })))
+  await waitFor('index seen', async () => await indexVersionOf(a) === srv.fx.index.signed.version)
+  for (const id of ['slow', 'dropped']) {
+    const held = await waitFor(`${id} stopped`, async () => { const i = await img(id); return i?.state !== 'downloading' ? i : undefined }, 20_000)
+    t.equal(held?.state, 'failed', `${id} stopped`)
+    t.equal(held?.error?.code, 'CATALOGUE_EXPIRED', held?.error?.message ?? 'no error')
+    t.ok((held?.progress ?? 1) < 1, `part way (${((held?.progress ?? 0) * 100).toFixed(0)}%)`)
+  }
+  const stopped = await img('slow')
+  t.match(await a.cli('images'), /slow .*CATALOGUE_EXPIRED: stopped: catalogue test-catalogue is no longer in force/, 'images shows why')
+  t.equal((await a.get<{ catalogues: Array<{ error?: { code: string } }> }>('/v1/status')).catalogues[0]?.error?.code, 'EXPIRED', 'status shows the catalogue expired')
+  await sleep(3000)
+  const later = await img('slow')
+  t.equal(later?.state, 'failed', 'it stays stopped')
+  t.equal(later?.bytesFromPeers, stopped?.bytesFromPeers, 'and fetches nothing more')
+  t.notOk(await exists(join(a.dir, 'images', 'slow.img')), 'nothing registered under the expired catalogue')
+  t.ok(await exists(join(a.dir, 'data', 'downloads', dropped.infoHash)), 'the stopped downloads keep their pieces')
+  const kept = await img('steady')
+  t.equal(kept?.state, 'registered', 'an image registered before stays registered')
+  t.equal(kept?.seeding, true, 'and is still seeded')
+  // a fresh index puts the catalogue back in force, without one of the stopped images
+  await srv.publish((i) => editIndex(i, new Date(), (s) => ({ ...s, images: s.images.filter((e) => e.id !== 'dropped'), expires: rfc3339(new Date(Date.now() + 86400_000)) })))
+  const done = await waitFor('slow registered', async () => { const i = await img('slow'); return i?.state === 'registered' ? i : undefined }, 40_000)
+    .catch(async (err) => { t.comment(await a.cli('images')); throw err })
+  t.ok(done.resumedBytes > 0, `slow carried on from the pieces fetched before the expiry (${done.resumedBytes} bytes)`)
+  t.equal(await sha512Of(join(a.dir, 'images', 'slow.img')), slow.sha512, 'the registered file is the image')
+  t.equal((await img('dropped'))?.state, 'retired', 'the image the fresh index dropped is retired')
+  t.notOk(await exists(join(a.dir, 'data', 'downloads', dropped.infoHash)), 'and its pieces are deleted')
+  await a.stop('SIGTERM')
 })
 
 t.test('pause while a job fetches its .torrent: the torrent it adds afterwards is paused too', async (t) => {
