@@ -84,6 +84,7 @@ export class ImgdistAgent {
     await this.#reconciler.start()
     const firstRounds = this.#pollers.map(async (p) => {
       p.on('catalogue', () => { this.#reconciler?.kick() })
+      p.on('expired', () => { this.#reconciler?.kick() })
       await p.start()
     })
     const reconciler = this.#reconciler

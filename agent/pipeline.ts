@@ -30,6 +30,19 @@ export interface PipelineDeps {
   onDownloadEnd: (rec: ImageRecord) => void
   /** the operator's pause: a torrent added after `pause` (its .torrent was still being fetched) starts paused */
   paused: () => boolean
+  /** whether the image's catalogue is still in force (an accepted index and root, neither expired) */
+  inForce: () => boolean
+}
+
+/**
+ * The image's catalogue went out of force (its index or root expired) while the image was on its
+ * way: an expired catalogue authorises no registration (DESIGN.md §3, freeze). Not a failure of
+ * the image: it resumes, from the pieces it has, once a current index is accepted.
+ */
+export class CatalogueExpiredError extends ImgdistError {
+  constructor (catalogue: string, options?: { cause?: unknown }) {
+    super('CATALOGUE_EXPIRED', `stopped: catalogue ${catalogue} is no longer in force (its index or root expired); the data fetched so far is kept, and the image resumes when a current index is accepted`, options)
+  }
 }
 
 export function targetImage (rec: ImageRecord, filePath?: string): TargetImage {
@@ -107,6 +120,12 @@ export async function runPipeline (deps: PipelineDeps, rec: ImageRecord, cat: Ca
   const current = (): void => {
     if (signal.aborted || !deps.store.isCurrent(rec)) throw new ImgdistError('ABORTED', `${e.id}: stopped (no longer wanted, or replaced by a new release)`)
   }
+  // Checked before anything that registers: a job can outlive its catalogue's expiry by up to a
+  // reconciler tick, and a registration under an expired catalogue is what a freeze attack wants.
+  const authorised = (): void => {
+    current()
+    if (!deps.inForce()) throw new CatalogueExpiredError(rec.catalogue)
+  }
   const store = {
     transition: async (...a: Parameters<StateStore['transition']>): Promise<void> => { current(); await deps.store.transition(...a) },
     put: async (r: ImageRecord): Promise<void> => { current(); await deps.store.put(r) }
@@ -117,6 +136,7 @@ export async function runPipeline (deps: PipelineDeps, rec: ImageRecord, cat: Ca
     // Adopt what every target already holds: no bytes need to move.
     const found = await Promise.all(deps.targets.map(async (t) => await targetStep(rec, t, async () => await t.find(targetImage(rec), signal))))
     if (deps.targets.length > 0 && found.every((r) => r !== undefined)) {
+      authorised()
       deps.targets.forEach((t, i) => { rec.targets[t.name] = { state: 'registered', ref: (found[i] as { ref: string }).ref, adopted: true, at: new Date().toISOString() } })
       endDownload()
       await store.transition(rec, 'registered', { reason: 'adopted an existing image with the same sha512', retries: 0 })
@@ -149,6 +169,7 @@ export async function runPipeline (deps: PipelineDeps, rec: ImageRecord, cat: Ca
     rec.lastUsed = Date.now()
     await store.transition(rec, 'registering')
     for (const [i, target] of deps.targets.entries()) {
+      authorised()
       const reg = found[i] ?? await targetStep(rec, target, async () => await target.register(targetImage(rec, path), signal))
       rec.targets[target.name] = { state: 'registered', ref: reg.ref, adopted: reg.adopted, at: new Date().toISOString() }
       await store.put(rec)

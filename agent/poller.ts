@@ -173,6 +173,8 @@ export class CataloguePoller extends EventEmitter {
       this.current = undefined
       clearTimeout(this.#expiryTimer)
       this.#log.warn({ catalogue: this.name, err: (err as Error).message }, 'the accepted catalogue expired; nothing is acted on until a current index is accepted')
+      // jobs of this catalogue stop now, not at the reconciler's next tick
+      this.emit('expired', this.name)
       throw err
     }
   }

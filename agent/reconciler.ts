@@ -6,11 +6,12 @@ import { chooseEvictions } from './cache.js'
 import type { ResolvedConfig } from './config.js'
 import type { Swarm } from '../swarm/swarm.js'
 import type { TorrentHandle } from '../swarm/torrent-session.js'
-import { obtainTorrent, runPipeline, targetImage, type PipelineDeps } from './pipeline.js'
+import { CatalogueExpiredError, obtainTorrent, runPipeline, type PipelineDeps } from './pipeline.js'
 import type { JsonStore } from './db.js'
 import type { Catalogue, CataloguePoller } from './poller.js'
-import { decide, retireDue } from './policy.js'
-import { newRecord, recordKey, supersede, type ImageRecord, type StateStore, type SupersededRelease, type TargetState } from './state-store.js'
+import { decide } from './policy.js'
+import { Retirement } from './retirement.js'
+import { newRecord, recordKey, supersede, type ImageRecord, type StateStore } from './state-store.js'
 import type { Target } from './targets/target.js'
 
 /**
@@ -54,12 +55,16 @@ export class Reconciler {
   #timer?: NodeJS.Timeout
   #closed = false
   cfg: ResolvedConfig
+  readonly #retirement: Retirement
 
   constructor (cfg: ResolvedConfig, private readonly deps: {
     store: StateStore, swarm: Swarm, targets: Target[], pollers: CataloguePoller[], log: Logger, http: PipelineDeps['http'],
     /** where the operator's pause is kept, so that it outlasts a restart */
     settings: JsonStore
-  }) { this.cfg = cfg }
+  }) {
+    this.cfg = cfg
+    this.#retirement = new Retirement({ store: deps.store, targets: deps.targets, log: deps.log, policy: () => this.cfg.policy })
+  }
 
   /** After a crash or restart: unfinished steps go back to `approved` (pieces on disk are kept). */
   async start (): Promise<void> {
@@ -159,7 +164,7 @@ export class Reconciler {
   /**
    * A new release (other bytes) of an id: whatever the old one was doing stops now, and the new
    * one goes through the pipeline at once. What the old one registered is kept on the new record
-   * and retired after the grace (#retireSuperseded); its bytes are no longer wanted anywhere.
+   * and retired after the grace (Retirement.retireSuperseded); its bytes are no longer wanted anywhere.
    */
   async #replace (old: ImageRecord, next: ImageRecord): Promise<void> {
     const key = recordKey(old.catalogue, old.id)
@@ -169,11 +174,14 @@ export class Reconciler {
     await this.deps.store.put(supersede(old, next, Date.now()))
   }
 
-  /** Stops a running job and waits until it has ended (its last writes done). */
-  async #stopJob (key: string): Promise<void> {
+  /**
+   * Stops a running job and waits until it has ended (its last writes done). A `reason` is what
+   * the job ends with (else it was just stopped: ABORTED).
+   */
+  async #stopJob (key: string, reason?: ImgdistError): Promise<void> {
     const job = this.#jobs.get(key)
     if (job === undefined) return
-    job.abort.abort()
+    job.abort.abort(reason)
     await job.done.catch(() => {})
   }
 
@@ -191,9 +199,9 @@ export class Reconciler {
   async #step (rec: ImageRecord, now: number): Promise<void> {
     const { store } = this.deps
     const key = recordKey(rec.catalogue, rec.id)
-    if (rec.superseded !== undefined) await this.#retireSuperseded(rec, now)
+    if (rec.superseded !== undefined) await this.#retirement.retireSuperseded(rec, now)
     if (rec.unwantedSince !== undefined) {
-      if (rec.state !== 'retired') await this.#retire(rec, now)
+      if (rec.state !== 'retired') { await this.#stopSpreading(rec); await this.#retirement.retire(rec, now) }
       return
     }
     // Policy (reloaded by SIGHUP at any time) is asked again at every step short of `registered`.
@@ -203,6 +211,7 @@ export class Reconciler {
     const d = decide(this.cfg.policy, rec.catalogue, rec.entry, rec.approvedSha512 === rec.entry.sha512)
     if (this.#jobs.has(key)) {
       if (d.verdict !== 'approved') await this.#withdraw(rec, d)
+      else if (!this.#catalogueInForce(rec.catalogue)) await this.#stopJob(key, new CatalogueExpiredError(rec.catalogue))
       return
     }
     switch (rec.state) {
@@ -216,7 +225,8 @@ export class Reconciler {
         if (d.verdict !== 'approved') {
           await this.#withdraw(rec, d)
         } else if (rec.nextAttemptAt !== undefined && now >= rec.nextAttemptAt && !this.paused && this.#catalogueInForce(rec.catalogue)) {
-          await store.transition(rec, 'approved', { reason: `retry ${rec.retries}` })
+          const reason = rec.error?.code === 'CATALOGUE_EXPIRED' ? 'its catalogue is in force again; resuming' : `retry ${rec.retries}`
+          await store.transition(rec, 'approved', { reason })
           await this.#startOrHold(rec)
         }
         break
@@ -260,7 +270,10 @@ export class Reconciler {
     const begun = new Promise<void>((resolve) => { begin = resolve })
     const job: Job = { rec, abort: new AbortController(), downloading: true, done: Promise.resolve(), begun, base: { peers: rec.bytesFromPeers, web: rec.bytesFromWebSeeds, up: rec.bytesUploaded } }
     this.#jobs.set(key, job)
-    const deps: PipelineDeps = { ...this.deps, dataDir: this.cfg.dataDir, onDownloadEnd: () => { job.downloading = false; this.kick() }, paused: () => this.paused }
+    const deps: PipelineDeps = {
+      ...this.deps, dataDir: this.cfg.dataDir, onDownloadEnd: () => { job.downloading = false; this.kick() }, paused: () => this.paused,
+      inForce: () => this.#catalogueInForce(rec.catalogue)
+    }
     job.done = runPipeline(deps, rec, cat, job.abort.signal, (h) => {
       // A handle outlives a failed job (a registration that failed keeps its verified torrent in
       // the swarm), and its counters run from the handle's start, not this job's: the base leaves
@@ -282,7 +295,10 @@ export class Reconciler {
         this.#absorb(rec, job)
         // a superseded record must not be written back over its successor
         if (!this.deps.store.isCurrent(rec)) return
-        const e = toImgdistError(err)
+        // a job stopped for a reason ends with it, whatever the step it was in threw on the abort
+        const why: unknown = job.abort.signal.reason
+        const e = why instanceof ImgdistError ? why : toImgdistError(err)
+        if (e instanceof CatalogueExpiredError) { await this.#holdExpired(rec, job, e); return }
         // stopped (SIGTERM, a new release, policy): the bytes counted up to now are kept
         if (e.code === 'ABORTED') { await this.deps.store.put(rec); return }
         if (e.code === 'HASH_MISMATCH') this.verificationFailures++
@@ -295,6 +311,20 @@ export class Reconciler {
     async function store (s: StateStore, r: ImageRecord, e: { code: string, message: string }, delay: number): Promise<void> {
       await s.transition(r, 'failed', { failedStep: r.state, error: { code: e.code, message: e.message }, nextAttemptAt: Date.now() + delay })
     }
+  }
+
+  /**
+   * The job's catalogue went out of force: its torrent leaves the swarm (no download, no upload:
+   * an expired catalogue vouches for nothing new) with its pieces kept on disk, and the image
+   * waits as `failed` with CATALOGUE_EXPIRED, due at once, which the next tick under a current
+   * index turns back into `approved`. Its retries are not counted: the image did nothing wrong.
+   */
+  async #holdExpired (rec: ImageRecord, job: Job, e: CatalogueExpiredError): Promise<void> {
+    if (job.handle !== undefined) rec.progress = job.handle.progress
+    await this.#dropTorrent(recordKey(rec.catalogue, rec.id), rec.entry.infoHash, false)
+    this.#absorb(rec, job) // what arrived until the torrent stopped
+    this.deps.log.warn({ image: rec.id, catalogue: rec.catalogue, step: rec.state, progress: rec.progress }, 'catalogue no longer in force: stopped the image, keeping its data')
+    await this.deps.store.transition(rec, 'failed', { failedStep: rec.state, error: { code: e.code, message: e.message }, nextAttemptAt: Date.now() })
   }
 
   /** Folds a job's live counters into the durable record. */
@@ -337,60 +367,18 @@ export class Reconciler {
     }
   }
 
-  async #retire (rec: ImageRecord, now: number): Promise<void> {
+  /**
+   * A revoked or withdrawn image must stop spreading at once, whatever the grace for its
+   * registrations; a download that was stopped must not go on in the swarm either. A failed image
+   * may have pieces on disk with no torrent in the swarm (stopped when its catalogue expired).
+   */
+  async #stopSpreading (rec: ImageRecord): Promise<void> {
     const key = recordKey(rec.catalogue, rec.id)
     await this.#stopJob(key)
-    const registered = Object.values(rec.targets).some((t) => t.state === 'registered')
-    // A revoked or withdrawn image must stop spreading at once, whatever the grace for its
-    // registrations; a download that was stopped must not go on in the swarm either.
-    if (this.#seeding.has(key) || rec.cached || this.deps.swarm.get(rec.entry.infoHash) !== undefined) {
+    if (this.#seeding.has(key) || rec.cached || rec.state === 'failed' || this.deps.swarm.get(rec.entry.infoHash) !== undefined) {
       await this.#dropTorrent(key, rec.entry.infoHash, true)
       rec.cached = false
     }
-    if (registered && !retireDue(this.cfg.policy, rec.unwantedSince ?? now, now)) { await this.deps.store.put(rec); return }
-    const action = this.cfg.policy.retire
-    if (!await this.#retireTargets(targetImage(rec), rec.targets)) { await this.deps.store.put(rec); return } // tried again next tick
-    this.deps.log.info({ image: rec.id, reason: rec.unwantedReason, action }, 'retired')
-    await this.deps.store.transition(rec, 'retired', { reason: `${rec.unwantedReason ?? 'unwanted'} (retire: ${action})` })
-  }
-
-  /**
-   * Applies the retire action to every target that registered the image; each target's entry
-   * records the outcome. False when a target failed (the caller tries again at the next tick).
-   */
-  async #retireTargets (img: ReturnType<typeof targetImage>, targets: Record<string, TargetState>): Promise<boolean> {
-    const action = this.cfg.policy.retire
-    for (const t of this.deps.targets) {
-      const ts = targets[t.name]
-      if (ts?.state !== 'registered' || ts.ref === undefined) continue
-      try {
-        // A target that moved the image on retiring (a directory's `.img.retired`) says where to.
-        const moved = await t.retire(img, { ref: ts.ref, adopted: ts.adopted ?? false }, action)
-        targets[t.name] = { ...ts, ...(moved != null ? { ref: moved.ref } : {}), state: 'retired', at: new Date().toISOString() }
-      } catch (err) {
-        const e = toImgdistError(err)
-        targets[t.name] = { ...ts, error: { code: e.code, message: e.message }, at: new Date().toISOString() }
-        return false
-      }
-    }
-    return true
-  }
-
-  /** Earlier releases of the image are retired once their grace is over, whatever the new release is doing. */
-  async #retireSuperseded (rec: ImageRecord, now: number): Promise<void> {
-    const left: SupersededRelease[] = []
-    let changed = false
-    for (const s of rec.superseded ?? []) {
-      if (!retireDue(this.cfg.policy, s.unwantedSince, now)) { left.push(s); continue }
-      changed = true
-      const img = { catalogue: rec.catalogue, indexVersion: s.indexVersion, entry: s.entry, endorsers: s.endorsers }
-      if (await this.#retireTargets(img, s.targets)) {
-        this.deps.log.info({ image: rec.id, version: s.entry.version, reason: s.reason, action: this.cfg.policy.retire }, 'retired a superseded release')
-      } else left.push(s)
-    }
-    if (!changed) return
-    if (left.length > 0) rec.superseded = left; else delete rec.superseded
-    if (this.deps.store.isCurrent(rec)) await this.deps.store.put(rec)
   }
 
   async #evict (): Promise<void> {

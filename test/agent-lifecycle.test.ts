@@ -10,8 +10,10 @@ import { rfc3339 } from '../lib/duration.js'
 import { openDb } from '../agent/db.js'
 import { Reconciler } from '../agent/reconciler.js'
 import { StateStore } from '../agent/state-store.js'
-import { originTestbed, startSeeder } from './helpers/agent-origin.js'
-import { agentFleet, imagesOf, waitFor, writeAgentConfig, type AgentProc } from './helpers/agent-proc.js'
+import { startSeeder } from './helpers/agent-origin.js'
+import { imageWhere, seededOrigin } from './helpers/agent-seeded-origin.js'
+import { startIndexServer } from './helpers/agent-index-server.js'
+import { agentFleet, imagesOf, waitFor, writeAgentConfig, type AgentProc, type ImageViewLite } from './helpers/agent-proc.js'
 
 /**
  * An image's life at a site when the catalogue or the site changes its mind on the way (DESIGN.md
@@ -25,24 +27,16 @@ const indexVersionOf = async (a: AgentProc): Promise<number | undefined> =>
   (await a.get<{ catalogues: Array<{ indexVersion: number }> }>('/v1/status')).catalogues[0]?.indexVersion
 
 t.test('a release replaced mid-download: the old job stops and the new release is fetched and registered', async (t) => {
-  const { dir, fx, origin } = await originTestbed(t, 'imgdist-midflight-')
-  const v1 = await fx.addImage('os-b', 4 * 1024 * 1024, { pieceLength: 64 * 1024, announce: [origin.announce] })
-  const s1 = await startSeeder(fx, [v1.id], { uploadLimit: 512 * 1024 })
-  t.teardown(s1.close)
-  const { startAgent } = agentFleet(t)
-  const a = await startAgent(join(dir, 'site'), 'site-m', {
-    subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '1s' }],
-    policy: { retire: 'keep', retireGrace: '1h' }
-  })
-  await waitFor('v1 downloading', async () => (await imagesOf(a)).find((i) => i.state === 'downloading' && i.progress > 0.1))
+  const { fx, origin, entry: v1, seeder: s1, startSite } = await seededOrigin(t, 'imgdist-midflight-', { id: 'os-b', size: 4 * 1024 * 1024, pieceLength: 64 * 1024, uploadLimit: 512 * 1024 })
+  const a = await startSite('site-m', { policy: { retire: 'keep', retireGrace: '1h' } })
+  await imageWhere(t, a, 'v1 downloading', (i) => i.state === 'downloading' && i.progress > 0.1)
   // the origin withdraws v1 (nobody seeds it any more) and publishes v2 under the same id
   await s1.close()
   const v2 = await fx.addImage('os-b', 256 * 1024, { pieceLength: 16 * 1024, announce: [origin.announce] })
   t.not(v2.sha512, v1.sha512)
   const s2 = await startSeeder(fx, [v2.id])
   t.teardown(s2.close)
-  const end = await waitFor('v2 settled', async () => (await imagesOf(a)).find((i) => i.id === 'os-b' && (i.state === 'registered' || i.state === 'failed')), 40_000)
-    .catch(async (err) => { t.comment(JSON.stringify(await imagesOf(a))); throw err })
+  const end = await imageWhere(t, a, 'v2 settled', (i) => i.id === 'os-b' && (i.state === 'registered' || i.state === 'failed'), 40_000)
   t.equal(end.state, 'registered', 'the new release does not wait behind the superseded job')
   t.equal(await sha512Of(join(a.dir, 'images', 'os-b.img')), v2.sha512, 'the registered file is v2, not the superseded v1')
   await sleep(2000)
@@ -51,16 +45,9 @@ t.test('a release replaced mid-download: the old job stops and the new release i
 })
 
 t.test('with a retire grace, a new release is registered at once; only the old one\'s removal waits', async (t) => {
-  const { dir, fx, origin } = await originTestbed(t, 'imgdist-grace-')
-  const v1 = await fx.addImage('os-a', 256 * 1024, { pieceLength: 16 * 1024, announce: [origin.announce] })
-  const s1 = await startSeeder(fx, [v1.id])
-  t.teardown(s1.close)
-  const { startAgent } = agentFleet(t)
-  const a = await startAgent(join(dir, 'site'), 'site-g', {
-    subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '1s' }],
-    policy: { retire: 'deactivate', retireGrace: '1h' }
-  })
-  await waitFor('v1 registered', async () => (await imagesOf(a)).find((i) => i.state === 'registered'))
+  const { fx, origin, seeder: s1, startSite } = await seededOrigin(t, 'imgdist-grace-', { id: 'os-a', size: 256 * 1024, pieceLength: 16 * 1024 })
+  const a = await startSite('site-g', { policy: { retire: 'deactivate', retireGrace: '1h' } })
+  await imageWhere(t, a, 'v1 registered', (i) => i.state === 'registered')
   await s1.close()
   const v2 = await fx.addImage('os-a', 256 * 1024, { pieceLength: 16 * 1024, announce: [origin.announce] })
   const s2 = await startSeeder(fx, [v2.id])
@@ -73,41 +60,27 @@ t.test('with a retire grace, a new release is registered at once; only the old o
 })
 
 t.test('a retired image the catalogue lists again (expiry extended) is registered again', async (t) => {
-  const { dir, fx, origin } = await originTestbed(t, 'imgdist-readd-')
-  const entry = await fx.addImage('short', 128 * 1024, { pieceLength: 16 * 1024, announce: [origin.announce], expires: rfc3339(new Date(Date.now() + 8000)) })
-  const seeder = await startSeeder(fx, [entry.id])
-  t.teardown(seeder.close)
-  const { startAgent } = agentFleet(t)
-  const a = await startAgent(join(dir, 'site'), 'site-e', {
-    subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '1s' }],
-    policy: { retire: 'deactivate' }
-  })
-  await waitFor('registered', async () => (await imagesOf(a)).find((i) => i.state === 'registered'))
-  await waitFor('retired at expiry', async () => (await imagesOf(a)).find((i) => i.state === 'retired'), 20_000)
+  const { fx, entry, startSite } = await seededOrigin(t, 'imgdist-readd-', { id: 'short', size: 128 * 1024, pieceLength: 16 * 1024, expires: rfc3339(new Date(Date.now() + 8000)) })
+  const a = await startSite('site-e', { policy: { retire: 'deactivate' } })
+  await imageWhere(t, a, 'registered', (i) => i.state === 'registered')
+  await imageWhere(t, a, 'retired at expiry', (i) => i.state === 'retired', 20_000)
   t.ok(await exists(join(a.dir, 'images', 'short.img.retired')), 'deactivated in the target')
   // the endorser re-signs the same bytes with a later expiry
   await fx.publish((idx) => editIndex(idx, new Date(), (s) => upsertImage(s, { ...entry, expires: rfc3339(new Date(Date.now() + 86400_000)) })))
   await waitFor('index seen', async () => await indexVersionOf(a) === fx.index.signed.version)
-  const back = await waitFor('registered again', async () => (await imagesOf(a)).find((i) => i.id === 'short' && i.state === 'registered'), 30_000)
-    .catch(async (err) => { t.comment(JSON.stringify(await imagesOf(a))); throw err })
-  t.equal(back.state, 'registered')
+  await imageWhere(t, a, 'registered again', (i) => i.id === 'short' && i.state === 'registered', 30_000)
   t.equal(await sha512Of(join(a.dir, 'images', 'short.img')), entry.sha512, 'and visible in the target again')
   await a.stop('SIGTERM')
 })
 
 t.test('a policy reload (SIGHUP) that denies an image mid-download stops it', async (t) => {
-  const { dir, fx, origin } = await originTestbed(t, 'imgdist-hup-')
-  const entry = await fx.addImage('later-denied', 4 * 1024 * 1024, { pieceLength: 64 * 1024, announce: [origin.announce] })
-  const seeder = await startSeeder(fx, [entry.id], { uploadLimit: 512 * 1024 })
-  t.teardown(seeder.close)
-  const { startAgent } = agentFleet(t)
-  const sub = [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '1s' }]
-  const a = await startAgent(join(dir, 'site'), 'site-h', { subscriptions: sub })
-  await waitFor('downloading', async () => (await imagesOf(a)).find((i) => i.state === 'downloading' && i.progress > 0.1))
+  const { entry, sub, startSite } = await seededOrigin(t, 'imgdist-hup-', { id: 'later-denied', size: 4 * 1024 * 1024, pieceLength: 64 * 1024, uploadLimit: 512 * 1024 })
+  const a = await startSite('site-h')
+  await imageWhere(t, a, 'downloading', (i) => i.state === 'downloading' && i.progress > 0.1)
   await writeAgentConfig(a.dir, 'site-h', { subscriptions: sub, policy: { deny: [{ id: 'later-*' }] } })
   a.proc.kill('SIGHUP')
   await waitFor('reloaded', async () => a.logs.some((l) => l.includes('config reloaded')), 10_000)
-  const end = await waitFor('settled', async () => (await imagesOf(a)).find((i) => i.state === 'registered' || i.state === 'rejected'), 60_000)
+  const end = await imageWhere(t, a, 'settled', (i) => i.state === 'registered' || i.state === 'rejected')
   t.equal(end.state, 'rejected', `denied in flight: ${end.reason ?? ''}`)
   t.notOk(await exists(join(a.dir, 'images', `${entry.id}.img`)), 'no denied image in the target')
   await sleep(3000)
@@ -118,38 +91,28 @@ t.test('a policy reload (SIGHUP) that denies an image mid-download stops it', as
 })
 
 t.test('a failed image that policy now denies is not retried into the target', async (t) => {
-  const { dir, fx, origin } = await originTestbed(t, 'imgdist-hupf-')
-  const entry = await fx.addImage('was-ok', 128 * 1024, { pieceLength: 16 * 1024, announce: [origin.announce] })
-  const seeder = await startSeeder(fx, [entry.id])
-  t.teardown(seeder.close)
+  const { dir, entry, sub, startSite } = await seededOrigin(t, 'imgdist-hupf-', { id: 'was-ok', size: 128 * 1024, pieceLength: 16 * 1024 })
   const blocker = join(dir, 'blocker')
   await writeFile(blocker, 'a file where the target directory should be')
-  const targets = [{ name: 'dir', type: 'directory', path: join(blocker, 'images') }]
-  const sub = [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '1s' }]
-  const { startAgent } = agentFleet(t)
-  const a = await startAgent(join(dir, 'site'), 'site-f', { subscriptions: sub, targets, retry: { initial: '2s', max: '2s' } })
-  await waitFor('failed at registration', async () => (await imagesOf(a)).find((i) => i.state === 'failed'))
-  await writeAgentConfig(a.dir, 'site-f', { subscriptions: sub, targets, retry: { initial: '2s', max: '2s' }, policy: { deny: [{ id: 'was-*' }] } })
+  const site = { targets: [{ name: 'dir', type: 'directory', path: join(blocker, 'images') }], retry: { initial: '2s', max: '2s' } }
+  const a = await startSite('site-f', site)
+  await imageWhere(t, a, 'failed at registration', (i) => i.state === 'failed')
+  await writeAgentConfig(a.dir, 'site-f', { subscriptions: sub, ...site, policy: { deny: [{ id: 'was-*' }] } })
   a.proc.kill('SIGHUP')
   await waitFor('reloaded', async () => a.logs.some((l) => l.includes('config reloaded')), 10_000)
   // the operator fixes the directory: a retry now would register it
   await rm(blocker); await mkdir(join(blocker, 'images'), { recursive: true })
-  const end = await waitFor('settled', async () => (await imagesOf(a)).find((i) => i.state === 'registered' || i.state === 'rejected'), 30_000)
+  const end = await imageWhere(t, a, 'settled', (i) => i.state === 'registered' || i.state === 'rejected', 30_000)
   t.equal(end.state, 'rejected', `policy is asked before a retry: ${end.reason ?? ''}`)
   t.notOk(await exists(join(blocker, 'images', `${entry.id}.img`)))
   await a.stop('SIGTERM')
 })
 
 t.test('an index that expires while the server answers 304 is out of force: status says EXPIRED, nothing new starts', async (t) => {
-  const { dir, fx, origin } = await originTestbed(t, 'imgdist-expiry-')
-  const entry = await fx.addImage('img-a', 256 * 1024, { pieceLength: 16 * 1024, announce: [origin.announce] })
+  const { dir, fx, entry, startSite, startAgent } = await seededOrigin(t, 'imgdist-expiry-', { id: 'img-a', size: 256 * 1024, pieceLength: 16 * 1024 }, { watch: false })
   await fx.publish((i) => editIndex(i, new Date(), (s) => ({ ...s, expires: rfc3339(new Date(Date.now() + 6000)) })))
-  const seeder = await startSeeder(fx, [entry.id])
-  t.teardown(seeder.close)
-  const { startAgent } = agentFleet(t)
-  const cfg = { subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '1s', watch: false }], policy: { approval: 'manual' } }
-  const a = await startAgent(join(dir, 'site'), 'site-x', cfg)
-  await waitFor('awaiting approval', async () => (await imagesOf(a)).find((i) => i.state === 'awaiting-approval'))
+  const a = await startSite('site-x', { policy: { approval: 'manual' } })
+  await imageWhere(t, a, 'awaiting approval', (i) => i.state === 'awaiting-approval')
   const st = await waitFor('expired in status', async () => {
     const c = (await a.get<{ catalogues: Array<{ error?: { code: string }, pollErrors: number }> }>('/v1/status')).catalogues[0]
     // the expiry itself shows at once; the polls that then find only the expired index count as failed
@@ -161,20 +124,62 @@ t.test('an index that expires while the server answers 304 is out of force: stat
   t.notOk(reg, 'an approval under an expired index does not start a download')
   t.match((await imagesOf(a)).find((i) => i.id === entry.id)?.reason, /current catalogue/, 'the image says what it waits for')
   await a.stop('SIGTERM')
-  const b = await startAgent(join(dir, 'site'), 'site-x', cfg, a.configPath)
+  const b = await startAgent(join(dir, 'site'), 'site-x', {}, a.configPath)
   const st2 = await b.get<{ catalogues: Array<{ error?: { code: string } }> }>('/v1/status')
   t.equal(st2.catalogues[0]?.error?.code, 'EXPIRED', 'the same as after a restart')
   // a current index puts the catalogue back in force
   await fx.publish((i) => editIndex(i, new Date(), (s) => ({ ...s, expires: rfc3339(new Date(Date.now() + 86400_000)) })))
-  await waitFor('registered under a current index', async () => (await imagesOf(b)).find((i) => i.state === 'registered'), 30_000)
+  await imageWhere(t, b, 'registered under a current index', (i) => i.state === 'registered', 30_000)
   await b.stop('SIGTERM')
 })
 
+t.test('an index that expires under running downloads stops them, registers nothing; a fresh index resumes them', async (t) => {
+  // the real index server, its origin seed held to 256 KiB/s, shared by the two downloads
+  const srv = await startIndexServer(t, { uploadLimit: 256 * 1024 })
+  await srv.addImage('steady', 64 * 1024, 16 * 1024)
+  const slow = await srv.addImage('slow', 3 * 1024 * 1024, 64 * 1024)
+  const dropped = await srv.addImage('dropped', 2 * 1024 * 1024, 64 * 1024)
+  const { startAgent } = agentFleet(t)
+  const a = await startAgent(join(srv.dir, 'site'), 'site-ex', {
+    subscriptions: [{ url: srv.indexUrl, root: srv.fx.rootPath, pollInterval: '1s' }],
+    swarm: { torrentPort: 0, dht: { enabled: false }, lsd: false, maxConcurrentDownloads: 3 }
+  })
+  const img = async (id: string): Promise<ImageViewLite | undefined> => (await imagesOf(a)).find((i) => i.id === id)
+  const moving = async (id: string): Promise<boolean> => { const i = await img(id); return i?.state === 'downloading' && i.progress > 0.02 }
+  await waitFor('steady registered, the others under way', async () => (await img('steady'))?.state === 'registered' && await moving('slow') && await moving('dropped'))
+  // the endorsers let the catalogue lapse: an index that expires in 3 s, and nothing after it
+  await srv.publish((i) => editIndex(i, new Date(), (s) => ({ ...s, expires: rfc3339(new Date(Date.now() + 3000)) })))
+  await waitFor('index seen', async () => await indexVersionOf(a) === srv.fx.index.signed.version)
+  for (const id of ['slow', 'dropped']) {
+    const held = await imageWhere(t, a, `${id} stopped`, (i) => i.id === id && i.state !== 'downloading', 20_000)
+    t.equal(held.state, 'failed', `${id} stopped`)
+    t.equal(held.error?.code, 'CATALOGUE_EXPIRED', held.error?.message ?? 'no error')
+    t.ok(held.progress < 1, `part way (${(held.progress * 100).toFixed(0)}%)`)
+  }
+  const stopped = await img('slow')
+  t.match(await a.cli('images'), /slow .*CATALOGUE_EXPIRED: stopped: catalogue test-catalogue is no longer in force/, 'images shows why')
+  t.equal((await a.get<{ catalogues: Array<{ error?: { code: string } }> }>('/v1/status')).catalogues[0]?.error?.code, 'EXPIRED', 'status shows the catalogue expired')
+  await sleep(3000)
+  const later = await img('slow')
+  t.equal(later?.state, 'failed', 'it stays stopped')
+  t.equal(later?.bytesFromPeers, stopped?.bytesFromPeers, 'and fetches nothing more')
+  t.notOk(await exists(join(a.dir, 'images', 'slow.img')), 'nothing registered under the expired catalogue')
+  t.ok(await exists(join(a.dir, 'data', 'downloads', dropped.infoHash)), 'the stopped downloads keep their pieces')
+  const kept = await img('steady')
+  t.equal(kept?.state, 'registered', 'an image registered before stays registered')
+  t.equal(kept?.seeding, true, 'and is still seeded')
+  // a fresh index puts the catalogue back in force, without one of the stopped images
+  await srv.publish((i) => editIndex(i, new Date(), (s) => ({ ...s, images: s.images.filter((e) => e.id !== 'dropped'), expires: rfc3339(new Date(Date.now() + 86400_000)) })))
+  const done = await imageWhere(t, a, 'slow registered', (i) => i.id === 'slow' && i.state === 'registered', 40_000)
+  t.ok(done.resumedBytes > 0, `slow carried on from the pieces fetched before the expiry (${done.resumedBytes} bytes)`)
+  t.equal(await sha512Of(join(a.dir, 'images', 'slow.img')), slow.sha512, 'the registered file is the image')
+  t.equal((await img('dropped'))?.state, 'retired', 'the image the fresh index dropped is retired')
+  t.notOk(await exists(join(a.dir, 'data', 'downloads', dropped.infoHash)), 'and its pieces are deleted')
+  await a.stop('SIGTERM')
+})
+
 t.test('pause while a job fetches its .torrent: the torrent it adds afterwards is paused too', async (t) => {
-  const { dir, fx, origin } = await originTestbed(t, 'imgdist-pause-race-')
-  const entry = await fx.addImage('px', 512 * 1024, { pieceLength: 16 * 1024, announce: [origin.announce] })
-  const seeder = await startSeeder(fx, [entry.id])
-  t.teardown(seeder.close)
+  const { fx, origin, startSite } = await seededOrigin(t, 'imgdist-pause-race-', { id: 'px', size: 512 * 1024, pieceLength: 16 * 1024 })
   // a front for the origin whose .torrent answers wait until the agent is paused
   let release = (): void => {}
   const paused = new Promise<void>((resolve) => { release = resolve })
@@ -189,16 +194,15 @@ t.test('pause while a job fetches its .torrent: the torrent it adds afterwards i
   await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve))
   t.teardown(async () => { release(); proxy.closeAllConnections(); await new Promise((resolve) => proxy.close(resolve)) })
   const url = `http://127.0.0.1:${(proxy.address() as { port: number }).port}/v1/index.yaml`
-  const { startAgent } = agentFleet(t)
-  const a = await startAgent(join(dir, 'site'), 'site-pz', { subscriptions: [{ url, root: fx.rootPath, pollInterval: '1s', watch: false }] })
-  await waitFor('approved (fetching its torrent)', async () => (await imagesOf(a)).find((i) => i.state === 'approved'))
+  const a = await startSite('site-pz', { subscriptions: [{ url, root: fx.rootPath, pollInterval: '1s', watch: false }] })
+  await imageWhere(t, a, 'approved (fetching its torrent)', (i) => i.state === 'approved')
   t.match(await a.cli('pause'), /paused/)
   release()
-  await waitFor('torrent added', async () => (await imagesOf(a)).find((i) => i.state === 'downloading' || i.state === 'registered'))
+  await imageWhere(t, a, 'torrent added', (i) => i.state === 'downloading' || i.state === 'registered')
   const reg = await waitFor('registered while paused', async () => (await imagesOf(a)).find((i) => i.state === 'registered'), 8000).catch(() => undefined)
   t.notOk(reg, 'nothing downloads while paused')
   t.match(await a.cli('resume'), /resumed/)
-  await waitFor('registered after resume', async () => (await imagesOf(a)).find((i) => i.state === 'registered'), 30_000)
+  await imageWhere(t, a, 'registered after resume', (i) => i.state === 'registered', 30_000)
   await a.stop('SIGTERM')
 })
 

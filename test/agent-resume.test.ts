@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
 import { originTestbed, startSeeder } from './helpers/agent-origin.js'
-import { agentFleet, imagesOf, waitFor } from './helpers/agent-proc.js'
+import { agentFleet, imagesOf, waitFor, type ImageViewLite } from './helpers/agent-proc.js'
 
 t.test('kill -9 mid-download: the restarted agent resumes and fetches less than the image', async (t) => {
   const { dir, fx, origin } = await originTestbed(t, 'imgdist-resume-')
@@ -61,18 +61,32 @@ t.test('a pause outlasts a restart: an approved image waits for resume', async (
 t.test('SIGTERM mid-download keeps the byte counters of its last second', async (t) => {
   const { dir, fx, origin } = await originTestbed(t, 'imgdist-term-')
   const entry = await fx.addImage('term', 8 * 1024 * 1024, { pieceLength: 64 * 1024, announce: [origin.announce] })
-  const seeder = await startSeeder(fx, [entry.id], { uploadLimit: 1024 * 1024 })
-  t.teardown(seeder.close)
+  let seeder = await startSeeder(fx, [entry.id], { uploadLimit: 1024 * 1024 })
+  t.teardown(async () => { await seeder.close() })
   const { startAgent } = agentFleet(t)
   const cfg = { subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '1s' }] }
   const a = await startAgent(join(dir, 'site'), 'site-t', cfg)
-  await waitFor('downloading', async () => (await imagesOf(a)).find((i) => i.state === 'downloading' && i.progress > 0.3))
+  // The reconciler saves a job's counters once a second (updatedAt says when it last did). Stop
+  // the agent just after such a save, with bytes counted since (the live counters ahead of the
+  // saved ones): the next save would be most of a second away, so only the save of the stopped
+  // job can keep those bytes.
+  const seen = await waitFor('bytes counted since a save made a moment ago', async () => {
+    const i = (await imagesOf(a) as Array<ImageViewLite & { updatedAt: string }>).find((x) => x.id === entry.id)
+    return i?.state === 'downloading' && i.progress > 0.2 && i.progress < 0.8 && i.bytesThisRun > i.bytesFromPeers &&
+      Date.now() - Date.parse(i.updatedAt) < 300 ? i : undefined
+  })
   t.equal(await a.stop('SIGTERM'), 0)
+  // with no seeder the restarted agent fetches nothing: it shows what the first run saved
+  await seeder.close()
   const b = await startAgent(join(dir, 'site'), 'site-t', cfg, a.configPath)
+  const saved = await waitFor('resumed', async () => (await imagesOf(b)).find((i) => i.id === entry.id && i.state === 'downloading'))
+  t.equal(saved.bytesThisRun, 0, 'nothing fetched yet in the second run')
+  t.ok(saved.bytesFromPeers >= seen.bytesThisRun,
+    `the first run saved ${saved.bytesFromPeers} bytes from peers: at least the ${seen.bytesThisRun} it had counted before SIGTERM (its last periodic save had ${seen.bytesFromPeers})`)
+  seeder = await startSeeder(fx, [entry.id], { uploadLimit: 4 * 1024 * 1024 })
   const img = await waitFor('registered', async () => (await imagesOf(b)).find((i) => i.state === 'registered'), 30_000)
   t.ok(img.resumedBytes > 0, `resumed ${img.resumedBytes}`)
-  // Every byte of the image came from the seeder in one run or the other; what the first run
-  // received after its last progress round was lost when the stopped job skipped its save.
+  // Every byte of the image came from the seeder in one run or the other.
   const m = await (await fetch(`${b.api}/metrics`)).text()
   const peers = Number(/^imgdist_agent_bytes_downloaded\{source="peers"\} (\d+)$/m.exec(m)?.[1])
   t.ok(peers >= entry.size, `bytes from peers over both runs (${peers}) are at least the image (${entry.size})`)
