@@ -9,8 +9,8 @@ import type { Target, TargetImage } from './targets/target.js'
 /**
  * The end of an image's life at a site (DESIGN.md §4): once the catalogue no longer wants a
  * release (revoked, expired, removed, replaced) and the retire grace is over, every target that
- * registered it applies the site's retire action. Stopping its download and seeding is the
- * reconciler's part; this one only deals with what the targets hold.
+ * registered it applies the site's retire action. Stopping its download and seeding is the job
+ * runner's part (JobRunner.stopSpreading); this one only deals with what the targets hold.
  */
 export class Retirement {
   constructor (private readonly deps: {
