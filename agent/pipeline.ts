@@ -15,8 +15,8 @@ import { verifyImageFile } from './verifier.js'
 
 /**
  * One image's way from `approved` to `registered`: torrent (checked against the signed info
- * hash), download, sha512, then each target. Throws ImgdistError; the reconciler turns that
- * into `failed` with a retry.
+ * hash), download, sha512, then each target. Throws ImgdistError; the job runner
+ * (job-runner.ts) turns that into `failed` with a retry.
  */
 
 export interface PipelineDeps {
