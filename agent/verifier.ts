@@ -7,7 +7,7 @@ import type { ImageEntry } from '../lib/schema.js'
 /**
  * The end-to-end check: the whole file, streamed through sha512, against the signed entry.
  * Piece sha1s only prove the bytes match the torrent; this proves they are what was endorsed.
- * `precomputed`: the digest of the same file hashed while it downloaded (agent/swarm/prefix-hasher.ts).
+ * `precomputed`: the digest of the same file hashed while it downloaded (swarm/prefix-hasher.ts).
  */
 export async function verifyImageFile (path: string, entry: ImageEntry, signal?: AbortSignal, precomputed?: Promise<string>): Promise<void> {
   // Handled from here on: it can fail (the sha512 worker could not start) while the stat below is
