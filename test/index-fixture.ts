@@ -1,7 +1,8 @@
-import { execFile } from 'node:child_process'
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { createInterface } from 'node:readline'
 import { promisify } from 'node:util'
 import { dataPaths, ensureDataDirs } from '../index-server/data-dir.js'
 import { installRoot } from '../index-server/catalogue-store.js'
@@ -99,4 +100,34 @@ export async function indexCli (args: string[]): Promise<{ code: number, stdout:
     const e = err as { code: number, stdout: string, stderr: string }
     return { code: e.code, stdout: e.stdout, stderr: e.stderr }
   }
+}
+
+/** A running `imgdist-index serve` (the built bin) and its pino JSON log, line by line. */
+export interface RunningIndex {
+  proc: ChildProcess
+  url: string
+  exited: Promise<number | null>
+  /** the next log line (after this call) that `match` accepts */
+  nextLog: (match: (line: Record<string, unknown>) => boolean) => Promise<Record<string, unknown>>
+}
+
+/** Starts `imgdist-index serve --no-seed ARGS` on a free port and reads the bound URL from its log. */
+export async function serveIndex (tt: Teardown, dataDir: string, args: string[] = []): Promise<RunningIndex> {
+  const proc = spawn(process.execPath, [INDEX_BIN, 'serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--no-seed', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)))
+  tt.teardown(() => { if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL') })
+  let stderr = ''
+  proc.stderr?.on('data', (d) => { stderr += String(d) })
+  const waiting = new Set<{ match: (l: Record<string, unknown>) => boolean, resolve: (l: Record<string, unknown>) => void }>()
+  createInterface({ input: proc.stdout! }).on('line', (text) => {
+    let line: Record<string, unknown>
+    try { line = JSON.parse(text) as Record<string, unknown> } catch { return }
+    for (const w of waiting) if (w.match(line)) { waiting.delete(w); w.resolve(line) }
+  })
+  const nextLog = async (match: (l: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> => await new Promise((resolve, reject) => {
+    waiting.add({ match, resolve })
+    void exited.then((code) => { reject(new Error(`serve exited ${code}: ${stderr}`)) })
+  })
+  const url = (await nextLog((l) => typeof l.url === 'string')).url as string
+  return { proc, url, exited, nextLog }
 }
