@@ -6,6 +6,7 @@ import { createInterface } from 'node:readline'
 import { promisify } from 'node:util'
 import { dataPaths, ensureDataDirs } from '../index-server/data-dir.js'
 import { installRoot } from '../index-server/catalogue-store.js'
+import { editIndex } from '../lib/catalogue-edit.js'
 import { rfc3339 } from '../lib/duration.js'
 import { generateKeyPair, type KeyPair } from '../lib/keys.js'
 import { signReport, type Report } from '../lib/report.js'
@@ -100,6 +101,23 @@ export async function indexCli (args: string[]): Promise<{ code: number, stdout:
     const e = err as { code: number, stdout: string, stderr: string }
     return { code: e.code, stdout: e.stdout, stderr: e.stderr }
   }
+}
+
+/**
+ * Publishes (to fx's index file) an index of `n` made-up images, no bytes behind them: costly to
+ * parse and verify (10 000 is the schema's maximum, seconds of CPU), cheap to build.
+ */
+export async function writeLargeIndex (fx: Fixture, n: number): Promise<Buffer> {
+  await fx.publish((idx) => editIndex(idx, new Date(), (s) => ({
+    ...s,
+    images: Array.from({ length: n }, (_, i) => ({
+      id: `bulk-${i}`, name: `Bulk image ${i}`, version: '2026.01.1', sha512: i.toString(16).padStart(128, 'a'), size: 1024 + i,
+      infoHash: i.toString(16).padStart(40, 'b'), torrent: `torrents/${i.toString(16).padStart(40, 'b')}.torrent`,
+      webSeeds: ['https://a.example.org/v1/images/x'], diskFormat: 'qcow2', containerFormat: 'bare', minDisk: 10, minRam: 512,
+      arch: 'x86_64', os: 'linux', properties: { os_distro: 'alma', os_version: '9' }
+    }))
+  })))
+  return await indexBytes(fx)
 }
 
 /** A running `imgdist-index serve` (the built bin) and its pino JSON log, line by line. */
