@@ -6,9 +6,11 @@ import { createInterface } from 'node:readline'
 import { promisify } from 'node:util'
 import { dataPaths, ensureDataDirs } from '../index-server/data-dir.js'
 import { installRoot } from '../index-server/catalogue-store.js'
-import { editIndex } from '../lib/catalogue-edit.js'
+import { buildRoot, editIndex } from '../lib/catalogue-edit.js'
+import { addSignature, serializeDocument } from '../lib/document.js'
 import { rfc3339 } from '../lib/duration.js'
-import { generateKeyPair, type KeyPair } from '../lib/keys.js'
+import { encodePublicKey, generateKeyPair, type KeyPair } from '../lib/keys.js'
+import type { RootDocument } from '../lib/schema.js'
 import { signReport, type Report } from '../lib/report.js'
 import type { ImageState } from '../lib/image-state.js'
 import { makeFixture, type Fixture, type FixtureOptions } from './helpers/catalogue-fixture.js'
@@ -31,6 +33,29 @@ export async function makeServerDir (t: Teardown, opts: FixtureOptions = {}): Pr
 }
 
 export async function indexBytes (fx: Fixture): Promise<Buffer> { return await readFile(fx.indexPath) }
+
+/** Root v2 of fx's catalogue: one new root key in place of fx's, the same index keys and threshold. */
+export interface RootV2 {
+  /** unsigned */
+  v2: RootDocument
+  newRootKey: KeyPair
+  /** v2 signed per the rotation rule (by fx's root key and the new one), as PUT /v1/root.yaml takes it */
+  rotated: string
+}
+
+export function rootV2 (fx: Fixture): RootV2 {
+  const newRootKey = generateKeyPair()
+  const v2 = buildRoot({
+    name: fx.root.signed.name,
+    version: 2,
+    expires: new Date(Date.now() + 200 * 86400_000),
+    rootKeys: [encodePublicKey(newRootKey.publicKey)],
+    rootThreshold: 1,
+    indexKeys: fx.indexKeys.map((k) => encodePublicKey(k.publicKey)),
+    indexThreshold: fx.root.signed.roles.index.threshold
+  })
+  return { v2, newRootKey, rotated: serializeDocument(addSignature(addSignature(v2, fx.rootKeys[0] as KeyPair), newRootKey)) }
+}
 
 export interface FakeSite { name: string, key: KeyPair }
 
