@@ -55,8 +55,22 @@ export interface AgentControl {
   metrics: Registry
 }
 
+/**
+ * Every error answer is `{code, message}`, the envelope of the index server (index-server/
+ * http-errors.ts) and of ImgdistError.toJSON: one shape for scripts and for the CLI to read.
+ */
+function refusal (code: string, message: string): { code: string, message: string } { return { code, message } }
+
 export async function createApi (ctl: AgentControl): Promise<FastifyInstance> {
   const app = Fastify({ logger: false, bodyLimit: 64 * 1024 })
+  // fastify's own errors (a bad body, an unknown route, a throw) would otherwise be {statusCode, error, message}
+  app.setErrorHandler(async (error, _req, reply) => {
+    const e = error as Error & { statusCode?: number }
+    const status = e.statusCode !== undefined && e.statusCode >= 400 && e.statusCode < 600 ? e.statusCode : 500
+    const code = error instanceof ImgdistError ? error.code : status === 413 ? 'TOO_LARGE' : status < 500 ? 'BAD_REQUEST' : 'INTERNAL'
+    return await reply.code(status).send(refusal(code, e.message))
+  })
+  app.setNotFoundHandler(async (req, reply) => await reply.code(404).send(refusal('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0] ?? ''}`)))
   app.get('/healthz', async () => ({ ok: true }))
   app.get('/v1/status', async () => ctl.status())
   app.get('/v1/images', async () => ({ images: ctl.images() }))
@@ -67,9 +81,9 @@ export async function createApi (ctl: AgentControl): Promise<FastifyInstance> {
     try { out = await fn(id) } catch (err) {
       if (!(err instanceof ImgdistError)) throw err
       reply.code(409)
-      return { error: { code: err.code, message: err.message } }
+      return refusal(err.code, err.message)
     }
-    if (out.images.length === 0) { reply.code(404); return { error: { code: 'NOT_FOUND', message: `no image "${id}" at this site` } } }
+    if (out.images.length === 0) { reply.code(404); return refusal('NOT_FOUND', `no image "${id}" at this site`) }
     return out
   }
   app.post('/v1/images/:id/approve', act(ctl.approve))

@@ -101,8 +101,10 @@ async function call (method: 'GET' | 'POST', url: string): Promise<unknown> {
   let body: unknown
   try { body = JSON.parse(text) } catch { body = text }
   if (res.statusCode >= 400) {
-    const e = (body as { error?: { code?: string, message?: string } }).error
-    throw new ImgdistError(e?.code ?? 'HTTP_ERROR', e?.message ?? `HTTP ${res.statusCode}`)
+    // {code, message}; an agent started before session 22 (not yet restarted) still answers {error: {code, message}}
+    const b = (typeof body === 'object' && body !== null ? body : {}) as { code?: unknown, message?: unknown, error?: { code?: unknown, message?: unknown } }
+    const e = typeof b.code === 'string' ? b : typeof b.error === 'object' && b.error !== null ? b.error : {}
+    throw new ImgdistError(typeof e.code === 'string' ? e.code : 'HTTP_ERROR', typeof e.message === 'string' ? e.message : `HTTP ${res.statusCode}`)
   }
   return body
 }

@@ -17,7 +17,11 @@ import { build } from 'esbuild'
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const out = join(root, 'dist', 'bin')
 const programs = { 'imgdist-sign': 'dist/signer/bin.js', 'imgdist-index': 'dist/index-server/bin.js', 'imgdist-agent': 'dist/agent/bin.js' }
-const workers = { 'piece-worker': 'dist/signer/piece-worker.js', 'prefix-hash-worker': 'dist/swarm/prefix-hash-worker.js' }
+const workers = {
+  'piece-worker': 'dist/signer/piece-worker.js',
+  'prefix-hash-worker': 'dist/swarm/prefix-hash-worker.js',
+  'upload-check-worker': 'dist/index-server/upload-check-worker.js'
+}
 
 rmSync(out, { recursive: true, force: true })
 mkdirSync(out, { recursive: true })

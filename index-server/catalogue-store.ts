@@ -4,16 +4,20 @@ import { join } from 'node:path'
 import { contentDigest, MAX_INDEX_BYTES, MAX_ROOT_BYTES, parseSignedYaml } from '../lib/document.js'
 import { ImgdistError, toImgdistError } from '../lib/errors.js'
 import type { IndexDocument, RootDocument } from '../lib/schema.js'
-import { acceptIndex, checkIndexShape, checkRootShape, verifyRootSuccessor, verifySelfSignedRoot, verifyThreshold, walkRootChain } from '../lib/trust.js'
+import { checkIndexShape, checkRootShape, verifySelfSignedRoot, verifyThreshold, walkRootChain } from '../lib/trust.js'
 import { exists, writeFileAtomic } from './atomic-file.js'
 import { rootFile, type DataPaths } from './data-dir.js'
 import { Mutex } from './mutex.js'
 import { finishReinit, replaceCatalogue } from './reinit.js'
+import { checkUpload, type CheckedUpload, type UploadCheck } from './upload-check.js'
 
 /** One published document exactly as signed and uploaded, with its strong ETag. */
 export interface StoredDocument<T> { doc: T, bytes: Buffer, etag: string, version: number }
 
 export type CatalogueChange = { kind: 'index' | 'root', version: number }
+
+/** Parses and verifies an upload: in a worker thread in the server (upload-checker.ts), in-line by default. */
+export type CheckUploadFn = (c: UploadCheck) => Promise<CheckedUpload>
 
 function stored<T extends { signed: { version: number } }> (doc: T, bytes: Buffer): StoredDocument<T> {
   return { doc, bytes, etag: `"${createHash('sha256').update(bytes).digest('hex')}"`, version: doc.signed.version }
@@ -28,17 +32,22 @@ export class CatalogueStore {
   readonly paths: DataPaths
   #roots: Array<StoredDocument<RootDocument>>
   #index: StoredDocument<IndexDocument> | undefined
+  /** contentDigest of the index in force, kept: a publish would otherwise recompute it on the event loop */
+  #indexDigest: string | undefined
+  readonly #check: CheckUploadFn
   #mutex = new Mutex()
   #listeners: Array<(c: CatalogueChange) => void> = []
 
-  private constructor (paths: DataPaths, roots: Array<StoredDocument<RootDocument>>, index: StoredDocument<IndexDocument> | undefined) {
+  private constructor (paths: DataPaths, roots: Array<StoredDocument<RootDocument>>, index: StoredDocument<IndexDocument> | undefined, check: CheckUploadFn) {
     this.paths = paths
     this.#roots = roots
     this.#index = index
+    this.#indexDigest = index === undefined ? undefined : contentDigest(index.doc.signed)
+    this.#check = check
   }
 
   /** Loads what earlier publishes wrote. Documents were verified when accepted; the chain is re-walked anyway. */
-  static async open (paths: DataPaths): Promise<CatalogueStore> {
+  static async open (paths: DataPaths, check: CheckUploadFn = async (c) => checkUpload(c)): Promise<CatalogueStore> {
     await finishReinit(paths)
     const roots = await loadRootChain(paths)
     let index: StoredDocument<IndexDocument> | undefined
@@ -59,7 +68,7 @@ export class CatalogueStore {
           `move ${paths.indexFile} away, or install the root with: imgdist-index init --force (keeps the old state in ${paths.dir}/replaced/)`)
       }
     }
-    return new CatalogueStore(paths, roots, index)
+    return new CatalogueStore(paths, roots, index, check)
   }
 
   get root (): StoredDocument<RootDocument> { return this.#roots[this.#roots.length - 1] as StoredDocument<RootDocument> }
@@ -73,16 +82,17 @@ export class CatalogueStore {
   /** Accepts a new index only if it verifies against the current root and raises the version. */
   async publishIndex (bytes: Buffer, now: Date): Promise<StoredDocument<IndexDocument>> {
     return await this.#mutex.run(async () => {
-      const candidate = parseSignedYaml(bytes, MAX_INDEX_BYTES, 'index')
       const current = this.#index
-      const last = current === undefined ? undefined : { version: current.version, digest: contentDigest(current.doc.signed) }
-      const accepted = acceptIndex(this.root.doc.signed, candidate, { now, last })
-      if (current !== undefined && accepted.doc.signed.version === current.version) {
+      const last = current === undefined || this.#indexDigest === undefined ? undefined : { version: current.version, digest: this.#indexDigest }
+      const checked = await this.#check({ kind: 'index', bytes, root: this.root.doc.signed, last, now: now.getTime() })
+      if (checked.kind !== 'index') throw new ImgdistError('INTERNAL', 'the index check answered for a root')
+      if (current !== undefined && checked.doc.signed.version === current.version) {
         throw new ImgdistError('VERSION_NOT_RAISED', `index version ${current.version} is already published; a publish must raise the version`)
       }
-      const next = stored(accepted.doc, bytes)
+      const next = stored(checked.doc, bytes)
       await writeFileAtomic(this.paths.indexFile, bytes)
       this.#index = next
+      this.#indexDigest = checked.digest
       this.#emit({ kind: 'index', version: next.version })
       return next
     })
@@ -91,9 +101,9 @@ export class CatalogueStore {
   /** Accepts root N+1 signed per the rotation rule; the chain on disk grows by one file. */
   async publishRoot (bytes: Buffer, now: Date): Promise<StoredDocument<RootDocument>> {
     return await this.#mutex.run(async () => {
-      const candidate = parseSignedYaml(bytes, MAX_ROOT_BYTES, 'root')
-      const doc = verifyRootSuccessor(this.root.doc.signed, candidate, now)
-      const next = stored(doc, bytes)
+      const checked = await this.#check({ kind: 'root', bytes, root: this.root.doc.signed, now: now.getTime() })
+      if (checked.kind !== 'root') throw new ImgdistError('INTERNAL', 'the root check answered for an index')
+      const next = stored(checked.doc, bytes)
       await writeFileAtomic(rootFile(this.paths, next.version), bytes)
       this.#roots = [...this.#roots, next]
       this.#emit({ kind: 'root', version: next.version })

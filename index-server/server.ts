@@ -22,6 +22,7 @@ import type { OriginSeeder } from './seeder.js'
 import { SiteKeys } from './site-keys.js'
 import { TorrentStore } from './torrent-store.js'
 import { OriginTracker } from './tracker.js'
+import { UploadChecker, type UploadLimits } from './upload-checker.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig { publish?: 'index' | 'root', report?: boolean }
@@ -46,6 +47,8 @@ export interface ServerOptions {
   trackerIntervalMs?: number
   /** GETs of index.yaml held at once waiting for a publish (index-watch.ts) */
   maxWatchers?: number
+  /** what parsing and verifying one uploaded document may cost (upload-checker.ts) */
+  uploadLimits?: Partial<UploadLimits>
   now?: () => Date
 }
 
@@ -58,7 +61,8 @@ export async function buildServer (opts: ServerOptions): Promise<FastifyInstance
   const paths = dataPaths(opts.dataDir)
   await ensureDataDirs(paths)
   await Promise.all([paths.dir, paths.rootDir, paths.imagesDir, paths.verifiedDir, paths.torrentsDir].map(removeStaleTemps))
-  const catalogue = await CatalogueStore.open(paths)
+  const checker = new UploadChecker(opts.uploadLimits)
+  const catalogue = await CatalogueStore.open(paths, async (c) => await checker.check(c))
   const reports = await ReportStore.open(paths.stateDir)
 
   const app = Fastify({
@@ -178,6 +182,7 @@ export async function buildServer (opts: ServerOptions): Promise<FastifyInstance
     await syncing
     await tracker.close()
     await reports.close()
+    await checker.close()
   })
   return app
 }

@@ -32,9 +32,9 @@ export function exitStatusOf (err: unknown): 1 | 2 {
 
 /** The one line printed on stderr for any failure; never a stack trace. */
 export function errorLine (err: unknown): string {
-  if (err instanceof ImgdistError) return `imgdist-sign: error: ${err.code}: ${oneLine(err.message)}`
+  if (err instanceof ImgdistError) return `imgdist-sign: ${err.code}: ${oneLine(err.message)}`
   const message = err instanceof Error ? err.message : String(err)
-  return `imgdist-sign: error: INTERNAL: ${oneLine(message)}`
+  return `imgdist-sign: INTERNAL: ${oneLine(message)}`
 }
 
 function oneLine (s: string): string { return s.replace(/\s*\n\s*/g, ' ').trim() }

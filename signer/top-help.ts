@@ -61,7 +61,8 @@ EXIT STATUS
         belongs, an input file that is not valid YAML or not the expected document, or an
         index server that cannot be reached
 
-    Errors are one line on stderr: "imgdist-sign: error: CODE: what is wrong".
+    Errors are one line on stderr: "imgdist-sign: CODE: what is wrong", as for
+    imgdist-index and imgdist-agent.
 
 ENVIRONMENT
     IMGDIST_DEBUG=1   also print the stack trace of an error (for bug reports)

@@ -2,11 +2,11 @@ import { readFile, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { buildServer } from '../index-server/server.js'
-import { editIndex, buildRoot } from '../lib/catalogue-edit.js'
+import { editIndex } from '../lib/catalogue-edit.js'
 import { addSignature, serializeDocument } from '../lib/document.js'
-import { encodePublicKey, generateKeyPair, type KeyPair } from '../lib/keys.js'
+import { generateKeyPair, type KeyPair } from '../lib/keys.js'
 import type { IndexDocument } from '../lib/schema.js'
-import { indexBytes, makeServerDir } from './index-fixture.js'
+import { indexBytes, makeServerDir, rootV2 } from './index-fixture.js'
 
 const YAML = { 'content-type': 'application/yaml' }
 
@@ -139,17 +139,7 @@ t.test('an index signed under an expired root is refused', async (t) => {
 
 t.test('PUT root: rotation rule, chain served, refusals', async (t) => {
   const { app, fx, dataDir } = await setup(t)
-  const newRootKey = generateKeyPair()
-  const indexKey = fx.indexKeys[0] as KeyPair
-  const v2 = buildRoot({
-    name: 'test-catalogue',
-    version: 2,
-    expires: new Date(Date.now() + 200 * 86400_000),
-    rootKeys: [encodePublicKey(newRootKey.publicKey)],
-    rootThreshold: 1,
-    indexKeys: [encodePublicKey(indexKey.publicKey)],
-    indexThreshold: 1
-  })
+  const { v2, newRootKey, rotated: good } = rootV2(fx)
   const onlyNew = addSignature(v2, newRootKey)
   const r1 = await app.inject({ method: 'PUT', url: '/v1/root.yaml', headers: YAML, payload: serializeDocument(onlyNew) })
   t.equal(r1.statusCode, 403, 'new root not signed by the old root keys')
@@ -165,7 +155,6 @@ t.test('PUT root: rotation rule, chain served, refusals', async (t) => {
   t.equal(same.statusCode, 409)
   t.equal(same.json().code, 'VERSION_NOT_RAISED', 'the trusted root sent again is a repeat, not a rollback')
 
-  const good = serializeDocument(addSignature(addSignature(v2, fx.rootKeys[0] as KeyPair), newRootKey))
   const ok = await app.inject({ method: 'PUT', url: '/v1/root.yaml', headers: YAML, payload: good })
   t.equal(ok.statusCode, 200, ok.body)
   t.equal((await app.inject({ url: '/v1/root.yaml' })).body, good)

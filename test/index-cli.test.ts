@@ -1,31 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process'
 import { request } from 'node:http'
 import { copyFile, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { encodePublicKey, generateKeyPair } from '../lib/keys.js'
-import { body, fakeSite, INDEX_BIN as BIN, indexBytes, indexCli as cli, makeServerDir, putIndex, siteReport, waitFor, type FakeSite } from './index-fixture.js'
+import { body, fakeSite, indexBytes, indexCli as cli, makeServerDir, putIndex, serveIndex as serve, siteReport, waitFor, type FakeSite } from './index-fixture.js'
 import { makeFixture } from './helpers/catalogue-fixture.js'
-
-interface Running { proc: ChildProcess, url: string, exited: Promise<number | null> }
-
-/** Starts `imgdist-index serve` and reads the bound URL from its JSON log. */
-async function serve (tt: Test, dataDir: string): Promise<Running> {
-  const proc = spawn(process.execPath, [BIN, 'serve', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--no-seed'], { stdio: ['ignore', 'pipe', 'pipe'] })
-  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)))
-  tt.teardown(() => { if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL') })
-  let stderr = ''
-  proc.stderr?.on('data', (d) => { stderr += String(d) })
-  const url = await new Promise<string>((resolve, reject) => {
-    const rl = createInterface({ input: proc.stdout! })
-    rl.on('line', (line) => {
-      try { const j = JSON.parse(line) as { url?: string }; if (j.url !== undefined) resolve(j.url) } catch {}
-    })
-    void exited.then((code) => reject(new Error(`serve exited ${code}: ${stderr}`)))
-  })
-  return { proc, url, exited }
-}
 
 t.test('usage errors exit 2 with one line; help is printed', async (t) => {
   const none = await cli([])

@@ -2,11 +2,8 @@ import { cp, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promise
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { buildServer } from '../index-server/server.js'
-import { buildRoot } from '../lib/catalogue-edit.js'
-import { addSignature, serializeDocument } from '../lib/document.js'
-import { encodePublicKey, generateKeyPair, type KeyPair } from '../lib/keys.js'
 import { makeFixture, type Fixture } from './helpers/catalogue-fixture.js'
-import { indexBytes, indexCli as cli, makeServerDir } from './index-fixture.js'
+import { indexBytes, indexCli as cli, makeServerDir, rootV2 } from './index-fixture.js'
 
 /**
  * `imgdist-index init --force` replaces the whole catalogue: the old root chain, index and
@@ -21,18 +18,7 @@ async function oldCatalogue (tt: Test): Promise<{ dataDir: string, dir: string, 
   const { dataDir, dir, fx } = await makeServerDir(tt)
   await fx.addImage('img-old', 4096)
   const app = await buildServer({ dataDir })
-  const newRootKey = generateKeyPair()
-  const v2 = buildRoot({
-    name: 'test-catalogue',
-    version: 2,
-    expires: new Date(Date.now() + 200 * 86400_000),
-    rootKeys: [encodePublicKey(newRootKey.publicKey)],
-    rootThreshold: 1,
-    indexKeys: fx.indexKeys.map((k) => encodePublicKey(k.publicKey)),
-    indexThreshold: fx.root.signed.roles.index.threshold
-  })
-  const root2 = serializeDocument(addSignature(addSignature(v2, fx.rootKeys[0] as KeyPair), newRootKey))
-  const put2 = await app.inject({ method: 'PUT', url: '/v1/root.yaml', headers: YAML, payload: root2 })
+  const put2 = await app.inject({ method: 'PUT', url: '/v1/root.yaml', headers: YAML, payload: rootV2(fx).rotated })
   tt.equal(put2.statusCode, 200, put2.body)
   const oldIndex = await indexBytes(fx)
   tt.equal((await app.inject({ method: 'PUT', url: '/v1/index.yaml', headers: YAML, payload: oldIndex })).statusCode, 200)

@@ -120,7 +120,7 @@ t.test('tampering with one byte of signed is refused', async (t) => {
     await writeFile(join(dir, 'tampered.yaml'), tampered)
     const r = await sign('verify', '--root', 'root.yaml', 'tampered.yaml')
     t.equal(r.code, 1, `${what}: exit 1`)
-    t.match(r.stderr, /^imgdist-sign: error: SIGNATURE_INVALID: index v1: signature by key/, what)
+    t.match(r.stderr, /^imgdist-sign: SIGNATURE_INVALID: index v1: signature by key/, what)
     t.ok(isOneErrorLine(r.stderr), r.stderr)
   }
 })

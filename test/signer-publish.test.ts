@@ -66,7 +66,7 @@ t.test('refusal: exit 1 with the server code and reason', async (t) => {
   const r = await sign('publish', '--server', url, '--index', 'index.yaml')
   t.equal(r.code, 1)
   t.ok(isOneErrorLine(r.stderr), r.stderr)
-  t.match(r.stderr, /^imgdist-sign: error: ROLLBACK: publish: .* refused index.yaml: HTTP 409: index version 1 is not above/)
+  t.match(r.stderr, /^imgdist-sign: ROLLBACK: publish: .* refused index.yaml: HTTP 409: index version 1 is not above/)
   answer = { status: 400, body: 'not json at all' }
   const r2 = await sign('publish', '--server', url, '--root', 'root.yaml')
   t.equal(r2.code, 1)

@@ -1,14 +1,18 @@
+import { execFile } from 'node:child_process'
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { promisify } from 'node:util'
 import t from 'tap'
 import { isOneErrorLine, runSigner } from './helpers/signer-run.js'
+import { indexCli } from './index-fixture.js'
 
 // --help for every command, and every kind of bad input: exit 2 with one stderr line, no stack.
 
 const dir = await mkdtemp(join(tmpdir(), 'imgdist-signer-usage-'))
 t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
 const sign = async (...args: string[]): ReturnType<typeof runSigner> => await runSigner(args, { cwd: dir })
+const run = promisify(execFile)
 
 const FLAGS: Record<string, string[]> = {
   keygen: ['--out'],
@@ -98,4 +102,16 @@ t.test('usage errors: exit 2, one line, no stack', async (t) => {
     t.match(r.stderr, re, what)
   }
   t.rejects(stat(join(dir, 'i.yaml')), 'no failed add left an index behind')
+})
+
+t.test('the three programs print a usage error in one style: "<program>: USAGE: what is wrong"', async (t) => {
+  const agentBin = join(import.meta.dirname, '..', 'dist', 'bin', 'imgdist-agent.js')
+  const lines: Record<string, string> = {
+    'imgdist-sign': (await sign('frobnicate')).stderr,
+    'imgdist-index': (await indexCli(['frobnicate'])).stderr,
+    'imgdist-agent': await run(process.execPath, [agentBin, 'frobnicate']).then(() => '', (err: { stderr: string }) => err.stderr)
+  }
+  for (const [program, stderr] of Object.entries(lines)) {
+    t.match(stderr.split('\n')[0], new RegExp(`^${program}: USAGE: unknown command "frobnicate"`), program)
+  }
 })

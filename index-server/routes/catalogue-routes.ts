@@ -78,6 +78,7 @@ export async function catalogueRoutes (app: FastifyInstance, { ctx }: { ctx: Ind
         throw new ImgdistError('UNSUPPORTED_MEDIA_TYPE', `send the signed ${kind}.yaml as ${YAML_TYPES.join(', ')}`)
       }
       const now = ctx.now()
+      request.log.debug({ document: kind, bytes: body.byteLength }, `checking the uploaded ${kind}`)
       const stored = kind === 'index' ? await ctx.catalogue.publishIndex(body, now) : await ctx.catalogue.publishRoot(body, now)
       ctx.metrics.publishes.inc({ document: kind, result: 'accepted', code: '' })
       request.log.info({ document: kind, version: stored.version }, `${kind} v${stored.version} published`)

@@ -27,5 +27,5 @@ export async function runSigner (args: string[], opts: { cwd?: string, env?: Nod
 /** A failure must be exactly one line on stderr, never a stack trace. */
 export function isOneErrorLine (stderr: string): boolean {
   const lines = stderr.split('\n').filter((l) => l !== '')
-  return lines.length === 1 && /^imgdist-sign: error: [A-Z_]+: /.test(lines[0] as string) && !/\n\s+at /.test(stderr)
+  return lines.length === 1 && /^imgdist-sign: [A-Z_]+: /.test(lines[0] as string) && !/\n\s+at /.test(stderr)
 }

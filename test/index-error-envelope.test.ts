@@ -1,0 +1,69 @@
+import { execFile } from 'node:child_process'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { Registry } from 'prom-client'
+import t, { type Test } from 'tap'
+import { createApi, type AgentControl, type AgentStatus } from '../agent/api.js'
+import { buildServer } from '../index-server/server.js'
+import { ImgdistError } from '../lib/errors.js'
+import { makeServerDir } from './index-fixture.js'
+
+/*
+ * The index server and the agent's API answer every error as {code, message}, so that scripts,
+ * imgdist-sign publish and imgdist-agent read one shape.
+ */
+
+const AGENT_BIN = join(import.meta.dirname, '..', 'dist', 'bin', 'imgdist-agent.js')
+const run = promisify(execFile)
+
+type Case = readonly [what: string, path: string, init: RequestInit | undefined, status: number, code: string]
+
+/** Each request answers `status` with exactly {code, message}, `code` the one expected. */
+async function expectEnvelopes (t: Test, base: string, cases: readonly Case[]): Promise<void> {
+  for (const [what, path, init, status, code] of cases) {
+    const r = await fetch(base + path, init)
+    t.equal(r.status, status, what)
+    const body = await r.json() as Record<string, unknown>
+    t.same(Object.keys(body).sort(), ['code', 'message'], `${what}: ${JSON.stringify(body)}`)
+    t.equal(body.code, code, what)
+    t.ok(typeof body.message === 'string' && body.message !== '', `${what}: a message`)
+  }
+}
+
+t.test('the index server: {code, message}', async (t) => {
+  const { dataDir } = await makeServerDir(t)
+  const app = await buildServer({ dataDir })
+  t.teardown(async () => await app.close())
+  const url = await app.listen({ host: '127.0.0.1', port: 0 })
+  await expectEnvelopes(t, url, [
+    ['no index yet', '/v1/index.yaml', undefined, 404, 'NOT_FOUND'],
+    ['unknown route', '/v1/nothing', undefined, 404, 'NOT_FOUND'],
+    ['not YAML', '/v1/index.yaml', { method: 'PUT', headers: { 'content-type': 'application/yaml' }, body: 'signed: [' }, 400, 'YAML_INVALID']
+  ])
+})
+
+t.test('the agent API: {code, message}, and imgdist-agent prints the code', async (t) => {
+  const ctl: AgentControl = {
+    status: () => ({ site: 'test' }) as AgentStatus,
+    images: () => [],
+    peers: () => [],
+    approve: async (id) => { throw new ImgdistError('POLICY_REJECTED', `${id} is rejected by this site's policy`) },
+    retry: async () => ({ images: [], messages: [] }),
+    pause: async () => {},
+    resume: async () => {},
+    metrics: new Registry()
+  }
+  const api = await createApi(ctl)
+  t.teardown(async () => await api.close())
+  const url = await api.listen({ host: '127.0.0.1', port: 0 })
+  await expectEnvelopes(t, url, [
+    ['an action refused', '/v1/images/deny-me/approve', { method: 'POST' }, 409, 'POLICY_REJECTED'],
+    ['an image the site does not have', '/v1/images/nope/retry', { method: 'POST' }, 404, 'NOT_FOUND'],
+    ['unknown route', '/v1/nothing', undefined, 404, 'NOT_FOUND'],
+    ['malformed body', '/v1/pause', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{' }, 400, 'BAD_REQUEST']
+  ])
+
+  const cli = await run(process.execPath, [AGENT_BIN, 'approve', 'deny-me', '--api', url]).then(() => ({ code: 0, stderr: '' }), (err: { code: number, stderr: string }) => err)
+  t.equal(cli.code, 1)
+  t.equal(cli.stderr, 'imgdist-agent: POLICY_REJECTED: deny-me is rejected by this site\'s policy\n')
+})
