@@ -1,4 +1,4 @@
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { SiteKeys } from '../index-server/site-keys.js'
 import { buildServer } from '../index-server/server.js'
 import { dataPaths } from '../index-server/data-dir.js'
