@@ -75,14 +75,16 @@ export function admit (peer: PeerConn, peers: Iterable<PeerConn>): void {
 export async function serve (peer: PeerConn, deps: UploadDeps): Promise<void> {
   if (peer.serving) return
   peer.serving = true
+  // looked up once per loop, not per block: a session's store is set once, by start()
+  let pins: BlockPins | undefined
   try {
     while (peer.uploadQueue.length > 0 && peer.writable && !peer.amChoking && !deps.stopped()) {
       const r = peer.uploadQueue[0] as BlockRequest
       if (!deps.hasPiece(r.index)) { deps.log.debug({ peer: peer.key, piece: r.index }, 'request for a piece we lack dropped'); peer.uploadQueue.shift(); continue }
       const wait = deps.bucket.take(r.length)
       if (wait > 0) { setTimeout(() => { void serve(peer, deps) }, wait).unref(); return }
-      const store = deps.store() as PieceStore
-      const pins = { conn: pinsFor(peer), torrent: pinsFor(store), store }
+      if (pins === undefined) { const s = deps.store() as PieceStore; pins = { conn: pinsFor(peer), torrent: pinsFor(s), store: s } }
+      const store = pins.store
       // A whole piece is read (and cached) only for a block of 16 KiB or more that may pin it: a
       // 1-byte request of an uncached piece costs a 1-byte read, not a piece-sized one.
       const piece = store.cached(r.index) ??
