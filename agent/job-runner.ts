@@ -36,7 +36,7 @@ export class JobRunner {
    * Torrents seeded after their job, with the record's upload count from before the handle's
    * counter began (the durable total is upBase + the handle's count).
    */
-  readonly #seeding = new Map<string, { handle: TorrentHandle, upBase: number }>()
+  readonly #seeding = new Map<string, { handle: TorrentHandle, upBase: number, catalogue: string, id: string }>()
   /** How much of each handle's counters is already folded into its record (by #absorb). */
   readonly #counted = new WeakMap<TorrentHandle, { peers: number, web: number, up: number }>()
   #closed = false
@@ -57,7 +57,8 @@ export class JobRunner {
   }
 
   handleOf (rec: ImageRecord): TorrentHandle | undefined {
-    return this.#jobs.get(recordKey(rec.catalogue, rec.id))?.handle ?? this.#seeding.get(recordKey(rec.catalogue, rec.id))?.handle
+    const key = recordKey(rec.catalogue, rec.id)
+    return this.#jobs.get(key)?.handle ?? this.#seeding.get(key)?.handle
   }
 
   /** Settles once every running job has begun its download or ended. */
@@ -95,7 +96,7 @@ export class JobRunner {
         // before the job. Taken from the record at the first seeding round instead, bytes uploaded
         // between the job's last absorb and that round were lost (a Transmission leecher that took
         // the whole image in that second showed 0 uploaded).
-        if (job.handle !== undefined) this.#seeding.set(key, { handle: job.handle, upBase: job.base.up })
+        if (job.handle !== undefined) this.#seeding.set(key, { handle: job.handle, upBase: job.base.up, catalogue: rec.catalogue, id: rec.id })
         this.#absorb(rec, job)
       })
       .catch(async (err) => {
@@ -113,7 +114,7 @@ export class JobRunner {
         const { retryInitialMs, retryMaxMs } = this.deps.cfg()
         const delay = backoffMs(rec.retries, retryInitialMs, retryMaxMs)
         this.deps.log.warn({ image: rec.id, code: e.code, err: e.message, retryInMs: delay }, 'image step failed')
-        await this.deps.store.transition(rec, 'failed', { failedStep: rec.state, error: { code: e.code, message: e.message }, nextAttemptAt: Date.now() + delay })
+        await this.#failed(rec, e, Date.now() + delay)
       })
       .finally(() => { begin(); this.#jobs.delete(key); this.deps.kick() })
   }
@@ -166,7 +167,12 @@ export class JobRunner {
     await this.drop(rec, false)
     this.#absorb(rec, job) // what arrived until the torrent stopped
     this.deps.log.warn({ image: rec.id, catalogue: rec.catalogue, step: rec.state, progress: rec.progress }, 'catalogue no longer in force: stopped the image, keeping its data')
-    await this.deps.store.transition(rec, 'failed', { failedStep: rec.state, error: { code: e.code, message: e.message }, nextAttemptAt: Date.now() })
+    await this.#failed(rec, e, Date.now())
+  }
+
+  /** The image waits as `failed` at the step it was in, with the error, until `nextAttemptAt`. */
+  async #failed (rec: ImageRecord, e: ImgdistError, nextAttemptAt: number): Promise<void> {
+    await this.deps.store.transition(rec, 'failed', { failedStep: rec.state, error: { code: e.code, message: e.message }, nextAttemptAt })
   }
 
   /** Folds a job's live counters into the durable record. */
@@ -187,8 +193,8 @@ export class JobRunner {
       rec.progress = job.handle.progress
       await this.deps.store.put(rec)
     }
-    for (const [key, { handle: h, upBase }] of this.#seeding) {
-      const rec = this.deps.store.all().find((r) => recordKey(r.catalogue, r.id) === key)
+    for (const { handle: h, upBase, catalogue, id } of this.#seeding.values()) {
+      const rec = this.deps.store.get(catalogue, id)
       if (rec === undefined) continue
       if (rec.bytesUploaded !== upBase + h.counters.uploaded) {
         rec.bytesUploaded = upBase + h.counters.uploaded
@@ -203,7 +209,7 @@ export class JobRunner {
     try {
       const t = await obtainTorrent({ http: this.deps.http, dataDir: this.deps.cfg().dataDir }, rec, undefined)
       const handle = this.deps.swarm.add(rec.entry.infoHash, t.bytes, t.webSeeds)
-      this.#seeding.set(recordKey(rec.catalogue, rec.id), { handle, upBase: rec.bytesUploaded - handle.counters.uploaded })
+      this.#seeding.set(recordKey(rec.catalogue, rec.id), { handle, upBase: rec.bytesUploaded - handle.counters.uploaded, catalogue: rec.catalogue, id: rec.id })
     } catch (err) {
       this.deps.log.warn({ image: rec.id, err: String(err) }, 'cannot seed a cached image; dropping it from the cache')
       await this.deps.store.put(Object.assign(rec, { cached: false }))
