@@ -21,7 +21,9 @@ import { swarmReport } from './swarm-report.js'
 
 const USAGE = `usage: bench:swarm -- [--n 8] [--size-mib 128] [--up-mbit 100] [--seed-up-mbit 100] [--down-mbit 0]
   [--delay-ms 0] [--piece-kib 1024] [--only imgdist,imgdist-warm,aria2,libtorrent,http] (default imgdist,imgdist-warm,aria2,http) [--timeout-s auto] [--work-dir /tmp/imgdist-bench/swarm]
-  [--web-seed true] [--no-append true] [--results bench/RESULTS.md]   (needs root, iproute2, tc; aria2c and curl for those runs)
+  [--rounds 1] [--web-seed true] [--no-append true] [--results bench/RESULTS.md]   (needs root, iproute2, tc; aria2c and curl for those runs)
+  --rounds K: run every tool K times, in turns (round 1: each tool in --only order, then round 2, …); the table then
+  gives each ratio's median over the rounds with its range, and every round's own table follows
   --delay-ms D: every frame reaches its host D ms late (round trip 2·D), through bench/delay-hub.c, which needs a C compiler;
   not with --down-mbit`
 
@@ -32,7 +34,7 @@ type Tool = typeof TOOLS[number]
 async function main (): Promise<number> {
   const f = parseFlags(process.argv.slice(2), {
     n: '8', 'size-mib': '128', 'up-mbit': '100', 'seed-up-mbit': '', 'down-mbit': '0', 'delay-ms': '0', 'piece-kib': '1024',
-    only: DEFAULT_TOOLS, 'timeout-s': 'auto', 'work-dir': '/tmp/imgdist-bench/swarm', 'no-append': 'false', results: '', 'web-seed': 'false'
+    only: DEFAULT_TOOLS, rounds: '1', 'timeout-s': 'auto', 'work-dir': '/tmp/imgdist-bench/swarm', 'no-append': 'false', results: '', 'web-seed': 'false'
   }, USAGE)
   if (f.help) { console.log(USAGE); return 0 }
   const n = num(f, 'n', 2, 60)
@@ -42,6 +44,8 @@ async function main (): Promise<number> {
   const downMbit = num(f, 'down-mbit', 0, 100_000)
   const delayMs = num(f, 'delay-ms', 0, 10_000)
   const pieceKiB = num(f, 'piece-kib', 16, 16 * 1024)
+  const roundCount = num(f, 'rounds', 1, 50)
+  if (!Number.isInteger(roundCount)) { console.error(`--rounds: expected a whole number, got ${f.rounds}\n${USAGE}`); return 2 }
   if (delayMs > 0 && downMbit > 0) { console.error(`--delay-ms and --down-mbit cannot be used together (the delay hub has no downlink qdisc)\n${USAGE}`); return 2 }
   const only = [...new Set(f.only.split(',').map((s) => s.trim()).filter(Boolean))]
   for (const t of only) if (!(TOOLS as readonly string[]).includes(t)) { console.error(`--only: unknown tool "${t}" (${TOOLS.join(', ')})\n${USAGE}`); return 2 }
@@ -74,7 +78,7 @@ async function main (): Promise<number> {
     announce: [`http://${bed.ip(0)}:${originPort}/announce`]
   })
   await bed.setup()
-  const runs: SwarmRun[] = []
+  const rounds: SwarmRun[][] = []
   const webSeed = f['web-seed'] === 'true'
   const runners: Record<Tool, (c: SwarmContext) => Promise<SwarmRun>> = {
     imgdist: async (c) => await runImgdist(c, { webSeed }),
@@ -83,34 +87,44 @@ async function main (): Promise<number> {
     libtorrent: runLibtorrent,
     http: runHttp
   }
-  // in the order given: a tool that runs after another gets the page cache the other just freed
-  for (const tool of only as Tool[]) {
-    const toolWork = join(work, tool)
-    await mkdir(toolWork, { recursive: true })
-    const ctx: SwarmContext = {
-      bed, image, work: toolWork, downloaders: Array.from({ length: n - 1 }, (_, i) => i + 1),
-      timeoutMs: timeoutS * 1000, originPort, distDir, log: (s) => { console.log(`  [${tool}] ${s}`) }
+  for (let k = 1; k <= roundCount; k++) {
+    const runs: SwarmRun[] = []
+    rounds.push(runs)
+    if (roundCount > 1) console.log(`round ${k} of ${roundCount}`)
+    // in the order given: a tool that runs after another gets the page cache the other just freed
+    for (const tool of only as Tool[]) {
+      const toolWork = roundCount > 1 ? join(work, `round-${k}`, tool) : join(work, tool)
+      await mkdir(toolWork, { recursive: true })
+      const ctx: SwarmContext = {
+        bed, image, work: toolWork, downloaders: Array.from({ length: n - 1 }, (_, i) => i + 1),
+        timeoutMs: timeoutS * 1000, originPort, distDir, log: (s) => { console.log(`  [${tool}] ${s}`) }
+      }
+      console.log(`-- ${tool} …`)
+      runs.push(await runTool(tool, runners[tool], ctx, bed, delayMs))
+      // the next tool gets clean disks; logs, the image and the catalogue stay
+      await removeBigFiles(toolWork)
     }
-    console.log(`-- ${tool} …`)
-    let r: SwarmRun
-    const hubCpu0 = bed.delayHub?.cpuSeconds()
-    try { r = await runners[tool](ctx) } catch (err) {
-      r = { tool, notes: [`failed: ${(err as Error).message}`], downloaders: ctx.downloaders.map((h) => ({ host: h })) }
-    }
-    const hubCpu1 = bed.delayHub?.cpuSeconds()
-    if (hubCpu0 !== undefined && hubCpu1 !== undefined) {
-      r.notes.push(`delay hub (bench/delay-hub.c, the user-space forwarder that adds the ${delayMs} ms; it shares the two cores with the hosts): ${(hubCpu1 - hubCpu0).toFixed(2)} CPU-s during this tool's run`)
-    }
-    if (r.skipped !== undefined) console.log(`   ${r.skipped}`)
-    runs.push(r)
-    // the next tool gets clean disks; logs, the image and the catalogue stay
-    await removeBigFiles(toolWork)
   }
   const hubLine = await bed.delayHub?.stop()
-  const { text, markdown } = swarmReport({ m, n, webSeed, sizeBytes: size, sizeMiB, pieceKiB, upMbit, seedUpMbit, downMbit, delayMs, bound, runs, hubLine })
+  const { text, markdown } = swarmReport({ m, n, webSeed, sizeBytes: size, sizeMiB, pieceKiB, upMbit, seedUpMbit, downMbit, delayMs, bound, rounds, hubLine })
   console.log('\n' + text)
   if (f['no-append'] !== 'true') appendResults(markdown, f.results !== '' ? f.results : undefined)
-  return runs.some((r) => r.skipped === undefined && r.downloaders.some((d) => d.ok !== true)) ? 1 : 0
+  return rounds.flat().some((r) => r.skipped === undefined && r.downloaders.some((d) => d.ok !== true)) ? 1 : 0
+}
+
+/** One tool's run; a runner that throws becomes a run with nothing done and the error as a note. */
+async function runTool (tool: Tool, runner: (c: SwarmContext) => Promise<SwarmRun>, ctx: SwarmContext, bed: Testbed, delayMs: number): Promise<SwarmRun> {
+  let r: SwarmRun
+  const hubCpu0 = bed.delayHub?.cpuSeconds()
+  try { r = await runner(ctx) } catch (err) {
+    r = { tool, notes: [`failed: ${(err as Error).message}`], downloaders: ctx.downloaders.map((h) => ({ host: h })) }
+  }
+  const hubCpu1 = bed.delayHub?.cpuSeconds()
+  if (hubCpu0 !== undefined && hubCpu1 !== undefined) {
+    r.notes.push(`delay hub (bench/delay-hub.c, the user-space forwarder that adds the ${delayMs} ms; it shares the two cores with the hosts): ${(hubCpu1 - hubCpu0).toFixed(2)} CPU-s during this tool's run`)
+  }
+  if (r.skipped !== undefined) console.log(`   ${r.skipped}`)
+  return r
 }
 
 main().then((code) => { process.exitCode = code }, (err: unknown) => {
