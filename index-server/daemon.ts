@@ -41,7 +41,8 @@ export async function startIndexDaemon (config: IndexServerConfig, opts: { logge
     refreshSeconds: Math.max(1, Math.round(ms(config.fleet.refresh) / 1000)),
     rateLimit: { publishMax: config.limits.publishPerMinute, reportMax: config.limits.reportsPerMinute, windowMs: 60_000 },
     connectionTimeoutMs: ms(config.limits.idleTimeout),
-    maxWatchers: config.limits.watchers
+    maxWatchers: config.limits.watchers,
+    uploadLimits: { heapMiB: config.limits.uploadCheckMemory, deadlineMs: ms(config.limits.uploadCheckTime) }
   })
   let timer: NodeJS.Timeout | undefined
   let closing: Promise<void> | undefined

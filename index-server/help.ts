@@ -69,8 +69,9 @@ REFUSALS
   THRESHOLD_NOT_MET SITE_UNKNOWN, 404 NOT_FOUND, 409 ROLLBACK VERSION_GAP VERSION_NOT_RAISED
   NAME_MISMATCH, 413 TOO_LARGE PARSE_LIMIT, 415 UNSUPPORTED_MEDIA_TYPE, 422 EXPIRED
   HASH_MISMATCH, 429 RATE_LIMITED. A refused publish changes nothing on disk. Uploaded
-  documents are parsed and verified in a worker thread (at most 768 MiB of heap and 30 s;
-  beyond either, PARSE_LIMIT), so the server answers other requests meanwhile.
+  documents are parsed and verified in a worker thread (at most 768 MiB of heap and 30 s, set
+  by limits.uploadCheckMemory and limits.uploadCheckTime in the config; beyond either,
+  PARSE_LIMIT), so the server answers other requests meanwhile.
 `
 
 export const INIT_HELP = `imgdist-index init - install the trusted root
