@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
+import { TimerDuration } from '../lib/timer-duration.js'
 import { Name } from './name-schema.js'
 import { GlanceTargetConfig } from './targets/glance/config-schema.js'
 
@@ -52,7 +53,7 @@ export const SubscriptionConfig = Type.Object({
   mirrors: Type.Array(HttpUrl, { default: [], maxItems: 16 }),
   /** path of the root.yaml pinned at install time */
   root: Type.String({ minLength: 1 }),
-  pollInterval: Type.Union([Duration], { default: '5m' }),
+  pollInterval: TimerDuration('5m', 'how often to look for a new index'),
   /**
    * Between polls, keep a conditional GET open at the index server (`Prefer: wait`), which answers
    * it the moment a new index is published. The poll interval stays the fallback for servers
@@ -94,11 +95,11 @@ export const AgentConfigSchema = Type.Object({
   report: Type.Optional(Type.Object({
     url: HttpUrl,
     siteKey: Type.String({ minLength: 1, description: 'path of the site secret key file (NAME.key)' }),
-    interval: Type.Union([Duration], { default: '1m' })
+    interval: TimerDuration('1m', 'how often to send a report')
   }, { additionalProperties: false })),
   retry: Type.Object({
-    initial: Type.Union([Duration], { default: '5s' }),
-    max: Type.Union([Duration], { default: '10m' })
+    initial: TimerDuration('5s', 'first wait before retrying a failed step (download, verification, registration)'),
+    max: TimerDuration('10m', 'longest wait between retries (the wait doubles up to it)')
   }, { additionalProperties: false, default: {} }),
   logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace'].map((l) => Type.Literal(l)), { default: 'info' })
 }, { additionalProperties: false })

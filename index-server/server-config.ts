@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { parseDuration } from '../lib/duration.js'
 import { loadConfig, validateConfig } from '../lib/config.js'
+import { TimerDuration } from '../lib/timer-duration.js'
 
 /** The YAML config of `imgdist-index serve --config FILE`; see deploy/index.example.yaml. */
 
@@ -24,7 +25,7 @@ export const IndexServerConfig = Type.Object({
     utp: Type.Boolean({ default: false, description: 'not implemented: the origin seeds over TCP; true only logs a warning' }),
     torrentPort: Type.Integer({ minimum: 0, maximum: 65535, default: 6881, description: 'TCP/uTP port for peers (0: any free port)' }),
     uploadLimit: Type.Integer({ minimum: -1, default: -1, description: 'bytes per second, -1 for unlimited' }),
-    rescanInterval: Duration('1m', 'how often to look for image files and torrents placed by hand')
+    rescanInterval: TimerDuration('1m', 'how often to look for image files and torrents placed by hand')
   }, { additionalProperties: false, default: {} }),
   torrents: Type.Object({
     injectTracker: Type.Boolean({ default: true, description: 'add <publicUrl>/announce to served .torrent files' }),
@@ -33,7 +34,7 @@ export const IndexServerConfig = Type.Object({
   limits: Type.Object({
     publishPerMinute: Type.Integer({ minimum: 1, maximum: 100000, default: 30, description: 'PUT requests per client address per minute' }),
     reportsPerMinute: Type.Integer({ minimum: 1, maximum: 1000000, default: 600, description: 'POST /v1/reports per client address per minute' }),
-    idleTimeout: Duration('2m', 'drop a connection idle for this long'),
+    idleTimeout: TimerDuration('2m', 'drop a connection idle for this long'),
     watchers: Type.Integer({ minimum: 0, maximum: 1000000, default: 10000, description: 'GETs of index.yaml held open at once until the next publish (0: none)' }),
     // Measured with the built server on 2 cores: a small index is checked within 64 MiB; the
     // largest valid one (10 000 images) needs 192-256 MiB and 4-6 s. Checks run one at a time,

@@ -74,6 +74,18 @@ surprise: 1
   t.throws(() => resolveConfig('site: [', 'agent.yaml'), /not valid YAML/)
 })
 
+t.test('config: a timer duration over what Node\'s timers hold (24.8 days) is refused by name, not turned into a 1 ms loop', async (t) => {
+  const problems = (text: string): string[] => (t.throws(() => resolveConfig(text, 'agent.yaml')) as ConfigError).problems
+  const sub = minimal.replace(/root: .*\n/, (line) => `${line}    pollInterval: 30d\n`)
+  t.not(sub, minimal, 'the fixture has a subscription to put the interval in')
+  t.match(problems(sub), [/^subscriptions\[0\]\.pollInterval: .*at most 24d/])
+  t.match(problems(minimal + 'retry: { initial: 5s, max: 4w }\nreport: { url: https://x, siteKey: /k, interval: 25d }\n'),
+    [/^report\.interval: .*at most 24d/, /^retry\.max: .*at most 24d/])
+  const ok = resolveConfig(sub.replace('30d', '24d') + 'retry: { max: 3w }\n', 'agent.yaml')
+  t.equal(ok.subscriptions[0]?.pollIntervalMs, 24 * 86_400_000, '24 days is still a timer Node can hold')
+  t.equal(ok.retryMaxMs, 21 * 86_400_000)
+})
+
 t.test('config errors a newcomer meets name the field and the allowed values, Glance fields included', async (t) => {
   const problems = (text: string): string[] => (t.throws(() => resolveConfig(minimal + text, 'agent.yaml')) as ConfigError).problems
   t.same(problems('policy: { approval: manualy }\n'), ['policy.approval: must be one of "auto", "manual", not "manualy"'])

@@ -134,6 +134,12 @@ t.test('a second server on the same data dir refuses to start', async (t) => {
   await t.rejects(startServer(t, dataDir), { code: 'STATE_LOCKED' })
 })
 
+t.test('timer durations beyond what Node\'s timers hold are refused by name (a 30d rescan would run every millisecond)', async (t) => {
+  const err = t.throws(() => resolveServeConfig('seeding: { rescanInterval: 30d }\nlimits: { idleTimeout: 4w }\n', 'index.yaml', { dataDir: '/d' })) as { code?: string, problems?: string[] }
+  t.equal(err.code, 'CONFIG_INVALID')
+  t.match(err.problems, [/^seeding\.rescanInterval: .*at most 24d/, /^limits\.idleTimeout: .*at most 24d/])
+  t.equal(resolveServeConfig('seeding: { rescanInterval: 24d }\n', 'index.yaml', { dataDir: '/d' }).seeding.rescanInterval, '24d')
+})
 
 t.test('with seeding off the rescan timer still verifies files placed by hand for the web seed', async (t) => {
   const { dataDir, fx } = await makeServerDir(t)
