@@ -40,11 +40,9 @@ export function swarmReport (r: SwarmReportInput): { text: string, markdown: str
     'egress = bytes of Ethernet frames sent by the origin namespace until the last completion, headers included):'
   const markdown = [`## bench:swarm ${r.m.date}${rounds.length > 1 ? ` (${rounds.length} rounds)` : ''}`, '', ...machineLines(r.m), ...head.map((l) => `- ${l}`), '']
   const text = [...head, '']
-  if (rounds.length > 1) {
-    const s = summaryRows(rounds.map((x) => x.metrics))
-    markdown.push(SUMMARY_NOTE, '', ...markdownTable(SUMMARY_HEAD, s), '')
-    text.push(SUMMARY_NOTE, '', textTable(SUMMARY_HEAD, s), '')
-  }
+  const summary = rounds.length > 1 ? summaryRows(rounds.map((x) => x.metrics)) : undefined
+  // RESULTS.md opens with the summary; the terminal ends with it, where it is still on screen
+  if (summary !== undefined) markdown.push(SUMMARY_NOTE, '', ...markdownTable(SUMMARY_HEAD, summary), '')
   rounds.forEach(({ runs, metrics }, k) => {
     const rows = tableRows(runs, metrics)
     const raw = rawLines(runs)
@@ -52,6 +50,7 @@ export function swarmReport (r: SwarmReportInput): { text: string, markdown: str
     markdown.push(...markdownTable(HEAD, rows), '', rawTitle, '', ...raw, '')
     text.push(textTable(HEAD, rows), '', ...raw, '')
   })
+  if (summary !== undefined) text.push(SUMMARY_NOTE, '', textTable(SUMMARY_HEAD, summary))
   return { text: text.join('\n').trimEnd(), markdown: trimEnd(markdown) }
 }
 

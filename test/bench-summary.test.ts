@@ -44,6 +44,7 @@ t.test('three rounds: medians with their range, ratios to aria2c within each rou
   t.match(md, '### round 3 of 3')
   t.ok(md.indexOf('median (min–max)') < md.indexOf('### round 1'), 'the summary comes before the rounds')
   t.match(text, /round 2 of 3:/)
+  t.ok(text.indexOf('round 3 of 3:') < text.indexOf('median (min–max)'), 'on the terminal, the summary comes last, where it is still on screen')
 })
 
 t.test('a round where a downloader did not finish has no last time and is left out of the summary', async (t) => {
