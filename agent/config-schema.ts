@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { TimerDuration } from '../lib/timer-duration.js'
+import { TimerDuration } from '../lib/duration-schema.js'
 import { Name } from './name-schema.js'
 import { GlanceTargetConfig } from './targets/glance/config-schema.js'
 

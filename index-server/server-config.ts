@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { parseDuration } from '../lib/duration.js'
 import { loadConfig, validateConfig } from '../lib/config.js'
-import { TimerDuration } from '../lib/timer-duration.js'
+import { TimerDuration } from '../lib/duration-schema.js'
 
 /** The YAML config of `imgdist-index serve --config FILE`; see deploy/index.example.yaml. */
 
