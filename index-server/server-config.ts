@@ -1,12 +1,9 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { parseDuration } from '../lib/duration.js'
 import { loadConfig, validateConfig } from '../lib/config.js'
-import { TimerDuration } from '../lib/duration-schema.js'
+import { DurationString, TimerDuration } from '../lib/duration-schema.js'
 
 /** The YAML config of `imgdist-index serve --config FILE`; see deploy/index.example.yaml. */
-
-const Duration = (def: string, description: string): ReturnType<typeof Type.String> =>
-  Type.String({ pattern: '^\\d+(s|m|h|d|w)$', default: def, description: `${description}, e.g. ${def} (s, m, h, d, w)` })
 
 export const IndexServerConfig = Type.Object({
   dataDir: Type.String({ minLength: 1, description: 'data directory (root chain, index, images, torrents, state)' }),
@@ -38,11 +35,11 @@ export const IndexServerConfig = Type.Object({
     uploadCheckTime: TimerDuration('30s', 'time for parsing and verifying one uploaded index or root, beyond which its PUT is refused with 413 PARSE_LIMIT', { ms: 600_000, text: '10m' })
   }, { additionalProperties: false, default: {} }),
   cache: Type.Object({
-    indexMaxAge: Duration('30s', 'Cache-Control max-age of index.yaml and root.yaml')
+    indexMaxAge: DurationString('30s', 'Cache-Control max-age of index.yaml and root.yaml')
   }, { additionalProperties: false, default: {} }),
   fleet: Type.Object({
-    staleAfter: Duration('10m', 'a site without a report for this long is shown as stale'),
-    refresh: Duration('15s', 'refresh period of the fleet page')
+    staleAfter: DurationString('10m', 'a site without a report for this long is shown as stale'),
+    refresh: DurationString('15s', 'refresh period of the fleet page')
   }, { additionalProperties: false, default: {} })
 }, { additionalProperties: false })
 export type IndexServerConfig = Static<typeof IndexServerConfig>

@@ -37,6 +37,19 @@ t.test('serve validates the config file, naming every bad field', async (t) => {
   t.match(noRoot.stderr, /NO_ROOT: .*imgdist-index init/)
 })
 
+t.test('serve refuses a duration of 0 or of too many digits at start-up, naming the field with the others', async (t) => {
+  const { dir } = await makeServerDir(t)
+  const cfg = join(dir, 'zero.yaml')
+  await writeFile(cfg, `dataDir: ${join(dir, 'never')}\nlisten: 127.0.0.1:0\nseeding: { enabled: false, dht: false }\nfleet:\n  staleAfter: 0s\n  refresh: 99999999999999999999s\nlogLevel: loud\n`)
+  const r = await cli(['serve', '--config', cfg])
+  t.equal(r.code, 2)
+  t.match(r.stderr, /^imgdist-index: CONFIG_INVALID: .*zero\.yaml is invalid: /)
+  for (const field of ['logLevel', 'fleet.staleAfter', 'fleet.refresh']) t.match(r.stderr, `${field}: `, `names ${field}`)
+  t.match(r.stderr, /fleet\.staleAfter: [^;]*a site without a report for this long is shown as stale: a duration like 10m \(s, m, h, d, w\), above 0/)
+  t.equal(r.stderr.trim().split('\n').length, 1, 'one line')
+  await t.rejects(readdir(join(dir, 'never')), { code: 'ENOENT' }, 'nothing was created')
+})
+
 t.test('init installs a verified root only', async (t) => {
   const { dir } = await makeServerDir(t)
   const fx = await makeFixture(join(dir, 'fx2'))

@@ -141,6 +141,21 @@ t.test('timer durations beyond what Node\'s timers hold are refused by name (a 3
   t.equal(resolveServeConfig('seeding: { rescanInterval: 24d }\n', 'index.yaml', { dataDir: '/d' }).seeding.rescanInterval, '24d')
 })
 
+t.test('durations parseDuration refuses (0, too many digits) are refused by the schema, by name, not when the server starts', async (t) => {
+  const err = t.throws(() => resolveServeConfig('cache: { indexMaxAge: 0m }\nfleet: { staleAfter: 0s, refresh: 99999999999999999999s }\nseeding: { rescanInterval: 0s }\n', 'index.yaml', { dataDir: '/d' })) as { code?: string, problems?: string[] }
+  t.equal(err.code, 'CONFIG_INVALID')
+  t.match(err.problems?.slice().sort(), [
+    /^cache\.indexMaxAge: .*Cache-Control max-age of index\.yaml and root\.yaml: a duration like 30s \(s, m, h, d, w\), above 0\)$/,
+    /^fleet\.refresh: .*refresh period of the fleet page: .*above 0/,
+    /^fleet\.staleAfter: .*shown as stale: .*above 0/,
+    /^seeding\.rescanInterval: .*above 0 and at most 24d/
+  ])
+  t.equal(err.problems?.length, 4)
+  const ok = resolveServeConfig('fleet: { staleAfter: 52w }\n', 'index.yaml', { dataDir: '/d' })
+  t.equal(ok.fleet.staleAfter, '52w', 'a duration that drives no timer is not bounded to 24d')
+  t.equal(ok.cache.indexMaxAge, '30s', 'defaults still filled in')
+})
+
 t.test('with seeding off the rescan timer still verifies files placed by hand for the web seed', async (t) => {
   const { dataDir, fx } = await makeServerDir(t)
   await fx.addImage('img-timer', 30_000)
