@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { TimerDuration } from '../lib/duration-schema.js'
+import { DurationString, TimerDuration } from '../lib/duration-schema.js'
 import { Name } from './name-schema.js'
 import { GlanceTargetConfig } from './targets/glance/config-schema.js'
 
@@ -8,7 +8,6 @@ import { GlanceTargetConfig } from './targets/glance/config-schema.js'
  * strings like `5m` (lib/duration.ts); sizes are integers in bytes.
  */
 
-const Duration = Type.String({ pattern: '^\\d+(s|m|h|d|w)$', description: 'a duration like 90s, 15m, 12h, 14d' })
 const HttpUrl = Type.String({ pattern: '^https?://[^\\s]+$', description: 'an http(s) URL' })
 const Glob = Type.String({ minLength: 1, maxLength: 256, description: 'a glob: * matches anything, ? one character' })
 const Bytes = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })
@@ -32,7 +31,9 @@ export const PolicyConfig = Type.Object({
   maxSize: Type.Optional(Bytes),
   approval: Type.Union([Type.Literal('auto'), Type.Literal('manual')], { default: 'auto' }),
   retire: Type.Union([Type.Literal('deactivate'), Type.Literal('hide'), Type.Literal('delete'), Type.Literal('keep')], { default: 'deactivate' }),
-  retireGrace: Type.Union([Duration, Type.Literal('0')], { default: '0' })
+  // the union's own description is what a refusal shows: TypeBox names no branch of a union
+  retireGrace: Type.Union([DurationString(undefined, 'how long to wait before retiring an image'), Type.Literal('0')],
+    { default: '0', description: 'how long to wait before retiring an image: "0" (at once) or a duration like 1h (s, m, h, d, w), above 0' })
 }, { additionalProperties: false, default: {} })
 export type PolicyConfig = Static<typeof PolicyConfig>
 

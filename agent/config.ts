@@ -36,10 +36,8 @@ export function resolveConfig (text: string, configPath: string): ResolvedConfig
     s.mirrors.forEach((m, j) => hostOf(m, `subscriptions[${i}].mirrors[${j}]`))
   })
   if (cfg.report !== undefined) hostOf(cfg.report.url, 'report.url')
-  const ms = (v: string, field: string): number => {
-    if (v === '0') return 0
-    try { return parseDuration(v, field) } catch (err) { problems.push(`${field}: ${(err as Error).message}`); return 0 }
-  }
+  // the schema has run parseDuration on every duration (lib/duration-schema.ts): none throws here
+  const ms = (v: string): number => v === '0' ? 0 : parseDuration(v)
   const dataDir = abs(cfg.dataDir)
   const targets = cfg.targets.length > 0
     ? cfg.targets.map((t) => t.type === 'directory' ? { ...t, path: abs((t as { path: string }).path) } : t)
@@ -54,16 +52,16 @@ export function resolveConfig (text: string, configPath: string): ResolvedConfig
     label: s.name ?? hostOf(s.url, `subscriptions[${i}].url`),
     url: s.url.endsWith('/') ? `${s.url}index.yaml` : s.url,
     root: abs(s.root),
-    pollIntervalMs: ms(s.pollInterval, `subscriptions[${i}].pollInterval`)
+    pollIntervalMs: ms(s.pollInterval)
   }))
   const listen = splitHostPort(cfg.api.listen)
   if (listen.port > 65535) problems.push(`api.listen: port ${listen.port} is above 65535`)
-  const policy = { ...cfg.policy, retireGraceMs: ms(cfg.policy.retireGrace, 'policy.retireGrace') }
+  const policy = { ...cfg.policy, retireGraceMs: ms(cfg.policy.retireGrace) }
   const report = cfg.report === undefined
     ? undefined
-    : { url: cfg.report.url, siteKey: abs(cfg.report.siteKey), intervalMs: ms(cfg.report.interval, 'report.interval') }
-  const retryInitialMs = ms(cfg.retry.initial, 'retry.initial')
-  const retryMaxMs = ms(cfg.retry.max, 'retry.max')
+    : { url: cfg.report.url, siteKey: abs(cfg.report.siteKey), intervalMs: ms(cfg.report.interval) }
+  const retryInitialMs = ms(cfg.retry.initial)
+  const retryMaxMs = ms(cfg.retry.max)
   if (problems.length > 0) throw new ConfigError(`agent config ${configPath} is invalid`, problems)
   const { report: _raw, ...rest } = cfg
   return {

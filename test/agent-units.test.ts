@@ -86,6 +86,21 @@ t.test('config: a timer duration over what Node\'s timers hold (24.8 days) is re
   t.equal(ok.retryMaxMs, 21 * 86_400_000)
 })
 
+t.test('config: a duration parseDuration refuses (0, too many digits) is refused by the schema, named with the file\'s other problems', async (t) => {
+  const problems = (text: string): string[] => (t.throws(() => resolveConfig(minimal + text, 'agent.yaml')) as ConfigError).problems
+  // before one duration schema, retireGrace's pattern let these through: the field was named only
+  // once every other field was right, in a second round, with parseDuration's words
+  for (const bad of ['0s', '0d', '99999999999999999999w']) {
+    t.same(problems(`policy: { retireGrace: ${bad} }\nlogLevel: loud\n`).sort(), [
+      'logLevel: must be one of "fatal", "error", "warn", "info", "debug", "trace", not "loud"',
+      'policy.retireGrace: Expected union value (how long to wait before retiring an image: "0" (at once) or a duration like 1h (s, m, h, d, w), above 0)'
+    ], `retireGrace: ${bad}`)
+  }
+  t.match(problems('retry: { initial: 0s }\n'), [/^retry\.initial: .*above 0/], 'a timer duration of 0 too')
+  t.equal(resolveConfig(minimal + 'policy: { retireGrace: "0" }\n', 'agent.yaml').policy.retireGraceMs, 0, 'the literal "0" still means at once')
+  t.equal(resolveConfig(minimal + 'policy: { retireGrace: 2w }\n', 'agent.yaml').policy.retireGraceMs, 14 * 86_400_000)
+})
+
 t.test('config errors a newcomer meets name the field and the allowed values, Glance fields included', async (t) => {
   const problems = (text: string): string[] => (t.throws(() => resolveConfig(minimal + text, 'agent.yaml')) as ConfigError).problems
   t.same(problems('policy: { approval: manualy }\n'), ['policy.approval: must be one of "auto", "manual", not "manualy"'])
@@ -284,6 +299,12 @@ t.test('imgdist-agent run with a config that does not validate exits 2, as --hel
   const r = spawnSync(process.execPath, [AGENT_BIN, 'run', '--config', path], { encoding: 'utf8' })
   t.equal(r.status, 2, 'exit 2')
   t.match(r.stderr, /^imgdist-agent: CONFIG_INVALID: /, 'one line naming the code')
+  // a duration of 0 is named with the other bad fields, in the one line
+  await writeFile(path, minimal.replace('site-a', 'Site A') + 'policy: { retireGrace: 0d }\n')
+  const zero = spawnSync(process.execPath, [AGENT_BIN, 'run', '--config', path], { encoding: 'utf8' })
+  t.equal(zero.status, 2, 'exit 2')
+  t.match(zero.stderr, /^imgdist-agent: CONFIG_INVALID: agent config .* is invalid: .*site: .*policy\.retireGrace: Expected union value \(how long to wait before retiring an image: "0" \(at once\) or a duration/)
+  t.equal(zero.stderr.trim().split('\n').length, 1, 'one line')
   const missing = spawnSync(process.execPath, [AGENT_BIN, 'run', '--config', join(dir, 'nope.yaml')], { encoding: 'utf8' })
   t.equal(missing.status, 2, 'a config that cannot be read: exit 2 too')
 })
