@@ -8,8 +8,8 @@ const REREAD_MS = 60_000
 /**
  * Whether a host is one of this machine's addresses. A tracker lists every peer it knows under
  * the address it saw, us included. Such a dial would end in our own accept side, which answers
- * and is then banned (swarm.ts #accept); skipping it spares the connection. Interfaces are read
- * at most once a minute. Reading them needs a netlink socket: a sandbox that forbids one (a
+ * and is then banned (connector.ts, accept); skipping it spares the connection. Interfaces are
+ * read at most once a minute. Reading them needs a netlink socket: a sandbox that forbids one (a
  * systemd unit whose RestrictAddressFamilies= lacks AF_NETLINK) makes networkInterfaces() throw,
  * and thrown from a tracker's 'peer' event, that killed the process at its first announce.
  * Without the list only loopback is skipped; a dial to ourselves still ends at the handshake.

@@ -1,18 +1,19 @@
 import type { Socket } from 'node:net'
 import {
-  BLOCK_LENGTH, MAX_REQUEST_LENGTH, MsgId, WireDecoder, WireError, encode, encodeHandshake, hasBit, isImgdistPeerId, setBit,
-  type Handshake
+  BLOCK_LENGTH, MAX_REQUEST_LENGTH, MsgId, WireDecoder, WireError, encode, encodeHandshake, isImgdistPeerId, type Handshake
 } from '../lib/peer-wire.js'
 import { canonicalHost, joinHostPort } from '../lib/host-port.js'
-import { OUR_PEX_ID, decodeExtendedHandshake, decodePex, type PexMessage } from '../lib/peer-extension.js'
+import type { PexMessage } from '../lib/peer-extension.js'
+import { onPeerMessage } from './peer-messages.js'
 import { blockKey, type BlockRequest } from './piece-picker.js'
 import { RateMeter } from './rate-meter.js'
 
 /**
  * One TCP connection to one peer: its choke/interest state, what it has, what we asked it
- * for and what it asked us for. Every message is checked against the torrent's geometry and a
- * peer that breaks the protocol is dropped with the reason. Decisions (what to request, whom to
- * serve) belong to the session; this class only keeps the state straight.
+ * for and what it asked us for. Every message is checked against the torrent's geometry (blocks
+ * here, the others in peer-messages.ts) and a peer that breaks the protocol is dropped with the
+ * reason. Decisions (what to request, whom to serve) belong to the session; this class only
+ * keeps the state straight.
  */
 
 /** why a connection was closed when both ends had every piece (the swarm does not dial that address again for a while) */
@@ -37,8 +38,6 @@ export interface PeerSession {
 /** how we came to know a connection's address: a discovery source, `pex`, `manual` (addPeer) or `incoming` */
 export type PeerSource = 'tracker' | 'dht' | 'lsd' | 'pex' | 'manual' | 'incoming'
 
-/** the most requests a peer may queue with us: enough for 16 MiB in flight */
-export const MAX_QUEUED_REQUESTS = 1024
 const HIGH_WATER = 1024 * 1024
 
 export class PeerConn {
@@ -89,7 +88,11 @@ export class PeerConn {
     this.#decoder = new WireDecoder({
       onHandshake: (h) => { this.peerId = h.peerId; this.imgdist = isImgdistPeerId(h.peerId); this.extensions = h.extensions; onHandshake(this, h) },
       onKeepAlive: () => {},
-      onMessage: (id, payload) => { this.#onMessage(id, payload) },
+      onMessage: (id, payload) => {
+        const s = this.#session
+        if (s === undefined) this.destroy('message before the handshake completed')
+        else onPeerMessage(this, s, id, payload)
+      },
       onPiece: (index, begin, block) => { this.#onPiece(index, begin, block) }
     }, 13 + MAX_REQUEST_LENGTH)
     socket.setNoDelay(true)
@@ -195,95 +198,6 @@ export class PeerConn {
     if (this.closed) return
     this.lastSent = Date.now()
     this.socket.write(b)
-  }
-
-  #onMessage (id: number, p: Buffer): void {
-    const s = this.#session
-    if (s === undefined) { this.destroy('message before the handshake completed'); return }
-    switch (id) {
-      case MsgId.choke:
-        this.peerChoking = true
-        s.onPeerChoke(this, true)
-        return
-      case MsgId.unchoke:
-        this.peerChoking = false
-        s.onPeerChoke(this, false)
-        return
-      case MsgId.interested:
-      case MsgId.notInterested:
-        this.peerInterested = id === MsgId.interested
-        s.onPeerInterest(this)
-        return
-      case MsgId.have: {
-        if (p.length !== 4) { this.destroy('malformed have'); return }
-        const i = p.readUInt32BE(0)
-        if (i >= s.pieceCount) { this.destroy(`have for piece ${i} of ${s.pieceCount}`); return }
-        if (hasBit(this.bits, i)) return
-        setBit(this.bits, i)
-        this.haveCount++
-        s.onPeerHave(this, i)
-        return
-      }
-      case MsgId.bitfield: {
-        if (p.length !== this.bits.length) { this.destroy(`bitfield of ${p.length} bytes for ${s.pieceCount} pieces`); return }
-        const spare = this.bits.length * 8 - s.pieceCount
-        const bits = Uint8Array.from(p)
-        if (spare > 0) bits[bits.length - 1] = (bits[bits.length - 1] as number) & (0xff << spare)
-        if (this.gotBitfield || this.haveCount > 0) {
-          // A second bitfield (aria2c sends one again after `interested`) or one after haves: take what it adds.
-          for (let i = 0; i < s.pieceCount; i++) {
-            if (hasBit(bits, i) && !hasBit(this.bits, i)) { setBit(this.bits, i); this.haveCount++; s.onPeerHave(this, i) }
-          }
-          return
-        }
-        this.gotBitfield = true
-        this.bits.set(bits)
-        let n = 0
-        for (let i = 0; i < s.pieceCount; i++) if (hasBit(this.bits, i)) n++
-        this.haveCount = n
-        s.onPeerBits(this)
-        return
-      }
-      case MsgId.request:
-      case MsgId.cancel: {
-        if (p.length !== 12) { this.destroy('malformed request'); return }
-        const r = { index: p.readUInt32BE(0), begin: p.readUInt32BE(4), length: p.readUInt32BE(8) }
-        if (id === MsgId.cancel) {
-          const k = this.uploadQueue.findIndex((q) => q.index === r.index && q.begin === r.begin && q.length === r.length)
-          if (k >= 0) this.uploadQueue.splice(k, 1)
-          return
-        }
-        if (r.index >= s.pieceCount || r.length === 0 || r.length > MAX_REQUEST_LENGTH || r.begin + r.length > s.pieceSize(r.index)) {
-          this.destroy(`bad request ${r.index}/${r.begin}/${r.length}`); return
-        }
-        if (this.amChoking) { s.onPeerRequest(this); return } // BEP 3: requests while choked are dropped
-        if (this.uploadQueue.length >= MAX_QUEUED_REQUESTS) { this.destroy('too many queued requests'); return }
-        this.uploadQueue.push(r)
-        s.onPeerRequest(this)
-        return
-      }
-      case MsgId.extended:
-        this.#onExtended(s, p)
-        return
-      default:
-        // port (DHT) and fast-extension messages: we advertised neither, so ignore
-    }
-  }
-
-  /** BEP 10: the extended handshake (id 0) and ut_pex; anything else (ut_metadata, …) we did not offer, so ignore it. A malformed one is ignored too: gossip is not worth the connection. */
-  #onExtended (s: PeerSession, p: Buffer): void {
-    if (p.length < 1) return
-    const body = p.subarray(1)
-    if (p[0] === 0) {
-      const hs = decodeExtendedHandshake(body)
-      if (hs === undefined) return
-      this.pexId = hs.pexId
-      if (hs.port !== undefined) this.listenPort = hs.port
-      if (hs.client !== undefined) this.client = hs.client
-    } else if (p[0] === OUR_PEX_ID) {
-      const msg = decodePex(body)
-      if (msg !== undefined) s.onPeerPex(this, msg)
-    }
   }
 
   #onPiece (index: number, begin: number, block: Buffer): void {

@@ -1,21 +1,20 @@
 import { randomBytes } from 'node:crypto'
 import { rm } from 'node:fs/promises'
-import { createServer, type Server, type Socket } from 'node:net'
+import { createServer, type Server } from 'node:net'
 import { join } from 'node:path'
 import type { Client as DHT } from 'bittorrent-dht'
 import type { Logger } from 'pino'
 import Discovery from 'torrent-discovery'
 import type { Dispatcher } from 'undici'
-import { PEER_ID_PREFIX, type Handshake } from '../lib/peer-wire.js'
-import { canonicalAddr, canonicalHost, joinHostPort, parseHostPort } from '../lib/host-port.js'
+import { PEER_ID_PREFIX } from '../lib/peer-wire.js'
+import { joinHostPort } from '../lib/host-port.js'
 import { parseTorrent } from '../lib/torrent-meta.js'
-import { BOTH_SEEDS, PeerConn, type PeerSource } from './peer-conn.js'
-import { adopt, dial } from './socket-read.js'
+import { BOTH_SEEDS, type PeerSource } from './peer-conn.js'
 import { Candidates, connectedTo } from './candidates.js'
-import { HANDSHAKE_TIMEOUT_MS, MAX_PENDING_HANDSHAKES, PendingHandshakes, handshakeDeadline } from './handshake-deadline.js'
+import { Connector, type DialTarget } from './connector.js'
+import { HANDSHAKE_TIMEOUT_MS } from './handshake-deadline.js'
 import { dhtCatchUp } from './dht-catch-up.js'
 import { dhtInfo, startDhtNode } from './dht-node.js'
-import { OwnAddresses } from './own-addresses.js'
 import { PieceStore } from './piece-store.js'
 import { TokenBucket } from './rate-meter.js'
 import { TorrentHandle } from './torrent-session.js'
@@ -25,9 +24,9 @@ import type { SourceInfo } from './peer-info.js'
  * The BitTorrent engine of the agents and of the index server's origin seed (docs/agent-engine.md): one
  * listening TCP port for every torrent, peers found by tracker, DHT and LSD (torrent-discovery,
  * the library webtorrent itself uses) and by peer exchange (pex.ts), connections dialled and
- * accepted here, and one TorrentHandle per torrent doing the rest. Standard BitTorrent v1 on the
- * wire (BEP 3, BEP 10 for BEP 11 peer exchange, BEP 19 web seeds), so aria2c, libtorrent,
- * transmission and webtorrent peers interoperate.
+ * accepted by connector.ts, and one TorrentHandle per torrent doing the rest. Standard
+ * BitTorrent v1 on the wire (BEP 3, BEP 10 for BEP 11 peer exchange, BEP 19 web seeds), so
+ * aria2c, libtorrent, transmission and webtorrent peers interoperate.
  */
 
 export interface SwarmOptions {
@@ -64,9 +63,7 @@ export interface AddOptions {
 
 export interface PeerInfo extends SourceInfo { infoHash: string }
 
-const DIAL_TIMEOUT_MS = 10_000
-
-interface Entry { handle: TorrentHandle, opts: AddOptions, discovery: Discovery | undefined, candidates: Candidates, dialing: Set<string> }
+interface Entry extends DialTarget { opts: AddOptions, discovery: Discovery | undefined }
 
 export class Swarm {
   readonly peerId: Buffer
@@ -81,24 +78,22 @@ export class Swarm {
   #stopCatchUp: (() => void) | undefined
   readonly #timer: NodeJS.Timeout
   readonly #listening: Promise<number>
-  readonly #incoming = new Set<Socket>()
-  readonly #pending: PendingHandshakes
-  readonly #handshakeMs: number
+  readonly #connector: Connector
   #closed = false
   #port: number | undefined
-  readonly #own: OwnAddresses
 
   constructor (opts: SwarmOptions, log: Logger, dispatcher?: Dispatcher) {
     this.#opts = opts
     this.peerId = Buffer.concat([Buffer.from(opts.peerIdPrefix ?? PEER_ID_PREFIX, 'latin1').subarray(0, 8), randomBytes(12)])
     this.#log = log
-    this.#own = new OwnAddresses(log)
-    this.#handshakeMs = opts.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS
-    this.#pending = new PendingHandshakes(this.#handshakeMs, Math.max(MAX_PENDING_HANDSHAKES, opts.maxConns))
+    this.#connector = new Connector({
+      peerId: this.peerId, log, maxConns: opts.maxConns, handshakeMs: opts.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
+      port: () => this.#port, target: (infoHash) => this.#entries.get(infoHash)
+    })
     this.#dispatcher = dispatcher
     this.#upload = new TokenBucket(opts.uploadLimit)
     this.#download = new TokenBucket(opts.downloadLimit)
-    this.#server = createServer({ pauseOnConnect: true }, (socket) => { this.#accept(socket) })
+    this.#server = createServer({ pauseOnConnect: true }, (socket) => { this.#connector.accept(socket) })
     this.#listening = new Promise<number>((resolve, reject) => {
       this.#server.once('error', reject)
       this.#server.listen(opts.torrentPort, () => {
@@ -160,7 +155,7 @@ export class Swarm {
       const c = entry.candidates.get(key)
       if (c !== undefined) c.nextAt = Date.now() + (reason === BOTH_SEEDS ? 300_000 : 10_000)
     }
-    handle.onPexPeer = (addr, via) => { this.#found(entry, addr, 'pex', via) }
+    handle.onPexPeer = (addr, via) => { this.#connector.found(entry, addr, 'pex', via) }
     this.#entries.set(infoHash, entry)
     void this.#start(entry)
     return handle
@@ -187,7 +182,7 @@ export class Swarm {
       })
       d.on('peer', (peer: string | { host?: string, ip?: string, port: number }, source?: string) => {
         const addr = typeof peer === 'string' ? peer : joinHostPort(peer.host ?? peer.ip ?? '', peer.port)
-        this.#found(e, addr, source === 'dht' || source === 'lsd' ? source : 'tracker')
+        this.#connector.found(e, addr, source === 'dht' || source === 'lsd' ? source : 'tracker')
       })
       d.on('warning', (err: Error) => { this.#log.debug({ infoHash: h.infoHash, err: err.message }, 'discovery warning') })
       d.on('error', (err: Error) => { this.#log.warn({ infoHash: h.infoHash, err: err.message }, 'discovery error') })
@@ -202,100 +197,14 @@ export class Swarm {
   /** Dials a known peer directly (host:port), as a tracker answer would; for tests and operators' tools. */
   addPeer (infoHash: string, addr: string, source: PeerSource = 'manual'): void {
     const e = this.#entries.get(infoHash)
-    if (e !== undefined) this.#found(e, addr, source)
-  }
-
-  /** An address from a tracker, the DHT, LSD, a peer's PEX or addPeer: remembered (the first source kept) and dialled, if the bounded table (candidates.ts) takes it. */
-  #found (e: Entry, addrIn: string, source: PeerSource, via?: string): void {
-    const addr = canonicalAddr(addrIn) // one key per peer, however the source spelt it
-    if (addr === undefined) return
-    if (e.handle.torrent.private && (source === 'dht' || source === 'lsd' || source === 'pex')) return // BEP 27: trackers only
-    if (e.candidates.add(addr, source, via)) this.#dial(e, addr)
-  }
-
-  #dial (e: Entry, addr: string): void {
-    const h = e.handle
-    if (this.#closed || h.destroyed || !h.ready || h.isBanned(addr) || e.dialing.has(addr)) return
-    if (h.peers.size + e.dialing.size >= this.#opts.maxConns) return
-    if (connectedTo(h.peers, addr)) return
-    const c = e.candidates.get(addr)
-    if (c !== undefined && c.nextAt > Date.now()) return
-    const a = parseHostPort(addr)
-    if (a === undefined) return
-    const { host, port } = a
-    if (port === this.#port && this.#own.has(host)) return // ourselves, as the tracker lists us
-    e.dialing.add(addr)
-    this.#log.debug({ peer: addr, found: c?.source ?? 'manual' }, 'dialling')
-    let conn: PeerConn | undefined
-    const socket = dial(host, port, () => conn)
-    const failed = (why: string): void => {
-      e.dialing.delete(addr)
-      e.candidates.failed(addr, Date.now())
-      this.#log.debug({ peer: addr, why }, 'could not connect')
-      socket.destroy()
-    }
-    socket.setTimeout(DIAL_TIMEOUT_MS, () => { failed('timeout') })
-    socket.once('error', (err) => { failed(err.message) })
-    socket.once('connect', () => {
-      socket.setTimeout(0)
-      const handshaken = handshakeDeadline(this.#handshakeMs, () => { conn?.destroy('no handshake') })
-      socket.removeAllListeners('error')
-      conn = new PeerConn(socket, addr, e.candidates.get(addr)?.source ?? 'manual', (c, hs) => {
-        e.dialing.delete(addr)
-        handshaken()
-        if (!hs.infoHash.equals(Buffer.from(h.infoHash, 'hex'))) { c.destroy('handshake for another torrent'); return }
-        if (hs.peerId.equals(this.peerId)) { h.banned.add(addr); this.#log.debug({ peer: addr }, 'connected to ourselves; not dialled again'); c.destroy('connected to ourselves'); return }
-        if (!h.canAccept(hs.peerId, addr, true)) {
-          // a banned peer id or host, a pair already connected: not worth a dial every second
-          const cand = e.candidates.get(addr)
-          if (cand !== undefined) cand.nextAt = Date.now() + 300_000
-          c.destroy('not accepted')
-          return
-        }
-        e.candidates.reached(addr)
-        h.attach(c)
-      })
-      socket.once('close', () => { handshaken(); if (e.dialing.delete(addr)) failed('closed before the handshake') })
-      conn.sendHandshake(Buffer.from(h.infoHash, 'hex'), this.peerId)
-    })
-  }
-
-  #accept (accepted: Socket): void {
-    if (this.#closed) { accepted.destroy(); return }
-    let conn: PeerConn | undefined
-    const socket = adopt(accepted, () => conn)
-    this.#incoming.add(socket)
-    socket.once('close', () => { this.#incoming.delete(socket) })
-    const handshaken = this.#pending.admit(socket)
-    const key = joinHostPort(canonicalHost(socket.remoteAddress ?? '?'), socket.remotePort ?? 0)
-    conn = new PeerConn(socket, key, 'incoming', (c: PeerConn, hs: Handshake) => {
-      handshaken()
-      const e = this.#entries.get(hs.infoHash.toString('hex'))
-      if (e !== undefined && hs.peerId.equals(this.peerId)) {
-        // Our own dial, through an address that is none of our interfaces (hairpin NAT, another
-        // loopback address). Answer before closing: the dialling side then sees its own peer id
-        // and bans the address, where a bare close would be retried with backoff for as long as
-        // the torrent runs.
-        c.sendHandshake(hs.infoHash, this.peerId)
-        socket.end()
-        socket.once('close', handshakeDeadline(this.#handshakeMs, () => { socket.destroy() }))
-        return
-      }
-      if (e === undefined || !e.handle.canAccept(hs.peerId, key, false)) { c.destroy('unknown torrent or not accepted'); return }
-      c.sendHandshake(hs.infoHash, this.peerId)
-      e.handle.attach(c)
-    })
+    if (e !== undefined) this.#connector.found(e, addr, source)
   }
 
   #tick (): void {
     const now = Date.now()
     for (const e of this.#entries.values()) {
       e.handle.tick(now)
-      if (!e.handle.ready || e.handle.destroyed || e.handle.peers.size + e.dialing.size >= this.#opts.maxConns) continue
-      for (const addr of e.candidates.due(now)) {
-        if (e.handle.peers.size + e.dialing.size >= this.#opts.maxConns) break
-        this.#dial(e, addr)
-      }
+      this.#connector.dialDue(e, now)
     }
   }
 
@@ -324,7 +233,7 @@ export class Swarm {
     this.#closed = true
     clearInterval(this.#timer)
     const closing = new Promise<void>((resolve) => { this.#server.close(() => { resolve() }) })
-    for (const s of this.#incoming) s.destroy()
+    this.#connector.close()
     await Promise.all([...this.#entries.keys()].map(async (k) => { await this.remove(k, false) }))
     await closing
     this.#stopCatchUp?.()

@@ -1,14 +1,16 @@
 import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'
 import { ImgdistError } from '../lib/errors.js'
-import { BLOCK_LENGTH, hasBit } from '../lib/peer-wire.js'
+import { BLOCK_LENGTH } from '../lib/peer-wire.js'
 import type { ParsedTorrent } from '../lib/torrent-meta.js'
 import { joinHostPort } from '../lib/host-port.js'
 import { encodeExtendedHandshake, type PexMessage } from '../lib/peer-extension.js'
-import { BOTH_SEEDS, MAX_QUEUED_REQUESTS, type PeerConn, type PeerSession } from './peer-conn.js'
+import { Completion } from './completion.js'
+import type { PeerConn, PeerSession } from './peer-conn.js'
+import { MAX_QUEUED_REQUESTS } from './peer-messages.js'
 import { pexRound } from './pex.js'
-import { MAX_BANS, PeerGate } from './peer-gate.js'
-import { PiecePicker, type PendingPiece } from './piece-picker.js'
+import { PeerGate } from './peer-gate.js'
+import { PiecePicker } from './piece-picker.js'
 import type { PieceStore } from './piece-store.js'
 import { RateMeter, type TokenBucket } from './rate-meter.js'
 import { isForeignSeed } from './origin-share.js'
@@ -16,7 +18,7 @@ import { Requester } from './requester.js'
 import { admit, serve, type UploadDeps } from './upload.js'
 import { WebSeed } from './web-seed.js'
 import { WrittenPieces } from './written-pieces.js'
-import { bytesBySource, sourceInfo, type SourceInfo } from './peer-info.js'
+import { sourceInfo, type SourceInfo } from './peer-info.js'
 import { pumpWebSeeds, type WebSeedHost } from './web-seed-pump.js'
 import { takePex } from './pex-intake.js'
 
@@ -25,8 +27,9 @@ const CLIENT = 'imgdist 0.1'
 
 /**
  * One torrent: what each peer event means for the picker, the requests (requester.ts) and the
- * origin share, the sha1 of every piece, what to serve, and when it is done. Senders of pieces
- * that fail sha1 are banned (peer-gate.ts); so are web seeds. See docs/agent-engine.md.
+ * origin share, and what to serve. A whole piece's sha1 verdict and the torrent's `done` are
+ * completion.ts; senders of pieces that fail sha1 are banned (peer-gate.ts), web seeds too. See
+ * docs/agent-engine.md.
  */
 
 export interface TorrentCounters {
@@ -74,12 +77,9 @@ export class TorrentHandle implements PeerSession {
   readonly #webSeedHost: WebSeedHost
   #store: PieceStore | undefined
   readonly #req: Requester
+  readonly #completion: Completion
   /** set by start(), with the store */
   #disk: WrittenPieces | undefined
-  #resolve!: () => void
-  #reject!: (err: Error) => void
-  #settled = false
-  #finishing = false
   readonly #pex: boolean
   readonly #listenPort: () => number | undefined
   #extHandshake: Buffer | undefined
@@ -115,11 +115,14 @@ export class TorrentHandle implements PeerSession {
       complete: (p, replaced) => {
         this.#req.cancelElsewhere(undefined, p.index, undefined)
         if (replaced !== undefined) this.#store?.pool.retire(replaced)
-        this.#pieceDone(p)
+        this.#completion.pieceDone(p)
       }
     }
-    this.done = new Promise<void>((resolve, reject) => { this.#resolve = resolve; this.#reject = reject })
-    this.done.catch(() => {})
+    this.#completion = new Completion({
+      picker: this.picker, peers: this.peers, gate: this.#gate, req: this.#req, counters: this.counters, webSeeds: this.webSeeds,
+      log: this.#log, trace: this.#trace
+    })
+    this.done = this.#completion.done
   }
 
   get pieceCount (): number { return this.picker.count }
@@ -147,15 +150,16 @@ export class TorrentHandle implements PeerSession {
         this.counters.resumedBytes = await store.scan((i) => { this.picker.markHave(i); disk.mark(i) }, this.#abort.signal)
       }
     } catch (err) {
-      this.#fail(new ImgdistError('IO_ERROR', `${store.path}: ${(err as Error).message}`, { cause: err }))
+      this.#completion.fail(new ImgdistError('IO_ERROR', `${store.path}: ${(err as Error).message}`, { cause: err }))
       return
     }
     this.ready = true
+    this.#completion.open(store, disk)
     // A download hashes as it goes; a torrent complete on disk (seeding a cached image) only if asked.
     if (!this.picker.complete) disk.advance()
     this.#pumpWebSeeds(true)
     if (this.counters.resumedBytes > 0) this.#log.info({ resumedBytes: this.counters.resumedBytes }, 'pieces already on disk kept')
-    this.#checkDone()
+    this.#completion.checkDone()
   }
 
   /** Whether a connection whose handshake just came may join (peer-gate.ts). */
@@ -203,7 +207,7 @@ export class TorrentHandle implements PeerSession {
     this.#gate.delivered(peer)
     if (p !== undefined && r !== 'dup') this.#gate.sentBlock(p, begin / BLOCK_LENGTH, peer)
     if (doubled || typeof r === 'object') this.#req.cancelElsewhere(peer, index, typeof r === 'object' ? undefined : begin)
-    if (typeof r === 'object') this.#pieceDone(r)
+    if (typeof r === 'object') this.#completion.pieceDone(r)
     this.#req.refill(peer)
   }
 
@@ -264,7 +268,7 @@ export class TorrentHandle implements PeerSession {
     for (const peer of [...this.peers]) peer.destroy('torrent removed')
     await this.#disk?.close()
     await this.#store?.close()
-    this.#fail(new ImgdistError('ABORTED', 'torrent removed'))
+    this.#completion.fail(new ImgdistError('ABORTED', 'torrent removed'))
   }
 
   /** sha512 of the whole file as on disk: ready soon after `done` for a download (hashed as pieces landed) */
@@ -275,68 +279,6 @@ export class TorrentHandle implements PeerSession {
   }
 
   // ---- internals ----
-
-  #pieceDone (p: PendingPiece): void {
-    const buf = p.buf as Buffer
-    const store = this.#store as PieceStore
-    const good = store.verify(p.index, buf)
-    this.picker.settle(p, good)
-    if (!good) {
-      this.counters.hashFailures++
-      this.#banned(this.#gate.failed(p, this.peers), p.index)
-      if (p.from.size > 1) this.#req.fetchAlone(p.index)
-      store.pool.retire(buf)
-      return
-    }
-    this.#banned(this.#gate.passed(p, this.peers), p.index)
-    this.#req.fetchedAlone(p.index)
-    if (this.#trace) this.#log.trace({ piece: p.index, from: [...p.from] }, 'piece verified')
-    store.write(p.index, buf).then(() => {
-      const disk = this.#disk as WrittenPieces
-      disk.mark(p.index)
-      disk.advance()
-      this.#req.written(p.length)
-    }, (err: Error) => { this.#fail(err) })
-    for (const peer of this.peers) {
-      peer.sendHave(p.index)
-      if (!hasBit(peer.bits, p.index)) continue
-      if (peer.amInterested) this.#req.updateInterest(peer)
-    }
-    this.#checkDone()
-  }
-
-  /** Senders the gate banned (peer-gate.ts) for piece `index`: counted, logged, and a web seed among them stopped. */
-  #banned (keys: string[], index: number): void {
-    for (const key of keys) {
-      this.counters.bannedPeers.push(key)
-      if (this.counters.bannedPeers.length > MAX_BANS) this.counters.bannedPeers.shift()
-      this.#log.warn({ peer: key, piece: index }, 'peer sent a piece that failed its sha1: disconnected and banned')
-      for (const w of this.webSeeds) if (w.url === key) w.ban()
-    }
-  }
-
-  #checkDone (): void {
-    if (!this.ready || !this.picker.complete || this.#finishing) return
-    this.#finishing = true
-    this.#log.info({ ...bytesBySource(this.peers), webSeeds: this.counters.bytesFromWebSeeds, resumed: this.counters.resumedBytes }, 'bytes received per connected source')
-    for (const peer of [...this.peers]) {
-      if (peer.isSeed) peer.destroy(BOTH_SEEDS)
-      else peer.setInterested(false)
-    }
-    void (this.#store as PieceStore).flush().then(() => {
-      if (this.#settled) return
-      this.#settled = true
-      const pool = (this.#store as PieceStore).pool
-      this.#log.info({ buffersTaken: pool.taken, buffersReused: pool.reused }, 'all pieces verified and written')
-      this.#resolve()
-    })
-  }
-
-  #fail (err: Error): void {
-    if (this.#settled) return
-    this.#settled = true
-    this.#reject(err)
-  }
 
   #pumpWebSeeds (starving: boolean): void {
     if (this.paused || this.picker.complete || this.destroyed) return
