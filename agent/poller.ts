@@ -5,10 +5,11 @@ import type { Dispatcher } from 'undici'
 import { MAX_INDEX_BYTES, MAX_ROOT_BYTES, parseSignedYaml } from '../lib/document.js'
 import { ConfigError, ImgdistError, toImgdistError } from '../lib/errors.js'
 import { MAX_WAIT_SECONDS } from '../lib/held-get.js'
-import type { IndexDocument, RootDocument, SignedDocument } from '../lib/schema.js'
-import { acceptIndex, assertNotExpired, checkRootShape, verifyThreshold, walkRootChain } from '../lib/trust.js'
+import type { IndexDocument, RootDocument } from '../lib/schema.js'
+import { acceptIndex, assertNotExpired, checkRootShape, verifyThreshold } from '../lib/trust.js'
 import type { ResolvedConfig } from './config.js'
 import { fetchBytes, RetryLaterError } from './http-fetch.js'
+import { walkRoots } from './root-walk.js'
 import type { TrustStore } from './trust-store.js'
 
 /**
@@ -244,7 +245,7 @@ export class CataloguePoller extends EventEmitter {
 
   async #pollFrom (url: string, watch: boolean): Promise<Round> {
     const signal = this.#abort.signal
-    const root = await this.#walkRoots(url, signal)
+    let root = await this.#walkRoots(url, signal, this.#root as RootDocument)
     // The server answered: an error of not reaching it is over, though a held request may not
     // end for up to 50 s (status showed WATCH yes with a stale ECONNREFUSED that long).
     if (this.status.error !== undefined && TRANSPORT_CODES.has(this.status.error.code)) delete this.status.error
@@ -270,7 +271,20 @@ export class CataloguePoller extends EventEmitter {
     const body = res.body as Buffer
     const doc = parseSignedYaml(body, MAX_INDEX_BYTES, `index from ${url}`)
     const stored = await this.#trust.getIndex(this.name)
-    const acc = acceptIndex(root.signed, doc, { now: this.#now(), ...(stored !== undefined ? { last: { version: stored.version, digest: stored.digest } } : {}) })
+    const accept = (r: RootDocument): ReturnType<typeof acceptIndex> =>
+      acceptIndex(r.signed, doc, { now: this.#now(), ...(stored !== undefined ? { last: { version: stored.version, digest: stored.digest } } : {}) })
+    let acc: ReturnType<typeof acceptIndex>
+    try {
+      acc = accept(root)
+    } catch (err) {
+      // The roots were walked before a request the server may have held for 50 s: a rotation
+      // published meanwhile (new index keys, then the first index they sign) is judged too, or
+      // every watching site refused that index (THRESHOLD_NOT_MET) until its next poll.
+      const newer = await this.#walkRoots(url, signal, root)
+      if (newer === root) throw err
+      root = newer
+      acc = accept(root)
+    }
     const changed = stored === undefined || stored.digest !== acc.digest || root !== this.#root
     if (changed) {
       await this.#trust.putAccepted(this.name, root, {
@@ -292,19 +306,9 @@ export class CataloguePoller extends EventEmitter {
     return res.etag !== undefined && (!conditional || fresh) ? 'fetched' : 'quick'
   }
 
-  /** Fetches root N+1, N+2, ... until 404 and verifies the chain; returns the current root if none. */
-  async #walkRoots (indexUrl: string, signal: AbortSignal): Promise<RootDocument> {
-    const trusted = this.#root as RootDocument
-    const successors: Array<SignedDocument<unknown>> = []
-    for (let v = trusted.signed.version + 1; successors.length < 64; v++) {
-      const url = new URL(`root/${v}.yaml`, indexUrl).toString()
-      const res = await fetchBytes(this.#http, url, { maxBytes: MAX_ROOT_BYTES, signal, okStatuses: [403, 410] })
-      if (res.status !== 200) break
-      successors.push(parseSignedYaml(res.body as Buffer, MAX_ROOT_BYTES, `root v${v} from ${url}`))
-    }
-    if (successors.length === 0) return trusted
-    const next = walkRootChain(trusted, successors, this.#now())
-    this.#log.info({ catalogue: this.name, from: trusted.signed.version, to: next.signed.version }, 'root rotated')
+  async #walkRoots (indexUrl: string, signal: AbortSignal, trusted: RootDocument): Promise<RootDocument> {
+    const next = await walkRoots(this.#http, indexUrl, trusted, this.#now(), signal)
+    if (next !== trusted) this.#log.info({ catalogue: this.name, from: trusted.signed.version, to: next.signed.version }, 'root rotated')
     return next
   }
 
