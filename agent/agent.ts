@@ -2,6 +2,8 @@ import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'
 import { ConfigError, ImgdistError, toImgdistError } from '../lib/errors.js'
+import { joinHostPort } from '../lib/host-port.js'
+import { listenError } from '../lib/listen-error.js'
 import type { ActionResult, AgentStatus, TargetView } from './api.js'
 import type { ResolvedConfig } from './config.js'
 import { openDb, type AgentDb } from './db.js'
@@ -79,7 +81,7 @@ export class ImgdistAgent {
     for (const t of cfg.targets) this.#targets.push(await createTarget(t, { log: this.log.child({ target: t.name }), dataDir: cfg.dataDir, site: cfg.site, env: this.#env }))
     for (const t of this.#targets) await this.#recover(t)
     this.#swarm = new Swarm({ dataDir: cfg.dataDir, ...cfg.swarm }, this.log.child({ part: 'swarm' }), this.#http)
-    const torrentPort = await this.#swarm.listening()
+    const torrentPort = await this.#swarm.listening().catch((err: unknown) => { throw listenError(err, `TCP port ${cfg.swarm.torrentPort}`, 'swarm.torrentPort') })
     this.#reconciler = new Reconciler(cfg, { store: this.#store, swarm: this.#swarm, targets: this.#targets, pollers: this.#pollers, log: this.log, http: this.#http, settings: this.#db.sub('settings') })
     await this.#reconciler.start()
     const firstRounds = this.#pollers.map(async (p) => {
@@ -113,6 +115,7 @@ export class ImgdistAgent {
     // close() may have run while the API was being built: it found no API to close
     if (this.#closing !== undefined) { await this.#api.close(); return }
     this.apiAddress = await this.#api.listen({ host: cfg.apiHost, port: cfg.apiPort })
+      .catch((err: unknown) => { throw listenError(err, joinHostPort(cfg.apiHost, cfg.apiPort), 'api.listen') })
     if (cfg.report !== undefined) {
       this.#reporter = new Reporter({
         ...cfg.report, site: cfg.site, agentVersion: AGENT_VERSION, http: this.#http, log: this.log,

@@ -5,6 +5,7 @@ import { dataPaths } from './data-dir.js'
 import { OriginSeeder } from './seeder.js'
 import { buildServer } from './server.js'
 import { splitHostPort } from '../lib/host-port.js'
+import { listenError } from '../lib/listen-error.js'
 import { ms, type IndexServerConfig } from './server-config.js'
 
 export interface IndexDaemon {
@@ -55,7 +56,7 @@ export async function startIndexDaemon (config: IndexServerConfig, opts: { logge
     await closing
   }
   try {
-    await app.listen({ host, port })
+    await app.listen({ host, port }).catch((err: unknown) => { throw listenError(err, config.listen, '--listen, or listen: in the config') })
     const addr = app.server.address()
     const boundPort = typeof addr === 'object' && addr !== null ? addr.port : port
     const loopback = host === '0.0.0.0' || host === '::' || host === '' ? '127.0.0.1' : host

@@ -1,6 +1,7 @@
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { ImgdistError } from '../lib/errors.js'
+import { listenError } from '../lib/listen-error.js'
 import { ORIGIN_PEER_ID_PREFIX } from '../lib/peer-wire.js'
 import { Swarm } from '../swarm/swarm.js'
 import type { SeederStats } from './metrics.js'
@@ -58,7 +59,8 @@ export class OriginSeeder {
     } catch (err) {
       this.#swarm = undefined
       await swarm.close().catch(() => {})
-      throw new ImgdistError('SEEDER_START', `cannot start the origin seeder on port ${this.opts.torrentPort}: ${(err as Error).message}`, { cause: err })
+      const why = listenError(err, `TCP port ${this.opts.torrentPort}`, '--torrent-port, or seeding.torrentPort in the config').message
+      throw new ImgdistError('SEEDER_START', `cannot start the origin seeder: ${why}`, { cause: err })
     }
   }
 
