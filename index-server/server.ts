@@ -11,7 +11,7 @@ import { ImageStore } from './image-store.js'
 import { IndexWatch } from './index-watch.js'
 import { IndexMetrics } from './metrics.js'
 import { ReportStore } from './report-store.js'
-import { catalogueRoutes } from './routes/catalogue-routes.js'
+import { catalogueRoutes, YAML_TYPES } from './routes/catalogue-routes.js'
 import { fleetRoutes } from './routes/fleet-routes.js'
 import { imageRoutes } from './routes/image-routes.js'
 import { opsRoutes } from './routes/ops-routes.js'
@@ -148,7 +148,10 @@ export async function buildServer (opts: ServerOptions): Promise<FastifyInstance
     let message = e.message
     if (error instanceof ImgdistError) code = error.code
     else if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') code = 'TOO_LARGE'
-    else if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') code = 'UNSUPPORTED_MEDIA_TYPE'
+    else if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      code = 'UNSUPPORTED_MEDIA_TYPE'
+      message = mediaTypeAdvice(request.method, request.routeOptions.url, request.url.split('?')[0] ?? '', request.headers['content-type'])
+    }
     else if (e.statusCode === 429) code = 'RATE_LIMITED'
     else if (e.statusCode !== undefined && e.statusCode >= 400 && e.statusCode < 500) code = 'BAD_REQUEST'
     else code = 'INTERNAL'
@@ -185,4 +188,16 @@ export async function buildServer (opts: ServerOptions): Promise<FastifyInstance
     await checker.close()
   })
   return app
+}
+
+/**
+ * A body refused for its Content-Type before any route saw it: fastify says only "Unsupported
+ * Media Type", and `curl --data-binary @index.yaml` without -H sends a form type, so say which.
+ */
+function mediaTypeAdvice (method: string, route: string | undefined, path: string, sent: string | undefined): string {
+  const wanted = route === '/v1/index.yaml' || route === '/v1/root.yaml'
+    ? YAML_TYPES.join(', ')
+    : route === '/v1/reports' ? 'application/json' : route === '/v1/torrents/:file' ? 'application/x-bittorrent' : undefined
+  const given = `Content-Type ${sent !== undefined ? `"${sent}"` : '(none)'} is not accepted by ${method} ${path}`
+  return wanted !== undefined ? `${given}; send ${wanted}` : given
 }

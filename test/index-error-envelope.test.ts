@@ -42,6 +42,28 @@ t.test('the index server: {code, message}', async (t) => {
   ])
 })
 
+t.test('the index server: a body refused for its Content-Type says which type to send', async (t) => {
+  const { dataDir } = await makeServerDir(t)
+  const app = await buildServer({ dataDir })
+  t.teardown(async () => await app.close())
+  const url = await app.listen({ host: '127.0.0.1', port: 0 })
+  // what curl --data-binary sends without -H (fastify refuses a type no route parses before the route runs)
+  const form = 'application/x-www-form-urlencoded'
+  const cases = [
+    ['PUT', '/v1/index.yaml', form, /^Content-Type "application\/x-www-form-urlencoded" is not accepted by PUT \/v1\/index\.yaml; send application\/yaml, application\/x-yaml, text\/yaml$/],
+    ['PUT', '/v1/root.yaml', form, /is not accepted by PUT \/v1\/root\.yaml; send application\/yaml/],
+    ['POST', '/v1/reports', form, /is not accepted by POST \/v1\/reports; send application\/json$/],
+    ['PUT', `/v1/torrents/${'a'.repeat(40)}.torrent`, form, /is not accepted by PUT \/v1\/torrents\/a{40}\.torrent; send application\/x-bittorrent$/]
+  ] as const
+  for (const [method, path, type, advice] of cases) {
+    const r = await fetch(url + path, { method, headers: { 'content-type': type }, body: 'x' })
+    t.equal(r.status, 415, `${method} ${path} as ${type}`)
+    const body = await r.json() as { code: string, message: string }
+    t.equal(body.code, 'UNSUPPORTED_MEDIA_TYPE')
+    t.match(body.message, advice, body.message)
+  }
+})
+
 t.test('the agent API: {code, message}, and imgdist-agent prints the code', async (t) => {
   const ctl: AgentControl = {
     status: () => ({ site: 'test' }) as AgentStatus,
