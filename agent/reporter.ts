@@ -32,6 +32,19 @@ export function buildReport (site: string, agentVersion: string, polls: PollStat
   }
 }
 
+/**
+ * The index server's refusal as an operator reads it in `imgdist-agent status`: its code and
+ * message ("HTTP 403 SITE_UNKNOWN: site ... is not registered here; the index operator runs:
+ * ..."), not the raw JSON body cut at 200 characters. Any other body is shown as it came.
+ */
+function refusal (status: number, text: string): string {
+  try {
+    const body = JSON.parse(text) as { code?: unknown, message?: unknown }
+    if (typeof body.code === 'string' && typeof body.message === 'string') return `HTTP ${status} ${body.code}: ${body.message.slice(0, 500)}`
+  } catch {}
+  return `HTTP ${status}: ${text.slice(0, 200)}`
+}
+
 export class Reporter {
   #timer?: NodeJS.Timeout
   #key?: KeyPair
@@ -68,7 +81,7 @@ export class Reporter {
         dispatcher: this.opts.http, method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(report)
       })
       const text = await res.body.text()
-      if (res.statusCode >= 300) throw new Error(`HTTP ${res.statusCode}: ${text.slice(0, 200)}`)
+      if (res.statusCode >= 300) throw new Error(refusal(res.statusCode, text))
       this.lastSent = report.signed.sent
       delete this.lastError
       delete this.lastErrorAt
