@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { MAX_INDEX_BYTES, parseSignedYaml } from '../lib/document.js'
-import { ImgdistError, UsageError } from '../lib/errors.js'
+import { ConfigError, ImgdistError, UsageError } from '../lib/errors.js'
 import type { IndexDocument } from '../lib/schema.js'
 import { acceptIndex, checkIndexShape } from '../lib/trust.js'
 import { MAX_TORRENT_BYTES } from '../lib/torrent-meta.js'
@@ -191,6 +191,9 @@ export function parseServe (args: string[]): ServeArgs {
 export async function loadServeConfig (args: string[]): Promise<IndexServerConfig | undefined> {
   const parsed = parseServe(args)
   if (parsed.help) return undefined
-  const text = parsed.configFile === undefined ? undefined : (await readArg(parsed.configFile, 1024 * 1024, 'config')).toString('utf8')
+  // a config that cannot be read is a bad config (exit 2, as --help says), as for imgdist-agent
+  const text = parsed.configFile === undefined
+    ? undefined
+    : (await readArg(parsed.configFile, 1024 * 1024, 'config').catch((err: unknown) => { throw new ConfigError((err as Error).message) })).toString('utf8')
   return resolveServeConfig(text, parsed.configFile, parsed.flags)
 }

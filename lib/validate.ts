@@ -52,10 +52,12 @@ type Variant = TSchema & { const?: unknown, properties?: Record<string, TSchema 
  * names no field an operator could fix. So: a union of literals lists its allowed values, and a
  * union of objects told apart by a literal field (a target's `type`) is checked against the
  * branch that field picks, whose own problems are named; or the allowed values of that field.
+ * Any other union whose branches are each described or a literal (a duration or "0") says what
+ * each branch takes.
  */
 function explain (schema: TSchema, path: string, value: unknown, message: string): string[] {
   const variants = (schema as { anyOf?: Variant[] }).anyOf
-  if (variants === undefined) return [`${pointerToPath(path)}: ${describe(schema, message)}`]
+  if (variants === undefined) return [`${pointerToPath(path)}: ${describe(schema, message, value)}`]
   if (variants.every((v) => v.const !== undefined)) {
     return [`${pointerToPath(path)}: must be one of ${variants.map((v) => JSON.stringify(v.const)).join(', ')}, not ${JSON.stringify(value)}`]
   }
@@ -71,7 +73,9 @@ function explain (schema: TSchema, path: string, value: unknown, message: string
     const filled = Value.Default(branch, structuredClone(value))
     return [...checkerFor(branch).Errors(filled)].flatMap((e) => explain(e.schema, path + e.path, e.value, e.message))
   }
-  return [`${pointerToPath(path)}: ${describe(schema, message)}`]
+  const takes = variants.map((v) => v.const !== undefined ? JSON.stringify(v.const) : v.description)
+  if (value !== undefined && takes.every((d) => typeof d === 'string')) return [`${pointerToPath(path)}: ${JSON.stringify(value)} is not valid: ${takes.join('; or ')}`]
+  return [`${pointerToPath(path)}: ${describe(schema, message, value)}`]
 }
 
 /** The field whose literal value tells the object branches of a union apart, if there is one. */
@@ -82,10 +86,13 @@ function discriminant (variants: Variant[]): string | undefined {
     new Set(variants.map((v) => v.properties?.[k]?.const)).size === variants.length)
 }
 
-function describe (schema: TSchema, message: string): string {
-  const s = schema as { description?: string, pattern?: string }
-  if (typeof s.description === 'string') return `${message} (${s.description})`
-  return message
+function describe (schema: TSchema, message: string, value: unknown): string {
+  const s = schema as { description?: string, format?: string }
+  if (typeof s.description !== 'string') return message
+  // "Expected string to match 'imgdist-timer-duration-2147483647' format" names a check that
+  // means nothing to whoever edits the file; the description says what is wanted
+  if (typeof s.format === 'string' && value !== undefined) return `${JSON.stringify(value)} is not valid: ${s.description}`
+  return `${message} (${s.description})`
 }
 
 export function isValid<T extends TSchema> (schema: T, value: unknown): value is Static<T> {
