@@ -95,6 +95,7 @@ t.test('co-signing up to the threshold', async (t) => {
   const again = await sign('sign', '--index', 'index.yaml', '--key', 'bob.key', '--expires', '30d')
   t.equal(again.code, 2, 'a co-signer may not change expires')
   t.match(again.stderr, /already has 1 signature/)
+  t.match(again.stderr, /a later expiry needs a new version: imgdist-sign add \(any listed image again\) or revoke, with --index-expires DURATION/, 'and how to get a later expiry')
 
   const second = await sign('sign', '--index', 'index.yaml', '--key', 'bob.key')
   t.equal(second.code, 0, second.stderr)
@@ -105,6 +106,17 @@ t.test('co-signing up to the threshold', async (t) => {
   const twice = await sign('sign', '--index', 'index.yaml', '--key', 'bob.key')
   t.equal(twice.code, 0)
   t.equal((await sign('verify', '--root', 'root.yaml', 'index.yaml')).code, 0, 'signing twice with one key is harmless')
+
+  // an index that expired after its first signature: the co-signer is told how to renew it, not
+  // to pass --expires, which is refused once the index is signed
+  await writeFile(join(dir, 'lapsing.yaml'), await readFile(join(dir, 'index.yaml')))
+  t.equal((await sign('revoke', '--index', 'lapsing.yaml', '--id', 'alma9-20250101', '--reason', 'test')).code, 0)
+  t.equal((await sign('sign', '--index', 'lapsing.yaml', '--key', 'alice.key', '--expires', '1s')).code, 0)
+  await new Promise((resolve) => setTimeout(resolve, 1100))
+  const late = await sign('sign', '--index', 'lapsing.yaml', '--key', 'bob.key')
+  t.equal(late.code, 0, 'signed anyway')
+  t.match(late.stderr, /warning: lapsing\.yaml v\d+ expired at \S+; agents will refuse it \(a later expiry needs a new version: .*--index-expires/)
+  t.notMatch(late.stderr, /first signer can pass --expires/)
 })
 
 t.test('tampering with one byte of signed is refused', async (t) => {

@@ -45,6 +45,9 @@ EXIT STATUS
                             a key outside the root's index role, unreadable index)
 `
 
+/** How endorsers give a signed catalogue a later expiry (README, "Endorsing images"). */
+const RENEW = 'a later expiry needs a new version: imgdist-sign add (any listed image again) or revoke, with --index-expires DURATION, then sign that'
+
 export async function sign (argv: string[], io: Io): Promise<0> {
   const { values, positionals, help } = parseCommandArgs('sign', argv, {
     index: { type: 'string' }, key: { type: 'string', multiple: true }, expires: { type: 'string' }, root: { type: 'string' }
@@ -72,12 +75,14 @@ export async function sign (argv: string[], io: Io): Promise<0> {
     const expires = rfc3339(addDuration(now, lifetime))
     if (doc.signatures.length > 0 && expires !== doc.signed.expires) {
       throw new UsageError(`sign: ${path} v${doc.signed.version} already has ${doc.signatures.length} signature(s) for expires ${doc.signed.expires}; ` +
-        '--expires would change the signed content and invalidate them. Sign without --expires to co-sign')
+        `--expires would change the signed content and invalidate them. Sign without --expires to co-sign; ${RENEW}`)
     }
     if (expires !== doc.signed.expires) doc = { signed: { ...doc.signed, expires }, signatures: [] }
   }
   if (Date.parse(doc.signed.expires) <= now.getTime()) {
-    note(io, `warning: ${path} v${doc.signed.version} expired at ${doc.signed.expires}; agents will refuse it (the first signer can pass --expires)`)
+    // once signed, its expiry is fixed: "the first signer can pass --expires" sent co-signers of an expired index to a refusal
+    const remedy = doc.signatures.length === 0 ? 'the first signer can pass --expires' : RENEW
+    note(io, `warning: ${path} v${doc.signed.version} expired at ${doc.signed.expires}; agents will refuse it (${remedy})`)
   }
   for (const k of keys) doc = addSignature(doc, k)
   await saveDocument(path, doc)
