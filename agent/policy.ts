@@ -43,7 +43,7 @@ export function decide (policy: ResolvedPolicy, catalogue: string, e: ImageEntry
   if (policy.allow.length > 0 && !policy.allow.some((r) => ruleMatches(r, catalogue, e))) {
     return { verdict: 'rejected', reason: 'matches no allow rule' }
   }
-  if (policy.approval === 'manual' && !manuallyApproved) return { verdict: 'awaiting-approval', reason: 'policy.approval is manual' }
+  if (policy.approval === 'manual' && !manuallyApproved) return { verdict: 'awaiting-approval', reason: `policy.approval is manual; to fetch it: imgdist-agent approve ${e.id}` }
   return { verdict: 'approved', reason: manuallyApproved ? 'approved by an operator' : 'approved by policy' }
 }
 

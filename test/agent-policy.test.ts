@@ -24,6 +24,7 @@ t.test('policy: deny rule, manual approval through the CLI, revocation retires p
   await waitFor('manual approval pending', async () => (await imagesOf(a)).find((i) => i.id === 'manual-one' && i.state === 'awaiting-approval'))
   const table = await cli('images')
   t.match(table, /manual-one\s+1\.0\s+awaiting-approval/, 'the images table shows the waiting image')
+  t.match(table, /awaiting-approval .*policy\.approval is manual; to fetch it: imgdist-agent approve manual-one$/m, 'and the command that lets it go')
 
   t.match(await cli('approve', 'manual-one'), /approved manual-one/)
   // an approval is not a way round a deny rule, and says so instead of "approved"
