@@ -57,8 +57,9 @@ ENVIRONMENT
                         credentials come from when the config does not say (docs/glance.md)
 
 EXIT STATUS
-    0 success; 1 failure (agent unreachable, unknown image, runtime error); 2 bad usage or an
-    invalid config.
+    0 success; 1 failure (agent unreachable, unknown image, an action refused: POLICY_REJECTED,
+    NOT_FAILED; a runtime error, e.g. LISTEN_FAILED: a port in use); 2 bad usage or an invalid
+    config.
 `
 
 /** What a usage error prints after its one line: the synopsis, not the whole page. */

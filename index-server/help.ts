@@ -28,7 +28,8 @@ COMMANDS
            PUBKEY is "ed25519:<base64>" or a file holding it. Safe while the server runs.
 
 EXIT STATUS
-  0 success; 1 a verification failure or runtime error; 2 bad usage or an invalid config.
+  0 success; 1 a verification failure or runtime error (e.g. LISTEN_FAILED: the --listen address
+  is in use); 2 bad usage or an invalid (or unreadable) config.
 
 Run "imgdist-index help serve" for the server's options and endpoints.
 `
@@ -68,7 +69,8 @@ REFUSALS
   DUPLICATE_ID UNSAFE_NAME TORRENT_INVALID BAD_REQUEST, 403 SIGNATURE_INVALID SIGNATURE_MISSING
   THRESHOLD_NOT_MET SITE_UNKNOWN, 404 NOT_FOUND, 409 ROLLBACK VERSION_GAP VERSION_NOT_RAISED
   NAME_MISMATCH, 413 TOO_LARGE PARSE_LIMIT, 415 UNSUPPORTED_MEDIA_TYPE, 422 EXPIRED
-  HASH_MISMATCH, 429 RATE_LIMITED. A refused publish changes nothing on disk. Uploaded
+  HASH_MISMATCH, 429 RATE_LIMITED; 503 SHUTTING_DOWN (a held GET of index.yaml at shutdown,
+  with Retry-After: 1). A refused publish changes nothing on disk. Uploaded
   documents are parsed and verified in a worker thread (at most 768 MiB of heap and 30 s, set
   by limits.uploadCheckMemory and limits.uploadCheckTime in the config; beyond either,
   PARSE_LIMIT), so the server answers other requests meanwhile.
