@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { pino } from 'pino'
+import { dropOutputOnClosedPipe } from '../lib/closed-pipe.js'
 import { ConfigError, ImgdistError, UsageError } from '../lib/errors.js'
 import { AGENT_VERSION, ImgdistAgent } from './agent.js'
 import { CLI_SYNOPSIS, CLI_USAGE, runCli } from './cli.js'
@@ -45,6 +46,8 @@ async function run (argv: string[]): Promise<void> {
 
 async function main (): Promise<number> {
   const argv = process.argv.slice(2)
+  // the daemon's logs keep Node's behaviour; the operator commands' output may go to `| head`
+  if (argv[0] !== 'run') dropOutputOnClosedPipe(process.stdout)
   // `imgdist-agent run --help` as well as `imgdist-agent --help`: one page describes every command
   if (argv[0] === undefined || argv[0] === 'help' || argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(CLI_USAGE)

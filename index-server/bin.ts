@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { dropOutputOnClosedPipe } from '../lib/closed-pipe.js'
 import { ConfigError, ImgdistError, UsageError } from '../lib/errors.js'
 import { cmdImport, cmdInit, cmdSites, helpFor, loadServeConfig, type CliIo } from './cli.js'
 import { startIndexDaemon } from './daemon.js'
@@ -32,6 +33,8 @@ async function serve (args: string[]): Promise<number | undefined> {
 
 async function main (argv: string[]): Promise<number | undefined> {
   const [cmd, ...rest] = argv
+  // the server's logs keep Node's behaviour; a command's output may go to `| head`
+  if (cmd !== 'serve') dropOutputOnClosedPipe(process.stdout)
   const io: CliIo = { out: (line) => process.stdout.write(line.endsWith('\n') ? line : line + '\n'), now: () => new Date() }
   switch (cmd) {
     case 'init': return await cmdInit(rest, io)
