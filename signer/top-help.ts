@@ -26,7 +26,8 @@ COMMANDS
     revoke      --index F --id ID --reason TEXT     withdraw an image (drops signatures)
     sign        --index F --key KEY [--expires D]   add an index key's signature (co-sign)
     verify      --root ROOT DOC                     check an index or a new root
-    publish     --server URL --index F [--root F]   upload to an imgdist-index server
+    publish     --server URL --index F [--root F]   upload to an imgdist-index server, with
+                [--image ID=FILE]...                the torrents and the images' bytes
     help        [COMMAND]                           show this help, or a command's
 
     Durations are written 90s, 15m, 12h, 14d or 2w; times as RFC 3339 UTC.
@@ -50,7 +51,8 @@ EXAMPLES
     imgdist-sign sign --index index.yaml --key alice.key --expires 14d
     imgdist-sign sign --index index.yaml --key bob.key
     imgdist-sign verify --root root.yaml index.yaml
-    imgdist-sign publish --server https://index.example.org --index index.yaml
+    imgdist-sign publish --server https://index.example.org --index index.yaml \\
+        --image alma9-20250101=alma9.qcow2
 
 EXIT STATUS
     0   success
