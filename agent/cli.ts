@@ -105,7 +105,14 @@ async function call (method: 'GET' | 'POST', url: string): Promise<unknown> {
     // {code, message}; an agent started before session 22 (not yet restarted) still answers {error: {code, message}}
     const b = (typeof body === 'object' && body !== null ? body : {}) as { code?: unknown, message?: unknown, error?: { code?: unknown, message?: unknown } }
     const e = typeof b.code === 'string' ? b : typeof b.error === 'object' && b.error !== null ? b.error : {}
-    throw new ImgdistError(typeof e.code === 'string' ? e.code : 'HTTP_ERROR', typeof e.message === 'string' ? e.message : `HTTP ${res.statusCode}`)
+    const code = typeof e.code === 'string' ? e.code : 'HTTP_ERROR'
+    const message = typeof e.message === 'string' ? e.message : `HTTP ${res.statusCode}`
+    // an agent has every route this CLI calls (its 404s name an image): a server without them is
+    // something else (the index server's URL given as --api, say), which "no route" left to guess
+    if (res.statusCode === 404 && (code !== 'NOT_FOUND' || message.startsWith('no route'))) {
+      throw new ImgdistError(code, `${url}: ${message}; is --api the address of an imgdist-agent's api.listen?`)
+    }
+    throw new ImgdistError(code, message)
   }
   return body
 }
