@@ -1,6 +1,7 @@
 import type { Static, TSchema } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { parse } from 'yaml'
+import { yamlProblemLine } from './document.js'
 import { ConfigError } from './errors.js'
 import { schemaProblems } from './validate.js'
 
@@ -17,7 +18,7 @@ export function loadConfig<T extends TSchema> (schema: T, text: string, what: st
   try {
     raw = parse(text, { schema: 'core', merge: false, uniqueKeys: true, maxAliasCount: 16 })
   } catch (err) {
-    throw new ConfigError(`${what} is not valid YAML`, [String((err as Error).message).split('\n')[0] ?? ''])
+    throw new ConfigError(`${what} is not valid YAML`, [yamlProblemLine(String((err as Error).message))])
   }
   return validateConfig(schema, raw ?? {}, what)
 }

@@ -57,7 +57,7 @@ export function parseSignedYaml (input: Uint8Array | string, maxBytes: number, w
   try {
     const doc = parseYamlDocument(text, { schema: 'core', merge: false, uniqueKeys: true, prettyErrors: false, strict: true })
     const problem = doc.errors[0] ?? doc.warnings[0]
-    if (problem !== undefined) throw new TrustError('YAML_INVALID', `${what} is not valid YAML: ${firstLine(problem.message)}`)
+    if (problem !== undefined) throw new TrustError('YAML_INVALID', `${what} is not valid YAML: ${yamlProblemLine(problem.message)}`)
     // Explicit tags (!!binary, !!set, custom ones) have no place in a catalogue: refuse them all.
     visit(doc, {
       Node (_key, node) {
@@ -70,14 +70,15 @@ export function parseSignedYaml (input: Uint8Array | string, maxBytes: number, w
     if (err instanceof TrustError) throw err
     const msg = (err as Error).message
     if (/alias/i.test(msg)) throw new TrustError('ALIAS_LIMIT', `${what} uses too many YAML aliases (limit ${MAX_YAML_ALIASES})`, { cause: err })
-    throw new TrustError('YAML_INVALID', `${what} is not valid YAML: ${firstLine(msg)}`, { cause: err })
+    throw new TrustError('YAML_INVALID', `${what} is not valid YAML: ${yamlProblemLine(msg)}`, { cause: err })
   }
   const problems = schemaProblems(Envelope, value)
   if (problems.length > 0) throw new TrustError('SCHEMA_INVALID', `${what} is not a signed document {signed, signatures}: ${problems.join('; ')}`)
   return value as SignedDocument<unknown>
 }
 
-function firstLine (s: string): string { return s.split('\n')[0] ?? s }
+/** yaml's message without its code frame: the first line, less the colon that led into the frame. */
+export function yamlProblemLine (s: string): string { return (s.split('\n')[0] ?? s).replace(/:\s*$/, '') }
 
 /**
  * Counts tokens and collection nesting with yaml's Lexer, which yields flat tokens and keeps no

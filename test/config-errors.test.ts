@@ -12,7 +12,8 @@ import { indexCli } from './index-fixture.js'
  * what it takes, in words. A bounded duration used to be described by the name of its internal
  * check ("Expected string to match 'imgdist-timer-duration-2147483647' format"), and a duration
  * or "0" only as "Expected union value". A config file imgdist-index cannot read exits 2 (bad
- * config), as imgdist-agent's does and both --help pages say; it exited 1.
+ * config), as imgdist-agent's does and both --help pages say; it exited 1. A file that is not
+ * YAML ended its one line with the colon that led into the parser's code frame.
  */
 
 const execp = promisify(execFile)
@@ -55,6 +56,12 @@ t.test('imgdist-index serve: a bad duration in words; an unreadable config file 
   t.equal(bad.code, 2)
   t.match(bad.stderr, /limits\.idleTimeout: "5x" is not valid: drop a connection idle for this long: a duration like 2m/)
   t.notMatch(bad.stderr, /imgdist-timer-duration/)
+
+  // not YAML: the parser's reason and where, with no dangling colon that led into its code frame
+  await writeFile(cfg, 'listen: [oops\n')
+  const notYaml = await indexCli(['serve', '--config', cfg])
+  t.equal(notYaml.code, 2)
+  t.match(notYaml.stderr, /^imgdist-index: CONFIG_INVALID: \S+ is not valid YAML: .* at line 2, column 1\n$/, notYaml.stderr)
 
   const missing = await indexCli(['serve', '--config', join(dir, 'nonexistent.yaml')])
   t.equal(missing.code, 2, 'exit 2, as for imgdist-agent run --config with a missing file')

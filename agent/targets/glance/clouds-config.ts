@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parse } from 'yaml'
 import { ConfigError } from '../../../lib/errors.js'
+import { yamlProblemLine } from '../../../lib/document.js'
 import type { GlanceInlineAuth, GlanceTargetConfig } from './config-schema.js'
 
 /**
@@ -95,7 +96,7 @@ function readYaml (path: string, explicit: boolean): Record<string, unknown> | u
     const doc = parse(text, { schema: 'core', maxAliasCount: 16 }) as unknown
     return typeof doc === 'object' && doc !== null ? doc as Record<string, unknown> : {}
   } catch (err) {
-    throw new ConfigError(`${path} is not valid YAML`, [String((err as Error).message).split('\n')[0] ?? ''])
+    throw new ConfigError(`${path} is not valid YAML`, [yamlProblemLine(String((err as Error).message))])
   }
 }
 
