@@ -71,7 +71,7 @@ t.test('imgdist-agent pointed at a server that is not an agent (--api with the i
   const url = await app.listen({ host: '127.0.0.1', port: 0 })
   for (const args of [['status'], ['approve', 'some-image']]) {
     const r = await run(process.execPath, [AGENT_BIN, ...args, '--api', url]).then(() => ({ code: 0, stderr: '' }), (err: { code: number, stderr: string }) => err)
-    t.equal(r.code, 1, args[0])
+    t.equal(r.code, 1, args.join(' '))
     t.match(r.stderr, /^imgdist-agent: NOT_FOUND: http:\/\/127\.0\.0\.1:\d+\/v1\/\S+: no route .*; is --api the address of an imgdist-agent's api\.listen\?\n$/, r.stderr)
   }
 })
