@@ -52,8 +52,8 @@ type Variant = TSchema & { const?: unknown, properties?: Record<string, TSchema 
  * names no field an operator could fix. So: a union of literals lists its allowed values, and a
  * union of objects told apart by a literal field (a target's `type`) is checked against the
  * branch that field picks, whose own problems are named; or the allowed values of that field.
- * Any other union whose branches are each described or a literal (a duration or "0") says what
- * each branch takes.
+ * Any other union says what it takes: its own description, or each branch's (a described
+ * string, a literal).
  */
 function explain (schema: TSchema, path: string, value: unknown, message: string): string[] {
   const variants = (schema as { anyOf?: Variant[] }).anyOf
@@ -73,7 +73,8 @@ function explain (schema: TSchema, path: string, value: unknown, message: string
     const filled = Value.Default(branch, structuredClone(value))
     return [...checkerFor(branch).Errors(filled)].flatMap((e) => explain(e.schema, path + e.path, e.value, e.message))
   }
-  const takes = variants.map((v) => v.const !== undefined ? JSON.stringify(v.const) : v.description)
+  const own = (schema as { description?: string }).description
+  const takes = typeof own === 'string' ? [own] : variants.map((v) => v.const !== undefined ? JSON.stringify(v.const) : v.description)
   if (value !== undefined && takes.every((d) => typeof d === 'string')) return [`${pointerToPath(path)}: ${JSON.stringify(value)} is not valid: ${takes.join('; or ')}`]
   return [`${pointerToPath(path)}: ${describe(schema, message, value)}`]
 }

@@ -93,7 +93,7 @@ t.test('config: a duration parseDuration refuses (0, too many digits) is refused
   for (const bad of ['0s', '0d', '99999999999999999999w']) {
     t.same(problems(`policy: { retireGrace: ${bad} }\nlogLevel: loud\n`).sort(), [
       'logLevel: must be one of "fatal", "error", "warn", "info", "debug", "trace", not "loud"',
-      'policy.retireGrace: Expected union value (how long to wait before retiring an image: "0" (at once) or a duration like 1h (s, m, h, d, w), above 0)'
+      `policy.retireGrace: ${JSON.stringify(bad)} is not valid: how long to wait before retiring an image: "0" (at once) or a duration like 1h (s, m, h, d, w), above 0`
     ], `retireGrace: ${bad}`)
   }
   t.match(problems('retry: { initial: 0s }\n'), [/^retry\.initial: .*above 0/], 'a timer duration of 0 too')
@@ -303,7 +303,7 @@ t.test('imgdist-agent run with a config that does not validate exits 2, as --hel
   await writeFile(path, minimal.replace('site-a', 'Site A') + 'policy: { retireGrace: 0d }\n')
   const zero = spawnSync(process.execPath, [AGENT_BIN, 'run', '--config', path], { encoding: 'utf8' })
   t.equal(zero.status, 2, 'exit 2')
-  t.match(zero.stderr, /^imgdist-agent: CONFIG_INVALID: agent config .* is invalid: .*site: .*policy\.retireGrace: Expected union value \(how long to wait before retiring an image: "0" \(at once\) or a duration/)
+  t.match(zero.stderr, /^imgdist-agent: CONFIG_INVALID: agent config .* is invalid: .*site: .*policy\.retireGrace: "0d" is not valid: how long to wait before retiring an image: "0" \(at once\) or a duration/)
   t.equal(zero.stderr.trim().split('\n').length, 1, 'one line')
   const missing = spawnSync(process.execPath, [AGENT_BIN, 'run', '--config', join(dir, 'nope.yaml')], { encoding: 'utf8' })
   t.equal(missing.status, 2, 'a config that cannot be read: exit 2 too')

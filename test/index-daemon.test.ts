@@ -145,7 +145,7 @@ t.test('durations parseDuration refuses (0, too many digits) are refused by the 
   const err = t.throws(() => resolveServeConfig('cache: { indexMaxAge: 0m }\nfleet: { staleAfter: 0s, refresh: 99999999999999999999s }\nseeding: { rescanInterval: 0s }\n', 'index.yaml', { dataDir: '/d' })) as { code?: string, problems?: string[] }
   t.equal(err.code, 'CONFIG_INVALID')
   t.match(err.problems?.slice().sort(), [
-    /^cache\.indexMaxAge: .*Cache-Control max-age of index\.yaml and root\.yaml: a duration like 30s \(s, m, h, d, w\), above 0\)$/,
+    /^cache\.indexMaxAge: .*Cache-Control max-age of index\.yaml and root\.yaml: a duration like 30s \(s, m, h, d, w\), above 0$/,
     /^fleet\.refresh: .*refresh period of the fleet page: .*above 0/,
     /^fleet\.staleAfter: .*shown as stale: .*above 0/,
     /^seeding\.rescanInterval: .*above 0 and at most 24d/
