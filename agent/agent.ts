@@ -6,6 +6,7 @@ import { joinHostPort } from '../lib/host-port.js'
 import { listenError } from '../lib/listen-error.js'
 import type { ActionResult, AgentStatus, TargetView } from './api.js'
 import type { ResolvedConfig } from './config.js'
+import { reserveAddress, type AddressReservation } from './address-reservation.js'
 import { openDb, type AgentDb } from './db.js'
 import { Swarm } from '../swarm/swarm.js'
 import { makeDispatcher } from './http-fetch.js'
@@ -50,6 +51,8 @@ export class ImgdistAgent {
   #pollers: CataloguePoller[] = []
   #reconciler?: Reconciler
   #api?: FastifyInstance
+  /** the API's address, held from the start until the API listens on it */
+  #apiReservation?: AddressReservation
   #reporter?: Reporter
   #http: Dispatcher = makeDispatcher()
   #closing?: Promise<void>
@@ -67,6 +70,8 @@ export class ImgdistAgent {
 
   async start (): Promise<void> {
     const cfg = this.cfg
+    const apiAddress = joinHostPort(cfg.apiHost, cfg.apiPort)
+    this.#apiReservation = await reserveAddress(cfg.apiHost, cfg.apiPort).catch((err: unknown) => { throw listenError(err, apiAddress, 'api.listen') })
     this.#db = await openDb(cfg.dataDir)
     this.#store = new StateStore(this.#db.sub('images'))
     await this.#store.load()
@@ -114,8 +119,9 @@ export class ImgdistAgent {
     })
     // close() may have run while the API was being built: it found no API to close
     if (this.#closing !== undefined) { await this.#api.close(); return }
+    await this.#apiReservation?.release()
     this.apiAddress = await this.#api.listen({ host: cfg.apiHost, port: cfg.apiPort })
-      .catch((err: unknown) => { throw listenError(err, joinHostPort(cfg.apiHost, cfg.apiPort), 'api.listen') })
+      .catch((err: unknown) => { throw listenError(err, apiAddress, 'api.listen') })
     if (cfg.report !== undefined) {
       this.#reporter = new Reporter({
         ...cfg.report, site: cfg.site, agentVersion: AGENT_VERSION, http: this.#http, log: this.log,
@@ -217,6 +223,7 @@ export class ImgdistAgent {
 
   async #close (): Promise<void> {
     this.log.info('stopping')
+    await this.#apiReservation?.release()
     await this.#api?.close()
     await this.#reporter?.close()
     await Promise.all(this.#pollers.map(async (p) => { await p.close() }))

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process'
+import { createServer as createHttpServer } from 'node:http'
 import { createServer, type Server } from 'node:net'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -48,11 +49,19 @@ t.test('imgdist-index serve: the HTTP port and the torrent port in use', async (
 t.test('imgdist-agent run: the API port and the torrent port in use', async (t) => {
   const { dir, fx } = await makeServerDir(t)
   const port = await occupied(t)
-  const sub = { subscriptions: [{ url: 'http://127.0.0.1:9/v1/index.yaml', root: fx.rootPath, pollInterval: '1m' }] }
+  // the catalogue's server counts what the agent asked before it gave up
+  let requests = 0
+  const catalogue = createHttpServer((_req, res) => { requests++; res.writeHead(404).end() })
+  await new Promise<void>((resolve) => { catalogue.listen(0, '127.0.0.1', resolve) })
+  t.teardown(async () => { await new Promise((resolve) => catalogue.close(resolve)) })
+  const { port: cataloguePort } = catalogue.address() as { port: number }
+  const sub = { subscriptions: [{ url: `http://127.0.0.1:${cataloguePort}/v1/index.yaml`, root: fx.rootPath, pollInterval: '1m' }] }
   const api = await agentRun(await writeAgentConfig(join(dir, 'api'), 'site-p', { ...sub, api: { listen: `127.0.0.1:${port}` } }))
   t.equal(api.code, 1, 'a runtime failure')
   t.match(api.stderr, new RegExp(`^imgdist-agent: LISTEN_FAILED: cannot listen on 127\\.0\\.0\\.1:${port} \\(api\\.listen\\): another process already listens there`))
   t.equal(api.stderr.trim().split('\n').length, 1, 'one line')
+  // found before the first catalogue round: under Restart=on-failure no download starts and stops every few seconds
+  t.equal(requests, 0, 'the API port is checked before the catalogue is fetched')
 
   const torrent = await agentRun(await writeAgentConfig(join(dir, 'torrent'), 'site-q', {
     ...sub, swarm: { torrentPort: port, dht: { enabled: false }, lsd: false }
