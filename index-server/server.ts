@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import rateLimit from '@fastify/rate-limit'
 import { ImgdistError } from '../lib/errors.js'
 import { MAX_WAIT_SECONDS } from '../lib/held-get.js'
@@ -72,7 +72,11 @@ export async function buildServer (opts: ServerOptions): Promise<FastifyInstance
     keepAliveTimeout: 10_000,
     requestTimeout: 0, // multi-GiB uploads may legitimately take hours; the idle timeout guards stalls
     return503OnClosing: true,
-    forceCloseConnections: 'idle'
+    forceCloseConnections: 'idle',
+    // Fastify's two info lines per request ("incoming request", "request completed") would fill
+    // the journal: every watching site holds a GET of index.yaml open and renews it, and reports
+    // and tracker announces come on their own clocks. One line per request at debug instead.
+    logController: new LogController({ disableRequestLogging: true })
   })
 
   const images = new ImageStore(paths)
@@ -139,6 +143,7 @@ export async function buildServer (opts: ServerOptions): Promise<FastifyInstance
     reply.raw.once('close', () => {
       metrics.inFlight.dec({ method })
       metrics.requests.inc({ method, route: request.routeOptions.url ?? 'unmatched', status: String(reply.raw.statusCode) })
+      request.log.debug({ method, url: request.url, statusCode: reply.raw.statusCode, ms: Math.round(reply.elapsedTime) }, 'request')
     })
   })
 
