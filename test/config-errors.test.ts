@@ -1,10 +1,8 @@
-import { execFile } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
 import t from 'tap'
-import { AGENT_BIN } from './helpers/agent-proc.js'
+import { agentRun } from './helpers/agent-proc.js'
 import { indexCli } from './index-fixture.js'
 
 /**
@@ -15,18 +13,6 @@ import { indexCli } from './index-fixture.js'
  * config), as imgdist-agent's does and both --help pages say; it exited 1. A file that is not
  * YAML ended its one line with the colon that led into the parser's code frame.
  */
-
-const execp = promisify(execFile)
-
-async function agentRun (configPath: string): Promise<{ code: number, stderr: string }> {
-  try {
-    await execp(process.execPath, [AGENT_BIN, 'run', '--config', configPath], { timeout: 30_000 })
-    return { code: 0, stderr: '' }
-  } catch (err) {
-    const e = err as { code: number, stderr: string }
-    return { code: e.code, stderr: e.stderr }
-  }
-}
 
 t.test('imgdist-agent: durations out of bounds, or neither a duration nor "0", are named with what they take', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'imgdist-config-errors-'))

@@ -1,10 +1,8 @@
-import { execFile } from 'node:child_process'
 import { createServer as createHttpServer } from 'node:http'
 import { createServer, type Server } from 'node:net'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
 import t from 'tap'
-import { AGENT_BIN, writeAgentConfig } from './helpers/agent-proc.js'
+import { agentRun, writeAgentConfig } from './helpers/agent-proc.js'
 import { indexCli, makeServerDir } from './index-fixture.js'
 
 /**
@@ -14,23 +12,11 @@ import { indexCli, makeServerDir } from './index-fixture.js'
  * (README: every error is `<program>: CODE: message`). The built programs, real sockets.
  */
 
-const execp = promisify(execFile)
-
 async function occupied (t: { teardown: (fn: () => unknown) => void }): Promise<number> {
   const s: Server = createServer()
   await new Promise<void>((resolve) => { s.listen(0, '127.0.0.1', resolve) })
   t.teardown(async () => { await new Promise((resolve) => s.close(resolve)) })
   return (s.address() as { port: number }).port
-}
-
-async function agentRun (configPath: string): Promise<{ code: number, stderr: string }> {
-  try {
-    await execp(process.execPath, [AGENT_BIN, 'run', '--config', configPath], { timeout: 30_000 })
-    return { code: 0, stderr: '' }
-  } catch (err) {
-    const e = err as { code: number, stderr: string }
-    return { code: e.code, stderr: e.stderr }
-  }
 }
 
 t.test('imgdist-index serve: the HTTP port and the torrent port in use', async (t) => {

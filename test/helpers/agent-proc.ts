@@ -8,6 +8,17 @@ import { stringify } from 'yaml'
 
 export const AGENT_BIN = resolve('dist/bin/imgdist-agent.js')
 
+/** `imgdist-agent run --config FILE` to its end (a start that fails): exit code and stderr. */
+export async function agentRun (configPath: string): Promise<{ code: number, stderr: string }> {
+  try {
+    await promisify(execFile)(process.execPath, [AGENT_BIN, 'run', '--config', configPath], { timeout: 30_000 })
+    return { code: 0, stderr: '' }
+  } catch (err) {
+    const e = err as { code: number, stderr: string }
+    return { code: e.code, stderr: e.stderr }
+  }
+}
+
 export interface AgentProc {
   site: string
   dir: string
