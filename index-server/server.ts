@@ -16,7 +16,7 @@ import { fleetRoutes } from './routes/fleet-routes.js'
 import { imageRoutes } from './routes/image-routes.js'
 import { opsRoutes } from './routes/ops-routes.js'
 import { reportRoutes } from './routes/report-routes.js'
-import { torrentRoutes } from './routes/torrent-routes.js'
+import { TORRENT_TYPE, torrentRoutes } from './routes/torrent-routes.js'
 import { SeedSet } from './seed-set.js'
 import type { OriginSeeder } from './seeder.js'
 import { SiteKeys } from './site-keys.js'
@@ -202,7 +202,7 @@ export async function buildServer (opts: ServerOptions): Promise<FastifyInstance
 function mediaTypeAdvice (method: string, route: string | undefined, path: string, sent: string | undefined): string {
   const wanted = route === '/v1/index.yaml' || route === '/v1/root.yaml'
     ? YAML_TYPES.join(', ')
-    : route === '/v1/reports' ? 'application/json' : route === '/v1/torrents/:file' ? 'application/x-bittorrent' : undefined
+    : route === '/v1/reports' ? 'application/json' : route === '/v1/torrents/:file' ? TORRENT_TYPE : undefined
   const given = `Content-Type ${sent !== undefined ? `"${sent}"` : '(none)'} is not accepted by ${method} ${path}`
   return wanted !== undefined ? `${given}; send ${wanted}` : given
 }

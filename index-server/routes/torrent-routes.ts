@@ -7,12 +7,15 @@ import { baseUrl, type IndexContext } from '../context.js'
 import { refuse } from '../http-errors.js'
 import { injectSources } from '../torrent-store.js'
 
+/** what a .torrent is served as, and the type a PUT of one should carry (application/octet-stream is taken too) */
+export const TORRENT_TYPE = 'application/x-bittorrent'
+
 const Params = Type.Object({ file: Type.String({ pattern: '^[0-9a-f]{40}\\.torrent$' }) })
 
 /** .torrent files of the listed images; served with this server's tracker and web seed added. */
 export async function torrentRoutes (app: FastifyInstance, { ctx }: { ctx: IndexContext }): Promise<void> {
   const r = app.withTypeProvider<TypeBoxTypeProvider>()
-  r.addContentTypeParser(['application/x-bittorrent', 'application/octet-stream'], { parseAs: 'buffer' }, (_req, body, done) => { done(null, body) })
+  r.addContentTypeParser([TORRENT_TYPE, 'application/octet-stream'], { parseAs: 'buffer' }, (_req, body, done) => { done(null, body) })
 
   const entryFor = (file: string): ReturnType<typeof find> => find(ctx, file.slice(0, 40))
 
@@ -32,7 +35,7 @@ export async function torrentRoutes (app: FastifyInstance, { ctx }: { ctx: Index
     // cache serve that to others.
     if (injects && base.vary !== undefined) reply.header('Vary', base.vary).header('Cache-Control', 'private, max-age=300')
     else reply.header('Cache-Control', 'public, max-age=300')
-    return await reply.type('application/x-bittorrent')
+    return await reply.type(TORRENT_TYPE)
       .header('Content-Disposition', `attachment; filename="${entry.id}.torrent"`).send(Buffer.from(bytes))
   })
 
@@ -44,7 +47,7 @@ export async function torrentRoutes (app: FastifyInstance, { ctx }: { ctx: Index
     const entry = entryFor(request.params.file)
     try {
       if (entry === undefined) throw new ImgdistError('NOT_FOUND', `no image of the current index has info hash ${request.params.file.slice(0, 40)}`)
-      if (!Buffer.isBuffer(request.body)) throw new ImgdistError('UNSUPPORTED_MEDIA_TYPE', 'send the torrent as application/x-bittorrent')
+      if (!Buffer.isBuffer(request.body)) throw new ImgdistError('UNSUPPORTED_MEDIA_TYPE', `send the torrent as ${TORRENT_TYPE}`)
       await ctx.torrents.store(entry, request.body)
     } catch (err) {
       const e = toImgdistError(err)
