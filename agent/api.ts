@@ -61,8 +61,19 @@ export interface AgentControl {
  */
 function refusal (code: string, message: string): { code: string, message: string } { return { code, message } }
 
+/**
+ * The API declares no schemas, so it needs neither of fastify's compilers; left to itself,
+ * fastify loads ajv and fast-json-stringify at every start to build both (about 15 ms of CPU of
+ * an agent's start, which bench:swarm pays seven times on two cores). A route that adds a schema
+ * gets this error rather than a silently unchecked body.
+ */
+const noSchemas = {
+  buildValidator: () => () => { throw new Error('the agent API compiles no schemas: declare a validator in the route handler, or remove noSchemas in agent/api.ts') },
+  buildSerializer: () => () => { throw new Error('the agent API compiles no schemas: declare a serializer in the route handler, or remove noSchemas in agent/api.ts') }
+}
+
 export async function createApi (ctl: AgentControl): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false, bodyLimit: 64 * 1024 })
+  const app = Fastify({ logger: false, bodyLimit: 64 * 1024, schemaController: { compilersFactory: noSchemas } })
   // fastify's own errors (a bad body, an unknown route, a throw) would otherwise be {statusCode, error, message}
   app.setErrorHandler(async (error, _req, reply) => {
     const e = error as Error & { statusCode?: number }

@@ -4,6 +4,7 @@
 //   dist/bin/<name>.bundle.js  the program and its dependencies, CommonJS (esbuild), stored as the
 //                              module function bin-loader.cjs runs, ASCII only (loaderReady below)
 //   dist/bin/<name>.v8-cache   V8 code cache of the bundle, written by running `<name> --help`
+//                              (the agent's: by starting it, build/agent-start-cache.mjs)
 //   dist/bin/*-worker.js       worker threads' code, bundled on their own
 //
 // CommonJS, not ESM, because only a CommonJS script can be given a code cache on Node 20; see
@@ -13,6 +14,7 @@ import { chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { build } from 'esbuild'
+import { writeAgentStartCache } from './agent-start-cache.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const out = join(root, 'dist', 'bin')
@@ -34,12 +36,12 @@ const common = {
   format: 'cjs',
   target: 'node20',
   outdir: out,
-  external: ['classic-level', 'utp-native'],
+  external: ['utp-native'],
   logLevel: 'warning',
   // the sources are ES modules: import.meta.url (the workers' paths) becomes the bundle's own URL
   define: { 'import.meta.url': '__imgdist_meta_url' },
   banner: { js: "var __imgdist_meta_url = require('node:url').pathToFileURL(__filename).href;" },
-  plugins: [noWebGlobalsAtLoad()]
+  plugins: [noWebGlobalsAtLoad(), classicLevelBindingOutside()]
 }
 
 /**
@@ -73,6 +75,25 @@ function noWebGlobalsAtLoad () {
 }
 
 /**
+ * classic-level's JavaScript (and abstract-level's under it) goes into the bundle, and so into
+ * its code cache: outside, it was compiled from source at every start, 17 ms of a lone agent's.
+ * Only its binding.js stays outside, required by package path at run time: it finds the native
+ * LevelDB addon relative to its own directory (node-gyp-build(__dirname)), which a bundled copy
+ * would look for in dist/bin.
+ */
+function classicLevelBindingOutside () {
+  return {
+    name: 'classic-level-binding-outside',
+    setup (b) {
+      b.onResolve({ filter: /^\.\/binding(\.js)?$/ }, (args) => {
+        if (!/[\\/]node_modules[\\/]classic-level[\\/]/.test(args.importer)) return undefined
+        return { path: 'classic-level/binding.js', external: true }
+      })
+    }
+  }
+}
+
+/**
  * The bundle as bin-loader.cjs runs it, so that a start does no work on 4.5 MB of text but read
  * it: wrapped in CommonJS's module function already (no Module.wrap() copy), without the
  * '#!' line (no slice), and ASCII only, so the loader can decode it as latin1, a copy, rather
@@ -96,3 +117,7 @@ for (const name of Object.keys(programs)) {
   // --help loads every module of the program, so the cache covers their top-level code
   execFileSync(process.execPath, [launcher, '--help'], { env: { ...process.env, IMGDIST_WRITE_CODE_CACHE: '1' }, stdio: 'ignore' })
 }
+
+// the agent's start is what several sites' agents pay at once; its cache comes from a real start
+const whyNot = await writeAgentStartCache(out)
+if (whyNot !== undefined) process.stderr.write(`bundle: the agent's code cache covers --help only (a start would compile the rest): ${whyNot}\n`)

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import t from 'tap'
 
@@ -78,4 +78,42 @@ t.test('loading a program does not read the fetch globals that make Node load it
     t.equal(r.status, 0, `${name} --help exits 0`)
     t.match(r.stderr, 'fetch globals read: []', `${name} reads none of them while it loads`)
   }
+})
+
+t.test("the agent's code cache comes from a start, not only from --help", async (t) => {
+  // build/agent-start-cache.mjs: a start compiles config validation, LevelDB, the swarm, the API
+  // and the poller, which --help never calls; a cache without them costs each start that compile
+  const dir = mkdtempSync(join(resolve('dist'), '.bin-test-'))
+  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+  cpSync(BIN, dir, { recursive: true })
+  rmSync(join(dir, 'imgdist-agent.v8-cache'))
+  const r = spawnSync(process.execPath, [join(dir, 'imgdist-agent.js'), '--help'], { env: { ...process.env, IMGDIST_WRITE_CODE_CACHE: '1' }, encoding: 'utf8' })
+  t.equal(r.status, 0)
+  const helpOnly = statSync(join(dir, 'imgdist-agent.v8-cache')).size
+  const built = statSync(join(BIN, 'imgdist-agent.v8-cache')).size
+  t.ok(built > helpOnly * 1.2, `the build's cache (${built} B) holds more than --help compiles (${helpOnly} B)`)
+})
+
+t.test("the agent bundle holds classic-level's JavaScript; only its native binding is loaded from node_modules", async (t) => {
+  const source = readFileSync(join(BIN, 'imgdist-agent.bundle.js'), 'latin1')
+  t.match(source, 'require("classic-level/binding.js")')
+  t.notMatch(source, 'require("classic-level")', 'classic-level itself is bundled (and so in the code cache)')
+})
+
+t.test("the agent's API loads neither ajv nor fast-json-stringify's compiler: it has no schemas", async (t) => {
+  // plain node on tsc's output, so that require.cache lists exactly what the API loaded
+  const script = `
+    import { createRequire } from 'node:module'
+    const require = createRequire(${JSON.stringify(resolve('dist/agent/api.js'))})
+    const { createApi } = await import(${JSON.stringify(resolve('dist/agent/api.js'))})
+    const { Registry } = require('prom-client')
+    const app = await createApi({ metrics: new Registry() })
+    await app.ready()
+    const r = await app.inject({ method: 'GET', url: '/healthz' })
+    console.log(JSON.stringify({ status: r.statusCode, loaded: Object.keys(require.cache).filter((k) => /[\\\\/](ajv|@fastify[\\\\/]ajv-compiler|@fastify[\\\\/]fast-json-stringify-compiler)[\\\\/]/.test(k)) }))
+    await app.close()
+  `
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' })
+  t.equal(r.status, 0, r.stderr)
+  t.same(JSON.parse(r.stdout), { status: 200, loaded: [] })
 })
