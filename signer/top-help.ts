@@ -25,6 +25,7 @@ COMMANDS
                                                     it to the index (drops signatures)
     revoke      --index F --id ID --reason TEXT     withdraw an image (drops signatures)
     sign        --index F --key KEY [--expires D]   add an index key's signature (co-sign)
+                [--renew]                           or renew: next version, later expiry
     verify      --root ROOT DOC                     check an index or a new root
     publish     --server URL --index F [--root F]   upload to an imgdist-index server, with
                 [--image ID=FILE]...                the torrents and the images' bytes
@@ -53,6 +54,11 @@ EXAMPLES
     imgdist-sign verify --root root.yaml index.yaml
     imgdist-sign publish --server https://index.example.org --index index.yaml \\
         --image alma9-20250101=alma9.qcow2
+
+    # before the index expires: renew it (next version, same images), co-sign, publish
+    imgdist-sign sign --index index.yaml --key alice.key --renew --expires 14d
+    imgdist-sign sign --index index.yaml --key bob.key
+    imgdist-sign publish --server https://index.example.org --index index.yaml
 
 EXIT STATUS
     0   success

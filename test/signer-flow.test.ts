@@ -95,7 +95,7 @@ t.test('co-signing up to the threshold', async (t) => {
   const again = await sign('sign', '--index', 'index.yaml', '--key', 'bob.key', '--expires', '30d')
   t.equal(again.code, 2, 'a co-signer may not change expires')
   t.match(again.stderr, /already has 1 signature/)
-  t.match(again.stderr, /a later expiry needs a new version: imgdist-sign add \(any listed image again\) or revoke, with --index-expires DURATION/, 'and how to get a later expiry')
+  t.match(again.stderr, /a later expiry needs a new version: the first signer runs imgdist-sign sign --renew \[--expires DURATION\], then the others sign that/, 'and how to get a later expiry')
 
   const second = await sign('sign', '--index', 'index.yaml', '--key', 'bob.key')
   t.equal(second.code, 0, second.stderr)
@@ -115,7 +115,7 @@ t.test('co-signing up to the threshold', async (t) => {
   await new Promise((resolve) => setTimeout(resolve, 1100))
   const late = await sign('sign', '--index', 'lapsing.yaml', '--key', 'bob.key')
   t.equal(late.code, 0, 'signed anyway')
-  t.match(late.stderr, /warning: lapsing\.yaml v\d+ expired at \S+; agents will refuse it \(a later expiry needs a new version: .*--index-expires/)
+  t.match(late.stderr, /warning: lapsing\.yaml v\d+ expired at \S+; agents will refuse it \(a later expiry needs a new version: the first signer runs imgdist-sign sign --renew/)
   t.notMatch(late.stderr, /first signer can pass --expires/)
 })
 

@@ -48,7 +48,8 @@ OPTIONS
     --expires DURATION       this image's own expiry, from now: 90s, 15m, 12h, 14d, 2w
                              (default: none, the image lives as long as the index)
     --index-expires DURATION set the index expiry to now + DURATION (default: unchanged;
-                             30d for a new index). "sign --expires" can set it too.
+                             30d for a new index). "sign --expires" can set it too;
+                             "sign --renew" renews a signed index without hashing.
     --torrent-dir DIR        where to write the .torrent (default: "torrents" beside FILE)
     --piece-length BYTES     torrent piece size, a power of two from 16384 to 16777216
                              (default: chosen from the size, 1 MiB..16 MiB, ~1500 pieces)

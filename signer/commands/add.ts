@@ -2,18 +2,18 @@ import { stat, mkdir } from 'node:fs/promises'
 import { availableParallelism } from 'node:os'
 import { dirname, join } from 'node:path'
 import { rfc3339 } from '../../lib/duration.js'
-import { editIndex, emptyIndex, upsertImage } from '../../lib/catalogue-edit.js'
+import { emptyIndex, upsertImage } from '../../lib/catalogue-edit.js'
 import { UsageError } from '../../lib/errors.js'
 import { propertyProblems } from '../../lib/image-properties.js'
 import type { ImageEntry, IndexDocument } from '../../lib/schema.js'
 import { buildTorrent, choosePieceLength, isValidPieceLength } from '../../lib/torrent-meta.js'
-import { checkIndexShape } from '../../lib/trust.js'
 import { duration, integer, list, onePositional, parseCommandArgs, required, str } from '../args.js'
 import { loadIndexInput, loadRootInput, saveDocument } from '../documents.js'
-import { asInputError, SignerError } from '../errors.js'
+import { SignerError } from '../errors.js'
 import { exists, fsError, writeAtomic } from '../files.js'
 import { hashImageFile } from '../hash-image.js'
 import { out, type Io } from '../io.js'
+import { droppedSignatures, nextIndexVersion } from '../next-index.js'
 import { formatBytes, hashingProgress } from '../progress.js'
 import { addDuration } from '../time.js'
 import { addHelp } from './add-help.js'
@@ -101,13 +101,8 @@ export async function add (argv: string[], io: Io): Promise<0> {
     properties,
     ...(imageLifetime !== undefined ? { expires: rfc3339(addDuration(now, imageLifetime)) } : {})
   })
-  const edit = (entry: ImageEntry): IndexDocument => {
-    const next = editIndex(index, now, (s) => upsertImage(s, entry))
-    if (indexLifetime !== undefined) next.signed.expires = rfc3339(addDuration(now, indexLifetime))
-    try { return checkIndexShape(next, 'the edited index') } catch (err) {
-      throw asInputError(err, 'add: the image entry would make an invalid index')
-    }
-  }
+  const edit = (entry: ImageEntry): IndexDocument =>
+    nextIndexVersion(index, now, (s) => upsertImage(s, entry), indexLifetime, 'add: the image entry would make an invalid index')
   edit(entryOf({ sha512: '0'.repeat(128), size, infoHash: '0'.repeat(40) })) // dry run: reject bad flags now
 
   const pieceLength = pieceArg ?? choosePieceLength(size)
@@ -128,9 +123,8 @@ export async function add (argv: string[], io: Io): Promise<0> {
   await writeAtomic(torrentPath, torrent.bytes)
   await saveDocument(indexPath, next)
 
-  const dropped = index.signatures.length > 0 ? `; dropped ${index.signatures.length} signature(s) of v${index.signed.version}` : ''
   out(io, `added ${id} to ${indexPath} v${next.signed.version}: ${hashed.size} bytes (${formatBytes(hashed.size)}), sha512 ${hashed.sha512.slice(0, 16)}..., ` +
-    `infoHash ${torrent.infoHash}, torrent ${torrentPath} (${Math.ceil(hashed.size / pieceLength)} pieces of ${formatBytes(pieceLength)})${dropped}; now sign it`)
+    `infoHash ${torrent.infoHash}, torrent ${torrentPath} (${Math.ceil(hashed.size / pieceLength)} pieces of ${formatBytes(pieceLength)})${droppedSignatures(index)}; now sign it`)
   return 0
 }
 

@@ -1,12 +1,10 @@
-import { editIndex, revokeImage } from '../../lib/catalogue-edit.js'
-import { rfc3339 } from '../../lib/duration.js'
+import { revokeImage } from '../../lib/catalogue-edit.js'
 import { ImgdistError } from '../../lib/errors.js'
-import { checkIndexShape } from '../../lib/trust.js'
 import { duration, noPositionals, parseCommandArgs, required, str } from '../args.js'
 import { loadIndexInput, saveDocument } from '../documents.js'
-import { asInputError, SignerError } from '../errors.js'
+import { SignerError } from '../errors.js'
 import { out, type Io } from '../io.js'
-import { addDuration } from '../time.js'
+import { droppedSignatures, nextIndexVersion } from '../next-index.js'
 
 export const revokeHelp = `NAME
     imgdist-sign revoke - withdraw an image from the catalogue
@@ -50,15 +48,12 @@ export async function revoke (argv: string[], io: Io): Promise<0> {
   const index = await loadIndexInput(path)
   let next
   try {
-    next = editIndex(index, now, (s) => revokeImage(s, id, reason, now))
+    next = nextIndexVersion(index, now, (s) => revokeImage(s, id, reason, now), lifetime, 'revoke')
   } catch (err) {
-    if (err instanceof ImgdistError && err.code === 'NOT_FOUND') throw new SignerError('NOT_FOUND', `revoke: ${path} has no image with id "${id}"`, 2)
+    if (err instanceof ImgdistError && err.code === 'NOT_FOUND') throw new SignerError('NOT_FOUND', `revoke: ${path} has no image with id "${id}"`, 2, { cause: err })
     throw err
   }
-  if (lifetime !== undefined) next.signed.expires = rfc3339(addDuration(now, lifetime))
-  try { checkIndexShape(next, 'the edited index') } catch (err) { throw asInputError(err, 'revoke') }
   await saveDocument(path, next)
-  out(io, `revoked ${id} in ${path} v${next.signed.version} ("${reason}")` +
-    (index.signatures.length > 0 ? `; dropped ${index.signatures.length} signature(s) of v${index.signed.version}` : '') + '; now sign it')
+  out(io, `revoked ${id} in ${path} v${next.signed.version} ("${reason}")${droppedSignatures(index)}; now sign it`)
   return 0
 }
