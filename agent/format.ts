@@ -65,7 +65,23 @@ function formatReport (r: AgentStatus['report']): string {
     : `report: to ${r.url}, ${last}`
 }
 
-export function formatStatus (s: AgentStatus): string {
+/** A span as an operator reads it at a glance (the fleet page's steps): `45s`, `12m`, `36h`, `13d`; never rounded up. */
+export function span (ms: number): string {
+  const s = Math.floor(Math.abs(ms) / 1000)
+  if (s < 90) return `${s}s`
+  if (s < 5400) return `${Math.floor(s / 60)}m`
+  if (s < 172800) return `${Math.floor(s / 3600)}h`
+  return `${Math.floor(s / 86400)}d`
+}
+
+/** `2026-12-05T10:00:00Z (in 13d)`, or `EXPIRED 2h ago (2026-12-05T10:00:00Z)` once the catalogue is out of force. */
+export function formatExpiry (expires: string | undefined, now: Date): string {
+  if (expires === undefined) return '-'
+  const left = Date.parse(expires) - now.getTime()
+  return left > 0 ? `${expires} (in ${span(left)})` : `EXPIRED ${span(left)} ago (${expires})`
+}
+
+export function formatStatus (s: AgentStatus, now = new Date()): string {
   const state = s.paused ? `PAUSED${s.pausedAt !== undefined ? ` since ${s.pausedAt}` : ''}, running since ${s.startedAt}` : `running since ${s.startedAt}`
   const head = `site ${s.site}  agent ${s.agentVersion}  ${state}  torrent port ${s.torrentPort}\n` +
     `swarm: ${s.peers} peers${s.webSeeds !== undefined && s.webSeeds > 0 ? ` + ${s.webSeeds} web seeds` : ''}, down ${rate(s.downRate)}, up ${rate(s.upRate)}, ` +
@@ -73,8 +89,9 @@ export function formatStatus (s: AgentStatus): string {
     `images: ${Object.entries(s.images).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}\n` +
     `${formatReport(s.report)}\n\n`
   // WATCH yes: the index server holds our poll open and answers it at the next publish
-  const cats = table(['CATALOGUE', 'ROOT', 'INDEX', 'WATCH', 'LAST POLL', 'LAST SUCCESS', 'ERROR'],
-    s.catalogues.map((c) => [c.name, `v${c.rootVersion}`, `v${c.indexVersion}`, c.watching ? 'yes' : 'no', c.lastPoll ?? '-', c.lastSuccess ?? '-',
+  // EXPIRES is the earlier of the root's and the index's: an alert's date, read off before it falls
+  const cats = table(['CATALOGUE', 'ROOT', 'INDEX', 'WATCH', 'EXPIRES', 'LAST POLL', 'LAST SUCCESS', 'ERROR'],
+    s.catalogues.map((c) => [c.name, `v${c.rootVersion}`, `v${c.indexVersion}`, c.watching ? 'yes' : 'no', formatExpiry(c.expires, now), c.lastPoll ?? '-', c.lastSuccess ?? '-',
       c.error !== undefined ? `${c.error.code}: ${c.error.message}` : '']))
   const targets = (s.targets ?? []).length === 0
     ? ''

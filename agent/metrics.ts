@@ -54,6 +54,11 @@ export function createMetrics (src: { images: () => ImageView[], polls: () => Po
     name: 'imgdist_agent_poll_errors', help: 'Failed catalogue polls since start', labelNames: ['catalogue'], registers: [registry],
     collect () { for (const p of src.polls()) this.set({ catalogue: p.name }, p.pollErrors) }
   })
+  // alertable before it bites: an expired catalogue is refused and nothing new is started from it
+  new Gauge({
+    name: 'imgdist_agent_catalogue_expires_seconds', help: 'Unix time at which the accepted catalogue goes out of force: the earlier of its root and index expires (absent until one is accepted)', labelNames: ['catalogue'], registers: [registry],
+    collect () { for (const p of src.polls()) if (p.expires !== undefined) this.set({ catalogue: p.name }, Date.parse(p.expires) / 1000) }
+  })
   new Gauge({
     name: 'imgdist_agent_last_successful_poll_seconds', help: 'Unix time of the last successful poll', labelNames: ['catalogue'], registers: [registry],
     collect () { for (const p of src.polls()) if (p.lastSuccess !== undefined) this.set({ catalogue: p.name }, Date.parse(p.lastSuccess) / 1000) }

@@ -3,10 +3,11 @@ import { readFile } from 'node:fs/promises'
 import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'
 import { MAX_INDEX_BYTES, MAX_ROOT_BYTES, parseSignedYaml } from '../lib/document.js'
+import { rfc3339Millis } from '../lib/duration.js'
 import { ConfigError, ImgdistError, toImgdistError } from '../lib/errors.js'
 import { MAX_WAIT_SECONDS } from '../lib/held-get.js'
-import type { IndexDocument, RootDocument } from '../lib/schema.js'
-import { acceptIndex, assertNotExpired, checkRootShape, verifyThreshold } from '../lib/trust.js'
+import type { IndexDocument, RootDocument, SignedDocument } from '../lib/schema.js'
+import { acceptIndex, assertNotExpired, catalogueExpires, checkRootShape, verifyThreshold } from '../lib/trust.js'
 import type { ResolvedConfig } from './config.js'
 import { fetchBytes, RetryLaterError } from './http-fetch.js'
 import { walkRoots } from './root-walk.js'
@@ -38,6 +39,12 @@ export interface PollStatus {
   pollErrors: number
   /** a request is held open at the index server (or the last one was held) until a publish or its wait */
   watching: boolean
+  /**
+   * When the accepted catalogue goes out of force (RFC 3339): the earlier of its root's and its
+   * index's expires. Kept once that has passed, so status and metrics show how long ago it lapsed;
+   * absent until a catalogue is accepted.
+   */
+  expires?: string
 }
 
 /** The outcome of one round, which decides when the next starts. */
@@ -103,15 +110,19 @@ export class CataloguePoller extends EventEmitter {
     this.status.rootVersion = this.#root.signed.version
     const idx = await this.#trust.getIndex(this.name)
     if (idx !== undefined) {
+      let doc: SignedDocument<unknown> | undefined
       try {
-        const doc = parseSignedYaml(idx.text, MAX_INDEX_BYTES, 'stored index')
+        doc = parseSignedYaml(idx.text, MAX_INDEX_BYTES, 'stored index')
         const acc = acceptIndex(this.#root.signed, doc, { now: this.#now(), last: { version: idx.version, digest: idx.digest } })
-        this.current = { name: this.name, root: this.#root, index: acc.doc, digest: acc.digest, signers: acc.signers, baseUrl: this.sub.url }
         this.status.indexVersion = acc.doc.signed.version
-        this.#armExpiry()
+        this.#accept({ name: this.name, root: this.#root, index: acc.doc, digest: acc.digest, signers: acc.signers, baseUrl: this.sub.url })
       } catch (err) {
-        this.#fail(toImgdistError(err))
+        const e = toImgdistError(err)
+        this.#fail(e)
         this.status.indexVersion = idx.version
+        // it lapsed while the agent was down: still the last catalogue accepted, and status says since when
+        const expires = (doc?.signed as { expires?: unknown } | undefined)?.expires
+        if (e.code === 'EXPIRED' && typeof expires === 'string') this.status.expires = catalogueExpires(this.#root.signed.expires, expires)
       }
     }
   }
@@ -180,12 +191,25 @@ export class CataloguePoller extends EventEmitter {
     }
   }
 
+  /** Puts a verified catalogue in force until it expires. */
+  #accept (c: Catalogue): void {
+    this.current = c
+    this.status.expires = catalogueExpires(c.root.signed.expires, c.index.signed.expires)
+    this.#armExpiry()
+  }
+
+  /** Whether the last accepted catalogue is past its expires (a poll's failure must not claim it is kept). */
+  #lapsed (): boolean {
+    const at = this.status.expires === undefined ? undefined : rfc3339Millis(this.status.expires)
+    return at !== undefined && at <= this.#now().getTime()
+  }
+
   /** Checks the expiry at the moment it falls, not only at the next answer (a held request lasts up to 50 s). */
   #armExpiry (): void {
     clearTimeout(this.#expiryTimer)
     const cur = this.current
     if (cur === undefined || this.#closed) return
-    const at = Math.min(Date.parse(cur.root.signed.expires), Date.parse(cur.index.signed.expires))
+    const at = Math.min(rfc3339Millis(cur.root.signed.expires) ?? 0, rfc3339Millis(cur.index.signed.expires) ?? 0)
     const ms = Math.min(MAX_TIMER_MS, Math.max(0, at - this.#now().getTime()))
     this.#expiryTimer = setTimeout(() => {
       // not a poll: the next one (unconditional now) counts the refused index
@@ -222,7 +246,14 @@ export class CataloguePoller extends EventEmitter {
         this.#log.info({ catalogue: this.name, code: lastErr.code, err: lastErr.message }, 'catalogue poll failed while the index server restarts; retrying')
       } else {
         this.status.pollErrors++
-        this.#log.warn({ catalogue: this.name, code: lastErr.code, err: lastErr.message }, 'catalogue poll failed; keeping the last good catalogue')
+        const detail = { catalogue: this.name, code: lastErr.code, err: lastErr.message }
+        if (this.#lapsed()) {
+          this.#log.warn({ ...detail, expires: this.status.expires }, 'catalogue poll failed; the accepted catalogue has expired: nothing new is acted on until a current index is accepted')
+        } else if (this.current === undefined) {
+          this.#log.warn(detail, 'catalogue poll failed; no catalogue is in force yet: nothing is acted on until an index is accepted')
+        } else {
+          this.#log.warn(detail, 'catalogue poll failed; keeping the last good catalogue')
+        }
         this.#fail(lastErr)
       }
     }
@@ -298,8 +329,7 @@ export class CataloguePoller extends EventEmitter {
     this.status.indexVersion = acc.doc.signed.version
     delete this.status.error
     const fresh = this.current === undefined || this.current.digest !== acc.digest
-    this.current = { name: this.name, root, index: acc.doc, digest: acc.digest, signers: acc.signers, baseUrl: url }
-    this.#armExpiry()
+    this.#accept({ name: this.name, root, index: acc.doc, digest: acc.digest, signers: acc.signers, baseUrl: url })
     if (fresh) this.emit('catalogue', this.current)
     // 'fetched' (watch again at once) only when the next request can be a held one: the server
     // gave an ETag, and did not just ignore one we sent (else a loop of full GETs).

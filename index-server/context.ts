@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
+import type { CatalogueExpiry } from './catalogue-expiry.js'
 import type { CatalogueStore } from './catalogue-store.js'
 import type { ImageStore } from './image-store.js'
 import type { IndexWatch } from './index-watch.js'
@@ -11,6 +12,8 @@ import type { OriginTracker } from './tracker.js'
 /** What the route plugins share: the stores of one data dir plus the resolved options. */
 export interface IndexContext {
   catalogue: CatalogueStore
+  /** when the served root and index expire; warns in the log when one does */
+  expiry: CatalogueExpiry
   images: ImageStore
   torrents: TorrentStore
   sites: SiteKeys

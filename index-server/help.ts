@@ -62,7 +62,14 @@ ENDPOINTS
   GET  /announce, /scrape                built-in tracker (catalogue's info hashes only)
   POST /v1/reports                       signed agent reports (sites registered with "sites add")
   GET  /v1/fleet, /                      fleet as JSON and as an HTML page
-  GET  /healthz, /metrics
+  GET  /healthz, /metrics                health as JSON, Prometheus metrics
+
+EXPIRY
+  A root or index past its expires is still served, but agents refuse it: the endorsers (for
+  a root, the root key holders) must publish a newer one. The server logs a warning when the
+  served document expires (and at start-up if it already has), /healthz lists it in "expired"
+  (still HTTP 200), and imgdist_index_catalogue_expires_seconds{document} gives the date to
+  alert on before it falls.
 
 REFUSALS
   4xx with JSON {code, message}: 400 SCHEMA_INVALID YAML_INVALID ALIAS_LIMIT TYPE_UNKNOWN

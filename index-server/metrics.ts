@@ -17,7 +17,7 @@ export class IndexMetrics {
   readonly webSeedBytes: Counter
   readonly uploadBytesReceived: Counter
 
-  constructor (opts: { seeder?: () => SeederStats | undefined, tracker?: () => { swarms: number, peers: number }, catalogue?: () => { root: number, index: number }, watchers?: () => number }) {
+  constructor (opts: { seeder?: () => SeederStats | undefined, tracker?: () => { swarms: number, peers: number }, catalogue?: () => { root: number, index: number }, expires?: () => { root: number, index: number }, watchers?: () => number }) {
     const registers = [this.registry]
     this.requests = new Counter({ name: 'imgdist_index_http_requests_total', help: 'HTTP requests answered', labelNames: ['method', 'route', 'status'], registers })
     this.inFlight = new Gauge({ name: 'imgdist_index_http_requests_in_flight', help: 'HTTP requests being received or answered', labelNames: ['method'], registers })
@@ -48,6 +48,17 @@ export class IndexMetrics {
         labelNames: ['document'],
         registers,
         collect () { const c = catalogue(); this.set({ document: 'root' }, c.root); this.set({ document: 'index' }, c.index) }
+      })
+    }
+    // The server serves an expired document on, and agents then refuse it: alert on this before the date.
+    const expires = opts.expires
+    if (expires !== undefined) {
+      new Gauge({
+        name: 'imgdist_index_catalogue_expires_seconds',
+        help: 'Unix time at which the served root and index expire (0: none served)',
+        labelNames: ['document'],
+        registers,
+        collect () { const e = expires(); this.set({ document: 'root' }, e.root); this.set({ document: 'index' }, e.index) }
       })
     }
   }

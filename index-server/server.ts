@@ -3,6 +3,7 @@ import rateLimit from '@fastify/rate-limit'
 import { ImgdistError } from '../lib/errors.js'
 import { MAX_WAIT_SECONDS } from '../lib/held-get.js'
 import { removeStaleTemps } from './atomic-file.js'
+import { CatalogueExpiry } from './catalogue-expiry.js'
 import { CatalogueStore } from './catalogue-store.js'
 import type { IndexContext } from './context.js'
 import { dataPaths, ensureDataDirs } from './data-dir.js'
@@ -91,13 +92,16 @@ export async function buildServer (opts: ServerOptions): Promise<FastifyInstance
   // a held GET is an idle socket: end it before the idle timeout would drop it
   const idleSeconds = Math.floor((opts.connectionTimeoutMs ?? 120_000) / 1000)
   const watch = new IndexWatch(catalogue, { maxWatchers: opts.maxWatchers, maxWaitSeconds: idleSeconds > 0 ? Math.max(1, Math.min(MAX_WAIT_SECONDS, idleSeconds - 5)) : MAX_WAIT_SECONDS })
+  const now = opts.now ?? (() => new Date())
+  const expiry = new CatalogueExpiry(catalogue, { log: app.log, now })
+  const seconds = (ms: number | undefined): number => ms === undefined ? 0 : Math.floor(ms / 1000)
   const metrics = new IndexMetrics({
     watchers: () => watch.watching,
     seeder: () => seeder?.stats(),
     tracker: () => tracker.stats(),
-    catalogue: () => ({ root: catalogue.root.version, index: catalogue.index?.version ?? 0 })
+    catalogue: () => ({ root: catalogue.root.version, index: catalogue.index?.version ?? 0 }),
+    expires: () => ({ root: seconds(expiry.expiresAt('root')), index: seconds(expiry.expiresAt('index')) })
   })
-  const now = opts.now ?? (() => new Date())
   const seedSet = new SeedSet(catalogue, images, torrents, (msg, detail) => app.log.warn(detail ?? {}, msg))
 
   let syncing: Promise<void> | undefined
@@ -121,7 +125,7 @@ export async function buildServer (opts: ServerOptions): Promise<FastifyInstance
   }
 
   const ctx: IndexContext = {
-    catalogue, images, torrents, reports, tracker, watch, metrics, now, resync,
+    catalogue, expiry, images, torrents, reports, tracker, watch, metrics, now, resync,
     sites: new SiteKeys(paths.sitesFile),
     log: app.log,
     publicUrl: opts.publicUrl,
@@ -183,10 +187,14 @@ export async function buildServer (opts: ServerOptions): Promise<FastifyInstance
   await app.register(fleetRoutes, { ctx })
   await app.register(opsRoutes, { ctx })
 
+  // an index or root that expired while the server was down is named in the log at once
+  expiry.start()
+
   // Held GETs would keep server.close() waiting for up to MAX_WAIT_SECONDS: answer them first.
   app.addHook('preClose', async () => { watch.close() })
   app.addHook('onClose', async () => {
     closed = true
+    expiry.close()
     await syncing
     await tracker.close()
     await reports.close()

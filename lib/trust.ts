@@ -1,6 +1,6 @@
 import { canonicalBytes } from './canonical-json.js'
 import { contentDigest, documentType } from './document.js'
-import { rfc3339Millis } from './duration.js'
+import { rfc3339, rfc3339Millis } from './duration.js'
 import { TrustError } from './errors.js'
 import { decodePublicKey, keyIdOf, verifyBytes } from './keys.js'
 import { IndexSigned, RootSigned, type IndexDocument, type Role, type RootDocument, type Signature, type SignedDocument } from './schema.js'
@@ -35,6 +35,16 @@ export function assertNotExpired (signed: { expires: string, type?: string, vers
   if (expiredAt(signed.expires, now)) {
     throw new TrustError('EXPIRED', `${what} expired at ${signed.expires} (now ${now.toISOString()})`)
   }
+}
+
+/**
+ * When a catalogue goes out of force: the earlier of its root's and its index's expires, as
+ * RFC 3339 UTC (milliseconds only if the date has them). An unreadable date counts as long past,
+ * as for expiredAt.
+ */
+export function catalogueExpires (rootExpires: string, indexExpires: string): string {
+  const at = new Date(Math.min(rfc3339Millis(rootExpires) ?? 0, rfc3339Millis(indexExpires) ?? 0))
+  return at.getUTCMilliseconds() === 0 ? rfc3339(at) : at.toISOString()
 }
 
 function requireShape<T> (schema: typeof RootSigned | typeof IndexSigned, signed: unknown, what: string): T {

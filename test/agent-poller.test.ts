@@ -106,6 +106,56 @@ t.test('poller: an index that expires while the server answers 304 goes out of f
   t.equal(p.status.error?.code, 'EXPIRED', 'and the next poll (the same index, in full) is refused as after a restart')
 })
 
+t.test('poller: once the accepted catalogue has expired a failed poll says so, not that it keeps it; status keeps the date', async (t) => {
+  const { dir, fx, origin } = await originTestbed(t, 'imgdist-poller-lapsed-')
+  const http = makeDispatcher()
+  t.teardown(async () => { await http.close() })
+  await fx.publish((i) => editIndex(i, new Date(), (s) => ({ ...s, expires: rfc3339(new Date(Date.now() + 3_600_000)) })))
+  const expires = fx.index.signed.expires // before the root's (a year)
+  let clock = Date.now()
+  const lines: Array<{ msg: string, expires?: string }> = []
+  const captured = pino({ level: 'info' }, { write: (s: string) => { lines.push(JSON.parse(s)) } })
+  const open = async (): Promise<{ p: CataloguePoller, close: () => Promise<void> }> => {
+    const db = await openDb(join(dir, 'agent'))
+    const p = new CataloguePoller(sub(origin.indexUrl, fx.rootPath), { log: captured, trust: new TrustStore(db.sub('trust')), http, now: () => new Date(clock) })
+    await p.init()
+    return { p, close: async () => { await p.close(); await db.close() } }
+  }
+  const failures = (): string[] => lines.filter((l) => l.msg.startsWith('catalogue poll failed')).map((l) => l.msg)
+  const LAPSED = 'catalogue poll failed; the accepted catalogue has expired: nothing new is acted on until a current index is accepted'
+  let { p, close } = await open()
+  t.teardown(async () => { await close() })
+  t.equal(p.status.expires, undefined, 'nothing accepted yet: no date')
+  await p.pollNow()
+  t.equal(p.status.expires, expires, 'the earlier of the root\'s and the index\'s expires')
+
+  clock += 2 * 3_600_000
+  await p.pollNow() // 304: the same index, now expired
+  t.equal(p.current, undefined)
+  t.same(failures(), [LAPSED], 'the failed poll says the catalogue is out of force')
+  t.equal(lines.find((l) => l.msg === LAPSED)?.expires, expires, 'and since when')
+  await p.pollNow() // in full, refused as EXPIRED
+  t.same(failures(), [LAPSED, LAPSED])
+  t.equal(p.status.expires, expires, 'status keeps the date it lapsed')
+
+  // after a restart the stored catalogue is expired from the start: the same
+  await close();
+  ({ p, close } = await open())
+  t.equal(p.current, undefined)
+  t.equal(p.status.error?.code, 'EXPIRED')
+  t.equal(p.status.expires, expires, 'the lapsed catalogue\'s date, after a restart')
+  await p.pollNow()
+  t.same(failures(), [LAPSED, LAPSED, LAPSED])
+
+  // a renewed index puts it back in force, with its own date
+  const renewed = rfc3339(new Date(clock + 86400_000))
+  await fx.publish((i) => editIndex(i, new Date(), (s) => ({ ...s, expires: renewed })))
+  await p.pollNow()
+  t.ok(p.current !== undefined)
+  t.equal(p.status.expires, renewed)
+  t.notOk(failures().some((m) => m.includes('keeping the last good')), 'never claimed to keep an expired catalogue')
+})
+
 t.test('poller: an accepted index goes out of force when it expires, without waiting for an answer', async (t) => {
   const { dir, fx, origin } = await originTestbed(t, 'imgdist-poller-expiry-timer-')
   const http = makeDispatcher()

@@ -262,6 +262,23 @@ t.test('reports and tables', async (t) => {
   t.match(formatImages([]), /no images/)
 })
 
+t.test('status: when each catalogue goes out of force, ahead or EXPIRED, in the units the fleet page uses', async (t) => {
+  const now = new Date('2026-11-22T10:00:00Z')
+  const at = (ms: number): string => new Date(now.getTime() + ms).toISOString().replace('.000Z', 'Z')
+  const cat = (name: string, expires?: string): Parameters<typeof formatStatus>[0]['catalogues'][number] =>
+    ({ name, url: 'u', rootVersion: 1, indexVersion: 2, pollErrors: 0, watching: true, ...(expires !== undefined ? { expires } : {}) })
+  const out = formatStatus({
+    site: 's', agentVersion: '1', paused: false, startedAt: 'x', torrentPort: 1, peers: 0, webSeeds: 0, downRate: 0, upRate: 0, images: {}, targets: [],
+    catalogues: [cat('far', '2026-12-05T10:00:00Z'), cat('soon', at(36 * 3600_000 + 59_000)), cat('now', at(89_000)), cat('gone', '2026-11-22T08:00:00Z'), cat('none')]
+  }, now)
+  t.match(out, /\nCATALOGUE +ROOT +INDEX +WATCH +EXPIRES +LAST POLL/)
+  t.match(out, /\nfar +v1 +v2 +yes +2026-12-05T10:00:00Z \(in 13d\) /)
+  t.match(out, /\nsoon +v1 +v2 +yes +2026-11-23T22:00:59Z \(in 36h\) /, 'never rounded up: 36h 59s is "in 36h"')
+  t.match(out, /\nnow +v1 +v2 +yes +2026-11-22T10:01:29Z \(in 89s\) /)
+  t.match(out, /\ngone +v1 +v2 +yes +EXPIRED 2h ago \(2026-11-22T08:00:00Z\) /)
+  t.match(out, /\nnone +v1 +v2 +yes +- /, 'none accepted yet')
+})
+
 t.test('deploy/agent.example.yaml is a valid config', async (t) => {
   const c = resolveConfig(await readFile('deploy/agent.example.yaml', 'utf8'), '/etc/imgdist/agent.yaml')
   t.equal(c.site, 'cern-prod')

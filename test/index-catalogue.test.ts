@@ -36,7 +36,7 @@ t.test('root endpoints serve the installed chain', async (t) => {
   const none = await app.inject({ url: '/v1/index.yaml' })
   t.equal(none.statusCode, 404, 'no index before the first publish')
   const h = await app.inject({ url: '/healthz' })
-  t.same(h.json(), { status: 'ok', catalogue: 'test-catalogue', rootVersion: 1, indexVersion: null, seeding: null })
+  t.same(h.json(), { status: 'ok', catalogue: 'test-catalogue', rootVersion: 1, indexVersion: null, rootExpires: fx.root.signed.expires, indexExpires: null, expired: [], seeding: null })
 })
 
 t.test('PUT index, GET with ETag and If-None-Match', async (t) => {

@@ -4,7 +4,7 @@ import { addSignature, contentDigest, parseSignedYaml, serializeDocument, MAX_IN
 import { TrustError } from '../lib/errors.js'
 import { encodePublicKey, generateKeyPair } from '../lib/keys.js'
 import type { SignedDocument } from '../lib/schema.js'
-import { acceptIndex, assertNotExpired, imageExpired, verifyRootSuccessor, verifySelfSignedRoot, walkRootChain } from '../lib/trust.js'
+import { acceptIndex, assertNotExpired, catalogueExpires, imageExpired, verifyRootSuccessor, verifySelfSignedRoot, walkRootChain } from '../lib/trust.js'
 import { DAY, entry, NOW, trustSet } from './helpers/trust-fixture.js'
 
 const ts = trustSet()
@@ -125,6 +125,14 @@ t.test('signed timestamps must be real dates: a rolled-over or NaN expiry never 
   t.throws(() => assertNotExpired({ expires: '2026-13-45T00:00:00Z' }, NOW, 'x'), { code: 'EXPIRED' }, 'an unreadable expiry is expired, not eternal')
   t.ok(imageExpired({ expires: '2099-13-01T00:00:00Z' }, NOW), 'an image with an unreadable expiry is expired')
   t.notOk(imageExpired({ expires: '2099-12-01T00:00:00Z' }, NOW))
+})
+
+t.test('a catalogue is in force until the earlier of its root\'s and its index\'s expires', async (t) => {
+  t.equal(catalogueExpires('2027-01-01T00:00:00Z', '2026-12-05T10:00:00Z'), '2026-12-05T10:00:00Z', 'the index\'s')
+  t.equal(catalogueExpires('2026-12-01T00:00:00Z', '2026-12-05T10:00:00Z'), '2026-12-01T00:00:00Z', 'the root\'s')
+  t.equal(catalogueExpires('2027-01-01T00:00:00Z', '2026-12-05T11:00:00+01:00'), '2026-12-05T10:00:00Z', 'as UTC')
+  t.equal(catalogueExpires('2027-01-01T00:00:00Z', '2026-12-05T10:00:00.250Z'), '2026-12-05T10:00:00.250Z', 'milliseconds kept, not rounded down')
+  t.equal(catalogueExpires('2027-01-01T00:00:00Z', '2026-02-30T00:00:00Z'), '1970-01-01T00:00:00Z', 'an unreadable date counts as long past')
 })
 
 t.test('bytes that are not UTF-8 are refused, never rewritten to U+FFFD', async (t) => {
