@@ -1,6 +1,6 @@
 import { request } from 'undici'
 import { ImgdistError, UsageError } from '../lib/errors.js'
-import type { AgentStatus } from './api.js'
+import type { AgentStatus, PauseResult } from './api.js'
 import type { PeerInfo } from '../swarm/swarm.js'
 import { formatImages, formatPeers, formatStatus } from './format.js'
 import type { ImageView } from './views.js'
@@ -41,8 +41,9 @@ COMMANDS
     approve ID   let image ID download (policy.approval: manual)
     retry ID     retry a failed image now instead of after its backoff
     pause        stop downloading; finished images keep seeding. The pause is saved and
-                 outlasts restarts until resume.
-    resume       download again
+                 outlasts restarts until resume. An agent paused already stays as it
+                 is, and the command says since when.
+    resume       download again (an agent that is not paused: says so, changes nothing)
 
 OPTIONS
     --config FILE   the agent's config (run)
@@ -130,7 +131,18 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
       print(r, () => (r.messages ?? []).map((m) => m + '\n').join('') + formatImages(r.images))
       break
     }
-    case 'pause': case 'resume': { const r = await call('POST', `${p.api}/v1/${p.cmd}`); print(r, () => `${p.cmd === 'pause' ? 'paused' : 'resumed'}\n`); break }
+    case 'pause': case 'resume': {
+      const r = await call('POST', `${p.api}/v1/${p.cmd}`) as Partial<PauseResult>
+      print(r, () => pauseLine(p.cmd as 'pause' | 'resume', r))
+      break
+    }
   }
   return 0
+}
+
+/** An agent before session 25 does not say whether anything changed: it is then taken to have. */
+function pauseLine (cmd: 'pause' | 'resume', r: Partial<PauseResult>): string {
+  if (r.changed !== false) return cmd === 'pause' ? 'paused\n' : 'resumed\n'
+  if (cmd === 'resume') return 'not paused; nothing to resume\n'
+  return `already paused${r.pausedAt !== undefined ? ` since ${r.pausedAt}` : ''}; nothing changed ("imgdist-agent resume" downloads again)\n`
 }

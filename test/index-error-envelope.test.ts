@@ -83,8 +83,8 @@ t.test('the agent API: {code, message}, and imgdist-agent prints the code', asyn
     peers: () => [],
     approve: async (id) => { throw new ImgdistError('POLICY_REJECTED', `${id} is rejected by this site's policy`) },
     retry: async () => ({ images: [], messages: [] }),
-    pause: async () => {},
-    resume: async () => {},
+    pause: async () => ({ changed: true }),
+    resume: async () => ({ changed: true }),
     metrics: new Registry()
   }
   const api = await createApi(ctl)
