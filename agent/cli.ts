@@ -1,4 +1,5 @@
 import { request } from 'undici'
+import { formatErrorEnvelope, parseErrorEnvelope } from '../lib/error-envelope.js'
 import { ImgdistError, UsageError } from '../lib/errors.js'
 import type { AgentStatus, PauseResult } from './api.js'
 import type { PeerInfo } from '../swarm/swarm.js'
@@ -100,14 +101,11 @@ async function call (method: 'GET' | 'POST', url: string): Promise<unknown> {
     throw new ImgdistError('NETWORK_ERROR', `cannot reach the agent at ${url}: ${(err as Error).message} (is imgdist-agent running? see --api)`)
   }
   const text = await res.body.text()
-  let body: unknown
-  try { body = JSON.parse(text) } catch { body = text }
   if (res.statusCode >= 400) {
-    // {code, message}; an agent started before session 22 (not yet restarted) still answers {error: {code, message}}
-    const b = (typeof body === 'object' && body !== null ? body : {}) as { code?: unknown, message?: unknown, error?: { code?: unknown, message?: unknown } }
-    const e = typeof b.code === 'string' ? b : typeof b.error === 'object' && b.error !== null ? b.error : {}
-    const code = typeof e.code === 'string' ? e.code : 'HTTP_ERROR'
-    const message = typeof e.message === 'string' ? e.message : `HTTP ${res.statusCode}`
+    const e = parseErrorEnvelope(res.statusCode, text)
+    const code = e.code ?? 'HTTP_ERROR'
+    // the code leads the line (imgdist-agent: CODE: ...); without one, the status says most
+    const message = e.code !== undefined && e.message !== '' ? e.message : formatErrorEnvelope(e, { withCode: false })
     // an agent has every route this CLI calls (its 404s name an image): a server without them is
     // something else (the index server's URL given as --api, say), which "no route" left to guess
     if (res.statusCode === 404 && (code !== 'NOT_FOUND' || message.startsWith('no route'))) {
@@ -115,7 +113,7 @@ async function call (method: 'GET' | 'POST', url: string): Promise<unknown> {
     }
     throw new ImgdistError(code, message)
   }
-  return body
+  try { return JSON.parse(text) } catch { return text }
 }
 
 /** Returns the exit code: 0 ok, 1 failure, 2 usage (thrown UsageError is mapped by the caller). */
