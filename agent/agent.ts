@@ -104,8 +104,17 @@ export class ImgdistAgent {
       peers: () => this.#swarm?.peers() ?? [],
       approve: async (id) => await this.#act(id, async (r) => await this.#reconciler?.approve(r)),
       retry: async (id) => await this.#act(id, async (r) => await this.#reconciler?.retry(r)),
-      pause: async () => { this.log.info('paused'); await this.#reconciler?.pause() },
-      resume: async () => { this.log.info('resumed'); await this.#reconciler?.resume() },
+      pause: async () => {
+        const changed = await this.#reconciler?.pause() ?? false
+        this.log.info(changed ? 'paused' : 'pause asked while paused already: nothing changed')
+        const pausedAt = this.#reconciler?.pausedAt
+        return { changed, ...(pausedAt !== undefined ? { pausedAt } : {}) }
+      },
+      resume: async () => {
+        const changed = await this.#reconciler?.resume() ?? false
+        this.log.info(changed ? 'resumed' : 'resume asked while not paused: nothing changed')
+        return { changed }
+      },
       metrics: createMetrics({
         images: () => this.images(),
         polls: () => this.#pollers.map((p) => p.status),

@@ -42,6 +42,13 @@ export interface TargetView {
 /** What an operator action did: the images it touched, and a line per catalogue's record. */
 export interface ActionResult { images: ImageView[], messages: string[] }
 
+/**
+ * What pause or resume did: `changed` is false when the agent already was in that state, so
+ * that the operator is not told "paused" by a command that did nothing. `pausedAt`: since when
+ * the agent is paused (pause only; absent for a pause saved by an agent before session 21).
+ */
+export interface PauseResult { changed: boolean, pausedAt?: string }
+
 export interface AgentControl {
   status: () => AgentStatus
   images: () => ImageView[]
@@ -50,8 +57,8 @@ export interface AgentControl {
   approve: (id: string) => Promise<ActionResult>
   retry: (id: string) => Promise<ActionResult>
   /** in effect at once, and kept across restarts */
-  pause: () => Promise<void>
-  resume: () => Promise<void>
+  pause: () => Promise<PauseResult>
+  resume: () => Promise<PauseResult>
   metrics: Registry
 }
 
@@ -99,8 +106,9 @@ export async function createApi (ctl: AgentControl): Promise<FastifyInstance> {
   }
   app.post('/v1/images/:id/approve', act(ctl.approve))
   app.post('/v1/images/:id/retry', act(ctl.retry))
-  app.post('/v1/pause', async () => { await ctl.pause(); return { paused: true } })
-  app.post('/v1/resume', async () => { await ctl.resume(); return { paused: false } })
+  // `paused` as before session 25, for the scripts that read it
+  app.post('/v1/pause', async () => ({ paused: true, ...(await ctl.pause()) }))
+  app.post('/v1/resume', async () => ({ paused: false, ...(await ctl.resume()) }))
   app.get('/metrics', async (_req, reply) => {
     reply.header('content-type', ctl.metrics.contentType)
     return await ctl.metrics.metrics()

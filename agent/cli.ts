@@ -1,6 +1,7 @@
 import { request } from 'undici'
+import { formatErrorEnvelope, parseErrorEnvelope } from '../lib/error-envelope.js'
 import { ImgdistError, UsageError } from '../lib/errors.js'
-import type { AgentStatus } from './api.js'
+import type { AgentStatus, PauseResult } from './api.js'
 import type { PeerInfo } from '../swarm/swarm.js'
 import { formatImages, formatPeers, formatStatus } from './format.js'
 import type { ImageView } from './views.js'
@@ -33,16 +34,17 @@ COMMANDS
                  SIGHUP re-reads FILE and applies policy, cache, retry and log settings at
                  once (other changes are logged as needing a restart); a bad FILE is
                  refused and the running config kept.
-    status       catalogues (root and index versions, watching, last poll, errors), swarm
-                 rates, paused
+    status       catalogues (root and index versions, watching, expiry, last poll, errors),
+                 swarm rates, paused
     images       per image: state, progress, rates, peers, bytes from peers and web seeds,
                  last error
     peers        connected peers and web seeds
     approve ID   let image ID download (policy.approval: manual)
     retry ID     retry a failed image now instead of after its backoff
     pause        stop downloading; finished images keep seeding. The pause is saved and
-                 outlasts restarts until resume.
-    resume       download again
+                 outlasts restarts until resume. An agent paused already stays as it
+                 is, and the command says since when.
+    resume       download again (an agent that is not paused: says so, changes nothing)
 
 OPTIONS
     --config FILE   the agent's config (run)
@@ -99,14 +101,11 @@ async function call (method: 'GET' | 'POST', url: string): Promise<unknown> {
     throw new ImgdistError('NETWORK_ERROR', `cannot reach the agent at ${url}: ${(err as Error).message} (is imgdist-agent running? see --api)`)
   }
   const text = await res.body.text()
-  let body: unknown
-  try { body = JSON.parse(text) } catch { body = text }
   if (res.statusCode >= 400) {
-    // {code, message}; an agent started before session 22 (not yet restarted) still answers {error: {code, message}}
-    const b = (typeof body === 'object' && body !== null ? body : {}) as { code?: unknown, message?: unknown, error?: { code?: unknown, message?: unknown } }
-    const e = typeof b.code === 'string' ? b : typeof b.error === 'object' && b.error !== null ? b.error : {}
-    const code = typeof e.code === 'string' ? e.code : 'HTTP_ERROR'
-    const message = typeof e.message === 'string' ? e.message : `HTTP ${res.statusCode}`
+    const e = parseErrorEnvelope(res.statusCode, text)
+    const code = e.code ?? 'HTTP_ERROR'
+    // the code leads the line (imgdist-agent: CODE: ...); without one, the status says most
+    const message = e.code !== undefined && e.message !== '' ? e.message : formatErrorEnvelope(e, { withCode: false })
     // an agent has every route this CLI calls (its 404s name an image): a server without them is
     // something else (the index server's URL given as --api, say), which "no route" left to guess
     if (res.statusCode === 404 && (code !== 'NOT_FOUND' || message.startsWith('no route'))) {
@@ -114,7 +113,7 @@ async function call (method: 'GET' | 'POST', url: string): Promise<unknown> {
     }
     throw new ImgdistError(code, message)
   }
-  return body
+  try { return JSON.parse(text) } catch { return text }
 }
 
 /** Returns the exit code: 0 ok, 1 failure, 2 usage (thrown UsageError is mapped by the caller). */
@@ -130,7 +129,18 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
       print(r, () => (r.messages ?? []).map((m) => m + '\n').join('') + formatImages(r.images))
       break
     }
-    case 'pause': case 'resume': { const r = await call('POST', `${p.api}/v1/${p.cmd}`); print(r, () => `${p.cmd === 'pause' ? 'paused' : 'resumed'}\n`); break }
+    case 'pause': case 'resume': {
+      const r = await call('POST', `${p.api}/v1/${p.cmd}`) as Partial<PauseResult>
+      print(r, () => pauseLine(p.cmd as 'pause' | 'resume', r))
+      break
+    }
   }
   return 0
+}
+
+/** An agent before session 25 does not say whether anything changed: it is then taken to have. */
+function pauseLine (cmd: 'pause' | 'resume', r: Partial<PauseResult>): string {
+  if (r.changed !== false) return cmd === 'pause' ? 'paused\n' : 'resumed\n'
+  if (cmd === 'resume') return 'not paused; nothing to resume\n'
+  return `already paused${r.pausedAt !== undefined ? ` since ${r.pausedAt}` : ''}; nothing changed ("imgdist-agent resume" downloads again)\n`
 }

@@ -243,20 +243,29 @@ export class Reconciler {
     return `retrying ${rec.id} now`
   }
 
-  /** Takes effect at once; the promise says whether it was also saved for the next start. */
-  async pause (): Promise<void> {
-    if (!this.paused) this.pausedAt = new Date().toISOString()
+  /**
+   * Takes effect at once; the promise says whether it was also saved for the next start, and
+   * resolves to false when the agent was paused already. The state is saved again all the same,
+   * so that repeating a pause whose save failed is how to retry it.
+   */
+  async pause (): Promise<boolean> {
+    const changed = !this.paused
+    if (changed) this.pausedAt = new Date().toISOString()
     this.paused = true
     this.deps.swarm.pauseAll()
     await this.#savePaused(true)
+    return changed
   }
 
-  async resume (): Promise<void> {
+  /** As pause: false when the agent was not paused. */
+  async resume (): Promise<boolean> {
+    const changed = this.paused
     this.paused = false
     delete this.pausedAt
     this.deps.swarm.resumeAll()
     this.kick()
     await this.#savePaused(false)
+    return changed
   }
 
   async #savePaused (paused: boolean): Promise<void> {

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises'
 import type { Logger } from 'pino'
 import { request, type Dispatcher } from 'undici'
 import { rfc3339 } from '../lib/duration.js'
+import { formatErrorEnvelope, parseErrorEnvelope } from '../lib/error-envelope.js'
 import { ConfigError } from '../lib/errors.js'
 import { decodeSecretKey, type KeyPair } from '../lib/keys.js'
 import { signReport, type ReportImage, type ReportSigned } from '../lib/report.js'
@@ -30,19 +31,6 @@ export function buildReport (site: string, agentVersion: string, polls: PollStat
       downRate: i.downRate, upRate: i.upRate, peers: i.peers, seeding: i.seeding, ...err(i.error)
     }))
   }
-}
-
-/**
- * The index server's refusal as an operator reads it in `imgdist-agent status`: its code and
- * message ("HTTP 403 SITE_UNKNOWN: site ... is not registered here; the index operator runs:
- * ..."), not the raw JSON body cut at 200 characters. Any other body is shown as it came.
- */
-function refusal (status: number, text: string): string {
-  try {
-    const body = JSON.parse(text) as { code?: unknown, message?: unknown }
-    if (typeof body.code === 'string' && typeof body.message === 'string') return `HTTP ${status} ${body.code}: ${body.message.slice(0, 500)}`
-  } catch {}
-  return `HTTP ${status}: ${text.slice(0, 200)}`
 }
 
 export class Reporter {
@@ -81,7 +69,9 @@ export class Reporter {
         dispatcher: this.opts.http, method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(report)
       })
       const text = await res.body.text()
-      if (res.statusCode >= 300) throw new Error(refusal(res.statusCode, text))
+      // as an operator reads it in `imgdist-agent status`: "HTTP 403 SITE_UNKNOWN: site ... is
+      // not registered here; the index operator runs: ...", not the raw JSON body
+      if (res.statusCode >= 300) throw new Error(formatErrorEnvelope(parseErrorEnvelope(res.statusCode, text)))
       this.lastSent = report.signed.sent
       delete this.lastError
       delete this.lastErrorAt

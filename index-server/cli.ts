@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs'
-import { readFile } from 'node:fs/promises'
+import { open, readFile } from 'node:fs/promises'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { MAX_INDEX_BYTES, parseSignedYaml } from '../lib/document.js'
 import { ConfigError, ImgdistError, UsageError } from '../lib/errors.js'
@@ -33,15 +33,38 @@ function need (v: unknown, flag: string): string {
   return v
 }
 
+/**
+ * A file named on the command line that cannot be read is the user's mistake, as a bad flag is
+ * (exit 2, DESIGN.md §5), not a failed verification: ConfigError carries that to bin.ts. One
+ * that is too large stays a refusal (exit 1): it is the document being checked that fails.
+ */
 export async function readArg (path: string, max: number, what: string): Promise<Buffer> {
+  let b: Buffer
+  try { b = await readFile(path) } catch (err) { throw unreadable(err, what, path) }
+  if (b.byteLength > max) throw new ImgdistError('TOO_LARGE', `${what} ${path} is over ${max} bytes`)
+  return b
+}
+
+function unreadable (err: unknown, what: string, path: string, hint = ''): ConfigError {
+  return new ConfigError(`cannot read ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}${hint}`, [], 'IO_ERROR', { cause: err })
+}
+
+/** Checked before anything is created, so that a mistyped path leaves DIR as it was. */
+async function readableFile (path: string, what: string): Promise<void> {
+  let fh
+  try { fh = await open(path, 'r') } catch (err) { throw unreadable(err, what, path) }
   try {
-    const b = await readFile(path)
-    if (b.byteLength > max) throw new ImgdistError('TOO_LARGE', `${what} ${path} is over ${max} bytes`)
-    return b
-  } catch (err) {
-    if (err instanceof ImgdistError) throw err
-    throw new ImgdistError('IO_ERROR', `cannot read ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
-  }
+    if (!(await fh.stat()).isFile()) throw new ConfigError(`${what} ${path} is not a regular file`, [], 'IO_ERROR')
+  } finally { await fh.close() }
+}
+
+/** PUBKEY as the help describes it: the key itself, or a file holding it. */
+async function readSiteKeyArg (arg: string): Promise<string> {
+  if (arg.startsWith('ed25519:')) return arg
+  let b: Buffer
+  try { b = await readFile(arg) } catch (err) { throw unreadable(err, 'public key file', arg, ' (PUBKEY is "ed25519:<base64>" or a file holding it)') }
+  if (b.byteLength > 4096) throw new ConfigError(`${arg} is ${b.byteLength} bytes, too large for a public key file (one line, "ed25519:<base64>")`, [], 'KEY_INVALID')
+  return b.toString('utf8').trim()
 }
 
 export function helpFor (cmd: string | undefined): string {
@@ -78,13 +101,15 @@ export async function cmdSites (args: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parse(args, { 'data-dir': { type: 'string' }, replace: { type: 'boolean' } })
   if (values.help === true) { io.out(helpFor('sites')); return 0 }
   const [sub, ...rest] = positionals
-  const sites = new SiteKeys(dataPaths(need(values['data-dir'], '--data-dir')).sitesFile)
+  const dataDir = need(values['data-dir'], '--data-dir')
+  // a mistyped DIR would otherwise list no sites, or fail to add one with a bare ENOENT
+  if (!existsSync(dataDir)) throw new ConfigError(`--data-dir ${dataDir}: no such directory; give the one "imgdist-index init" made`, [], 'NOT_FOUND')
+  const sites = new SiteKeys(dataPaths(dataDir).sitesFile)
   switch (sub) {
     case 'add': {
       if (rest.length !== 2) throw new UsageError('usage: imgdist-index sites add NAME PUBKEY|FILE.pub --data-dir DIR')
       const [name, keyArg] = rest as [string, string]
-      const text = keyArg.startsWith('ed25519:') ? keyArg : (await readArg(keyArg, 4096, 'public key file')).toString('utf8').trim()
-      const key = await sites.add(name, text, values.replace === true)
+      const key = await sites.add(name, await readSiteKeyArg(keyArg), values.replace === true)
       io.out(`site "${key.name}" registered (key id ${key.keyid.slice(0, 16)})`)
       return 0
     }
@@ -95,8 +120,8 @@ export async function cmdSites (args: string[], io: CliIo): Promise<number> {
     case 'remove': {
       if (rest.length !== 1) throw new UsageError('usage: imgdist-index sites remove NAME --data-dir DIR')
       const name = rest[0] as string
-      if (!(await sites.remove(name))) throw new ImgdistError('NOT_FOUND', `no site "${name}"`)
-      await dropReport(dataPaths(values['data-dir'] as string).stateDir, name)
+      if (!(await sites.remove(name))) throw new ConfigError(`no site "${name}" in ${sites.file}; "imgdist-index sites list --data-dir ${dataDir}" shows the registered ones`, [], 'NOT_FOUND')
+      await dropReport(dataPaths(dataDir).stateDir, name)
       io.out(`site "${name}" removed`)
       return 0
     }
@@ -122,6 +147,8 @@ export async function cmdImport (args: string[], io: CliIo): Promise<number> {
   if (positionals.length !== 1) throw new UsageError('usage: imgdist-index import --data-dir DIR --id ID [--torrent FILE] [--index SIGNED-INDEX.yaml] IMAGE-FILE')
   const paths = dataPaths(need(values['data-dir'], '--data-dir'))
   const id = need(values.id, '--id')
+  const imageFile = positionals[0] as string
+  await readableFile(imageFile, 'IMAGE-FILE')
   await ensureDataDirs(paths)
   await finishReinit(paths)
   let index: IndexDocument
@@ -143,12 +170,13 @@ export async function cmdImport (args: string[], io: CliIo): Promise<number> {
     index = checkIndexShape(parseSignedYaml(indexBytes, MAX_INDEX_BYTES, 'index.yaml'))
   }
   const entry = index.signed.images.find((i) => i.id === id)
-  if (entry === undefined) throw new ImgdistError('NOT_FOUND', `index v${index.signed.version} lists no image "${id}"`)
+  // the catalogue is fine; the user named an image it does not have
+  if (entry === undefined) throw new ConfigError(`index v${index.signed.version} lists no image "${id}"; check --id`, [], 'NOT_FOUND')
   if (typeof values.torrent === 'string') {
     await new TorrentStore(paths).store(entry, await readArg(values.torrent, MAX_TORRENT_BYTES, 'torrent'))
     io.out(`torrent ${entry.infoHash} stored`)
   }
-  await new ImageStore(paths).importFile(entry, positionals[0] as string)
+  await new ImageStore(paths).importFile(entry, imageFile)
   io.out(`image "${id}" verified (sha512 ${entry.sha512.slice(0, 16)}…, ${entry.size} bytes) and stored in ${paths.imagesDir}`)
   return 0
 }

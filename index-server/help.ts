@@ -28,8 +28,12 @@ COMMANDS
            PUBKEY is "ed25519:<base64>" or a file holding it. Safe while the server runs.
 
 EXIT STATUS
-  0 success; 1 a verification failure or runtime error (e.g. LISTEN_FAILED: the --listen address
-  is in use); 2 bad usage or an invalid (or unreadable) config.
+  0 success; 1 a verification failure (e.g. SIGNATURE_INVALID, HASH_MISMATCH), a refusal
+  (ALREADY_INITIALISED, SITE_EXISTS, CONFLICT, STATE_LOCKED) or a runtime error (e.g.
+  LISTEN_FAILED: the --listen address is in use; NO_ROOT: DIR has no root yet); 2 bad usage:
+  a wrong command, option or argument, a file named on the command line that cannot be read
+  (IO_ERROR), an invalid site name or key (KEY_INVALID), a site or image ID that is not there
+  (NOT_FOUND), an invalid (or unreadable) config.
 
 Run "imgdist-index help serve" for the server's options and endpoints.
 `
@@ -71,6 +75,11 @@ EXPIRY
   (still HTTP 200), and imgdist_index_catalogue_expires_seconds{document} gives the date to
   alert on before it falls.
 
+EXIT STATUS
+  0 after SIGTERM/SIGINT and a drain; 1 a runtime error (LISTEN_FAILED: an address in use;
+  NO_ROOT: DIR has no root yet, run "imgdist-index init"); 2 bad usage or an invalid (or
+  unreadable) config.
+
 REFUSALS
   4xx with JSON {code, message}: 400 SCHEMA_INVALID YAML_INVALID ALIAS_LIMIT TYPE_UNKNOWN
   DUPLICATE_ID UNSAFE_NAME TORRENT_INVALID BAD_REQUEST, 403 SIGNATURE_INVALID SIGNATURE_MISSING
@@ -96,6 +105,11 @@ USAGE
            index. Images and torrents stay and are served only once the new index lists them
            (re-hashed first). Refused while a server runs on DIR; a crash part-way is finished
            at the next start.
+
+EXIT STATUS
+  0 installed; 1 ROOT.yaml fails verification (e.g. SIGNATURE_INVALID, EXPIRED, TOO_LARGE), DIR
+  already has a catalogue (ALREADY_INITIALISED), or a server runs on DIR (STATE_LOCKED);
+  2 bad usage, or ROOT.yaml cannot be read (IO_ERROR).
 `
 
 export const IMPORT_HELP = `imgdist-index import - place an image file copied by hand
@@ -115,7 +129,12 @@ USAGE
                       seeds the image at once, while agents watching the index learn of it
                       within a round trip. Refused if the published index lists ID with other
                       bytes.
-  Exit 1 when the file does not match (nothing is copied).
+
+EXIT STATUS
+  0 stored; 1 the file does not match (HASH_MISMATCH; nothing is copied), INDEX.yaml fails
+  verification, no index is published yet, or the published index serves other bytes as ID
+  (CONFLICT); 2 bad usage, a file that cannot be read (IO_ERROR), or an ID the index does
+  not list (NOT_FOUND).
 `
 
 export const SITES_HELP = `imgdist-index sites - site keys for signed agent reports
@@ -128,6 +147,13 @@ USAGE
   NAME is the site name agents put in their reports ([a-z0-9][a-z0-9._-]*). PUBKEY is the
   agent's public key "ed25519:<base64>", or a file containing it. Reports from unregistered
   sites, or not signed by the registered key, are refused (403).
+
+  --replace  change the key of a site already registered (without it, SITE_EXISTS)
+
+EXIT STATUS
+  0 done; 1 NAME is already registered (SITE_EXISTS); 2 bad usage: DIR does not exist, NAME
+  or PUBKEY is invalid (KEY_INVALID), FILE.pub cannot be read (IO_ERROR), or "remove" names a
+  site that is not registered (NOT_FOUND).
 `
 
 export const HELP: Record<string, string> = { serve: SERVE_HELP, init: INIT_HELP, import: IMPORT_HELP, sites: SITES_HELP }

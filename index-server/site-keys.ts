@@ -27,7 +27,11 @@ export class SiteKeys {
 
   async add (name: string, publicKey: string, replace = false): Promise<SiteKey> {
     if (!NAME_RE.test(name)) throw new ConfigError(`site name "${name}" must match ${ID_PATTERN}`, [], 'USAGE')
-    const raw = decodePublicKey(publicKey)
+    // a key the user typed or pointed to: bad input (exit 2), unlike a signature that fails
+    let raw: Uint8Array
+    try { raw = decodePublicKey(publicKey) } catch (err) {
+      throw new ConfigError(`site "${name}": ${(err as Error).message}`, [], 'KEY_INVALID', { cause: err })
+    }
     const sites = new Map(await this.#load())
     if (sites.has(name) && !replace) throw new ImgdistError('SITE_EXISTS', `site "${name}" is already registered; use --replace to change its key`)
     const key: SiteKey = { name, publicKey: publicKey.trim(), keyid: keyIdOf(raw) }

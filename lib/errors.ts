@@ -56,11 +56,14 @@ export class TrustError extends ImgdistError {
   }
 }
 
-/** A config file or command line is wrong; `problems` names every bad field. */
+/**
+ * A config file or command line is wrong (bad usage, exit 2 in all three programs): a bad field,
+ * or a file, key or name given as an argument that cannot be used. `problems` names every bad field.
+ */
 export class ConfigError extends ImgdistError {
   readonly problems: string[]
-  constructor (message: string, problems: string[] = [], code: ImgdistCode = 'CONFIG_INVALID') {
-    super(code, problems.length > 0 ? `${message}: ${problems.join('; ')}` : message)
+  constructor (message: string, problems: string[] = [], code: ImgdistCode = 'CONFIG_INVALID', options?: { cause?: unknown }) {
+    super(code, problems.length > 0 ? `${message}: ${problems.join('; ')}` : message, options)
     this.problems = problems
   }
 }

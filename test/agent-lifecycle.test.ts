@@ -225,17 +225,18 @@ t.test('the reconciler keeps when the operator paused, across a restart', async 
   let { r, close } = await open()
   t.equal(r.pausedAt, undefined)
   const before = Date.now()
-  await r.pause()
+  t.equal(await r.pause(), true, 'a pause changes a running agent')
   const at = r.pausedAt
   t.ok(at !== undefined && Date.parse(at) >= before - 1000, `pausedAt ${String(at)}`)
-  await r.pause()
+  t.equal(await r.pause(), false, 'pausing again changes nothing')
   t.equal(r.pausedAt, at, 'pausing again keeps the first time')
   await close();
   ({ r, close } = await open())
   t.equal(r.paused, true)
   t.equal(r.pausedAt, at, 'the restarted agent knows since when')
-  await r.resume()
+  t.equal(await r.resume(), true, 'a resume changes a paused agent')
   t.equal(r.pausedAt, undefined)
+  t.equal(await r.resume(), false, 'resuming again changes nothing')
   await close();
   ({ r, close } = await open())
   t.equal(r.paused, false)

@@ -39,9 +39,16 @@ t.test('policy: deny rule, manual approval through the CLI, revocation retires p
   const status = JSON.parse(await cli('status', '--json')) as { site: string, images: Record<string, number> }
   t.equal(status.site, 'site-p')
   t.equal(status.images.registered, 1)
-  t.match(await cli('pause'), /paused/)
+  t.equal(await cli('pause'), 'paused\n')
+  const { pausedAt } = JSON.parse(await cli('status', '--json')) as { paused: boolean, pausedAt?: string }
+  t.ok(pausedAt !== undefined, 'status says since when')
+  // a second pause must not look like a first one: the operator would think downloads just stopped
+  t.equal(await cli('pause'), `already paused since ${pausedAt ?? ''}; nothing changed ("imgdist-agent resume" downloads again)\n`)
+  t.same(JSON.parse(await cli('pause', '--json')), { paused: true, changed: false, pausedAt }, 'the API says nothing changed')
   t.equal((JSON.parse(await cli('status', '--json')) as { paused: boolean }).paused, true)
-  t.match(await cli('resume'), /resumed/)
+  t.equal(await cli('resume'), 'resumed\n')
+  t.equal(await cli('resume'), 'not paused; nothing to resume\n')
+  t.same(JSON.parse(await cli('resume', '--json')), { paused: false, changed: false })
   await t.rejects(cli('approve', 'no-such-image'), /no image "no-such-image"/)
 
   await fx.revoke(wanted.id, 'CVE-2099-0001')

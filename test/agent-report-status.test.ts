@@ -44,7 +44,7 @@ t.test('report delivery shows in status and metrics: refused for an unregistered
   t.equal(refused.report?.lastSent, undefined, 'nothing delivered yet')
   t.match(await a.cli('status'), /report: NOT DELIVERED since \S+: .*SITE_UNKNOWN.*\(none delivered yet\)/, 'imgdist-agent status says so')
   // the server's code and whole message, as a person reads them, not its JSON body cut short
-  t.equal(refused.report?.lastError, 'HTTP 403 SITE_UNKNOWN: site "site-rep" is not registered here; the index operator runs: imgdist-index sites add site-rep PUBKEY')
+  t.equal(refused.report?.lastError, 'HTTP 403 SITE_UNKNOWN: site "site-rep" is not registered here; the index operator runs: imgdist-index sites add site-rep PUBKEY --data-dir DIR')
   t.match(await metrics(), /\nimgdist_agent_last_report_seconds 0\n/, 'no delivery yet: 0')
 
   // the operator's fix: register the site's key at the index server (it re-reads the file)

@@ -2,7 +2,7 @@ import { request } from 'node:http'
 import { copyFile, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
-import { encodePublicKey, generateKeyPair } from '../lib/keys.js'
+import { encodePublicKey, encodeSecretKey, generateKeyPair } from '../lib/keys.js'
 import { body, fakeSite, indexBytes, indexCli as cli, makeServerDir, putIndex, serveIndex as serve, siteReport, waitFor, type FakeSite } from './index-fixture.js'
 import { makeFixture } from './helpers/catalogue-fixture.js'
 
@@ -103,6 +103,55 @@ t.test('sites add/list/remove and import', async (t) => {
   t.equal(ok.code, 0, ok.stderr)
   t.same(await readdir(join(dataDir, 'images')), ['img-imp'])
   t.same(await readdir(join(dataDir, 'torrents')), [`${entry.infoHash}.torrent`])
+})
+
+t.test('input the user gave that cannot be used exits 2 (bad usage), one line naming it; nothing is created', async (t) => {
+  const { dataDir, fx, dir } = await makeServerDir(t)
+  const oneLine = (what: string, r: { code: number, stderr: string }, code: number, line: RegExp): void => {
+    t.equal(r.code, code, `${what}: exit ${code}`)
+    t.match(r.stderr, line, what)
+    t.equal(r.stderr.split('\n').length, 2, `${what}: one line`)
+  }
+  const missing = join(dir, 'no-such.yaml')
+  const fresh = join(dir, 'fresh')
+  oneLine('init --root FILE that is not there', await cli(['init', '--data-dir', fresh, '--root', missing]), 2,
+    /^imgdist-index: IO_ERROR: cannot read root .*no-such\.yaml: ENOENT\n$/)
+  await t.rejects(readdir(fresh), { code: 'ENOENT' }, 'init created no data directory')
+  oneLine('init --root DIRECTORY', await cli(['init', '--data-dir', fresh, '--root', dir]), 2, /^imgdist-index: IO_ERROR: cannot read root .*: EISDIR\n$/)
+
+  const key = encodePublicKey(generateKeyPair().publicKey)
+  oneLine('sites add with a key too short', await cli(['sites', 'add', 'site-c', 'ed25519:short', '--data-dir', dataDir]), 2,
+    /^imgdist-index: KEY_INVALID: site "site-c": /)
+  await writeFile(join(dir, 'c.key'), encodeSecretKey(generateKeyPair().secretKey) + '\n')
+  oneLine('sites add with the secret key file', await cli(['sites', 'add', 'site-c', join(dir, 'c.key'), '--data-dir', dataDir]), 2,
+    /^imgdist-index: KEY_INVALID: site "site-c": this is a secret key, expected a public key/)
+  oneLine('sites add with a key file that is not there', await cli(['sites', 'add', 'site-c', join(dir, 'c.pub'), '--data-dir', dataDir]), 2,
+    /^imgdist-index: IO_ERROR: cannot read public key file .*c\.pub: ENOENT \(PUBKEY is "ed25519:<base64>" or a file holding it\)\n$/)
+  await writeFile(join(dir, 'big.pub'), 'x'.repeat(5000))
+  oneLine('sites add with a key file far too large', await cli(['sites', 'add', 'site-c', join(dir, 'big.pub'), '--data-dir', dataDir]), 2,
+    /^imgdist-index: KEY_INVALID: .*big\.pub is 5000 bytes, too large for a public key file/)
+  oneLine('sites remove of a site not registered', await cli(['sites', 'remove', 'site-z', '--data-dir', dataDir]), 2,
+    /^imgdist-index: NOT_FOUND: no site "site-z" in .*sites\.yaml; "imgdist-index sites list --data-dir .*" shows the registered ones\n$/)
+  for (const sub of [['list'], ['add', 'site-c', key]]) {
+    oneLine(`sites ${sub[0] as string} with a --data-dir that is not there`, await cli(['sites', ...sub, '--data-dir', fresh]), 2,
+      /^imgdist-index: NOT_FOUND: --data-dir .*fresh: no such directory/)
+  }
+  t.equal((await cli(['sites', 'list', '--data-dir', dataDir])).stdout, '', 'no site was added')
+
+  await fx.addImage('img-in', 70_000)
+  await writeFile(join(dataDir, 'index.yaml'), await indexBytes(fx))
+  const image = fx.images.get('img-in') as string
+  oneLine('import of an IMAGE-FILE that is not there', await cli(['import', '--data-dir', dataDir, '--id', 'img-in', join(dir, 'no.img')]), 2,
+    /^imgdist-index: IO_ERROR: cannot read IMAGE-FILE .*no\.img: ENOENT\n$/)
+  oneLine('import of a directory', await cli(['import', '--data-dir', dataDir, '--id', 'img-in', dir]), 2,
+    /^imgdist-index: IO_ERROR: IMAGE-FILE .* is not a regular file\n$/)
+  oneLine('import --torrent FILE that is not there', await cli(['import', '--data-dir', dataDir, '--id', 'img-in', '--torrent', join(dir, 'no.torrent'), image]), 2,
+    /^imgdist-index: IO_ERROR: cannot read torrent .*no\.torrent: ENOENT\n$/)
+  oneLine('import --index FILE that is not there', await cli(['import', '--data-dir', dataDir, '--id', 'img-in', '--index', missing, image]), 2,
+    /^imgdist-index: IO_ERROR: cannot read index .*no-such\.yaml: ENOENT\n$/)
+  oneLine('import --id the index does not list', await cli(['import', '--data-dir', dataDir, '--id', 'img-other', image]), 2,
+    /^imgdist-index: NOT_FOUND: index v\d+ lists no image "img-other"; check --id\n$/)
+  t.same(await readdir(join(dataDir, 'images')), [], 'nothing imported')
 })
 
 interface FleetJson { sites: Array<{ name: string, lastSeen: string | null }>, totals: { sites: number } }

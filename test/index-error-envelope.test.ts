@@ -1,4 +1,6 @@
 import { execFile } from 'node:child_process'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { Registry } from 'prom-client'
@@ -76,6 +78,16 @@ t.test('imgdist-agent pointed at a server that is not an agent (--api with the i
   }
 })
 
+t.test('imgdist-agent behind a proxy that answers an error of its own prints the status and the text, on one line', async (t) => {
+  const proxy = createServer((_req, res) => { res.writeHead(502, { 'content-type': 'text/html' }).end('<html>\n<body>502 Bad Gateway</body>\n</html>\n') })
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { proxy.close() })
+  const url = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`
+  const r = await run(process.execPath, [AGENT_BIN, 'pause', '--api', url]).then(() => ({ code: 0, stderr: '' }), (err: { code: number, stderr: string }) => err)
+  t.equal(r.code, 1)
+  t.equal(r.stderr, 'imgdist-agent: HTTP_ERROR: HTTP 502: <html> <body>502 Bad Gateway</body> </html>\n')
+})
+
 t.test('the agent API: {code, message}, and imgdist-agent prints the code', async (t) => {
   const ctl: AgentControl = {
     status: () => ({ site: 'test' }) as AgentStatus,
@@ -83,8 +95,8 @@ t.test('the agent API: {code, message}, and imgdist-agent prints the code', asyn
     peers: () => [],
     approve: async (id) => { throw new ImgdistError('POLICY_REJECTED', `${id} is rejected by this site's policy`) },
     retry: async () => ({ images: [], messages: [] }),
-    pause: async () => {},
-    resume: async () => {},
+    pause: async () => ({ changed: true }),
+    resume: async () => ({ changed: true }),
     metrics: new Registry()
   }
   const api = await createApi(ctl)

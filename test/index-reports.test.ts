@@ -4,9 +4,31 @@ import { buildServer } from '../index-server/server.js'
 import { dataPaths } from '../index-server/data-dir.js'
 import { encodePublicKey } from '../lib/keys.js'
 import { signReport } from '../lib/report.js'
-import { fakeSite, indexBytes, makeServerDir, siteReport } from './index-fixture.js'
+import { fakeSite, indexBytes, indexCli, makeServerDir, siteReport } from './index-fixture.js'
 
 const JSON_CT = { 'content-type': 'application/json' }
+
+t.test('SITE_UNKNOWN names the command that registers the site, and it works as written once DIR and PUBKEY are filled in', async (t) => {
+  const { dataDir } = await makeServerDir(t)
+  const app = await buildServer({ dataDir })
+  t.teardown(async () => await app.close())
+  const site = fakeSite('site-new')
+  const refused = await app.inject({ method: 'POST', url: '/v1/reports', headers: JSON_CT, payload: JSON.stringify(siteReport(site, 'test-catalogue', [], new Date(Date.now() - 1000))) })
+  t.equal(refused.statusCode, 403)
+  const { code, message } = refused.json() as { code: string, message: string }
+  t.equal(code, 'SITE_UNKNOWN')
+  t.equal(message, 'site "site-new" is not registered here; the index operator runs: imgdist-index sites add site-new PUBKEY --data-dir DIR')
+  // the placeholders are those of "imgdist-index sites --help"
+  const help = (await indexCli(['sites', '--help'])).stdout
+  t.match(help, 'imgdist-index sites add NAME PUBKEY|FILE.pub [--replace] --data-dir DIR')
+  const command = (message.split('runs: ')[1] ?? '').split(' ')
+  t.equal(command[0], 'imgdist-index')
+  const filled = command.slice(1).map((w) => w === 'DIR' ? dataDir : w === 'PUBKEY' ? encodePublicKey(site.key.publicKey) : w)
+  const run = await indexCli(filled)
+  t.equal(run.code, 0, run.stderr)
+  const accepted = await app.inject({ method: 'POST', url: '/v1/reports', headers: JSON_CT, payload: JSON.stringify(siteReport(site, 'test-catalogue', [])) })
+  t.equal(accepted.statusCode, 202, accepted.body)
+})
 
 t.test('signed reports: accepted from registered sites, refused otherwise, kept across restarts', async (t) => {
   const { dataDir, fx } = await makeServerDir(t)

@@ -23,7 +23,7 @@ export async function reportRoutes (app: FastifyInstance, { ctx }: { ctx: IndexC
       if (problems.length > 0) throw new ImgdistError('SCHEMA_INVALID', `report fails the schema: ${problems.join('; ')}`)
       const site = (request.body as Report).signed.site
       const key = await ctx.sites.get(site)
-      if (key === undefined) throw new ImgdistError('SITE_UNKNOWN', `site "${site}" is not registered here; the index operator runs: imgdist-index sites add ${site} PUBKEY`)
+      if (key === undefined) throw new ImgdistError('SITE_UNKNOWN', `site "${site}" is not registered here; the index operator runs: imgdist-index sites add ${site} PUBKEY --data-dir DIR`)
       await mutex.run(async () => {
         const last = await ctx.reports.get(site)
         const now = ctx.now()

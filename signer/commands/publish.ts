@@ -1,5 +1,6 @@
 import { Agent, request } from 'undici'
 import { MAX_INDEX_BYTES, MAX_ROOT_BYTES, parseSignedYaml, documentType } from '../../lib/document.js'
+import { formatErrorEnvelope, parseErrorEnvelope } from '../../lib/error-envelope.js'
 import { UsageError } from '../../lib/errors.js'
 import type { Readable } from 'node:stream'
 import type { IndexSigned } from '../../lib/schema.js'
@@ -131,24 +132,12 @@ async function putOne (io: Io, dispatcher: Agent, base: URL, b: Put, timeout: nu
     } catch (err) {
       throw new SignerError('NETWORK_ERROR', `publish: cannot reach ${url.href}: ${(err as Error).message}`, 2, { cause: err })
     }
-    const text = (await res.body.text().catch(() => '')).slice(0, 4096)
-    const answer = describeAnswer(text)
+    // the server answers JSON, {code, message} on refusal; anything else is shown as text
+    const answer = parseErrorEnvelope(res.statusCode, await res.body.text().catch(() => ''))
     if (res.statusCode < 200 || res.statusCode > 299) {
-      throw new SignerError(answer.code ?? 'HTTP_ERROR', `publish: ${url.href} refused ${b.path}: HTTP ${res.statusCode}${answer.message !== '' ? `: ${answer.message}` : ''}`, 1)
+      // the code leads the line already (imgdist-sign: CODE: ...)
+      throw new SignerError(answer.code ?? 'HTTP_ERROR', `publish: ${url.href} refused ${b.path}: ${formatErrorEnvelope(answer, { withCode: false })}`, 1)
     }
     out(io, `published ${b.path} to ${url.href}: HTTP ${res.statusCode}${answer.message !== '' ? ` ${answer.message}` : ''}`)
   }
-}
-
-/** The index server answers JSON ({code, message} on refusal); anything else is shown as text. */
-function describeAnswer (text: string): { code?: string, message: string } {
-  try {
-    const j = JSON.parse(text) as Record<string, unknown>
-    if (j !== null && typeof j === 'object') {
-      const code = typeof j.code === 'string' && /^[A-Z][A-Z0-9_]*$/.test(j.code) ? j.code : undefined
-      const msg = typeof j.message === 'string' ? j.message : typeof j.error === 'string' ? j.error : JSON.stringify(j)
-      return { code, message: msg.replace(/\s+/g, ' ').trim() }
-    }
-  } catch {}
-  return { message: text.replace(/\s+/g, ' ').trim().slice(0, 300) }
 }
