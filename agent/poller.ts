@@ -1,13 +1,13 @@
 import { EventEmitter } from 'node:events'
-import { readFile } from 'node:fs/promises'
 import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'
-import { MAX_INDEX_BYTES, MAX_ROOT_BYTES, parseSignedYaml } from '../lib/document.js'
+import { MAX_INDEX_BYTES, parseSignedYaml } from '../lib/document.js'
 import { rfc3339Millis } from '../lib/duration.js'
-import { ConfigError, ImgdistError, toImgdistError } from '../lib/errors.js'
+import { ImgdistError, toImgdistError } from '../lib/errors.js'
 import { MAX_WAIT_SECONDS } from '../lib/held-get.js'
-import type { IndexDocument, RootDocument, SignedDocument } from '../lib/schema.js'
-import { acceptIndex, assertNotExpired, catalogueExpires, checkRootShape, verifyThreshold } from '../lib/trust.js'
+import type { IndexDocument, RootDocument } from '../lib/schema.js'
+import { acceptIndex, assertNotExpired, catalogueExpires } from '../lib/trust.js'
+import { restoreCatalogue } from './catalogue-restore.js'
 import type { ResolvedConfig } from './config.js'
 import { fetchBytes, RetryLaterError } from './http-fetch.js'
 import { walkRoots } from './root-walk.js'
@@ -93,38 +93,17 @@ export class CataloguePoller extends EventEmitter {
     this.status = { name: sub.label, url: sub.url, rootVersion: 0, indexVersion: 0, pollErrors: 0, watching: false }
   }
 
-  /** Loads the pinned root and the last accepted state; the pinned file wins only if it is newer. */
+  /** Loads the pinned root and the last accepted state (agent/catalogue-restore.ts). */
   async init (): Promise<void> {
-    let pinned: RootDocument
-    try {
-      const doc = parseSignedYaml(await readFile(this.sub.root), MAX_ROOT_BYTES, `root ${this.sub.root}`)
-      pinned = checkRootShape(doc, `root ${this.sub.root}`)
-      verifyThreshold(pinned.signed, pinned.signatures, pinned.signed.roles.root, pinned.signed.keys, `root ${this.sub.root}`)
-    } catch (err) {
-      throw new ConfigError(`subscription ${this.sub.label}: pinned root ${this.sub.root} is unusable: ${(err as Error).message}`)
-    }
-    this.name = pinned.signed.name
+    const r = await restoreCatalogue(this.sub, this.#trust, this.#now())
+    this.#root = r.root
+    this.name = r.root.signed.name
     this.status.name = this.name
-    const stored = await this.#trust.getRoot(this.name)
-    this.#root = stored !== undefined && stored.signed.version >= pinned.signed.version ? stored : pinned
-    this.status.rootVersion = this.#root.signed.version
-    const idx = await this.#trust.getIndex(this.name)
-    if (idx !== undefined) {
-      let doc: SignedDocument<unknown> | undefined
-      try {
-        doc = parseSignedYaml(idx.text, MAX_INDEX_BYTES, 'stored index')
-        const acc = acceptIndex(this.#root.signed, doc, { now: this.#now(), last: { version: idx.version, digest: idx.digest } })
-        this.status.indexVersion = acc.doc.signed.version
-        this.#accept({ name: this.name, root: this.#root, index: acc.doc, digest: acc.digest, signers: acc.signers, baseUrl: this.sub.url })
-      } catch (err) {
-        const e = toImgdistError(err)
-        this.#fail(e)
-        this.status.indexVersion = idx.version
-        // it lapsed while the agent was down: still the last catalogue accepted, and status says since when
-        const expires = (doc?.signed as { expires?: unknown } | undefined)?.expires
-        if (e.code === 'EXPIRED' && typeof expires === 'string') this.status.expires = catalogueExpires(this.#root.signed.expires, expires)
-      }
-    }
+    this.status.rootVersion = r.root.signed.version
+    if (r.storedVersion !== undefined) this.status.indexVersion = r.storedVersion
+    if (r.accepted !== undefined) this.#accept({ name: this.name, root: r.root, ...r.accepted, baseUrl: this.sub.url })
+    if (r.refused !== undefined) this.#fail(r.refused)
+    if (r.lapsedAt !== undefined) this.status.expires = r.lapsedAt
   }
 
   /** Starts polling. Resolves once the first round has settled, whether it got a catalogue or not. */
