@@ -3,7 +3,7 @@
 // V8's code cache holds the functions a run compiled. `--help` only loads the modules; an
 // agent's start then compiles, lazily and from source, everything it calls: config validation,
 // LevelDB, the swarm, fastify's routes, the poller, undici's connect. A cache written after a
-// real start holds those too (2.3 MB against 1.3 MB), and a start then costs about a fifth less
+// real start holds those too (2.1 MB against 1.3 MB), and a start then costs about a fifth less
 // CPU (bench/README.md, session 25). That matters where agents start together on few cores, as in
 // bench:swarm's cold row, where seven start on two.
 //
