@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events'
 import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'
 import { MAX_INDEX_BYTES, parseSignedYaml } from '../lib/document.js'
+import { MAX_TIMER_MS } from '../lib/duration-schema.js'
 import { rfc3339Millis } from '../lib/duration.js'
 import { ImgdistError, toImgdistError } from '../lib/errors.js'
 import { MAX_WAIT_SECONDS } from '../lib/held-get.js'
@@ -55,8 +56,6 @@ type Round = 'held' | 'fetched' | 'quick' | 'failed' | 'later'
  * logged at info, not counted as failed polls, not shown as the subscription's error.
  */
 const RESTART_GRACE_MS = 60_000
-/** setTimeout's longest delay; a later expiry is checked again when this one fires */
-const MAX_TIMER_MS = 2 ** 31 - 1
 /** Errors of reaching the server, which an answer from it disproves. */
 const TRANSPORT_CODES = new Set(['NETWORK_ERROR', 'HTTP_ERROR'])
 
@@ -189,6 +188,7 @@ export class CataloguePoller extends EventEmitter {
     const cur = this.current
     if (cur === undefined || this.#closed) return
     const at = Math.min(rfc3339Millis(cur.root.signed.expires) ?? 0, rfc3339Millis(cur.index.signed.expires) ?? 0)
+    // a later expiry is checked again when this timer fires
     const ms = Math.min(MAX_TIMER_MS, Math.max(0, at - this.#now().getTime()))
     this.#expiryTimer = setTimeout(() => {
       // not a poll: the next one (unconditional now) counts the refused index

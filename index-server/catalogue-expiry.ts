@@ -1,9 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
+import { MAX_TIMER_MS } from '../lib/duration-schema.js'
 import { rfc3339Millis } from '../lib/duration.js'
 import type { CatalogueStore } from './catalogue-store.js'
-
-/** setTimeout's longest delay; a later expiry is checked again when this one fires */
-const MAX_TIMER_MS = 2 ** 31 - 1
 
 export type ServedDocument = 'root' | 'index'
 
@@ -65,6 +63,7 @@ export class CatalogueExpiry {
     const now = this.#now().getTime()
     const next = (['root', 'index'] as const).map((d) => this.expiresAt(d)).filter((at): at is number => at !== undefined && at > now)
     if (next.length === 0) return
+    // a later expiry is checked again when this timer fires
     this.#timer = setTimeout(() => { this.#check() }, Math.min(MAX_TIMER_MS, Math.min(...next) - now))
     this.#timer.unref()
   }
