@@ -7,7 +7,7 @@ import { rfc3339Millis } from '../lib/duration.js'
 import { ImgdistError, toImgdistError } from '../lib/errors.js'
 import { MAX_WAIT_SECONDS } from '../lib/held-get.js'
 import type { IndexDocument, RootDocument } from '../lib/schema.js'
-import { acceptIndex, assertNotExpired, catalogueExpires } from '../lib/trust.js'
+import { acceptIndex, assertNotExpired, catalogueExpires, catalogueExpiresMs } from '../lib/trust.js'
 import { restoreCatalogue } from './catalogue-restore.js'
 import type { ResolvedConfig } from './config.js'
 import { fetchBytes, RetryLaterError } from './http-fetch.js'
@@ -187,7 +187,7 @@ export class CataloguePoller extends EventEmitter {
     clearTimeout(this.#expiryTimer)
     const cur = this.current
     if (cur === undefined || this.#closed) return
-    const at = Math.min(rfc3339Millis(cur.root.signed.expires) ?? 0, rfc3339Millis(cur.index.signed.expires) ?? 0)
+    const at = catalogueExpiresMs(cur.root.signed.expires, cur.index.signed.expires)
     // a later expiry is checked again when this timer fires
     const ms = Math.min(MAX_TIMER_MS, Math.max(0, at - this.#now().getTime()))
     this.#expiryTimer = setTimeout(() => {

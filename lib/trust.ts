@@ -43,8 +43,13 @@ export function assertNotExpired (signed: { expires: string, type?: string, vers
  * as for expiredAt.
  */
 export function catalogueExpires (rootExpires: string, indexExpires: string): string {
-  const at = new Date(Math.min(rfc3339Millis(rootExpires) ?? 0, rfc3339Millis(indexExpires) ?? 0))
+  const at = new Date(catalogueExpiresMs(rootExpires, indexExpires))
   return at.getUTCMilliseconds() === 0 ? rfc3339(at) : at.toISOString()
+}
+
+/** catalogueExpires as epoch milliseconds, for a timer. */
+export function catalogueExpiresMs (rootExpires: string, indexExpires: string): number {
+  return Math.min(rfc3339Millis(rootExpires) ?? 0, rfc3339Millis(indexExpires) ?? 0)
 }
 
 function requireShape<T> (schema: typeof RootSigned | typeof IndexSigned, signed: unknown, what: string): T {
