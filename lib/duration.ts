@@ -11,6 +11,19 @@ export function parseDuration (text: string, what = 'duration'): number {
   return ms
 }
 
+/** parseDuration's inverse, largest unit first ("14d", "14d 5m 12s"); whole seconds, no weeks. */
+export function formatDuration (ms: number): string {
+  let rest = Math.round(ms / 1000) * 1000
+  const parts: string[] = []
+  for (const unit of ['d', 'h', 'm', 's']) {
+    const size = UNIT_MS[unit] as number
+    const n = Math.floor(rest / size)
+    if (n > 0) parts.push(`${n}${unit}`)
+    rest -= n * size
+  }
+  return parts.length > 0 ? parts.join(' ') : '0s'
+}
+
 /** RFC 3339 UTC, second precision: the only timestamp form signed documents carry. */
 export function rfc3339 (date: Date): string {
   return date.toISOString().replace(/\.\d{3}Z$/, 'Z')

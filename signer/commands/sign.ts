@@ -1,5 +1,5 @@
 import { addSignature } from '../../lib/document.js'
-import { rfc3339 } from '../../lib/duration.js'
+import { formatDuration, rfc3339 } from '../../lib/duration.js'
 import { UsageError } from '../../lib/errors.js'
 import { keyIdOf } from '../../lib/keys.js'
 import type { IndexDocument } from '../../lib/schema.js'
@@ -9,7 +9,7 @@ import { SignerError } from '../errors.js'
 import { loadSecretKey } from '../files.js'
 import { note, out, type Io } from '../io.js'
 import { renewIndex, type Renewal } from '../renew.js'
-import { addDuration, formatDuration } from '../time.js'
+import { addDuration } from '../time.js'
 import { signHelp } from './sign-help.js'
 
 export { signHelp }
