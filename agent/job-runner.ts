@@ -108,7 +108,14 @@ export class JobRunner {
         const e = why instanceof ImgdistError ? why : toImgdistError(err)
         if (e instanceof CatalogueExpiredError) { await this.#holdExpired(rec, job, e); return }
         // stopped (SIGTERM, a new release, policy): the bytes counted up to now are kept
-        if (e.code === 'ABORTED') { await this.deps.store.put(rec); return }
+        if (e.code === 'ABORTED') {
+          // At shutdown the torrent would stay in the swarm until the swarm closes, and a block
+          // landing meanwhile is on disk (resumed next start) but in no saved count: take it out
+          // first, so the count saved covers every byte written.
+          if (this.#closed) { await this.drop(rec, false); this.#absorb(rec, job) }
+          await this.deps.store.put(rec)
+          return
+        }
         if (e.code === 'HASH_MISMATCH') this.verificationFailures++
         rec.retries++
         const { retryInitialMs, retryMaxMs } = this.deps.cfg()
