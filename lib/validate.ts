@@ -1,4 +1,4 @@
-import type { TSchema, Static } from '@sinclair/typebox'
+import type { TSchema } from '@sinclair/typebox'
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
 import { Value } from '@sinclair/typebox/value'
 
@@ -7,15 +7,42 @@ import { Value } from '@sinclair/typebox/value'
  * naming its field as a dotted path (`images[2].sha512`), so a person can fix a file in one go.
  */
 
-const compiled = new WeakMap<TSchema, TypeCheck<TSchema>>()
+/**
+ * Checks of one schema interpreted (`Value.Check`) before it is compiled. Compiling generates
+ * and evaluates code (`new Function`): 5–15 ms per schema on the bench machine, against under
+ * 1 ms to interpret one check. A config is checked once per process and a catalogue once per
+ * poll, so compiling them only slowed every agent's start (seven starting at once on two cores
+ * in bench:swarm); what is checked often (an index server's incoming reports) is compiled once
+ * it has been checked this many times.
+ */
+export const INTERPRETED_CHECKS = 8
 
-function checkerFor<T extends TSchema> (schema: T): TypeCheck<T> {
-  let c = compiled.get(schema)
-  if (c === undefined) {
-    c = TypeCompiler.Compile(schema)
-    compiled.set(schema, c)
+/** One schema's checks: interpreted at first, compiled once it proves to be checked often. */
+export class SchemaCheck {
+  readonly #schema: TSchema
+  #uses = 0
+  #compiled?: TypeCheck<TSchema>
+
+  constructor (schema: TSchema) { this.#schema = schema }
+
+  get compiled (): boolean { return this.#compiled !== undefined }
+
+  check (value: unknown): boolean {
+    if (this.#compiled === undefined && ++this.#uses > INTERPRETED_CHECKS) this.#compiled = TypeCompiler.Compile(this.#schema)
+    return this.#compiled !== undefined ? this.#compiled.Check(value) : Value.Check(this.#schema, value)
   }
-  return c as TypeCheck<T>
+}
+
+const checks = new WeakMap<TSchema, SchemaCheck>()
+
+/** The process-wide check of `schema` (schemas are module constants, so each is counted once). */
+export function schemaCheck (schema: TSchema): SchemaCheck {
+  let c = checks.get(schema)
+  if (c === undefined) {
+    c = new SchemaCheck(schema)
+    checks.set(schema, c)
+  }
+  return c
 }
 
 export function pointerToPath (pointer: string): string {
@@ -26,12 +53,12 @@ export function pointerToPath (pointer: string): string {
 
 /** All schema problems of `value`, at most `limit`, as "field: message" lines. */
 export function schemaProblems (schema: TSchema, value: unknown, limit = 20): string[] {
-  const checker = checkerFor(schema)
-  if (checker.Check(value)) return []
+  if (schemaCheck(schema).check(value)) return []
   const out: string[] = []
   const seen = new Set<string>()
   const missing = new Set<string>()
-  for (const e of checker.Errors(value)) {
+  // errors are always interpreted (a compiled TypeCheck's Errors is Value.Errors too)
+  for (const e of Value.Errors(schema, value)) {
     for (const line of explain(e.schema, e.path, e.value, e.message)) {
       // a missing field is one problem, not also "Expected string" for the same field
       const field = line.slice(0, line.indexOf(': '))
@@ -71,7 +98,7 @@ function explain (schema: TSchema, path: string, value: unknown, message: string
     }
     // defaults are filled in only once a branch matches, so fill in this branch's before judging it
     const filled = Value.Default(branch, structuredClone(value))
-    return [...checkerFor(branch).Errors(filled)].flatMap((e) => explain(e.schema, path + e.path, e.value, e.message))
+    return [...Value.Errors(branch, filled)].flatMap((e) => explain(e.schema, path + e.path, e.value, e.message))
   }
   const own = (schema as { description?: string }).description
   const takes = typeof own === 'string' ? [own] : variants.map((v) => v.const !== undefined ? JSON.stringify(v.const) : v.description)
@@ -94,8 +121,4 @@ function describe (schema: TSchema, message: string, value: unknown): string {
   // means nothing to whoever edits the file; the description says what is wanted
   if (typeof s.format === 'string' && value !== undefined) return `${JSON.stringify(value)} is not valid: ${s.description}`
   return `${message} (${s.description})`
-}
-
-export function isValid<T extends TSchema> (schema: T, value: unknown): value is Static<T> {
-  return checkerFor(schema).Check(value)
 }
