@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { pino } from 'pino'
 import { dropOutputOnClosedPipe } from '../lib/closed-pipe.js'
-import { ConfigError, ImgdistError, UsageError } from '../lib/errors.js'
+import { ConfigError, errorLine, type ImgdistError, UsageError } from '../lib/errors.js'
 import { AGENT_VERSION, ImgdistAgent } from './agent.js'
 import { CLI_SYNOPSIS, CLI_USAGE, runCli } from './cli.js'
 import { readConfigFile } from './config.js'
@@ -61,8 +61,7 @@ async function main (): Promise<number> {
 main().then((code) => { if (code >= 0) process.exitCode = code }, (err: unknown) => {
   // a config that does not validate is bad usage of `run`, as --help's EXIT STATUS says
   const code = err instanceof UsageError || err instanceof ConfigError ? 2 : 1
-  const msg = err instanceof ConfigError || err instanceof ImgdistError ? `${err.code}: ${err.message}` : String(err)
-  process.stderr.write(`imgdist-agent: ${msg}\n`)
+  process.stderr.write(`${errorLine('imgdist-agent', err)}\n`)
   if (err instanceof UsageError) process.stderr.write(CLI_SYNOPSIS)
   process.exit(code)
 })

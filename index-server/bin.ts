@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { dropOutputOnClosedPipe } from '../lib/closed-pipe.js'
-import { ConfigError, ImgdistError, UsageError } from '../lib/errors.js'
+import { ConfigError, errorLine, UsageError } from '../lib/errors.js'
 import { cmdImport, cmdInit, cmdSites, helpFor, loadServeConfig, type CliIo } from './cli.js'
 import { startIndexDaemon } from './daemon.js'
 
@@ -8,8 +8,7 @@ const VERSION = '0.1.0'
 
 function fail (err: unknown): number {
   const usage = err instanceof UsageError || err instanceof ConfigError
-  const msg = err instanceof ImgdistError ? `${err.code}: ${err.message}` : (err as Error)?.message ?? String(err)
-  process.stderr.write(`imgdist-index: ${msg.split('\n')[0] ?? msg}\n`)
+  process.stderr.write(`${errorLine('imgdist-index', err)}\n`)
   if (err instanceof UsageError) process.stderr.write('Run "imgdist-index help" for usage.\n')
   return usage ? 2 : 1
 }

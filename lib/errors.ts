@@ -78,3 +78,13 @@ export function toImgdistError (err: unknown, code: ImgdistCode = 'INTERNAL'): I
   const message = err instanceof Error ? err.message : String(err)
   return new ImgdistError(code, message, { cause: err })
 }
+
+/**
+ * The one stderr line each program prints for a failure: `program: CODE: message`. Anything that
+ * is not an ImgdistError is a bug or an unforeseen failure and says INTERNAL, so every line
+ * carries a code an operator can search for.
+ */
+export function errorLine (program: string, err: unknown): string {
+  const e = toImgdistError(err)
+  return `${program}: ${e.code}: ${e.message.replace(/\s*\n\s*/g, ' ').trim()}`
+}

@@ -29,12 +29,3 @@ export function exitStatusOf (err: unknown): 1 | 2 {
   if (err instanceof TrustError) return 1
   return 2
 }
-
-/** The one line printed on stderr for any failure; never a stack trace. */
-export function errorLine (err: unknown): string {
-  if (err instanceof ImgdistError) return `imgdist-sign: ${err.code}: ${oneLine(err.message)}`
-  const message = err instanceof Error ? err.message : String(err)
-  return `imgdist-sign: INTERNAL: ${oneLine(message)}`
-}
-
-function oneLine (s: string): string { return s.replace(/\s*\n\s*/g, ' ').trim() }

@@ -1,4 +1,3 @@
-import { UsageError } from '../lib/errors.js'
 import { add } from './commands/add.js'
 import { initRoot } from './commands/init-root.js'
 import { keygen } from './commands/keygen.js'
@@ -7,7 +6,8 @@ import { revoke } from './commands/revoke.js'
 import { sign } from './commands/sign.js'
 import { signRoot } from './commands/sign-root.js'
 import { verify } from './commands/verify.js'
-import { errorLine, exitStatusOf, type ExitStatus } from './errors.js'
+import { errorLine, UsageError } from '../lib/errors.js'
+import { exitStatusOf, type ExitStatus } from './errors.js'
 import { out, type Io } from './io.js'
 import { topHelp, VERSION } from './top-help.js'
 
@@ -22,7 +22,7 @@ export async function main (argv: string[], io: Io): Promise<ExitStatus> {
   try {
     return await dispatch(argv, io)
   } catch (err) {
-    io.stderr.write(errorLine(err) + '\n')
+    io.stderr.write(errorLine('imgdist-sign', err) + '\n')
     if (io.debug === true && err instanceof Error) io.stderr.write(`${err.stack ?? ''}\n`)
     return exitStatusOf(err)
   }
