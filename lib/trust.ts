@@ -26,7 +26,7 @@ export function unsafeNameReason (s: string): string | undefined {
 }
 
 /** An expiry that is not a real date counts as expired: a NaN comparison would never expire. */
-function expiredAt (expires: string, now: Date): boolean {
+export function expiredAt (expires: string, now: Date): boolean {
   const at = rfc3339Millis(expires)
   return at === undefined || at <= now.getTime()
 }
@@ -126,11 +126,17 @@ export function checkIndexShape (doc: SignedDocument<unknown>, what = 'index'): 
   return { signed, signatures: doc.signatures }
 }
 
-/**
- * Counts valid signatures by *distinct* keys of `role`; throws unless the threshold is met.
- * Invalid signatures and keys outside the role are ignored for counting but named in the error.
- */
-export function verifyThreshold (signed: unknown, signatures: Signature[], role: Role, keys: Record<string, string>, what: string): string[] {
+export interface SignatureTally {
+  /** distinct keys of the role whose signature verifies */
+  valid: string[]
+  /** keys of the role whose signature does not verify (content changed after signing, or forged) */
+  forged: string[]
+  /** keys outside the role */
+  outsiders: string[]
+}
+
+/** Sorts `signatures` over `signed` by what they are worth to `role`; a bad signature is sorted, not thrown. */
+export function tallySignatures (signed: unknown, signatures: Signature[], role: Role, keys: Record<string, string>): SignatureTally {
   const message = canonicalBytes(signed)
   const valid = new Set<string>()
   const forged: string[] = []
@@ -140,14 +146,23 @@ export function verifyThreshold (signed: unknown, signatures: Signature[], role:
     if (verifyBytes(message, s.sig, decodePublicKey(keys[s.keyid] as string))) valid.add(s.keyid)
     else forged.push(s.keyid)
   }
-  if (valid.size >= role.threshold) return [...valid]
+  return { valid: [...valid], forged, outsiders }
+}
+
+/**
+ * Counts valid signatures by *distinct* keys of `role`; throws unless the threshold is met.
+ * Invalid signatures and keys outside the role are ignored for counting but named in the error.
+ */
+export function verifyThreshold (signed: unknown, signatures: Signature[], role: Role, keys: Record<string, string>, what: string): string[] {
+  const { valid, forged, outsiders } = tallySignatures(signed, signatures, role, keys)
+  if (valid.length >= role.threshold) return valid
   const short = (k: string): string => k.slice(0, 12)
   if (forged.length > 0) {
     throw new TrustError('SIGNATURE_INVALID', `${what}: signature by key ${forged.map(short).join(', ')} does not verify (content changed after signing, or forged)`)
   }
   if (signatures.length === 0) throw new TrustError('SIGNATURE_MISSING', `${what} has no signatures; needs ${role.threshold}`)
   const extra = outsiders.length > 0 ? `; ignored ${outsiders.length} signature(s) by keys not in the role (${outsiders.map(short).join(', ')})` : ''
-  throw new TrustError('THRESHOLD_NOT_MET', `${what} has ${valid.size} valid signature(s) by distinct trusted keys; needs ${role.threshold}${extra}`)
+  throw new TrustError('THRESHOLD_NOT_MET', `${what} has ${valid.length} valid signature(s) by distinct trusted keys; needs ${role.threshold}${extra}`)
 }
 
 /** A first root (installed by hand) must at least be signed by a threshold of its own root keys. */

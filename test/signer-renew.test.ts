@@ -2,8 +2,9 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { parseSignedYaml } from '../lib/document.js'
-import type { IndexDocument } from '../lib/schema.js'
+import { parseSignedYaml, serializeDocument } from '../lib/document.js'
+import { rfc3339 } from '../lib/duration.js'
+import type { IndexDocument, IndexSigned, Signature } from '../lib/schema.js'
 import { indexCli, serveIndex } from './index-fixture.js'
 import { isOneErrorLine, runSigner } from './helpers/signer-run.js'
 
@@ -82,10 +83,11 @@ t.test('a co-signer signs v2 without --renew; it verifies and the real index ser
 })
 
 t.test('without --expires the renewal keeps the previous validity period', async (t) => {
-  const r = await sign('sign', '--index', 'index.yaml', '--key', 'carol.key', '--renew')
+  // v2 is fresh but fully signed: with --root that is a routine renewal, not a co-signer's slip
+  const r = await sign('sign', '--index', 'index.yaml', '--key', 'carol.key', '--renew', '--root', 'root.yaml')
   t.equal(r.code, 0, r.stderr)
   t.match(r.stdout, /^renewed index\.yaml: index renew-test v2 -> v3, expires \S+ \(now \+ 30d, the validity period of v2\); dropped the 2 signature\(s\) of v2/)
-  t.match(r.stdout, /now 1 signature\(s\)/, 'without --root: the count alone')
+  t.match(r.stdout, /now 1 of threshold 2 index signature\(s\)/)
   const after = await indexOf()
   t.equal(after.signed.version, 3)
   t.equal(ms(after.signed.expires) - ms(after.signed.issued), 30 * DAY)
@@ -121,3 +123,101 @@ t.test('refusals: exit 2, one line, index.yaml untouched', async (t) => {
   t.equal(given.code, 0, `with --expires it renews: ${given.stderr}`)
   t.match(given.stdout, /v3 -> v4, expires \S+ \(now \+ 14d\)/)
 })
+
+// A co-signer who passes --renew too would drop the first endorser's fresh signature: --renew
+// refuses an index that is signed, not expired and short of the threshold (with --root) or
+// issued under 24 h ago (without).
+
+const WAYS_ON = 'co-sign it with imgdist-sign sign \\(without --renew\\), or, if a new version really is intended, pass --renew --force'
+let v4: IndexDocument | undefined
+
+t.test('a co-signer\'s --renew of the fresh renewal is refused, with --root and without; index.yaml untouched', async (t) => {
+  const first = await sign('sign', '--index', 'index.yaml', '--key', 'alice.key', '--renew', '--root', 'root.yaml')
+  t.equal(first.code, 0, `v3 is fully signed, so the first endorser renews it: ${first.stderr}`)
+  t.match(first.stdout, /v3 -> v4/)
+  const bytes = await readFile(indexPath)
+  v4 = await indexOf()
+
+  const withRoot = await sign('sign', '--index', 'index.yaml', '--key', 'bob.key', '--renew', '--root', 'root.yaml')
+  t.equal(withRoot.code, 2)
+  t.ok(isOneErrorLine(withRoot.stderr), withRoot.stderr)
+  t.match(withRoot.stderr, new RegExp('USAGE: sign: index\\.yaml v4 is partially signed: 1 of threshold 2 valid index signature\\(s\\), ' +
+    `and has not expired \\(expires ${v4.signed.expires}\\): --renew would make v5 and drop its signatures; ${WAYS_ON}$`, 'm'))
+  t.same(await readFile(indexPath), bytes, 'not renewed, not signed')
+
+  const without = await sign('sign', '--index', 'index.yaml', '--key', 'bob.key', '--renew')
+  t.equal(without.code, 2)
+  t.ok(isOneErrorLine(without.stderr), without.stderr)
+  t.match(without.stderr, new RegExp('USAGE: sign: index\\.yaml v4 has 1 signature\\(s\\), was issued \\S+ ago \\(less than 24h; give --root to compare them ' +
+    `with the threshold\\) and has not expired \\(expires ${v4.signed.expires}\\): --renew would make v5 and drop its signatures; ${WAYS_ON}$`, 'm'))
+  t.same(await readFile(indexPath), bytes, 'not renewed, not signed')
+
+  const stray = await sign('sign', '--index', 'index.yaml', '--key', 'bob.key', '--force')
+  t.equal(stray.code, 2, '--force overrides the renewal check only, so it means nothing without --renew')
+  t.match(stray.stderr, /USAGE: sign: --force only applies to --renew/)
+  t.same(await readFile(indexPath), bytes)
+})
+
+t.test('--renew --force renews the partially signed fresh index', async (t) => {
+  const r = await sign('sign', '--index', 'index.yaml', '--key', 'bob.key', '--renew', '--force')
+  t.equal(r.code, 0, r.stderr)
+  t.match(r.stdout, /^renewed index\.yaml: index renew-test v4 -> v5, .*dropped the 1 signature\(s\) of v4/)
+  t.match(r.stdout, /now 1 signature\(s\)/, 'without --root: the count alone')
+  const after = await indexOf()
+  t.equal(after.signed.version, 5)
+  t.same(after.signatures.map((s) => s.keyid), [keyid.bob])
+})
+
+t.test('a signature that does not verify does not count toward the threshold', async (t) => {
+  // two entries for a threshold of two, but alice's was made over v4: counting entries would renew
+  const v5 = await indexOf()
+  const aliceOnV4 = v4?.signatures.find((s) => s.keyid === keyid.alice) as Signature
+  t.ok(aliceOnV4)
+  const stale = await writeIndex('stale.yaml', { signed: v5.signed, signatures: [...v5.signatures, aliceOnV4] })
+  const v = await sign('verify', '--root', 'root.yaml', 'stale.yaml')
+  t.match(v.stderr, /SIGNATURE_INVALID/, 'alice\'s entry really does not verify over v5')
+  const r = await sign('sign', '--index', 'stale.yaml', '--key', 'carol.key', '--renew', '--root', 'root.yaml')
+  t.equal(r.code, 2)
+  t.ok(isOneErrorLine(r.stderr), r.stderr)
+  t.match(r.stderr, /USAGE: sign: stale\.yaml v5 is partially signed: 1 of threshold 2 valid index signature\(s\) \(1 other signature\(s\) do not count: they do not verify or are not by an index key\), and has not expired/)
+  t.equal(await readFile(join(dir, 'stale.yaml'), 'utf8'), stale, 'not renewed')
+})
+
+t.test('an expired partially signed index renews, with --root and without', async (t) => {
+  const now = Date.now()
+  for (const root of [['--root', 'root.yaml'], []]) {
+    const name = `expired${root.length}.yaml`
+    await writeSignedIndex(name, { issued: rfc3339(new Date(now - 15 * DAY)), expires: rfc3339(new Date(now - DAY)) }, ['alice'])
+    const r = await sign('sign', '--index', name, '--key', 'bob.key', '--renew', ...root)
+    t.equal(r.code, 0, r.stderr)
+    t.match(r.stdout, new RegExp(`^renewed ${name.replace('.', '\\.')}: index renew-test v5 -> v6, expires \\S+ \\(now \\+ 14d, the validity period of v5\\); dropped the 1 signature\\(s\\) of v5`))
+  }
+})
+
+t.test('without --root, a partially signed index issued 24 h ago or more renews; --root still refuses it', async (t) => {
+  const now = Date.now()
+  const bytes = await writeSignedIndex('older.yaml', { issued: rfc3339(new Date(now - 2 * DAY)), expires: rfc3339(new Date(now + 12 * DAY)) }, ['alice'])
+  const withRoot = await sign('sign', '--index', 'older.yaml', '--key', 'bob.key', '--renew', '--root', 'root.yaml')
+  t.equal(withRoot.code, 2, 'the threshold is known: one of two is partial, however old')
+  t.match(withRoot.stderr, /USAGE: sign: older\.yaml v5 is partially signed: 1 of threshold 2/)
+  t.equal(await readFile(join(dir, 'older.yaml'), 'utf8'), bytes)
+  const r = await sign('sign', '--index', 'older.yaml', '--key', 'bob.key', '--renew')
+  t.equal(r.code, 0, r.stderr)
+  t.match(r.stdout, /^renewed older\.yaml: index renew-test v5 -> v6, expires \S+ \(now \+ 14d, the validity period of v5\)/)
+})
+
+async function writeIndex (name: string, doc: IndexDocument): Promise<string> {
+  const text = serializeDocument(doc)
+  await writeFile(join(dir, name), text)
+  return text
+}
+
+/** index.yaml's content with other dates, as if issued earlier, then signed by `signers`. */
+async function writeSignedIndex (name: string, dates: Pick<IndexSigned, 'issued' | 'expires'>, signers: string[]): Promise<string> {
+  await writeIndex(name, { signed: { ...(await indexOf()).signed, ...dates }, signatures: [] })
+  for (const k of signers) {
+    const r = await sign('sign', '--index', name, '--key', `${k}.key`)
+    if (r.code !== 0) throw new Error(`sign ${name}: ${r.stderr}`)
+  }
+  return await readFile(join(dir, name), 'utf8')
+}

@@ -22,7 +22,7 @@ const FLAGS: Record<string, string[]> = {
     '--property', '--web-seed', '--tracker', '--expires', '--index-expires', '--torrent-dir', '--piece-length', '--hash-threads',
     '--catalogue', '--root'],
   revoke: ['--index', '--id', '--reason', '--index-expires'],
-  sign: ['--index', '--key', '--expires', '--root', '--renew'],
+  sign: ['--index', '--key', '--expires', '--root', '--renew', '--force'],
   verify: ['--root', '--min-version', '--now'],
   publish: ['--server', '--index', '--root', '--timeout']
 }

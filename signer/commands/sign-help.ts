@@ -4,7 +4,7 @@ export const signHelp = `NAME
 SYNOPSIS
     imgdist-sign sign --index index.yaml --key KEY [--key KEY...] [--expires DURATION]
                       [--root root.yaml]
-    imgdist-sign sign --index index.yaml --key KEY [--key KEY...] --renew
+    imgdist-sign sign --index index.yaml --key KEY [--key KEY...] --renew [--force]
                       [--expires DURATION] [--root root.yaml]
 
 DESCRIPTION
@@ -28,20 +28,32 @@ DESCRIPTION
     the endorsers chose; give --expires to choose another. Only the first signer passes
     --renew: the co-signers then sign the new version without it, up to the threshold, and it
     is published like a release (the index server takes it because the version is higher).
-    A second --renew would make yet another version and drop the first signer's signature.
     An image's own "expires" (add --expires) is not changed: add the image again for that.
+
+    A co-signer passing --renew too would make yet another version and drop the first
+    signer's fresh signature, so --renew refuses (exit 2, nothing written) an index that is
+    partially signed and has not expired: it has at least one signature and, with --root,
+    fewer valid signatures by the root's index keys than the index threshold (a signature
+    that does not verify, e.g. one left from an earlier version, does not count) or, without
+    --root (the threshold is unknown), it was issued less than 24 hours ago. Co-sign it
+    without --renew; if a new version really is intended, add --force. A fully signed
+    index (with --root), one issued 24 hours ago or more (without), or an expired one is
+    renewed as described above.
 
 OPTIONS
     --index FILE         the index to sign (required)
     --key KEY            secret key file (NAME.key from keygen); repeatable (required)
     --renew              first signer only: make the next version of the index with a new
                          expiry, dropping the previous signatures, then sign it
+    --force              with --renew: renew even a partially signed index that has not
+                         expired (see above); overrides that check only
     --expires DURATION   set the index expiry to now + DURATION (90s, 15m, 12h, 14d, 2w):
                          the first signer of an unsigned index, or with --renew
                          (default: leave "expires" as it is; with --renew, the previous
                          version's validity period)
     --root FILE          check that each KEY is an index key of this root and report how
-                         many of the threshold are now present (default: no check)
+                         many of the threshold are now present; with --renew, the threshold
+                         decides whether the index is partially signed (default: no check)
     -h, --help           show this help
 
 EXAMPLES
@@ -60,5 +72,7 @@ EXIT STATUS
     0  signed            2  usage error (not a secret key, --expires on a signed index
                             without --renew, a key outside the root's index role, an
                             unreadable or invalid index, --renew on an index that has
-                            no validity period to keep and no --expires)
+                            no validity period to keep and no --expires, --renew without
+                            --force on a partially signed index that has not expired,
+                            --force without --renew)
 `

@@ -8,6 +8,7 @@ import { loadIndexInput, loadRootInput, saveDocument, shortKey } from '../docume
 import { SignerError } from '../errors.js'
 import { loadSecretKey } from '../files.js'
 import { note, out, type Io } from '../io.js'
+import { refusePartialRenewal } from '../renew-guard.js'
 import { renewIndex, type Renewal } from '../renew.js'
 import { addDuration } from '../time.js'
 import { signHelp } from './sign-help.js'
@@ -19,7 +20,8 @@ const RENEW = 'a later expiry needs a new version: the first signer runs imgdist
 
 export async function sign (argv: string[], io: Io): Promise<0> {
   const { values, positionals, help } = parseCommandArgs('sign', argv, {
-    index: { type: 'string' }, key: { type: 'string', multiple: true }, expires: { type: 'string' }, root: { type: 'string' }, renew: { type: 'boolean' }
+    index: { type: 'string' }, key: { type: 'string', multiple: true }, expires: { type: 'string' }, root: { type: 'string' }, renew: { type: 'boolean' },
+    force: { type: 'boolean' }
   })
   if (help) { out(io, signHelp.trimEnd()); return 0 }
   noPositionals('sign', positionals)
@@ -27,6 +29,7 @@ export async function sign (argv: string[], io: Io): Promise<0> {
   const keyPaths = list(values.key)
   if (keyPaths.length === 0) throw new UsageError('sign: --key is required (see imgdist-sign sign --help)')
   const lifetime = duration(str(values.expires), '--expires')
+  if (values.force === true && values.renew !== true) throw new UsageError('sign: --force only applies to --renew (see imgdist-sign sign --help)')
   const keys = await Promise.all(keyPaths.map(loadSecretKey))
   const rootPath = str(values.root)
   const root = rootPath !== undefined ? (await loadRootInput(rootPath)).signed : undefined
@@ -41,6 +44,7 @@ export async function sign (argv: string[], io: Io): Promise<0> {
       if (!root.roles.index.keyids.includes(id)) throw new SignerError('KEY_INVALID', `sign: key ${shortKey(id)} is not an index key of ${rootPath as string} v${root.version}`, 2)
     }
   }
+  if (values.renew === true && values.force !== true) refusePartialRenewal(previous, path, now, root)
   const renewal = values.renew === true ? renewIndex(previous, path, now, lifetime) : undefined
   if (renewal !== undefined) {
     doc = renewal.next
