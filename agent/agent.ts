@@ -39,7 +39,8 @@ const API_HEAD_START_MS = 1000
 
 /**
  * The composition root: state, pollers, swarm, targets, reconciler, API, reporter. `close()` is
- * idempotent and drains: jobs stop, the swarm closes its sockets, LevelDB is closed last.
+ * idempotent and drains: jobs stop, seeding torrents leave the swarm and their last uploads are
+ * saved (reconciler), the swarm closes its sockets, LevelDB is closed last.
  */
 export class ImgdistAgent {
   cfg: ResolvedConfig

@@ -29,14 +29,14 @@ interface Job {
   base: { peers: number, web: number, up: number }
 }
 
+/** A torrent seeded after its job, with the record's upload count from before the handle's counter began. */
+interface Seeding { handle: TorrentHandle, upBase: number, catalogue: string, id: string }
+
 export class JobRunner {
   verificationFailures = 0
   readonly #jobs = new Map<string, Job>()
-  /**
-   * Torrents seeded after their job, with the record's upload count from before the handle's
-   * counter began (the durable total is upBase + the handle's count).
-   */
-  readonly #seeding = new Map<string, { handle: TorrentHandle, upBase: number, catalogue: string, id: string }>()
+  /** Torrents seeded after their job; the durable upload total is upBase + the handle's count. */
+  readonly #seeding = new Map<string, Seeding>()
   /** How much of each handle's counters is already folded into its record (by #absorb). */
   readonly #counted = new WeakMap<TorrentHandle, { peers: number, web: number, up: number }>()
   #closed = false
@@ -200,15 +200,20 @@ export class JobRunner {
       rec.progress = job.handle.progress
       await this.deps.store.put(rec)
     }
-    for (const { handle: h, upBase, catalogue, id } of this.#seeding.values()) {
-      const rec = this.deps.store.get(catalogue, id)
-      if (rec === undefined) continue
-      if (rec.bytesUploaded !== upBase + h.counters.uploaded) {
-        rec.bytesUploaded = upBase + h.counters.uploaded
-        rec.lastUsed = Date.now()
-        await this.deps.store.put(rec)
-      }
+    for (const s of this.#seeding.values()) {
+      const rec = this.#foldUploaded(s)
+      if (rec !== undefined) await this.deps.store.put(rec)
     }
+  }
+
+  /** Folds a seeding torrent's upload counter into its record: the record if that changed it. */
+  #foldUploaded ({ handle, upBase, catalogue, id }: Seeding): ImageRecord | undefined {
+    const rec = this.deps.store.get(catalogue, id)
+    if (rec === undefined || rec.bytesUploaded === upBase + handle.counters.uploaded) return undefined
+    rec.bytesUploaded = upBase + handle.counters.uploaded
+    // an upload is a use: the cache evicts the least recently used image first
+    rec.lastUsed = Date.now()
+    return rec
   }
 
   /** A cached, registered image seeds again after a restart. */
@@ -240,5 +245,24 @@ export class JobRunner {
     this.#closed = true
     for (const job of this.#jobs.values()) job.abort.abort()
     await Promise.all([...this.#jobs.values()].map(async (j) => { await j.done.catch(() => {}) }))
+  }
+
+  /**
+   * At shutdown, once no job or tick runs (a tick's put of an older count could land after this
+   * one's): the ticks save a seeding torrent's uploads once a second, so what peers took since the
+   * last one was in no saved count. Each torrent leaves the swarm before its count is read, as only
+   * then is the count final: removal ends its upload loops, closes its sockets and waits for its
+   * reads in flight, so no block goes to a socket after the save, and a block read for a peer that
+   * closed meanwhile is not counted (upload.ts).
+   */
+  async stopSeeding (): Promise<void> {
+    const seeding = [...this.#seeding.values()]
+    this.#seeding.clear()
+    const { swarm, store } = this.deps
+    await Promise.all(seeding.map(async ({ handle }) => { if (swarm.get(handle.infoHash) === handle) await swarm.remove(handle.infoHash, false) }))
+    for (const s of seeding) {
+      const rec = this.#foldUploaded(s)
+      if (rec !== undefined) await store.put(rec)
+    }
   }
 }

@@ -41,6 +41,8 @@ export class Reconciler {
     store: StateStore, swarm: Swarm, targets: Target[], pollers: CataloguePoller[], log: Logger, http: PipelineDeps['http'],
     /** where the operator's pause is kept, so that it outlasts a restart */
     settings: JsonStore
+    /** how often a tick runs unasked; default a second, tests lengthen it to leave a step to close() */
+    tickMs?: number
   }) {
     this.cfg = cfg
     this.#retirement = new Retirement({ store: deps.store, targets: deps.targets, log: deps.log, policy: () => this.cfg.policy })
@@ -67,7 +69,7 @@ export class Reconciler {
       }
     }
     await Promise.all(store.all().filter((r) => r.state === 'registered' && r.cached).map(async (r) => { await this.#jobs.seed(r) }))
-    this.#timer = setInterval(() => { this.kick() }, 1000)
+    this.#timer = setInterval(() => { this.kick() }, this.deps.tickMs ?? 1000)
     this.kick()
   }
 
@@ -284,5 +286,7 @@ export class Reconciler {
     clearInterval(this.#timer)
     await this.#jobs.close()
     await this.#ticking
+    // last: a job that ends now may leave its torrent seeding, and a tick may still save counts
+    await this.#jobs.stopSeeding()
   }
 }

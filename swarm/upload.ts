@@ -91,11 +91,12 @@ export async function serve (peer: PeerConn, deps: UploadDeps): Promise<void> {
         (r.length >= BLOCK_LENGTH && mayPin(pins, undefined) ? await store.read(r.index) : undefined)
       if (piece === undefined) {
         const copy = await store.readBlock(r.index, r.begin, r.length)
-        if (peer.uploadQueue[0] !== r) continue // cancelled or choked meanwhile
+        // cancelled, choked or closed during the read: a block not sent must not count as uploaded
+        if (peer.uploadQueue[0] !== r || peer.closed) continue
         peer.uploadQueue.shift()
         peer.sendBlock(r.index, r.begin, copy, noop)
       } else {
-        if (peer.uploadQueue[0] !== r) { store.release(piece); continue }
+        if (peer.uploadQueue[0] !== r || peer.closed) { store.release(piece); continue }
         peer.uploadQueue.shift()
         sendView(peer, pins, piece, r)
         store.release(piece)
