@@ -80,9 +80,17 @@ t.test('loading a program does not read the fetch globals that make Node load it
   }
 })
 
-t.test("the agent's code cache comes from a start, not only from --help", async (t) => {
+/** build/agent-start-cache.mjs, typed for what this test uses of it */
+interface CacheBuild {
+  agentConfig: (dir: string, url: string) => string
+  startProgram: (launcher: string, args: string[], readyMsg: string) => { ready: Promise<unknown>, stop: (what: string) => Promise<string | undefined> }
+}
+
+t.test("the agent's code cache comes from a download, not only from --help or a start", async (t) => {
   // build/agent-start-cache.mjs: a start compiles config validation, LevelDB, the swarm, the API
-  // and the poller, which --help never calls; a cache without them costs each start that compile
+  // and the poller, which --help never calls, and a first image the catalogue checks, the peer
+  // wire and the target, which a start never calls; a cache without them costs each agent that
+  // compile
   const dir = mkdtempSync(join(resolve('dist'), '.bin-test-'))
   t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
   cpSync(BIN, dir, { recursive: true })
@@ -90,8 +98,22 @@ t.test("the agent's code cache comes from a start, not only from --help", async 
   const r = spawnSync(process.execPath, [join(dir, 'imgdist-agent.js'), '--help'], { env: { ...process.env, IMGDIST_WRITE_CODE_CACHE: '1' }, encoding: 'utf8' })
   t.equal(r.status, 0)
   const helpOnly = statSync(join(dir, 'imgdist-agent.v8-cache')).size
+
+  // a start alone, with a catalogue URL that refuses
+  const { agentConfig, startProgram } = await import(resolve('build/agent-start-cache.mjs')) as CacheBuild
+  const sign = (...args: string[]): void => { spawnSync(process.execPath, [join(dir, 'imgdist-sign.js'), ...args], { cwd: dir, stdio: 'ignore' }) }
+  sign('keygen', '--out', 'root')
+  sign('init-root', '--name', 'cache', '--root-key', 'root.pub', '--index-key', 'root.pub', '--out', 'root.yaml')
+  sign('sign-root', '--key', 'root.key', 'root.yaml')
+  writeFileSync(join(dir, 'agent.yaml'), agentConfig(dir, 'http://127.0.0.1:9/v1/index.yaml'))
+  const agent = startProgram(join(dir, 'imgdist-agent.js'), ['run', '--config', join(dir, 'agent.yaml')], 'imgdist-agent started')
+  await agent.ready
+  t.equal(await agent.stop('the agent'), undefined, 'the started agent stops cleanly')
+  const startOnly = statSync(join(dir, 'imgdist-agent.v8-cache')).size
+
   const built = statSync(join(BIN, 'imgdist-agent.v8-cache')).size
-  t.ok(built > helpOnly * 1.2, `the build's cache (${built} B) holds more than --help compiles (${helpOnly} B)`)
+  t.ok(startOnly > helpOnly * 1.2, `a start's cache (${startOnly} B) holds more than --help compiles (${helpOnly} B)`)
+  t.ok(built > startOnly * 1.08, `the build's cache (${built} B) holds more than a start compiles (${startOnly} B)`)
 })
 
 t.test("the agent bundle holds classic-level's JavaScript; only its native binding is loaded from node_modules", async (t) => {
