@@ -5,6 +5,19 @@ import type { CatalogueStore } from './catalogue-store.js'
 
 export type ServedDocument = 'root' | 'index'
 
+/** One served document's expiry at one moment, as the fleet page shows it. */
+export interface DocumentExpiry {
+  document: ServedDocument
+  version: number
+  /** as signed */
+  expires: string
+  /** until `expires`; negative once past */
+  remainingMs: number
+  expired: boolean
+  /** what the lapse means and who must act */
+  advice: string
+}
+
 /** What each document's lapse means and who can end it: the warning tells the operator whom to call. */
 const ADVICE: Record<ServedDocument, string> = {
   index: 'agents refuse it (EXPIRED) and start nothing new from it: the endorsers must sign and publish a renewed index (README, "Renew before expires")',
@@ -41,14 +54,26 @@ export class CatalogueExpiry {
    * unreadable date (never accepted at publish) reads as 0, expired, as lib/trust.ts counts it.
    */
   expiresAt (doc: ServedDocument): number | undefined {
-    const served = doc === 'root' ? this.#catalogue.root : this.#catalogue.index
+    const served = this.#served(doc)
     return served === undefined ? undefined : rfc3339Millis(served.doc.signed.expires) ?? 0
+  }
+
+  /** Each served document's expiry now, root first; an index not yet published is left out. */
+  documents (): DocumentExpiry[] {
+    const now = this.#now().getTime()
+    const out: DocumentExpiry[] = []
+    for (const document of ['root', 'index'] as const) {
+      const served = this.#served(document)
+      const at = this.expiresAt(document)
+      if (served === undefined || at === undefined) continue
+      out.push({ document, version: served.version, expires: served.doc.signed.expires, remainingMs: at - now, expired: at <= now, advice: ADVICE[document] })
+    }
+    return out
   }
 
   /** The served documents past their `expires` now. */
   expired (): ServedDocument[] {
-    const now = this.#now().getTime()
-    return (['root', 'index'] as const).filter((d) => { const at = this.expiresAt(d); return at !== undefined && at <= now })
+    return this.documents().filter((d) => d.expired).map((d) => d.document)
   }
 
   close (): void {
@@ -68,8 +93,12 @@ export class CatalogueExpiry {
     this.#timer.unref()
   }
 
+  #served (doc: ServedDocument): { version: number, doc: { signed: { expires: string } } } | undefined {
+    return doc === 'root' ? this.#catalogue.root : this.#catalogue.index
+  }
+
   #warn (doc: ServedDocument): void {
-    const served = doc === 'root' ? this.#catalogue.root : this.#catalogue.index
+    const served = this.#served(doc)
     if (served === undefined) return
     const what = `${doc === 'root' ? 'trusted root' : 'index'} v${served.version}`
     if (this.#warned.has(what)) return

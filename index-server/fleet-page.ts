@@ -1,4 +1,5 @@
 import { IMAGE_STATES, type ImageState } from '../lib/image-state.js'
+import type { DocumentExpiry } from './catalogue-expiry.js'
 import type { Fleet, FleetCell, FleetSite } from './fleet.js'
 
 /**
@@ -31,13 +32,34 @@ export function formatBytes (n: number): string {
   return `${v >= 100 || i === 0 ? Math.round(v) : v.toFixed(1)} ${units[i] as string}`
 }
 
+/** A span in its one largest unit ("45s", "12m", "5h", "9d"): the page refreshes, so a rough figure reads best. */
+function span (ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000))
+  if (s < 90) return `${s}s`
+  if (s < 5400) return `${Math.round(s / 60)}m`
+  if (s < 172800) return `${Math.round(s / 3600)}h`
+  return `${Math.round(s / 86400)}d`
+}
+
 function ago (iso: string | null, now: Date): string {
-  if (iso === null) return 'never'
-  const s = Math.max(0, Math.round((now.getTime() - Date.parse(iso)) / 1000))
-  if (s < 90) return `${s}s ago`
-  if (s < 5400) return `${Math.round(s / 60)}m ago`
-  if (s < 172800) return `${Math.round(s / 3600)}h ago`
-  return `${Math.round(s / 86400)}d ago`
+  return iso === null ? 'never' : `${span(now.getTime() - Date.parse(iso))} ago`
+}
+
+/**
+ * A document this close to `expires` is flagged: the margin of the alert docs/index-server.md
+ * suggests, as gathering a threshold of endorsers' signatures for a renewal can take days.
+ */
+const EXPIRY_WARNING_MS = 3 * 86_400_000
+
+function expiryHtml (docs: DocumentExpiry[]): string {
+  if (docs.length === 0) return ''
+  const lines = docs.map((d) => {
+    const when = d.expired ? `expired ${d.expires} (${span(-d.remainingMs)} ago)` : `expires ${d.expires} (in ${span(d.remainingMs)})`
+    const text = `${d.document} v${d.version} ${when}`
+    if (!d.expired && d.remainingMs > EXPIRY_WARNING_MS) return `<div class="exp">${escapeHtml(text)}</div>`
+    return `<div class="exp ${d.expired ? 'expired' : 'soon'}"><strong>⚠ ${escapeHtml(text)}</strong>: ${escapeHtml(d.expired ? d.advice : `then ${d.advice}`)}</div>`
+  })
+  return `<div class="expiry">${lines.join('')}</div>\n`
 }
 
 const WAITING: Partial<Record<ImageState, string>> = {
@@ -76,7 +98,8 @@ function siteRow (site: FleetSite, fleet: Fleet, now: Date): string {
     fleet.images.map((img) => cellHtml(site.images[img.id])).join('') + '</tr>'
 }
 
-export function renderFleetPage (fleet: Fleet, opts: { refreshSeconds: number, now: Date }): string {
+/** `expiry`: the served documents' (CatalogueExpiry.documents()), shown under the header. */
+export function renderFleetPage (fleet: Fleet, opts: { refreshSeconds: number, now: Date, expiry: DocumentExpiry[] }): string {
   const t = fleet.totals
   const cards: Array<[string, string]> = [
     ['sites reporting', `${t.sites - t.staleSites} / ${t.sites}`],
@@ -121,10 +144,13 @@ tr.stale th,tr.stale td{opacity:.55}
 .detail.gap{margin-top:6px}
 .legend{margin-top:14px;color:#57606a;font-size:12px}
 .empty{text-align:center;color:#57606a;padding:24px}
+.expiry{display:flex;flex-direction:column;gap:6px;margin-bottom:12px}.exp{color:#57606a;font-size:12px}
+.exp.soon,.exp.expired{font-size:14px;border-radius:8px;padding:8px 14px;border:1px solid}
+.exp.soon{background:#fff8c5;color:#7d4e00;border-color:#d4a72c}.exp.expired{background:#ffebe9;color:#82071e;border-color:#ff8182}
 </style></head>
 <body><header><h1>imgdist fleet</h1><span class="sub">catalogue ${escapeHtml(fleet.catalogue)} · index ${fleet.indexVersion === null ? 'not published' : `v${fleet.indexVersion}`} · ${escapeHtml(fleet.generatedAt.replace(/\.\d+Z$/, 'Z'))}</span></header>
 <main>
-<div class="cards">${cards.map(([k, v]) => `<div class="card"><div class="k">${escapeHtml(k)}</div><div class="v">${escapeHtml(v)}</div></div>`).join('')}</div>
+${expiryHtml(opts.expiry)}<div class="cards">${cards.map(([k, v]) => `<div class="card"><div class="k">${escapeHtml(k)}</div><div class="v">${escapeHtml(v)}</div></div>`).join('')}</div>
 <table><thead><tr><th scope="col">site</th>${head}</tr></thead>
 <tbody>
 ${body}

@@ -72,8 +72,8 @@ EXPIRY
   A root or index past its expires is still served, but agents refuse it: the endorsers (for
   a root, the root key holders) must publish a newer one. The server logs a warning when the
   served document expires (and at start-up if it already has), /healthz lists it in "expired"
-  (still HTTP 200), and imgdist_index_catalogue_expires_seconds{document} gives the date to
-  alert on before it falls.
+  (still HTTP 200), the fleet page shows each date (a warning from 3 days before it), and
+  imgdist_index_catalogue_expires_seconds{document} gives the date to alert on before it falls.
 
 EXIT STATUS
   0 after SIGTERM/SIGINT and a drain; 1 a runtime error (LISTEN_FAILED: an address in use;

@@ -3,9 +3,10 @@ import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { startIndexDaemon } from '../index-server/daemon.js'
 import { dataPaths } from '../index-server/data-dir.js'
+import { buildServer } from '../index-server/server.js'
 import { resolveServeConfig } from '../index-server/server-config.js'
 import { SiteKeys } from '../index-server/site-keys.js'
 import { encodePublicKey } from '../lib/keys.js'
@@ -78,4 +79,79 @@ t.test('fleet page renders in headless Chromium (screenshot and DOM)', async (t)
   for (const state of ['registered', 'downloading', 'verifying', 'awaiting-approval', 'failed', 'rejected', 'approved', 'registering']) t.match(dom, `>${state}<`, `page shows state ${state}`)
   t.match(dom, /GLANCE_UNAVAILABLE/)
   t.match(dom, /&lt;Service Unavailable&gt;/, 'error text escaped')
+  t.match(dom, `index v4 expires ${fx.index.signed.expires} (in 30d)`, 'the index\'s expiry is shown')
+})
+
+const DAY = 86_400_000
+const ENDORSERS = 'agents refuse it (EXPIRED) and start nothing new from it: the endorsers must sign and publish a renewed index (README, &quot;Renew before expires&quot;)'
+const ROOT_HOLDERS = 'agents refuse every index under it (EXPIRED): the root key holders must sign and publish the next root version (README, &quot;rotate root keys&quot;)'
+
+/** A server on a clock the test sets, with fx's index published at the real time (an expired one would be refused). */
+async function servedCatalogue (t: Test, opts: { publish: boolean }) {
+  const { dataDir, fx } = await makeServerDir(t)
+  await fx.addImage('img-a', 2048)
+  let now = new Date()
+  const app = await buildServer({ dataDir, now: () => now })
+  t.teardown(async () => await app.close())
+  if (opts.publish) t.equal((await app.inject({ method: 'PUT', url: '/v1/index.yaml', headers: { 'content-type': 'application/yaml' }, payload: await indexBytes(fx) })).statusCode, 200)
+  const page = async (at: number): Promise<string> => {
+    now = new Date(at)
+    const res = await app.inject({ url: '/' })
+    t.equal(res.statusCode, 200)
+    return res.body
+  }
+  return { fx, page, rootAt: Date.parse(fx.root.signed.expires), indexAt: Date.parse(fx.index.signed.expires) }
+}
+
+/** The expiry lines under the header, one string each. */
+function expiryLines (html: string): string[] {
+  const strip = /<div class="expiry">(.*?)<\/div>\n/.exec(html)?.[1] ?? ''
+  return [...strip.matchAll(/<div class="(exp[^"]*)">(.*?)<\/div>/g)].map((m) => `${m[1] as string}: ${m[2] as string}`)
+}
+
+t.test('fleet page: the served root and index with when they expire, unflagged while more than 3 days off', async (t) => {
+  const { fx, page, indexAt } = await servedCatalogue(t, { publish: true })
+  const html = await page(indexAt - 9 * DAY)
+  t.same(expiryLines(html), [
+    `exp: root v1 expires ${fx.root.signed.expires} (in 344d)`,
+    `exp: index v1 expires ${fx.index.signed.expires} (in 9d)`
+  ])
+  t.notMatch(html, /⚠/)
+  t.match(html, /index v1 · /, 'the header still names the index')
+})
+
+t.test('fleet page: an index within 3 days of expiring is flagged, with who must act', async (t) => {
+  const { fx, page, indexAt } = await servedCatalogue(t, { publish: true })
+  const lines = expiryLines(await page(indexAt - 2 * DAY))
+  t.equal(lines.length, 2)
+  t.match(lines[0], /^exp: root v1 expires /, 'the root is not')
+  t.equal(lines[1], `exp soon: <strong>⚠ index v1 expires ${fx.index.signed.expires} (in 2d)</strong>: then ${ENDORSERS}`)
+  t.match(expiryLines(await page(indexAt - 3 * DAY))[1], /^exp soon: /, '3 days ahead is within 3 days')
+  t.match(expiryLines(await page(indexAt - 3 * DAY - 1000))[1], /^exp: /, 'a second more is not')
+})
+
+t.test('fleet page: an expired index, and root, are flagged as expired, with who must act', async (t) => {
+  const { fx, page, indexAt, rootAt } = await servedCatalogue(t, { publish: true })
+  t.same(expiryLines(await page(indexAt)), [
+    `exp: root v1 expires ${fx.root.signed.expires} (in 335d)`,
+    `exp expired: <strong>⚠ index v1 expired ${fx.index.signed.expires} (0s ago)</strong>: ${ENDORSERS}`
+  ], 'at the very second')
+  t.same(expiryLines(await page(rootAt + 2 * DAY)), [
+    `exp expired: <strong>⚠ root v1 expired ${fx.root.signed.expires} (2d ago)</strong>: ${ROOT_HOLDERS}`,
+    `exp expired: <strong>⚠ index v1 expired ${fx.index.signed.expires} (337d ago)</strong>: ${ENDORSERS}`
+  ])
+})
+
+t.test('fleet page: before the first index only the root\'s expiry is shown', async (t) => {
+  const { fx, page, rootAt } = await servedCatalogue(t, { publish: false })
+  const html = await page(rootAt - DAY)
+  t.match(html, /index not published/)
+  t.same(expiryLines(html), [`exp soon: <strong>⚠ root v1 expires ${fx.root.signed.expires} (in 24h)</strong>: then ${ROOT_HOLDERS}`])
+})
+
+t.test('fleet page: the expiry lines are escaped like every other string', async (t) => {
+  const { page, indexAt } = await servedCatalogue(t, { publish: true })
+  const html = await page(indexAt + DAY)
+  t.match(html, /\(README, &quot;Renew before expires&quot;\)/)
+  t.notMatch(html, /"Renew before expires"/, 'the advice\'s quotes are escaped')
 })

@@ -43,7 +43,7 @@ export async function fleetRoutes (app: FastifyInstance, { ctx }: { ctx: IndexCo
   })
 
   app.get('/', async (_request, reply) => {
-    const html = renderFleetPage(await currentFleet(ctx), { refreshSeconds: ctx.refreshSeconds, now: ctx.now() })
+    const html = renderFleetPage(await currentFleet(ctx), { refreshSeconds: ctx.refreshSeconds, now: ctx.now(), expiry: ctx.expiry.documents() })
     return await reply.type('text/html; charset=utf-8').header('Cache-Control', 'no-store')
       .header('Content-Security-Policy', "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
       .header('X-Content-Type-Options', 'nosniff').send(html)
