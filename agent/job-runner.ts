@@ -7,14 +7,16 @@ import type { Swarm } from '../swarm/swarm.js'
 import type { TorrentHandle } from '../swarm/torrent-session.js'
 import { CatalogueExpiredError, obtainTorrent, runPipeline, type PipelineDeps } from './pipeline.js'
 import type { Catalogue } from './poller.js'
+import type { RetryStep } from './retry-step.js'
 import { recordKey, type ImageRecord, type StateStore } from './state-store.js'
 import type { Target } from './targets/target.js'
 
 /**
  * What the agent does in the swarm for each image, as the reconciler decides it: a job runs the
- * pipeline (approved → registered), at most `maxConcurrentDownloads` of them in the download
- * phase, and its torrent then stays seeding until it is dropped, spread no more, or evicted from
- * the cache. The swarm's byte counters are folded into the records here, once a tick.
+ * pipeline (approved, or the step a retry goes back to, → registered), at most
+ * `maxConcurrentDownloads` of them in the download phase, and its torrent then stays seeding
+ * until it is dropped, spread no more, or evicted from the cache. The swarm's byte counters are
+ * folded into the records here, once a tick.
  */
 
 interface Job {
@@ -66,16 +68,20 @@ export class JobRunner {
     await Promise.all([...this.#jobs.values()].map(async (j) => { await j.begun }))
   }
 
-  /** Starts the image's job unless paused, closed, or every download slot is taken. */
-  start (rec: ImageRecord, cat: Catalogue | undefined): void {
+  /**
+   * Starts the image's job unless paused, closed, or every download slot is taken. A `retry` job
+   * (retry-step.ts) downloads nothing and takes no slot: a registration retried behind downloads
+   * would wait for bytes it does not need.
+   */
+  start (rec: ImageRecord, cat: Catalogue | undefined, retry?: RetryStep): void {
     if (this.deps.paused() || this.#closed) return
     const cfg = this.deps.cfg()
     const downloading = [...this.#jobs.values()].filter((j) => j.downloading).length
-    if (downloading >= cfg.swarm.maxConcurrentDownloads) return
+    if (retry === undefined && downloading >= cfg.swarm.maxConcurrentDownloads) return
     const key = recordKey(rec.catalogue, rec.id)
     let begin = (): void => {}
     const begun = new Promise<void>((resolve) => { begin = resolve })
-    const job: Job = { rec, abort: new AbortController(), downloading: true, done: Promise.resolve(), begun, base: { peers: rec.bytesFromPeers, web: rec.bytesFromWebSeeds, up: rec.bytesUploaded } }
+    const job: Job = { rec, abort: new AbortController(), downloading: retry === undefined, done: Promise.resolve(), begun, base: { peers: rec.bytesFromPeers, web: rec.bytesFromWebSeeds, up: rec.bytesUploaded } }
     this.#jobs.set(key, job)
     const { store, swarm, targets, http, log } = this.deps
     const deps: PipelineDeps = {
@@ -90,7 +96,7 @@ export class JobRunner {
       job.base = { peers: job.base.peers - seen.peers, web: job.base.web - seen.web, up: job.base.up - seen.up }
       job.handle = h
       begin()
-    })
+    }, retry)
       .then(() => {
         // The handle's upload counter runs from this job's start, so the base is the count from
         // before the job. Taken from the record at the first seeding round instead, bytes uploaded
@@ -177,9 +183,13 @@ export class JobRunner {
     await this.#failed(rec, e, Date.now())
   }
 
-  /** The image waits as `failed` at the step it was in, with the error, until `nextAttemptAt`. */
+  /**
+   * The image waits as `failed` at the step it was in, with the error, until `nextAttemptAt`. A
+   * retry that failed before it left `failed` (its torrent or file unreadable) failed at the same step.
+   */
   async #failed (rec: ImageRecord, e: ImgdistError, nextAttemptAt: number): Promise<void> {
-    await this.deps.store.transition(rec, 'failed', { failedStep: rec.state, error: { code: e.code, message: e.message }, nextAttemptAt })
+    const failedStep = rec.state === 'failed' ? rec.failedStep : rec.state
+    await this.deps.store.transition(rec, 'failed', { failedStep, error: { code: e.code, message: e.message }, nextAttemptAt })
   }
 
   /** Folds a job's live counters into the durable record. */

@@ -9,14 +9,17 @@ import type { Swarm } from '../swarm/swarm.js'
 import type { TorrentHandle } from '../swarm/torrent-session.js'
 import { fetchBytes } from './http-fetch.js'
 import type { Catalogue } from './poller.js'
+import { resumeStep, retryLabel, type RetryStep } from './retry-step.js'
 import type { ImageRecord, StateStore } from './state-store.js'
 import type { Target, TargetImage } from './targets/target.js'
+import { identify } from './verified-file.js'
 import { verifyImageFile } from './verifier.js'
 
 /**
  * One image's way from `approved` to `registered`: torrent (checked against the signed info
- * hash), download, sha512, then each target. Throws ImgdistError; the job runner
- * (job-runner.ts) turns that into `failed` with a retry.
+ * hash), download, sha512, then each target; a retry starts at the step it goes back to
+ * (retry-step.ts). Throws ImgdistError; the job runner (job-runner.ts) turns that into `failed`
+ * with a retry.
  */
 
 export interface PipelineDeps {
@@ -111,8 +114,12 @@ function abortable<T> (p: Promise<T>, signal: AbortSignal): Promise<T> {
   })
 }
 
+/**
+ * `retry`: the image is `failed`, and retryStep() says to go back to that step rather than to
+ * `approved`; the file decides at last (resumeStep()).
+ */
 export async function runPipeline (deps: PipelineDeps, rec: ImageRecord, cat: Catalogue | undefined, signal: AbortSignal,
-  onHandle: (h: TorrentHandle) => void): Promise<void> {
+  onHandle: (h: TorrentHandle) => void, retry?: RetryStep): Promise<void> {
   const { swarm, log } = deps
   const e = rec.entry
   // Every write checks that the job is still wanted and its record still the image's: a job
@@ -132,7 +139,41 @@ export async function runPipeline (deps: PipelineDeps, rec: ImageRecord, cat: Ca
   }
   let downloadEnded = false
   const endDownload = (): void => { if (!downloadEnded) { downloadEnded = true; deps.onDownloadEnd(rec) } }
+  // The whole file against the signed entry; what identifies the file is kept with the verdict,
+  // for a retry of the registration to know the file unchanged (verified-file.ts).
+  const verify = async (path: string, precomputed?: Promise<string>): Promise<void> => {
+    try {
+      await verifyImageFile(path, e, signal, precomputed)
+    } catch (err) {
+      if (err instanceof ImgdistError && err.code === 'HASH_MISMATCH') {
+        // Pieces all passed sha1 yet the whole is wrong: the data cannot be trusted, start over.
+        await swarm.remove(e.infoHash, true)
+        rec.cached = false
+        delete rec.verifiedFile
+      }
+      throw err
+    }
+    const file = await identify(path)
+    if (file === undefined) throw new ImgdistError('IO_ERROR', `${path} went away as it was verified`)
+    rec.verifiedFile = { ...file, sha512: e.sha512 }
+    log.info({ image: e.id }, 'verified sha512 and size')
+  }
   try {
+    let torrent: Awaited<ReturnType<typeof obtainTorrent>> | undefined
+    let from: RetryStep | undefined
+    if (retry !== undefined) {
+      // Decided, and the record out of `failed`, before anything else can fail: a failure from
+      // here on is one of the step it went back to, which the job runner records as such.
+      torrent = await obtainTorrent(deps, rec, cat, signal)
+      const at = await resumeStep(rec, retry, filePathOf(swarm, rec, torrent.name))
+      if (at === undefined) {
+        // the file is gone: the whole way, which waits for a download slot at the reconciler's next tick
+        await store.transition(rec, 'approved', { reason: `${retryLabel(rec)}: the downloaded file is gone, from the start` })
+        return
+      }
+      from = at.step
+      await store.transition(rec, from, { reason: `${retryLabel(rec)}: back to ${from}, ${at.why}` })
+    }
     // Adopt what every target already holds: no bytes need to move.
     const found = await Promise.all(deps.targets.map(async (t) => await targetStep(rec, t, async () => await t.find(targetImage(rec), signal))))
     if (deps.targets.length > 0 && found.every((r) => r !== undefined)) {
@@ -143,31 +184,32 @@ export async function runPipeline (deps: PipelineDeps, rec: ImageRecord, cat: Ca
       log.info({ image: e.id, catalogue: rec.catalogue }, 'adopted existing image')
       return
     }
-    const t = await obtainTorrent(deps, rec, cat, signal)
-    await store.transition(rec, 'downloading')
-    const handle = swarm.add(e.infoHash, t.bytes, t.webSeeds)
-    // swarm.pauseAll() only reached the handles that existed when the operator paused
-    if (deps.paused() && !handle.complete) handle.pause()
-    onHandle(handle)
-    log.info({ image: e.id, infoHash: e.infoHash }, 'downloading')
-    await abortable(handle.done, signal)
-    endDownload()
-    await store.transition(rec, 'verifying', { progress: 1 })
+    const t = torrent ?? await obtainTorrent(deps, rec, cat, signal)
     const path = filePathOf(swarm, rec, t.name)
-    try {
-      await verifyImageFile(path, e, signal, abortable(handle.sha512(), signal))
-    } catch (err) {
-      if (err instanceof ImgdistError && err.code === 'HASH_MISMATCH') {
-        // Pieces all passed sha1 yet the whole is wrong: the data cannot be trusted, start over.
-        await swarm.remove(e.infoHash, true)
-        rec.cached = false
-      }
-      throw err
+    if (from === undefined) {
+      await store.transition(rec, 'downloading')
+      const handle = swarm.add(e.infoHash, t.bytes, t.webSeeds)
+      // swarm.pauseAll() only reached the handles that existed when the operator paused
+      if (deps.paused() && !handle.complete) handle.pause()
+      onHandle(handle)
+      log.info({ image: e.id, infoHash: e.infoHash }, 'downloading')
+      await abortable(handle.done, signal)
+      endDownload()
+      await store.transition(rec, 'verifying', { progress: 1 })
+      await verify(path, abortable(handle.sha512(), signal))
+    } else {
+      // Read again, not the digest a handle still in the swarm kept: that is of the bytes as they
+      // were downloaded, and the file may have changed since.
+      if (from === 'verifying') await verify(path)
+      else log.info({ image: e.id, path }, 'the verified file is unchanged: registering it without hashing it again')
+      // Seeded like any verified file, without a sha1 pass over its pieces (after a restart,
+      // another read of the whole image): it is the file that passed.
+      onHandle(swarm.add(e.infoHash, t.bytes, t.webSeeds, { verified: true }))
     }
-    log.info({ image: e.id }, 'verified sha512 and size')
     rec.cached = true
     rec.lastUsed = Date.now()
-    await store.transition(rec, 'registering')
+    if (from === 'registering') await store.put(rec)
+    else await store.transition(rec, 'registering')
     for (const [i, target] of deps.targets.entries()) {
       authorised()
       const reg = found[i] ?? await targetStep(rec, target, async () => await target.register(targetImage(rec, path), signal))

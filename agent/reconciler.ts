@@ -10,6 +10,7 @@ import { JobRunner } from './job-runner.js'
 import type { Catalogue, CataloguePoller } from './poller.js'
 import { decide } from './policy.js'
 import { Retirement } from './retirement.js'
+import { retryLabel, retryStep } from './retry-step.js'
 import { newRecord, supersede, type ImageRecord, type StateStore } from './state-store.js'
 import type { Target } from './targets/target.js'
 
@@ -17,7 +18,7 @@ import type { Target } from './targets/target.js'
  * Drives every image through DESIGN.md §4: catalogue → policy → pipeline → registered → retired.
  * One tick at a time; long steps run as per-image jobs (JobRunner), at most
  * `maxConcurrentDownloads` in the download phase. Failures go to `failed` with a backoff and come
- * back to `approved`.
+ * back to the step that failed where that is safe (retry-step.ts), else to `approved`.
  */
 
 const PAUSED_KEY = 'paused'
@@ -187,9 +188,14 @@ export class Reconciler {
         if (d.verdict !== 'approved') {
           await this.#withdraw(rec, d)
         } else if (rec.nextAttemptAt !== undefined && now >= rec.nextAttemptAt && !this.paused && this.#catalogueInForce(rec.catalogue)) {
-          const reason = rec.error?.code === 'CATALOGUE_EXPIRED' ? 'its catalogue is in force again; resuming' : `retry ${rec.retries}`
-          await store.transition(rec, 'approved', { reason })
-          await this.#startOrHold(rec)
+          const retry = retryStep(rec)
+          if (retry !== undefined) {
+            // the job moves the record to that step once it has looked at the file (pipeline.ts)
+            this.#jobs.start(rec, this.#catalogueOf(rec), retry)
+          } else {
+            await store.transition(rec, 'approved', { reason: retryLabel(rec) })
+            await this.#startOrHold(rec)
+          }
         }
         break
       default: break
@@ -216,9 +222,12 @@ export class Reconciler {
     return p === undefined || p.current !== undefined
   }
 
+  #catalogueOf (rec: ImageRecord): Catalogue | undefined {
+    return this.deps.pollers.find((p) => p.name === rec.catalogue)?.current
+  }
+
   async #startOrHold (rec: ImageRecord): Promise<void> {
-    const cat = this.deps.pollers.find((p) => p.name === rec.catalogue)?.current
-    if (this.#catalogueInForce(rec.catalogue)) { this.#jobs.start(rec, cat); return }
+    if (this.#catalogueInForce(rec.catalogue)) { this.#jobs.start(rec, this.#catalogueOf(rec)); return }
     if (rec.reason !== HELD_REASON) await this.deps.store.put(Object.assign(rec, { reason: HELD_REASON }))
   }
 

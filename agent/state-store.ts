@@ -1,6 +1,7 @@
 import type { ImageState } from '../lib/image-state.js'
 import type { ImageEntry } from '../lib/schema.js'
 import type { JsonStore } from './db.js'
+import type { VerifiedFile } from './verified-file.js'
 
 /**
  * Per image (catalogue + id), the state machine of DESIGN.md §4 and what each target did with it,
@@ -39,6 +40,8 @@ export interface ImageRecord {
   bytesUploaded: number
   /** the verified file is in the cache (and seeded) */
   cached: boolean
+  /** what identified the file when it passed verification: a retry of `registering` trusts it only if unchanged (retry-step.ts) */
+  verifiedFile?: VerifiedFile
   lastUsed?: number
   /** when the catalogue stopped wanting it (revoked/expired/removed), for the retire grace */
   unwantedSince?: number

@@ -56,7 +56,8 @@ export interface AddOptions {
   path?: string
   /**
    * The file is complete and was verified before (the index's images are checked against the
-   * signed sha512 on import): seed it read-only, without hash-checking every piece at start.
+   * signed sha512 on import; an agent's image is, when its file is unchanged since it passed):
+   * seed it read-only, without hash-checking every piece at start.
    */
   verified?: boolean
 }

@@ -1,0 +1,46 @@
+import type { ImageRecord } from './state-store.js'
+import { identify, sameFile } from './verified-file.js'
+
+/**
+ * Where a failed image's retry starts (DESIGN.md §4: "any step → failed → back to that step").
+ * The step that matters is registering: a target down for hours is retried with backoff, and
+ * going back through the download would read a multi-GB image again on every retry (after a
+ * restart twice: the pieces' sha1 and the whole sha512). Registering again is safe only with
+ * the very file that passed verification, which verified-file.ts tells; anything else is
+ * verified again. A verification that found the bytes wrong deleted them, and a download or an
+ * earlier step has nothing to skip: those start from `approved`, as before.
+ */
+
+export type RetryStep = 'verifying' | 'registering'
+
+/** From the record alone (the reconciler's tick): the step to go back to, or undefined for the whole way from `approved`. */
+export function retryStep (rec: ImageRecord): RetryStep | undefined {
+  if (rec.failedStep === 'registering') {
+    // a record from before the identity was kept cannot tell its file is the one that passed
+    if (rec.verifiedFile === undefined) return undefined
+    // Glance hashed what it was sent and found other bytes: ours may have gone bad since
+    return rec.error?.code === 'GLANCE_HASH_MISMATCH' ? 'verifying' : 'registering'
+  }
+  if (rec.failedStep === 'verifying' && rec.error?.code !== 'HASH_MISMATCH') return 'verifying'
+  return undefined
+}
+
+/** How the reason of a retried image starts: a catalogue back in force is not a retry (none is counted). */
+export function retryLabel (rec: ImageRecord): string {
+  return rec.error?.code === 'CATALOGUE_EXPIRED' ? 'its catalogue is in force again' : `retry ${rec.retries}`
+}
+
+/**
+ * With the file in view (the job, before it moves the record out of `failed`): `registering` only
+ * if the file is the one verified for this sha512; `verifying` if it is there but may differ;
+ * undefined if it is gone (the whole way again).
+ */
+export async function resumeStep (rec: ImageRecord, from: RetryStep, path: string): Promise<{ step: RetryStep, why: string } | undefined> {
+  const now = await identify(path)
+  if (now === undefined) return undefined
+  const v = rec.verifiedFile
+  if (from === 'registering' && v !== undefined && v.sha512 === rec.entry.sha512 && sameFile(v, now)) {
+    return { step: 'registering', why: 'the verified file is unchanged' }
+  }
+  return { step: 'verifying', why: from === 'registering' ? 'the file changed since it was verified' : `after ${rec.error?.code ?? 'an error'} while ${rec.failedStep ?? 'verifying'}` }
+}
