@@ -91,8 +91,11 @@ async function main (): Promise<void> {
     })
     return a
   }
-  const glanceImagesOf = async (id: string): Promise<any[]> =>
-    (await os.glanceGet(`/v2/images?imgdist_id=${id}&imgdist_catalogue=${fx.index.signed.name}`)).body.images as any[]
+  // hidden ones too (Glance lists them only when asked, and then only those): a duplicate left hidden counts
+  const glanceImagesOf = async (id: string): Promise<any[]> => {
+    const q = `/v2/images?imgdist_id=${id}&imgdist_catalogue=${fx.index.signed.name}`
+    return [...(await os.glanceGet(q)).body.images as any[], ...(await os.glanceGet(`${q}&os_hidden=true`)).body.images as any[]]
+  }
 
   let imageId = ''
   let siteA: AgentProc | undefined
@@ -115,6 +118,7 @@ async function main (): Promise<void> {
     t.equal(g.os_hash_algo, 'sha512')
     t.equal(g.os_hash_value, entry.sha512, 'os_hash_value (computed by Glance) equals the catalogue sha512')
     t.equal(g.visibility, 'community', 'the configured visibility')
+    t.equal(g.os_hidden, false, 'listed: un-hidden once verified')
     t.equal(g.owner, os.demo.projectId, 'in the application credential\'s project')
     t.equal(g.name, `${entry.name}-${entry.version}`)
     t.match(g, {

@@ -11,7 +11,7 @@ import type { TargetImage } from '../agent/targets/target.js'
 /**
  * Error paths of the glance target against undici's MockAgent (a real Glance cannot be made to
  * answer 503 or 413 on demand): token expiry, 401 then success, 503 with Retry-After, 413, a
- * hash mismatch, and the order create(private) → upload → verify → widen.
+ * hash mismatch, and the order create(private, hidden) → upload → verify → un-hide and widen.
  */
 
 const KS = 'http://keystone.test:5000'
@@ -89,7 +89,7 @@ t.test('Glance 401 (token revoked early): one re-issue, then success', async (t)
   const s = setup()
   issueTokens(s, 3600_000, 3600_000)
   s.mock.get(GL).intercept({ path: listPath, method: 'GET' }).reply(401, 'Authentication required')
-  s.mock.get(GL).intercept({ path: listPath, method: 'GET' }).reply(200, { images: [] }, json).times(2)
+  s.mock.get(GL).intercept({ path: listPath, method: 'GET' }).reply(200, { images: [] }, json).times(3)
   t.equal(await s.target.find(img), undefined)
   t.equal(s.tokens.length, 2)
   await s.target.close()
@@ -116,7 +116,7 @@ t.test('503 with Retry-After is retried after the server\'s delay, then succeeds
   const s = setup({ retryMaxMs: 5000 }, logger)
   issueTokens(s, 3600_000)
   s.mock.get(GL).intercept({ path: listPath, method: 'GET' }).reply(503, 'busy', { headers: { 'retry-after': '1' } })
-  s.mock.get(GL).intercept({ path: listPath, method: 'GET' }).reply(200, { images: [] }, json).times(2)
+  s.mock.get(GL).intercept({ path: listPath, method: 'GET' }).reply(200, { images: [] }, json).times(3)
   t.equal(await s.target.find(img), undefined)
   t.match(logs, [{ msg: 'glance request failed, retrying', status: 503, waitMs: 1000, target: 'unit' }], 'waited the Retry-After second')
   t.notOk(JSON.stringify(logs).includes('tok-1'), 'the token is never logged')
@@ -140,7 +140,8 @@ function registerFlow (s: Setup, upload: { status: number, body: string }): { ca
   const g = s.mock.get(GL)
   g.intercept({ path: listPath, method: 'GET' }).reply(200, () => { calls.push('list'); return { images: [] } }, json).times(3)
   g.intercept({ path: '/v2/images', method: 'POST' }).reply(201, (o) => {
-    calls.push(`create ${JSON.parse(String(o.body)).visibility as string}`)
+    const body = JSON.parse(String(o.body))
+    calls.push(`create ${body.visibility as string}${body.os_hidden === true ? ' hidden' : ''}`)
     return { id: 'img-uuid', status: 'queued', visibility: 'private' }
   }, json)
   g.intercept({ path: '/v2/images/img-uuid/file', method: 'PUT' }).reply(upload.status, (o) => {
@@ -160,7 +161,7 @@ t.test('413 on upload: GLANCE_TOO_LARGE with Glance\'s message, the queued image
   t.equal(err.retryable, false)
   t.equal(err.imageId, 'img-uuid')
   t.match(err.message, /larger than 1 bytes/)
-  t.same(calls.slice(-3), ['create private', 'upload application/octet-stream', 'delete'])
+  t.same(calls.slice(-3), ['create private hidden', 'upload application/octet-stream', 'delete'])
   t.match(s.target.status().lastError, { code: 'GLANCE_TOO_LARGE', imageId: 'img-uuid' })
   await s.target.close()
 })
@@ -178,21 +179,22 @@ t.test('Glance computed another sha512: GLANCE_HASH_MISMATCH and the image is de
   await s.target.close()
 })
 
-t.test('visibility is widened only after the read-back check', async (t) => {
+t.test('un-hidden and widened only after the read-back check, in one PATCH', async (t) => {
   const s = setup({ visibility: 'shared' })
   issueTokens(s, 3600_000)
   const { calls } = registerFlow(s, { status: 204, body: '' })
   const active = { id: 'img-uuid', status: 'active', size: bytes.length, os_hash_algo: 'sha512', os_hash_value: sha512, imgdist_catalogue: 'cat', imgdist_id: 'img-1' }
-  s.mock.get(GL).intercept({ path: '/v2/images/img-uuid', method: 'GET' }).reply(200, () => { calls.push('read back'); return { ...active, visibility: 'private' } }, json)
+  s.mock.get(GL).intercept({ path: '/v2/images/img-uuid', method: 'GET' }).reply(200, () => { calls.push('read back'); return { ...active, visibility: 'private', os_hidden: true, imgdist_unverified: 'x' } }, json)
   s.mock.get(GL).intercept({ path: '/v2/images/img-uuid', method: 'PATCH' }).reply(200, (o) => {
     calls.push(`patch ${(o.headers as Record<string, string>)['content-type']} ${String(o.body)}`)
-    return { ...active, visibility: 'shared' }
+    return { ...active, visibility: 'shared', os_hidden: false }
   }, json)
   const reg = await s.target.register(img)
   t.match(reg, { ref: 'img-uuid', adopted: false, visibility: 'shared' })
   t.same(calls.filter((c) => c !== 'list'), [
-    'create private', 'upload application/octet-stream', 'read back',
-    'patch application/openstack-images-v2.1-json-patch [{"op":"replace","path":"/visibility","value":"shared"}]'
+    'create private hidden', 'upload application/octet-stream', 'read back',
+    'patch application/openstack-images-v2.1-json-patch [{"op":"remove","path":"/imgdist_unverified"},' +
+      '{"op":"replace","path":"/os_hidden","value":false},{"op":"replace","path":"/visibility","value":"shared"}]'
   ])
   await s.target.close()
 })

@@ -1,45 +1,18 @@
-import { createHash, randomBytes } from 'node:crypto'
 import { writeFile } from 'node:fs/promises'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { createGlanceTarget, GlanceError, type GlanceTarget } from '../agent/targets/glance/glance-target.js'
-import type { TargetImage } from '../agent/targets/target.js'
-import type { ImageEntry } from '../lib/schema.js'
+import { CATALOGUE, ENDORSERS, imagesOf, makeImage } from './helpers/glance-image.js'
 import { missingOpenStackPackages, passwordToken, startOpenStack, type OpenStack } from './helpers/glance-openstack.js'
 
 /**
  * The glance target against a real Keystone and a real Glance (Debian's packages), started once
  * for this file: password and application-credential auth, register + verify, adoption, retiring,
- * a Glance crash mid-upload, and refused credentials.
+ * a Glance crash mid-upload, and refused credentials. test/glance-hidden.test.ts: what users see
+ * of an image before, during and after its checks.
  */
-
-const CATALOGUE = 'it-catalogue'
-const ENDORSERS = ['a'.repeat(64), 'b'.repeat(64)]
-
-async function makeImage (dir: string, id: string, size: number, props: Record<string, string> = {}): Promise<TargetImage> {
-  const bytes = randomBytes(size)
-  const filePath = join(dir, `${id}.img`)
-  await writeFile(filePath, bytes)
-  const entry: ImageEntry = {
-    id,
-    name: `Test ${id}`,
-    version: '1.0',
-    sha512: createHash('sha512').update(bytes).digest('hex'),
-    size,
-    infoHash: createHash('sha1').update(bytes).digest('hex'),
-    torrent: `torrents/${id}.torrent`,
-    diskFormat: 'raw',
-    containerFormat: 'bare',
-    minDisk: 1,
-    minRam: 256,
-    arch: 'x86_64',
-    os: 'alma',
-    properties: { hw_disk_bus: 'virtio', ...props }
-  }
-  return { catalogue: CATALOGUE, indexVersion: 3, entry, endorsers: ENDORSERS, filePath }
-}
 
 async function main (): Promise<void> {
   const os: OpenStack = await startOpenStack()
@@ -86,10 +59,8 @@ async function main (): Promise<void> {
     targets.push(x)
     return x
   }
-  const ofId = async (id: string): Promise<any[]> => {
-    const r = await os.glanceGet(`/v2/images?imgdist_id=${id}&imgdist_catalogue=${CATALOGUE}`)
-    return r.body.images as any[]
-  }
+  // hidden ones too: an upload in flight is os_hidden
+  const ofId = async (id: string): Promise<any[]> => await imagesOf(os, id)
 
   const img = await makeImage(work, 'alma-9', 3 * 1024 * 1024 + 17, { os_version: '9.4' })
 
@@ -104,6 +75,8 @@ async function main (): Promise<void> {
     t.equal(g.os_hash_algo, 'sha512')
     t.equal(g.os_hash_value, img.entry.sha512)
     t.equal(g.visibility, 'community')
+    t.equal(g.os_hidden, false, 'no longer hidden, once verified')
+    t.notOk('imgdist_unverified' in g, 'nor marked unverified')
     t.equal(g.name, 'Test alma-9-1.0')
     t.equal(g.disk_format, 'raw')
     t.equal(g.min_disk, 1)
@@ -188,6 +161,7 @@ async function main (): Promise<void> {
     const orphan = await ofId('crash-me')
     t.same(orphan.map((i) => i.status), ['saving'], 'the crash left an orphan behind')
     t.equal(orphan[0]?.imgdist_site, 'it-site', 'tagged with the site that made it')
+    t.equal(orphan[0]?.os_hidden, true, 'hidden, as every upload before its check')
     // the same image half-registered by another site's agent in this project (its upload in flight)
     const created = await fetch(`${os.glanceUrl}/v2/images`, {
       method: 'POST',
@@ -221,8 +195,10 @@ async function main (): Promise<void> {
     t.equal(refused.retryable, false, 'not retried within the attempt')
     t.match(refused.message, /visibility public.*publicize_image.*docs\/glance\.md/, 'the message says which policy rule and where to read more')
     t.notMatch(refused.message, /<br/, 'with Glance\'s HTML line breaks taken out')
+    t.match(refused.message, /stays hidden and private/)
     const left = await ofId('public-one')
-    t.same(left.map((i) => [i.status, i.visibility, i.os_hash_value]), [['active', 'private', pub.entry.sha512]], 'the verified upload stays, private')
+    t.same(left.map((i) => [i.status, i.os_hidden, i.visibility, i.os_hash_value]), [['active', true, 'private', pub.entry.sha512]],
+      'the verified upload stays, hidden and private (the un-hide and the widening are one PATCH)')
 
     // the operator's fix, as docs/glance.md gives it: one policy rule, a role, a new application credential
     await writeFile(join(os.dir, 'glance', 'policy.d', 'imgdist.yaml'), '"publicize_image": "role:admin or role:image_publisher"\n')
@@ -248,7 +224,7 @@ async function main (): Promise<void> {
     t.equal(reg.ref, left[0].id, 'the retry widens the image already uploaded')
     t.equal(reg.adopted, true)
     const { body: g } = await os.glanceGet(`/v2/images/${reg.ref}`)
-    t.match(g, { status: 'active', visibility: 'public', os_hash_value: pub.entry.sha512 }, 'now public, with the signed sha512')
+    t.match(g, { status: 'active', visibility: 'public', os_hidden: false, os_hash_value: pub.entry.sha512 }, 'now public and listed, with the signed sha512')
     t.equal((await ofId('public-one')).length, 1, 'still one image')
   })
 

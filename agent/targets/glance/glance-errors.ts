@@ -75,3 +75,15 @@ export function codeForStatus (status: number): GlanceCode {
 export function isRetryableStatus (status: number): boolean {
   return status === 408 || status === 429 || status >= 500
 }
+
+/**
+ * A 403 on widening, made actionable: Glance's own text names no policy rule. `image` is as it
+ * was before the refused PATCH, which Glance applied none of.
+ */
+export function visibilityRefused (image: { id: string, visibility?: string, os_hidden?: boolean }, visibility: string, err: GlanceError): GlanceError {
+  const rule = visibility === 'public' ? 'publicize_image' : visibility === 'community' ? 'communitize_image' : 'modify_image'
+  return new GlanceError('GLANCE_FORBIDDEN', `image ${image.id}: Glance refused visibility ${visibility} (policy rule ${rule}; ` +
+    `default: the admin role); the verified image stays ${image.os_hidden === true ? 'hidden and ' : ''}${image.visibility ?? 'private'}. ` +
+    `Use visibility community, or grant the rule to a role the agent's credential holds (docs/glance.md, "Least privilege"). ` +
+    `Glance said: ${err.message}`, { status: err.status, imageId: image.id, cause: err })
+}

@@ -8,9 +8,11 @@ import type { Registration, RetireAction, Target, TargetImage } from '../target.
 import { resolveCloud, type ResolvedCloud } from './clouds-config.js'
 import { GlanceTargetConfig } from './config-schema.js'
 import { GlanceClient } from './glance-client.js'
-import { GlanceError } from './glance-errors.js'
+import { GlanceError, visibilityRefused } from './glance-errors.js'
 import { ImageApi } from './image-api.js'
-import { createBody, isImgdistImage, isOurs, matchesEntry, mayCleanUp, STUCK_STATUSES, type GlanceImage } from './image-properties.js'
+import {
+  createBody, isImgdistImage, isLeftOver, isOurs, isUnverified, matchesEntry, mayCleanUp, releaseOps, STUCK_STATUSES, type GlanceImage
+} from './image-properties.js'
 import { findImageEndpoint, KeystoneSession } from './keystone-auth.js'
 
 export { GlanceTargetConfig } from './config-schema.js'
@@ -130,9 +132,10 @@ export class GlanceTarget implements Target {
       if (st.size !== img.entry.size) {
         throw new GlanceError('GLANCE_FILE_MISMATCH', `image ${img.entry.id}: ${path} has ${st.size} bytes, the catalogue says ${img.entry.size}`)
       }
-      const existing = await this.#find(img, signal)
+      const ours = await this.#ours(img, signal)
+      const existing = await this.#find(img, signal, ours)
       if (existing !== undefined) return existing
-      await this.#deleteStuck(await this.#ours(img, signal), signal)
+      await this.#deleteStuck(ours, signal, img)
 
       const body = createBody(img, this.#cfg, this.#site)
       const created = await this.#images.create(body, signal)
@@ -153,7 +156,7 @@ export class GlanceTarget implements Target {
           `image ${img.entry.id}: Glance has status=${got?.status ?? 'gone'} size=${String(got?.size)} ${got?.os_hash_algo ?? 'hash'}=${got?.os_hash_value ?? 'none'}, ` +
           `the catalogue says size=${img.entry.size} sha512=${img.entry.sha512}; image deleted`, { retryable: true, imageId: id })
       }
-      const final = await this.#widen(got, signal)
+      const final = await this.#release(got, signal)
       this.#log?.info({ imageId: id, id: img.entry.id, visibility: final.visibility }, 'glance image registered and verified')
       return this.#registration(final, false)
     })
@@ -182,12 +185,12 @@ export class GlanceTarget implements Target {
     })
   }
 
-  /** Removes imgdist images a crash of this site's agent left in queued/saving/importing (mayCleanUp). */
+  /** Removes imgdist images a crash of this site's agent left in queued/saving/importing (mayCleanUp), hidden or not. */
   async recover (signal?: AbortSignal): Promise<void> {
     await this.#track(undefined, async () => {
       const projectId = (await this.#session.token(signal)).projectId
       for (const status of STUCK_STATUSES) {
-        const stuck = (await this.#images.list({ status, ...(projectId !== undefined ? { owner: projectId } : {}) }, signal)).filter(isImgdistImage)
+        const stuck = (await this.#images.listWithHidden({ status, ...(projectId !== undefined ? { owner: projectId } : {}) }, signal)).filter(isImgdistImage)
         await this.#deleteStuck(stuck, signal)
       }
     })
@@ -215,9 +218,12 @@ export class GlanceTarget implements Target {
     if (this.#ownDispatcher) await this.#dispatcher.close()
   }
 
-  async #find (img: TargetImage, signal?: AbortSignal): Promise<GlanceRegistration | undefined> {
-    const mine = (await this.#ours(img, signal)).find((i) => i.imgdist_sha512 === img.entry.sha512 && matchesEntry(i, img))
-    if (mine !== undefined) return this.#registration(await this.#widen(mine, signal), true)
+  async #find (img: TargetImage, signal?: AbortSignal, ours?: GlanceImage[]): Promise<GlanceRegistration | undefined> {
+    const verified = (ours ?? await this.#ours(img, signal)).filter((i) => i.imgdist_sha512 === img.entry.sha512 && matchesEntry(i, img))
+    // Hidden on purpose (retired with `hide`) stays hidden; hidden until verified is this site's
+    // registration that a crash cut short, finished here. Another site's may still be checking.
+    const mine = verified.find((i) => i.os_hidden !== true) ?? verified.find((i) => isUnverified(i) && mayCleanUp(i, this.#site))
+    if (mine !== undefined) return this.#registration(await this.#release(mine, signal), true)
     if (!this.#cfg.adoptExisting) return undefined
     const projectId = (await this.#session.token(signal)).projectId
     const same = await this.#images.list({ os_hash_value: img.entry.sha512, status: 'active', ...(projectId !== undefined ? { owner: projectId } : {}) }, signal)
@@ -229,15 +235,15 @@ export class GlanceTarget implements Target {
 
   async #ours (img: TargetImage, signal?: AbortSignal): Promise<GlanceImage[]> {
     const projectId = (await this.#session.token(signal)).projectId
-    const found = await this.#images.list({
+    const found = await this.#images.listWithHidden({
       imgdist_catalogue: img.catalogue, imgdist_id: img.entry.id, ...(projectId !== undefined ? { owner: projectId } : {})
     }, signal)
     return found.filter((i) => isOurs(i, img))
   }
 
-  async #deleteStuck (images: GlanceImage[], signal?: AbortSignal): Promise<void> {
+  async #deleteStuck (images: GlanceImage[], signal?: AbortSignal, img?: TargetImage): Promise<void> {
     for (const i of images) {
-      if (!(STUCK_STATUSES as readonly string[]).includes(i.status)) continue
+      if (!isLeftOver(i, img)) continue
       if (!mayCleanUp(i, this.#site)) {
         this.#log?.info({ imageId: i.id, id: i.imgdist_id, status: i.status, site: i.imgdist_site }, 'leaving a half-registered Glance image of another site alone')
         continue
@@ -247,17 +253,17 @@ export class GlanceTarget implements Target {
     }
   }
 
-  /** Only after the hash check: widen to the configured visibility. */
-  async #widen (image: GlanceImage, signal?: AbortSignal): Promise<GlanceImage> {
-    if (this.#cfg.visibility === 'private' || image.visibility === this.#cfg.visibility) return image
+  /** Only after the hash check: un-hide and widen to the configured visibility, in one PATCH (releaseOps). */
+  async #release (image: GlanceImage, signal?: AbortSignal): Promise<GlanceImage> {
     const visibility = this.#cfg.visibility
-    return await this.#images.patch(image.id, [{ op: 'replace', path: '/visibility', value: visibility }], signal).catch((err: unknown) => {
-      // Glance's own 403 text names no rule; the image stays verified and private, and a retry after the fix only widens it
-      if (!(err instanceof GlanceError) || err.code !== 'GLANCE_FORBIDDEN') throw err
-      const rule = visibility === 'public' ? 'publicize_image' : visibility === 'community' ? 'communitize_image' : 'modify_image'
-      throw new GlanceError('GLANCE_FORBIDDEN', `image ${image.id}: Glance refused visibility ${visibility} (policy rule ${rule}; ` +
-        `default: the admin role); the verified image stays private. Use visibility community, or grant the rule to a role the agent's ` +
-        `credential holds (docs/glance.md, "Least privilege"). Glance said: ${err.message}`, { status: err.status, imageId: image.id, cause: err })
+    const ops = releaseOps(image, visibility)
+    if (ops.length === 0) return image
+    return await this.#images.patch(image.id, ops, signal).catch((err: unknown) => {
+      // The PATCH is all or nothing: a refused visibility leaves the image verified, hidden and
+      // private, and a retry after the operator's fix only releases it.
+      const widening = ops.some((o) => o.path === '/visibility')
+      if (err instanceof GlanceError && err.code === 'GLANCE_FORBIDDEN' && widening) throw visibilityRefused(image, visibility, err)
+      throw err
     })
   }
 

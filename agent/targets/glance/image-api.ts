@@ -27,6 +27,17 @@ export class ImageApi {
     return out
   }
 
+  /**
+   * list(), hidden images included: Glance leaves os_hidden ones out unless asked for them, and
+   * then lists only those, so it takes two requests. The second may see an image the first did.
+   */
+  async listWithHidden (query: Record<string, string>, signal?: AbortSignal): Promise<GlanceImage[]> {
+    const shown = await this.list(query, signal)
+    const seen = new Set(shown.map((i) => i.id))
+    const hidden = await this.list({ ...query, os_hidden: 'true' }, signal)
+    return [...shown, ...hidden.filter((i) => !seen.has(i.id))]
+  }
+
   async get (id: string, signal?: AbortSignal): Promise<GlanceImage | undefined> {
     const r = await this.#c.call<GlanceImage>({ method: 'GET', path: `/v2/images/${id}`, ok: [200, 404], retry: 'idempotent', imageId: id, signal })
     return r.status === 404 ? undefined : r.body

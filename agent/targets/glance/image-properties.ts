@@ -1,5 +1,5 @@
 import type { TargetImage } from '../target.js'
-import type { GlanceTargetConfig } from './config-schema.js'
+import type { GlanceTargetConfig, Visibility } from './config-schema.js'
 import { MAX_PROPERTY_LENGTH, propertyProblems } from '../../../lib/image-properties.js'
 import { GlanceError } from './glance-errors.js'
 
@@ -60,7 +60,21 @@ export function mayCleanUp (image: GlanceImage, site: string | undefined): boole
   return site === undefined || typeof image.imgdist_site !== 'string' || image.imgdist_site === site
 }
 
-/** The POST /v2/images body: always private at first (widened only after the hash check). */
+/**
+ * Set on create and removed by the PATCH that un-hides the image once Glance's own hash matched.
+ * It tells an image hidden until verified (a crash may have cut its registration short) from one
+ * hidden on purpose (retired with `hide`, or by an operator), which must stay hidden.
+ */
+export const UNVERIFIED = 'imgdist_unverified'
+
+export function isUnverified (image: GlanceImage): boolean {
+  return typeof image[UNVERIFIED] === 'string'
+}
+
+/**
+ * The POST /v2/images body: private and os_hidden at first, so that not even the project's own
+ * members find it in the image lists they boot from before the hash check (DESIGN.md §4).
+ */
 export function createBody (img: TargetImage, cfg: GlanceTargetConfig, site?: string): Record<string, unknown> {
   const e = img.entry
   const extra = [...Object.entries(e.properties), ...Object.entries(cfg.properties)]
@@ -79,8 +93,27 @@ export function createBody (img: TargetImage, cfg: GlanceTargetConfig, site?: st
     min_disk: e.minDisk,
     min_ram: e.minRam,
     visibility: 'private',
+    os_hidden: true,
+    [UNVERIFIED]: 'hidden until imgdist checks os_hash_value',
     tags: cfg.tags
   }
+}
+
+export interface PatchOp { op: 'replace' | 'remove', path: string, value?: unknown }
+
+/**
+ * The one JSON patch that releases a verified image: un-hidden if imgdist hid it, and widened to
+ * the configured visibility. One request, so users never see it with a visibility it should not
+ * have; none at all when nothing changes.
+ */
+export function releaseOps (image: GlanceImage, visibility: Visibility): PatchOp[] {
+  const ops: PatchOp[] = []
+  if (isUnverified(image)) {
+    ops.push({ op: 'remove', path: `/${UNVERIFIED}` })
+    if (image.os_hidden === true) ops.push({ op: 'replace', path: '/os_hidden', value: false })
+  }
+  if (visibility !== 'private' && image.visibility !== visibility) ops.push({ op: 'replace', path: '/visibility', value: visibility })
+  return ops
 }
 
 /** Registered by imgdist for this catalogue entry (any version of its bytes). */
@@ -100,3 +133,13 @@ export function matchesEntry (image: GlanceImage, img: TargetImage): boolean {
 }
 
 export const STUCK_STATUSES = ['queued', 'saving', 'importing', 'uploading'] as const
+
+/**
+ * What a crash or a failed clean-up left half-registered: an upload in a stuck status, or (when
+ * the entry is known) an image still hidden unverified whose bytes are not the entry's (a hash
+ * mismatch whose delete failed, an earlier release). A verified one is finished, not removed.
+ */
+export function isLeftOver (image: GlanceImage, img?: TargetImage): boolean {
+  if ((STUCK_STATUSES as readonly string[]).includes(image.status)) return true
+  return img !== undefined && isUnverified(image) && !matchesEntry(image, img)
+}
