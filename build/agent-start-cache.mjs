@@ -30,12 +30,10 @@ const TIME_LIMIT_MS = 60_000
  */
 export async function writeAgentStartCache (binDir) {
   const dir = mkdtempSync(join(tmpdir(), 'imgdist-cache-'))
-  const sign = (...args) => execFileSync(process.execPath, [join(binDir, 'imgdist-sign.js'), ...args], { cwd: dir, stdio: 'ignore' })
+  const sign = signer(binDir, dir)
   let index
   try {
-    sign('keygen', '--out', 'root')
-    sign('init-root', '--name', 'cache', '--root-key', 'root.pub', '--index-key', 'root.pub', '--out', 'root.yaml')
-    sign('sign-root', '--key', 'root.key', 'root.yaml')
+    makeRoot(binDir, dir)
     writeFileSync(join(dir, 'image.img'), randomBytes(2 << 20))
     sign('add', 'image.img', '--index', 'index.yaml', '--id', 'cache-image', '--version', '1', '--disk-format', 'raw', '--root', 'root.yaml', '--torrent-dir', 'torrents')
     sign('sign', '--index', 'index.yaml', '--key', 'root.key')
@@ -61,6 +59,18 @@ export async function writeAgentStartCache (binDir) {
     if (why !== undefined) process.stderr.write(`bundle: the index server's code cache covers --help only: ${why}\n`)
     rmSync(dir, { recursive: true, force: true })
   }
+}
+
+function signer (binDir, dir) {
+  return (...args) => execFileSync(process.execPath, [join(binDir, 'imgdist-sign.js'), ...args], { cwd: dir, stdio: 'ignore' })
+}
+
+/** `dir/root.yaml`, signed by `dir/root.key`, which is also its only index key. */
+export function makeRoot (binDir, dir) {
+  const sign = signer(binDir, dir)
+  sign('keygen', '--out', 'root')
+  sign('init-root', '--name', 'cache', '--root-key', 'root.pub', '--index-key', 'root.pub', '--out', 'root.yaml')
+  sign('sign-root', '--key', 'root.key', 'root.yaml')
 }
 
 /** An agent config on loopback with ports chosen by the kernel; `url` may refuse (a start only). */

@@ -83,6 +83,7 @@ t.test('loading a program does not read the fetch globals that make Node load it
 /** build/agent-start-cache.mjs, typed for what this test uses of it */
 interface CacheBuild {
   agentConfig: (dir: string, url: string) => string
+  makeRoot: (binDir: string, dir: string) => void
   startProgram: (launcher: string, args: string[], readyMsg: string) => { ready: Promise<unknown>, stop: (what: string) => Promise<string | undefined> }
 }
 
@@ -100,11 +101,8 @@ t.test("the agent's code cache comes from a download, not only from --help or a 
   const helpOnly = statSync(join(dir, 'imgdist-agent.v8-cache')).size
 
   // a start alone, with a catalogue URL that refuses
-  const { agentConfig, startProgram } = await import(resolve('build/agent-start-cache.mjs')) as CacheBuild
-  const sign = (...args: string[]): void => { spawnSync(process.execPath, [join(dir, 'imgdist-sign.js'), ...args], { cwd: dir, stdio: 'ignore' }) }
-  sign('keygen', '--out', 'root')
-  sign('init-root', '--name', 'cache', '--root-key', 'root.pub', '--index-key', 'root.pub', '--out', 'root.yaml')
-  sign('sign-root', '--key', 'root.key', 'root.yaml')
+  const { agentConfig, makeRoot, startProgram } = await import(resolve('build/agent-start-cache.mjs')) as CacheBuild
+  makeRoot(dir, dir)
   writeFileSync(join(dir, 'agent.yaml'), agentConfig(dir, 'http://127.0.0.1:9/v1/index.yaml'))
   const agent = startProgram(join(dir, 'imgdist-agent.js'), ['run', '--config', join(dir, 'agent.yaml')], 'imgdist-agent started')
   await agent.ready

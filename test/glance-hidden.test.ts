@@ -28,14 +28,7 @@ async function main (): Promise<void> {
   t.teardown(() => rmSync(work, { recursive: true, force: true }))
   const targets: GlanceTarget[] = []
   t.teardown(async () => { for (const x of targets) await x.close() })
-  const openrc = {
-    OS_AUTH_URL: os.keystoneUrl,
-    OS_USERNAME: os.demo.username,
-    OS_PASSWORD: os.demo.password,
-    OS_PROJECT_NAME: os.demo.project,
-    OS_USER_DOMAIN_NAME: 'Default',
-    OS_PROJECT_DOMAIN_ID: 'default'
-  }
+  const openrc = os.demoOpenrc()
   const target = (extra: Record<string, unknown> = {}, site = SITE): GlanceTarget => {
     const x = createGlanceTarget({ type: 'glance', name: 'pw', visibility: 'community', retryBaseMs: 200, retryMaxMs: 1000, maxAttempts: 3, ...extra },
       { env: openrc, homeDir: work, cwd: work, site })

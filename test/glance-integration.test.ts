@@ -37,16 +37,7 @@ async function main (): Promise<void> {
     `      application_credential_secret: ${os.appCred.secret}`,
     ''
   ].join('\n'))
-  const openrc = {
-    OS_AUTH_URL: os.keystoneUrl,
-    OS_USERNAME: os.demo.username,
-    OS_PASSWORD: os.demo.password,
-    OS_PROJECT_NAME: os.demo.project,
-    OS_USER_DOMAIN_NAME: 'Default',
-    OS_PROJECT_DOMAIN_ID: 'default',
-    OS_REGION_NAME: 'RegionOne',
-    OS_INTERFACE: 'public'
-  }
+  const openrc = { ...os.demoOpenrc(), OS_REGION_NAME: 'RegionOne', OS_INTERFACE: 'public' }
   const fast = { retryBaseMs: 200, retryMaxMs: 1000, maxAttempts: 3 }
   const passwordTarget = (extra: Record<string, unknown> = {}, site?: string): GlanceTarget => {
     const x = createGlanceTarget({ type: 'glance', name: 'pw', ...fast, ...extra }, { env: openrc, homeDir: work, cwd: work, site })

@@ -35,6 +35,8 @@ export interface OpenStack {
   appCred: { id: string, secret: string, name: string }
   /** seconds each service took to come up, for the report */
   startSeconds: { keystone: number, glance: number }
+  /** the environment an openrc file gives the demo user (password auth) */
+  demoOpenrc: () => Record<string, string>
   /** a project-scoped token for demo (assertions look at Glance directly with it) */
   demoToken: () => Promise<string>
   /** GET a Glance path as demo, JSON */
@@ -132,6 +134,14 @@ export async function startOpenStack (): Promise<OpenStack> {
       demo,
       appCred,
       startSeconds: { keystone: keystoneSeconds, glance: glanceSeconds },
+      demoOpenrc: () => ({
+        OS_AUTH_URL: keystoneUrl,
+        OS_USERNAME: demo.username,
+        OS_PASSWORD: demo.password,
+        OS_PROJECT_NAME: demo.project,
+        OS_USER_DOMAIN_NAME: 'Default',
+        OS_PROJECT_DOMAIN_ID: 'default'
+      }),
       demoToken,
       glanceGet: async (path) => {
         const res = await fetch(`${glanceUrl}${path}`, { headers: { 'x-auth-token': await demoToken(), accept: 'application/json' } })
