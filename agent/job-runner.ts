@@ -5,10 +5,11 @@ import { chooseEvictions } from './cache.js'
 import type { ResolvedConfig } from './config.js'
 import type { Swarm } from '../swarm/swarm.js'
 import type { TorrentHandle } from '../swarm/torrent-session.js'
-import { CatalogueExpiredError, obtainTorrent, runPipeline, type PipelineDeps } from './pipeline.js'
+import { CatalogueExpiredError, filePathOf, obtainTorrent, runPipeline, type PipelineDeps } from './pipeline.js'
 import type { Catalogue } from './poller.js'
 import type { RetryStep } from './retry-step.js'
 import { recordKey, type ImageRecord, type StateStore } from './state-store.js'
+import { isVerifiedFile } from './verified-file.js'
 import type { Target } from './targets/target.js'
 
 /**
@@ -226,11 +227,18 @@ export class JobRunner {
     return rec
   }
 
-  /** A cached, registered image seeds again after a restart. */
+  /**
+   * A cached, registered image seeds again after a restart. The file that passed sha512 and is
+   * provably unchanged (verified-file.ts) is seeded as it is; any other is sha1-checked piece by
+   * piece first, a read of the whole image, as a site with many GB cached would pay at every start.
+   */
   async seed (rec: ImageRecord): Promise<void> {
     try {
       const t = await obtainTorrent({ http: this.deps.http, dataDir: this.deps.cfg().dataDir }, rec, undefined)
-      const handle = this.deps.swarm.add(rec.entry.infoHash, t.bytes, t.webSeeds)
+      const path = filePathOf(this.deps.swarm, rec, t.name)
+      const verified = await isVerifiedFile(rec, path)
+      if (!verified) this.deps.log.info({ image: rec.id, path }, 'the cached file is not provably the one verified: checking its pieces before seeding it')
+      const handle = this.deps.swarm.add(rec.entry.infoHash, t.bytes, t.webSeeds, { verified })
       this.#seeding.set(recordKey(rec.catalogue, rec.id), { handle, upBase: rec.bytesUploaded - handle.counters.uploaded, catalogue: rec.catalogue, id: rec.id })
     } catch (err) {
       this.deps.log.warn({ image: rec.id, err: String(err) }, 'cannot seed a cached image; dropping it from the cache')

@@ -1,5 +1,5 @@
 import type { ImageRecord } from './state-store.js'
-import { identify, sameFile } from './verified-file.js'
+import { identify, isVerified } from './verified-file.js'
 
 /**
  * Where a failed image's retry starts (DESIGN.md §4: "any step → failed → back to that step").
@@ -38,8 +38,7 @@ export function retryLabel (rec: ImageRecord): string {
 export async function resumeStep (rec: ImageRecord, from: RetryStep, path: string): Promise<{ step: RetryStep, why: string } | undefined> {
   const now = await identify(path)
   if (now === undefined) return undefined
-  const v = rec.verifiedFile
-  if (from === 'registering' && v !== undefined && v.sha512 === rec.entry.sha512 && sameFile(v, now)) {
+  if (from === 'registering' && isVerified(rec, now)) {
     return { step: 'registering', why: 'the verified file is unchanged' }
   }
   return { step: 'verifying', why: from === 'registering' ? 'the file changed since it was verified' : `after ${rec.error?.code ?? 'an error'} while ${rec.failedStep ?? 'verifying'}` }

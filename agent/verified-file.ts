@@ -30,7 +30,17 @@ export async function identify (path: string): Promise<Omit<VerifiedFile, 'sha51
   }
 }
 
-export function sameFile (verified: VerifiedFile, now: Omit<VerifiedFile, 'sha512'>): boolean {
-  return verified.path === now.path && verified.size === now.size && verified.mtimeMs === now.mtimeMs &&
-    verified.ino === now.ino && verified.dev === now.dev
+type Verifiable = { entry: { sha512: string }, verifiedFile?: VerifiedFile }
+
+/** Whether the file identified as `now` is the one that passed the record's signed sha512. */
+export function isVerified (rec: Verifiable, now: Omit<VerifiedFile, 'sha512'>): boolean {
+  const v = rec.verifiedFile
+  return v !== undefined && v.sha512 === rec.entry.sha512 && v.path === now.path && v.size === now.size &&
+    v.mtimeMs === now.mtimeMs && v.ino === now.ino && v.dev === now.dev
+}
+
+/** isVerified() for the file now at `path` (a stat, no read); false when there is none. */
+export async function isVerifiedFile (rec: Verifiable, path: string): Promise<boolean> {
+  const now = await identify(path)
+  return now !== undefined && isVerified(rec, now)
 }
