@@ -10,8 +10,8 @@ import { JobRunner } from './job-runner.js'
 import type { Catalogue, CataloguePoller } from './poller.js'
 import { decide } from './policy.js'
 import { Retirement } from './retirement.js'
-import { retryLabel, retryStep } from './retry-step.js'
-import { newRecord, supersede, type ImageRecord, type StateStore } from './state-store.js'
+import { interruptedStep, retryLabel, retryStep, type RetryStep } from './retry-step.js'
+import { newRecord, recordKey, supersede, type ImageRecord, type StateStore } from './state-store.js'
 import type { Target } from './targets/target.js'
 
 /**
@@ -37,6 +37,8 @@ export class Reconciler {
   cfg: ResolvedConfig
   readonly #retirement: Retirement
   readonly #jobs: JobRunner
+  /** images the last stop interrupted mid-step, by record key: the step a job resumes them at (start()) */
+  readonly #interrupted = new Map<string, RetryStep>()
 
   constructor (cfg: ResolvedConfig, private readonly deps: {
     store: StateStore, swarm: Swarm, targets: Target[], pollers: CataloguePoller[], log: Logger, http: PipelineDeps['http'],
@@ -53,7 +55,11 @@ export class Reconciler {
     })
   }
 
-  /** After a crash or restart: unfinished steps go back to `approved` (pieces on disk are kept). */
+  /**
+   * After a crash or restart: an image stopped in its verification or registration resumes there
+   * (retry-step.ts interruptedStep: a multi-GB image is not read twice more for a restart during
+   * a long Glance upload); any other unfinished step goes back to `approved` (pieces on disk are kept).
+   */
   async start (): Promise<void> {
     const { store } = this.deps
     // An operator who paused (a maintenance window, a full disk) expects a restart or a reboot
@@ -65,9 +71,10 @@ export class Reconciler {
       this.deps.log.info('paused since before this start: downloads wait for `imgdist-agent resume`')
     }
     for (const rec of store.all()) {
-      if (rec.state === 'downloading' || rec.state === 'verifying' || rec.state === 'registering') {
-        await store.transition(rec, 'approved', { reason: `resumed after restart (was ${rec.state})` })
-      }
+      if (rec.state !== 'downloading' && rec.state !== 'verifying' && rec.state !== 'registering') continue
+      const step = interruptedStep(rec)
+      if (step !== undefined) this.#interrupted.set(recordKey(rec.catalogue, rec.id), step)
+      else await store.transition(rec, 'approved', { reason: `resumed after restart (was ${rec.state})` })
     }
     await Promise.all(store.all().filter((r) => r.state === 'registered' && r.cached).map(async (r) => { await this.#jobs.seed(r) }))
     this.#timer = setInterval(() => { this.kick() }, this.deps.tickMs ?? 1000)
@@ -198,6 +205,23 @@ export class Reconciler {
           }
         }
         break
+      case 'verifying': case 'registering': {
+        // With no job, only an image the last stop interrupted (start()): resumed at its step by a
+        // job as a retry would be, once the catalogue is in force and downloads are not paused.
+        const key = recordKey(rec.catalogue, rec.id)
+        const step = this.#interrupted.get(key)
+        if (d.verdict !== 'approved') {
+          this.#interrupted.delete(key)
+          await this.#withdraw(rec, d)
+        } else if (step === undefined) {
+          await store.transition(rec, 'approved', { reason: `no job was ${rec.state} it: from the start` })
+          await this.#startOrHold(rec)
+        } else if (!this.paused && this.#catalogueInForce(rec.catalogue)) {
+          this.#interrupted.delete(key)
+          this.#jobs.start(rec, this.#catalogueOf(rec), step)
+        }
+        break
+      }
       default: break
     }
   }

@@ -25,13 +25,25 @@ export function retryStep (rec: ImageRecord): RetryStep | undefined {
   return undefined
 }
 
-/** How the reason of a retried image starts: a catalogue back in force is not a retry (none is counted). */
+/**
+ * After a restart, where an image that the last stop or crash interrupted mid-step resumes, by
+ * the same rule as a retry: its verification (the download had ended), or its registration if
+ * the file was verified; undefined for `approved` (a download carries on from its pieces there).
+ */
+export function interruptedStep (rec: ImageRecord): RetryStep | undefined {
+  if (rec.state === 'verifying') return 'verifying'
+  if (rec.state === 'registering' && rec.verifiedFile !== undefined) return 'registering'
+  return undefined
+}
+
+/** How the reason of a resumed image starts: a catalogue back in force, or a restart, is not a retry (none is counted). */
 export function retryLabel (rec: ImageRecord): string {
+  if (rec.state !== 'failed') return `resumed after a restart (was ${rec.state})`
   return rec.error?.code === 'CATALOGUE_EXPIRED' ? 'its catalogue is in force again' : `retry ${rec.retries}`
 }
 
 /**
- * With the file in view (the job, before it moves the record out of `failed`): `registering` only
+ * With the file in view (the job, before it moves the record on): `registering` only
  * if the file is the one verified for this sha512; `verifying` if it is there but may differ;
  * undefined if it is gone (the whole way again).
  */
@@ -41,5 +53,8 @@ export async function resumeStep (rec: ImageRecord, from: RetryStep, path: strin
   if (from === 'registering' && isVerified(rec, now)) {
     return { step: 'registering', why: 'the verified file is unchanged' }
   }
-  return { step: 'verifying', why: from === 'registering' ? 'the file changed since it was verified' : `after ${rec.error?.code ?? 'an error'} while ${rec.failedStep ?? 'verifying'}` }
+  const why = from === 'registering'
+    ? 'the file changed since it was verified'
+    : rec.state === 'failed' ? `after ${rec.error?.code ?? 'an error'} while ${rec.failedStep ?? 'verifying'}` : 'the file is read again'
+  return { step: 'verifying', why }
 }
