@@ -53,7 +53,7 @@ t.test('--renew: the next version, a new expiry, the old signatures dropped, sig
   t.equal(r.stderr, '')
   const [renewed, signed] = r.stdout.trim().split('\n')
   t.match(renewed, /^renewed index\.yaml: index renew-test v1 -> v2, expires \S+ \(now \+ 30d\); dropped the 2 signature\(s\) of v1: co-signers must sign v2 again \(sign without --renew\)$/)
-  t.match(signed, new RegExp(`^signed index\\.yaml \\(index renew-test v2, expires \\S+\\) with ${keyid.alice?.slice(0, 12) as string}; now 1 of threshold 2 index signature\\(s\\)`))
+  t.match(signed, new RegExp(`^signed index\\.yaml \\(index renew-test v2, expires \\S+\\) with ${keyid.alice?.slice(0, 12) as string}; now 1 of threshold 2 valid index signature\\(s\\), 1 more needed to publish: `))
 
   const after = await indexOf()
   t.equal(after.signed.version, 2, 'version raised by one')
@@ -71,7 +71,7 @@ t.test('--renew: the next version, a new expiry, the old signatures dropped, sig
 t.test('a co-signer signs v2 without --renew; it verifies and the real index server takes it', async (t) => {
   const r = await sign('sign', '--index', 'index.yaml', '--key', 'bob.key', '--root', 'root.yaml')
   t.equal(r.code, 0, r.stderr)
-  t.match(r.stdout, /^signed index\.yaml \(index renew-test v2, .*now 2 of threshold 2 index signature\(s\)/)
+  t.match(r.stdout, /^signed index\.yaml \(index renew-test v2, .*now 2 of threshold 2 valid index signature\(s\), enough to publish: /)
   t.equal(r.stdout.trim().split('\n').length, 1, 'a plain sign renews nothing')
   const v = await sign('verify', '--root', 'root.yaml', '--min-version', '2', 'index.yaml')
   t.equal(v.code, 0, v.stderr)
@@ -87,7 +87,7 @@ t.test('without --expires the renewal keeps the previous validity period', async
   const r = await sign('sign', '--index', 'index.yaml', '--key', 'carol.key', '--renew', '--root', 'root.yaml')
   t.equal(r.code, 0, r.stderr)
   t.match(r.stdout, /^renewed index\.yaml: index renew-test v2 -> v3, expires \S+ \(now \+ 30d, the validity period of v2\); dropped the 2 signature\(s\) of v2/)
-  t.match(r.stdout, /now 1 of threshold 2 index signature\(s\)/)
+  t.match(r.stdout, /now 1 of threshold 2 valid index signature\(s\), 1 more needed to publish: /)
   const after = await indexOf()
   t.equal(after.signed.version, 3)
   t.equal(ms(after.signed.expires) - ms(after.signed.issued), 30 * DAY)
@@ -181,6 +181,19 @@ t.test('a signature that does not verify does not count toward the threshold', a
   t.ok(isOneErrorLine(r.stderr), r.stderr)
   t.match(r.stderr, /USAGE: sign: stale\.yaml v5 is partially signed: 1 of threshold 2 valid index signature\(s\) \(1 other signature\(s\) do not count: they do not verify or are not by an index key\), and has not expired/)
   t.equal(await readFile(join(dir, 'stale.yaml'), 'utf8'), stale, 'not renewed')
+})
+
+t.test('with --root, the status line counts what the agents will: valid signatures by distinct index keys', async (t) => {
+  const v5 = await indexOf()
+  const aliceOnV4 = v4?.signatures.find((s) => s.keyid === keyid.alice) as Signature
+  await writeIndex('count.yaml', { signed: v5.signed, signatures: [...v5.signatures, aliceOnV4] })
+  const d = await sign('sign', '--index', 'count.yaml', '--key', 'dave.key')
+  t.equal(d.code, 0, d.stderr)
+  t.match(d.stdout, /; now 3 signature\(s\): /, 'without --root: entries, whatever they are worth')
+  const r = await sign('sign', '--index', 'count.yaml', '--key', 'carol.key', '--root', 'root.yaml')
+  t.equal(r.code, 0, r.stderr)
+  t.match(r.stdout, /; now 2 of threshold 2 valid index signature\(s\) \(not counted: 1 failing verification, 1 not by an index key\), enough to publish: /)
+  t.equal((await sign('verify', '--root', 'root.yaml', 'count.yaml')).code, 0, 'and verify agrees')
 })
 
 t.test('an expired partially signed index renews, with --root and without', async (t) => {

@@ -2,7 +2,8 @@ import { addSignature } from '../../lib/document.js'
 import { formatDuration, rfc3339 } from '../../lib/duration.js'
 import { UsageError } from '../../lib/errors.js'
 import { keyIdOf } from '../../lib/keys.js'
-import type { IndexDocument } from '../../lib/schema.js'
+import type { IndexDocument, RootDocument } from '../../lib/schema.js'
+import { tallySignatures } from '../../lib/trust.js'
 import { duration, list, noPositionals, parseCommandArgs, required, str } from '../args.js'
 import { loadIndexInput, loadRootInput, saveDocument, shortKey } from '../documents.js'
 import { SignerError } from '../errors.js'
@@ -65,12 +66,26 @@ export async function sign (argv: string[], io: Io): Promise<0> {
   await saveDocument(path, doc)
   if (renewal !== undefined) out(io, renewedLine(path, previous, renewal))
   const signers = doc.signatures.map((s) => shortKey(s.keyid))
-  const status = root !== undefined
-    ? `${doc.signatures.filter((s) => root.roles.index.keyids.includes(s.keyid)).length} of threshold ${root.roles.index.threshold} index signature(s)`
-    : `${doc.signatures.length} signature(s)`
+  const status = root !== undefined ? thresholdStatus(doc, root) : `${doc.signatures.length} signature(s)`
   out(io, `signed ${path} (index ${doc.signed.name} v${doc.signed.version}, expires ${doc.signed.expires}) with ${keys.map((k) => shortKey(keyIdOf(k.publicKey))).join(', ')}; ` +
     `now ${status}: ${signers.join(', ')}`)
   return 0
+}
+
+/**
+ * With the root in view, what the agents will count: signatures that verify, by distinct index
+ * keys (lib/trust.ts, the agents' own tally). A stale signature kept from before an edit, or one
+ * by a key the root no longer lists, is named apart rather than counted towards the threshold.
+ */
+function thresholdStatus (doc: IndexDocument, root: RootDocument['signed']): string {
+  const { threshold } = root.roles.index
+  const { valid, forged, outsiders } = tallySignatures(doc.signed, doc.signatures, root.roles.index, root.keys)
+  const apart = [
+    forged.length > 0 ? `${forged.length} failing verification` : '',
+    outsiders.length > 0 ? `${outsiders.length} not by an index key` : ''
+  ].filter((x) => x !== '').join(', ')
+  const verdict = valid.length >= threshold ? 'enough to publish' : `${threshold - valid.length} more needed to publish`
+  return `${valid.length} of threshold ${threshold} valid index signature(s)${apart !== '' ? ` (not counted: ${apart})` : ''}, ${verdict}`
 }
 
 function renewedLine (path: string, previous: IndexDocument, r: Renewal): string {
