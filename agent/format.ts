@@ -1,3 +1,4 @@
+import { roughSpan } from '../lib/duration.js'
 import type { AgentStatus, TargetView } from './api.js'
 import type { PeerInfo } from '../swarm/swarm.js'
 import type { ImageView } from './views.js'
@@ -65,20 +66,11 @@ function formatReport (r: AgentStatus['report']): string {
     : `report: to ${r.url}, ${last}`
 }
 
-/** A span as an operator reads it at a glance (the fleet page's steps): `45s`, `12m`, `36h`, `13d`; never rounded up. */
-export function span (ms: number): string {
-  const s = Math.floor(Math.abs(ms) / 1000)
-  if (s < 90) return `${s}s`
-  if (s < 5400) return `${Math.floor(s / 60)}m`
-  if (s < 172800) return `${Math.floor(s / 3600)}h`
-  return `${Math.floor(s / 86400)}d`
-}
-
 /** `2026-12-05T10:00:00Z (in 13d)`, or `EXPIRED 2h ago (2026-12-05T10:00:00Z)` once the catalogue is out of force. */
 export function formatExpiry (expires: string | undefined, now: Date): string {
   if (expires === undefined) return '-'
   const left = Date.parse(expires) - now.getTime()
-  return left > 0 ? `${expires} (in ${span(left)})` : `EXPIRED ${span(left)} ago (${expires})`
+  return left > 0 ? `${expires} (in ${roughSpan(left)})` : `EXPIRED ${roughSpan(left)} ago (${expires})`
 }
 
 export function formatStatus (s: AgentStatus, now = new Date()): string {

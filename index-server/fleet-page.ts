@@ -1,3 +1,4 @@
+import { roughSpan } from '../lib/duration.js'
 import { IMAGE_STATES, type ImageState } from '../lib/image-state.js'
 import type { DocumentExpiry } from './catalogue-expiry.js'
 import type { Fleet, FleetCell, FleetSite } from './fleet.js'
@@ -32,17 +33,8 @@ export function formatBytes (n: number): string {
   return `${v >= 100 || i === 0 ? Math.round(v) : v.toFixed(1)} ${units[i] as string}`
 }
 
-/** A span in its one largest unit ("45s", "12m", "5h", "9d"): the page refreshes, so a rough figure reads best. */
-function span (ms: number): string {
-  const s = Math.max(0, Math.round(ms / 1000))
-  if (s < 90) return `${s}s`
-  if (s < 5400) return `${Math.round(s / 60)}m`
-  if (s < 172800) return `${Math.round(s / 3600)}h`
-  return `${Math.round(s / 86400)}d`
-}
-
 function ago (iso: string | null, now: Date): string {
-  return iso === null ? 'never' : `${span(now.getTime() - Date.parse(iso))} ago`
+  return iso === null ? 'never' : `${roughSpan(now.getTime() - Date.parse(iso))} ago`
 }
 
 /**
@@ -54,7 +46,7 @@ const EXPIRY_WARNING_MS = 3 * 86_400_000
 function expiryHtml (docs: DocumentExpiry[]): string {
   if (docs.length === 0) return ''
   const lines = docs.map((d) => {
-    const when = d.expired ? `expired ${d.expires} (${span(-d.remainingMs)} ago)` : `expires ${d.expires} (in ${span(d.remainingMs)})`
+    const when = d.expired ? `expired ${d.expires} (${roughSpan(-d.remainingMs)} ago)` : `expires ${d.expires} (in ${roughSpan(d.remainingMs)})`
     const text = `${d.document} v${d.version} ${when}`
     if (!d.expired && d.remainingMs > EXPIRY_WARNING_MS) return `<div class="exp">${escapeHtml(text)}</div>`
     return `<div class="exp ${d.expired ? 'expired' : 'soon'}"><strong>⚠ ${escapeHtml(text)}</strong>: ${escapeHtml(d.expired ? d.advice : `then ${d.advice}`)}</div>`

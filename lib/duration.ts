@@ -24,6 +24,19 @@ export function formatDuration (ms: number): string {
   return parts.length > 0 ? parts.join(' ') : '0s'
 }
 
+/**
+ * One unit, rounded down, for a glance at "how long ago / how long left" on a status line or the
+ * fleet page: `45s`, `12m`, `30h`, `13d` (switching unit at 90 s, 90 min, 48 h). The sign is dropped:
+ * the caller says "ago" or "in".
+ */
+export function roughSpan (ms: number): string {
+  const s = Math.floor(Math.abs(ms) / 1000)
+  if (s < 90) return `${s}s`
+  if (s < 5400) return `${Math.floor(s / 60)}m`
+  if (s < 172800) return `${Math.floor(s / 3600)}h`
+  return `${Math.floor(s / 86400)}d`
+}
+
 /** RFC 3339 UTC, second precision: the only timestamp form signed documents carry. */
 export function rfc3339 (date: Date): string {
   return date.toISOString().replace(/\.\d{3}Z$/, 'Z')

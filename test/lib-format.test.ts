@@ -5,7 +5,7 @@ import { Type } from '@sinclair/typebox'
 import bencode from 'bencode'
 import { editIndex, emptyIndex, revokeImage, upsertImage } from '../lib/catalogue-edit.js'
 import { loadConfig } from '../lib/config.js'
-import { parseDuration, parseRfc3339, rfc3339, rfc3339Millis } from '../lib/duration.js'
+import { parseDuration, parseRfc3339, rfc3339, rfc3339Millis, roughSpan } from '../lib/duration.js'
 import { ConfigError, ImgdistError, UsageError } from '../lib/errors.js'
 import { ImageHasher } from '../lib/image-hasher.js'
 import { decodePublicKey, decodeSecretKey, encodePublicKey, encodeSecretKey, generateKeyPair, keyIdOf } from '../lib/keys.js'
@@ -86,6 +86,9 @@ t.test('durations and timestamps', async (t) => {
   t.throws(() => parseDuration('14 days'), UsageError)
   t.equal(rfc3339(new Date('2026-01-02T03:04:05.678Z')), '2026-01-02T03:04:05Z')
   t.throws(() => parseRfc3339('yesterday'), UsageError)
+  // the one rough span of status lines and the fleet page: one unit, rounded down, sign dropped
+  t.same([0, 89_999, 90_000, 5_399_999, 5_400_000, 172_799_999, 172_800_000, 30 * 86400_000 - 1, -45_500].map(roughSpan),
+    ['0s', '89s', '1m', '89m', '1h', '47h', '2d', '29d', '45s'])
 })
 
 t.test('--now and document timestamps must be real dates: no rollover, no NaN', async (t) => {
