@@ -30,7 +30,7 @@ export async function identify (path: string): Promise<Omit<VerifiedFile, 'sha51
   }
 }
 
-type Verifiable = { entry: { sha512: string }, verifiedFile?: VerifiedFile }
+interface Verifiable { entry: { sha512: string }, verifiedFile?: VerifiedFile }
 
 /** Whether the file identified as `now` is the one that passed the record's signed sha512. */
 export function isVerified (rec: Verifiable, now: Omit<VerifiedFile, 'sha512'>): boolean {
