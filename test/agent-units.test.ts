@@ -233,6 +233,10 @@ t.test('verifier: size and sha512 against the signed entry', async (t) => {
   await t.rejects(verifyImageFile(p, entry({ sha512, size: 6 })), { code: 'HASH_MISMATCH' })
   await t.rejects(verifyImageFile(p, entry({ sha512: 'f'.repeat(128), size: 5 })), { code: 'HASH_MISMATCH' })
   await t.rejects(verifyImageFile(join(dir, 'missing'), entry()), { code: 'IO_ERROR' })
+  // a file on disk is hashed by the sha512 worker thread; a stopped job stops it
+  const stopped = new AbortController()
+  stopped.abort()
+  await t.rejects(verifyImageFile(p, entry({ sha512, size: 5 }), stopped.signal), { code: 'ABORTED' })
 })
 
 t.test('verify: a precomputed sha512 that fails at once surfaces as the error, never as an unhandled rejection', async (t) => {
