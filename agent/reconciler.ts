@@ -73,8 +73,10 @@ export class Reconciler {
     for (const rec of store.all()) {
       if (rec.state !== 'downloading' && rec.state !== 'verifying' && rec.state !== 'registering') continue
       const step = interruptedStep(rec)
-      if (step !== undefined) this.#interrupted.set(recordKey(rec.catalogue, rec.id), step)
-      else await store.transition(rec, 'approved', { reason: `resumed after restart (was ${rec.state})` })
+      if (step === undefined) { await store.transition(rec, 'approved', { reason: `resumed after restart (was ${rec.state})` }); continue }
+      this.#interrupted.set(recordKey(rec.catalogue, rec.id), step)
+      // shown until a job takes it up: at once, or once downloads are resumed and the catalogue is in force
+      await store.put(Object.assign(rec, { reason: `interrupted by the last stop; resumes at ${step}` }))
     }
     await Promise.all(store.all().filter((r) => r.state === 'registered' && r.cached).map(async (r) => { await this.#jobs.seed(r) }))
     this.#timer = setInterval(() => { this.kick() }, this.deps.tickMs ?? 1000)

@@ -5,7 +5,7 @@ import t from 'tap'
 import { openDb } from '../agent/db.js'
 import { StateStore, type ImageRecord } from '../agent/state-store.js'
 import { imageWhere, seededOrigin } from './helpers/agent-seeded-origin.js'
-import type { AgentProc } from './helpers/agent-proc.js'
+import { imagesOf, type AgentProc } from './helpers/agent-proc.js'
 
 /**
  * An image a stop or crash interrupts in its verification or registration (a long Glance upload
@@ -87,4 +87,20 @@ t.test('interrupted while registering or verifying, an image resumes at that ste
   t.equal(done.bytesThisRun, 0, 'nothing fetched')
   t.equal(await a.stop('SIGTERM'), 0)
   t.same(await statesSince(a, entry.id, n), ['approved', 'downloading', 'verifying', 'registering', 'registered'])
+
+  // paused before the stop: it waits in its state, saying so, until resume
+  a = await restart()
+  await a.cli('pause')
+  t.equal(await a.stop('SIGTERM'), 0)
+  n = await interruptIn(a, entry.id, 'registering')
+  a = await restart()
+  const waiting = await imageWhere(t, a, 'waiting while paused', (i) => i.id === entry.id && i.reason === 'interrupted by the last stop; resumes at registering')
+  t.equal(waiting.state, 'registering')
+  await new Promise((resolve) => setTimeout(resolve, 2500)) // two reconciler ticks
+  t.match(await imagesOf(a), [{ id: entry.id, state: 'registering', reason: 'interrupted by the last stop; resumes at registering' }], 'still waiting')
+  await a.cli('resume')
+  await imageWhere(t, a, 'registered after resume', (i) => i.id === entry.id && i.state === 'registered' && i.seeding)
+  t.equal(count(a, 'verified sha512 and size') + count(a, 'downloading'), 0, 'nothing read or fetched')
+  t.equal(await a.stop('SIGTERM'), 0)
+  t.same(await statesSince(a, entry.id, n), ['registered'])
 })
