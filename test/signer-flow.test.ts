@@ -85,7 +85,7 @@ t.test('aria2c reads the .torrent: same info hash and total length', async (t) =
 t.test('co-signing up to the threshold', async (t) => {
   const first = await sign('sign', '--index', 'index.yaml', '--key', 'alice.key', '--expires', '14d', '--root', 'root.yaml')
   t.equal(first.code, 0, first.stderr)
-  t.match(first.stdout, /now 1 of threshold 2 valid index signature\(s\), 1 more needed to publish: /)
+  t.match(first.stdout, /now 1 of threshold 2 valid index signature\(s\), 1 more needed: /)
   await writeFile(join(dir, 'one-sig.yaml'), await readFile(join(dir, 'index.yaml')))
   const one = await sign('verify', '--root', 'root.yaml', 'one-sig.yaml')
   t.equal(one.code, 1, 'one signature of a threshold of two is refused')

@@ -53,7 +53,7 @@ t.test('--renew: the next version, a new expiry, the old signatures dropped, sig
   t.equal(r.stderr, '')
   const [renewed, signed] = r.stdout.trim().split('\n')
   t.match(renewed, /^renewed index\.yaml: index renew-test v1 -> v2, expires \S+ \(now \+ 30d\); dropped the 2 signature\(s\) of v1: co-signers must sign v2 again \(sign without --renew\)$/)
-  t.match(signed, new RegExp(`^signed index\\.yaml \\(index renew-test v2, expires \\S+\\) with ${keyid.alice?.slice(0, 12) as string}; now 1 of threshold 2 valid index signature\\(s\\), 1 more needed to publish: `))
+  t.match(signed, new RegExp(`^signed index\\.yaml \\(index renew-test v2, expires \\S+\\) with ${keyid.alice?.slice(0, 12) as string}; now 1 of threshold 2 valid index signature\\(s\\), 1 more needed: `))
 
   const after = await indexOf()
   t.equal(after.signed.version, 2, 'version raised by one')
@@ -71,7 +71,7 @@ t.test('--renew: the next version, a new expiry, the old signatures dropped, sig
 t.test('a co-signer signs v2 without --renew; it verifies and the real index server takes it', async (t) => {
   const r = await sign('sign', '--index', 'index.yaml', '--key', 'bob.key', '--root', 'root.yaml')
   t.equal(r.code, 0, r.stderr)
-  t.match(r.stdout, /^signed index\.yaml \(index renew-test v2, .*now 2 of threshold 2 valid index signature\(s\), enough to publish: /)
+  t.match(r.stdout, /^signed index\.yaml \(index renew-test v2, .*now 2 of threshold 2 valid index signature\(s\), threshold met: /)
   t.equal(r.stdout.trim().split('\n').length, 1, 'a plain sign renews nothing')
   const v = await sign('verify', '--root', 'root.yaml', '--min-version', '2', 'index.yaml')
   t.equal(v.code, 0, v.stderr)
@@ -87,7 +87,7 @@ t.test('without --expires the renewal keeps the previous validity period', async
   const r = await sign('sign', '--index', 'index.yaml', '--key', 'carol.key', '--renew', '--root', 'root.yaml')
   t.equal(r.code, 0, r.stderr)
   t.match(r.stdout, /^renewed index\.yaml: index renew-test v2 -> v3, expires \S+ \(now \+ 30d, the validity period of v2\); dropped the 2 signature\(s\) of v2/)
-  t.match(r.stdout, /now 1 of threshold 2 valid index signature\(s\), 1 more needed to publish: /)
+  t.match(r.stdout, /now 1 of threshold 2 valid index signature\(s\), 1 more needed: /)
   const after = await indexOf()
   t.equal(after.signed.version, 3)
   t.equal(ms(after.signed.expires) - ms(after.signed.issued), 30 * DAY)
@@ -192,7 +192,7 @@ t.test('with --root, the status line counts what the agents will: valid signatur
   t.match(d.stdout, /; now 3 signature\(s\): /, 'without --root: entries, whatever they are worth')
   const r = await sign('sign', '--index', 'count.yaml', '--key', 'carol.key', '--root', 'root.yaml')
   t.equal(r.code, 0, r.stderr)
-  t.match(r.stdout, /; now 2 of threshold 2 valid index signature\(s\) \(not counted: 1 failing verification, 1 not by an index key\), enough to publish: /)
+  t.match(r.stdout, /; now 2 of threshold 2 valid index signature\(s\) \(not counted: 1 failing verification, 1 not by an index key\), threshold met: /)
   t.equal((await sign('verify', '--root', 'root.yaml', 'count.yaml')).code, 0, 'and verify agrees')
 })
 

@@ -84,7 +84,7 @@ function thresholdStatus (doc: IndexDocument, root: RootDocument['signed']): str
     forged.length > 0 ? `${forged.length} failing verification` : '',
     outsiders.length > 0 ? `${outsiders.length} not by an index key` : ''
   ].filter((x) => x !== '').join(', ')
-  const verdict = valid.length >= threshold ? 'enough to publish' : `${threshold - valid.length} more needed to publish`
+  const verdict = valid.length >= threshold ? 'threshold met' : `${threshold - valid.length} more needed`
   return `${valid.length} of threshold ${threshold} valid index signature(s)${apart !== '' ? ` (not counted: ${apart})` : ''}, ${verdict}`
 }
 
