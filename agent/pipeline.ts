@@ -7,6 +7,7 @@ import { MAX_TORRENT_BYTES, parseTorrent } from '../lib/torrent-meta.js'
 import { unsafeNameReason } from '../lib/trust.js'
 import type { Swarm } from '../swarm/swarm.js'
 import type { TorrentHandle } from '../swarm/torrent-session.js'
+import { abortable } from './abortable.js'
 import { fetchBytes } from './http-fetch.js'
 import type { Catalogue } from './poller.js'
 import { resumeStep, retryLabel, type RetryStep } from './retry-step.js'
@@ -105,18 +106,9 @@ export function filePathOf (swarm: Swarm, rec: ImageRecord, name: string): strin
   return join(swarm.downloadDir(rec.entry.infoHash), name)
 }
 
-function abortable<T> (p: Promise<T>, signal: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    if (signal.aborted) { reject(new ImgdistError('ABORTED', 'stopped')); return }
-    const onAbort = (): void => { reject(new ImgdistError('ABORTED', 'stopped')) }
-    signal.addEventListener('abort', onAbort, { once: true })
-    p.then((v) => { signal.removeEventListener('abort', onAbort); resolve(v) }, (err) => { signal.removeEventListener('abort', onAbort); reject(err) })
-  })
-}
-
 /**
- * `retry`: the image is `failed`, and retryStep() says to go back to that step rather than to
- * `approved`; the file decides at last (resumeStep()).
+ * `retry`: the step to go back to rather than `approved`, for a `failed` image (retryStep()) or
+ * one the last stop interrupted (interruptedStep()); the file decides at last (resumeStep()).
  */
 export async function runPipeline (deps: PipelineDeps, rec: ImageRecord, cat: Catalogue | undefined, signal: AbortSignal,
   onHandle: (h: TorrentHandle) => void, retry?: RetryStep): Promise<void> {

@@ -2,6 +2,7 @@ import { stat } from 'node:fs/promises'
 import { ImgdistError } from '../lib/errors.js'
 import type { ImageEntry } from '../lib/schema.js'
 import { PrefixHasher } from '../swarm/prefix-hasher.js'
+import { abortable } from './abortable.js'
 
 /**
  * The end-to-end check: the whole file, streamed through sha512, against the signed entry.
@@ -30,13 +31,8 @@ export async function verifyImageFile (path: string, entry: ImageEntry, signal?:
 async function hashInWorker (path: string, size: number, signal?: AbortSignal): Promise<string> {
   const hasher = new PrefixHasher(path, size)
   try {
-    if (signal?.aborted === true) throw new ImgdistError('ABORTED', 'stopped')
     hasher.advance(size)
-    return await new Promise<string>((resolve, reject) => {
-      const onAbort = (): void => { reject(new ImgdistError('ABORTED', 'stopped')) }
-      signal?.addEventListener('abort', onAbort, { once: true })
-      hasher.digest.then(resolve, reject).finally(() => { signal?.removeEventListener('abort', onAbort) })
-    })
+    return await (signal !== undefined ? abortable(hasher.digest, signal) : hasher.digest)
   } finally {
     await hasher.close()
   }

@@ -3,6 +3,14 @@ import { Counter, Gauge, Registry } from 'prom-client'
 /** Live numbers of the origin seeder, read at scrape time. */
 export interface SeederStats { torrents: number, peers: number, uploadSpeed: number, uploaded: number }
 
+/** A gauge with one series per served document (`document="root"`, `"index"`), read at each scrape. */
+function documentGauge (registers: Registry[], name: string, help: string, read: () => { root: number, index: number }): void {
+  new Gauge({
+    name, help, labelNames: ['document'], registers,
+    collect () { const v = read(); this.set({ document: 'root' }, v.root); this.set({ document: 'index' }, v.index) }
+  })
+}
+
 /**
  * Prometheus metrics of one server instance. Each instance has its own Registry (never the
  * global default) so tests can run many servers in one process.
@@ -40,26 +48,10 @@ export class IndexMetrics {
       new Gauge({ name: 'imgdist_index_tracker_swarms', help: 'swarms known to the built-in tracker', registers, collect () { this.set(tracker().swarms) } })
       new Gauge({ name: 'imgdist_index_tracker_peers', help: 'peers announced to the built-in tracker', registers, collect () { this.set(tracker().peers) } })
     }
-    const catalogue = opts.catalogue
-    if (catalogue !== undefined) {
-      new Gauge({
-        name: 'imgdist_index_catalogue_version',
-        help: 'version of the served root and index (0: none)',
-        labelNames: ['document'],
-        registers,
-        collect () { const c = catalogue(); this.set({ document: 'root' }, c.root); this.set({ document: 'index' }, c.index) }
-      })
-    }
+    if (opts.catalogue !== undefined) documentGauge(registers, 'imgdist_index_catalogue_version', 'version of the served root and index (0: none)', opts.catalogue)
     // The server serves an expired document on, and agents then refuse it: alert on this before the date.
-    const expires = opts.expires
-    if (expires !== undefined) {
-      new Gauge({
-        name: 'imgdist_index_catalogue_expires_seconds',
-        help: 'Unix time at which the served root and index expire (0: none served)',
-        labelNames: ['document'],
-        registers,
-        collect () { const e = expires(); this.set({ document: 'root' }, e.root); this.set({ document: 'index' }, e.index) }
-      })
+    if (opts.expires !== undefined) {
+      documentGauge(registers, 'imgdist_index_catalogue_expires_seconds', 'Unix time at which the served root and index expire (0: none served)', opts.expires)
     }
   }
 }

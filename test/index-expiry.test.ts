@@ -27,6 +27,17 @@ async function serve (t: Test, dataDir: string, now?: () => Date) {
   return { app, warnings }
 }
 
+/**
+ * Signs and publishes to `app` the next index, expiring 8 s from now: far enough ahead for a busy
+ * machine to publish it first (signed dates have whole seconds). Its `expires`.
+ */
+async function publishExpiringSoon (t: Test, app: Awaited<ReturnType<typeof buildServer>>, fx: Awaited<ReturnType<typeof makeServerDir>>['fx']): Promise<string> {
+  const expires = rfc3339(new Date(Date.now() + 8000))
+  await fx.publish((i) => editIndex(i, new Date(), (s) => ({ ...s, expires })))
+  t.equal((await app.inject({ method: 'PUT', url: '/v1/index.yaml', headers: YAML, payload: await indexBytes(fx) })).statusCode, 200)
+  return expires
+}
+
 function gauge (metrics: string, document: 'root' | 'index'): number | undefined {
   const m = new RegExp(`\\nimgdist_index_catalogue_expires_seconds\\{document="${document}"\\} (\\d+)\\n`).exec(metrics)
   return m === null ? undefined : Number(m[1])
@@ -63,10 +74,7 @@ t.test('the gauge and /healthz give when the served root and index expire (0 / n
 t.test('an index that expires while served: one warning at that moment; /healthz stays 200 and names it', async (t) => {
   const { dataDir, fx } = await makeServerDir(t)
   const { app, warnings } = await serve(t, dataDir)
-  // far enough ahead for a busy machine to publish it first (signed dates have whole seconds)
-  const expires = rfc3339(new Date(Date.now() + 8000))
-  await fx.publish((i) => editIndex(i, new Date(), (s) => ({ ...s, expires })))
-  t.equal((await app.inject({ method: 'PUT', url: '/v1/index.yaml', headers: YAML, payload: await indexBytes(fx) })).statusCode, 200)
+  const expires = await publishExpiringSoon(t, app, fx)
   if (Date.now() < Date.parse(expires) - 500) t.same(warnings(), [], 'not yet expired')
   // The deadline is wall time but the server's timer is not: a process paused or starved past the
   // deadline (seen in CI) wakes with both due, and the test's own sleep may run first. So the wait
@@ -119,9 +127,7 @@ t.test('at start-up an already expired index, and root, are named in the log at 
 t.test('close() clears the expiry timer: a closed server warns of nothing', async (t) => {
   const { dataDir, fx } = await makeServerDir(t)
   const { app, warnings } = await serve(t, dataDir)
-  const expires = rfc3339(new Date(Date.now() + 8000))
-  await fx.publish((i) => editIndex(i, new Date(), (s) => ({ ...s, expires })))
-  t.equal((await app.inject({ method: 'PUT', url: '/v1/index.yaml', headers: YAML, payload: await indexBytes(fx) })).statusCode, 200)
+  const expires = await publishExpiringSoon(t, app, fx)
   await app.close()
   t.ok(Date.now() < Date.parse(expires), 'closed before the index expired')
   await sleep(Date.parse(expires) + 1500 - Date.now())
