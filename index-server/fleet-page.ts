@@ -34,7 +34,8 @@ export function formatBytes (n: number): string {
 }
 
 function ago (iso: string | null, now: Date): string {
-  return iso === null ? 'never' : `${roughSpan(now.getTime() - Date.parse(iso))} ago`
+  // a report stamped ahead of this clock (a site's clock runs fast) was sent just now, not "5s ago"
+  return iso === null ? 'never' : `${roughSpan(Math.max(0, now.getTime() - Date.parse(iso)))} ago`
 }
 
 /**
