@@ -12,7 +12,7 @@ import { fetchBytes } from './http-fetch.js'
 import type { Catalogue } from './poller.js'
 import { resumeStep, retryLabel, type RetryStep } from './retry-step.js'
 import type { ImageRecord, StateStore } from './state-store.js'
-import type { Target, TargetImage } from './targets/target.js'
+import type { Registration, Target, TargetImage } from './targets/target.js'
 import { identify } from './verified-file.js'
 import { verifyImageFile } from './verifier.js'
 
@@ -53,6 +53,13 @@ export function targetImage (rec: ImageRecord, filePath?: string): TargetImage {
   return { catalogue: rec.catalogue, indexVersion: rec.indexVersion, entry: rec.entry, endorsers: rec.endorsers, ...(filePath !== undefined ? { filePath } : {}) }
 }
 
+/** targetImage() for one target, with what that target's retirement left if the image was listed again (StateStore.revive). */
+function imageFor (rec: ImageRecord, target: Target, filePath?: string): TargetImage {
+  const ts = rec.targets[target.name]
+  const retiredRef = ts?.state === 'retired' ? ts.ref : undefined
+  return { ...targetImage(rec, filePath), ...(retiredRef !== undefined ? { retiredRef } : {}) }
+}
+
 /**
  * Runs one target step; on failure the target's own line of the record keeps the error (and the
  * target's object id, e.g. the Glance image concerned) for the operator view, then it rethrows.
@@ -64,10 +71,12 @@ async function targetStep<T> (rec: ImageRecord, target: Target, fn: () => Promis
     const e = toImgdistError(err)
     if (e.code !== 'ABORTED') {
       const prev = rec.targets[target.name]
-      const ref = (err as { imageId?: unknown }).imageId
+      // A retired entry keeps its ref (the image to restore, imageFor) through failed attempts.
+      const errRef = (err as { imageId?: unknown }).imageId
+      const ref = prev?.state !== 'retired' && typeof errRef === 'string' ? errRef : prev?.ref
       rec.targets[target.name] = {
-        state: prev?.state === 'registered' ? 'registered' : 'failed',
-        ...(typeof ref === 'string' ? { ref } : prev?.ref !== undefined ? { ref: prev.ref } : {}),
+        state: prev?.state === 'registered' || prev?.state === 'retired' ? prev.state : 'failed',
+        ...(ref !== undefined ? { ref } : {}),
         ...(prev?.adopted !== undefined ? { adopted: prev.adopted } : {}),
         at: new Date().toISOString(),
         error: { code: e.code, message: e.message }
@@ -167,13 +176,20 @@ export async function runPipeline (deps: PipelineDeps, rec: ImageRecord, cat: Ca
       await store.transition(rec, from, { reason: `${retryLabel(rec)}: back to ${from}, ${at.why}` })
     }
     // Adopt what every target already holds: no bytes need to move.
-    const found = await Promise.all(deps.targets.map(async (t) => await targetStep(rec, t, async () => await t.find(targetImage(rec), signal))))
+    const found = await Promise.all(deps.targets.map(async (t) => await targetStep(rec, t, async () => await t.find(imageFor(rec, t), signal))))
     if (deps.targets.length > 0 && found.every((r) => r !== undefined)) {
       authorised()
-      deps.targets.forEach((t, i) => { rec.targets[t.name] = { state: 'registered', ref: (found[i] as { ref: string }).ref, adopted: true, at: new Date().toISOString() } })
+      const regs = found as Registration[]
+      deps.targets.forEach((t, i) => {
+        const { ref, adopted } = regs[i] as Registration
+        rec.targets[t.name] = { state: 'registered', ref, adopted, at: new Date().toISOString() }
+      })
       endDownload()
-      await store.transition(rec, 'registered', { reason: 'adopted an existing image with the same sha512', retries: 0 })
-      log.info({ image: e.id, catalogue: rec.catalogue }, 'adopted existing image')
+      // adopted: false is what a target retired and restored (TargetImage.retiredRef)
+      const restored = regs.every((r) => !r.adopted)
+      const reason = restored ? 'restored where it was retired: listed again with the same sha512' : 'adopted an existing image with the same sha512'
+      await store.transition(rec, 'registered', { reason, retries: 0 })
+      log.info({ image: e.id, catalogue: rec.catalogue, restored }, restored ? 'restored in the targets that retired it' : 'adopted existing image')
       return
     }
     const t = torrent ?? await obtainTorrent(deps, rec, cat, signal)
@@ -204,7 +220,7 @@ export async function runPipeline (deps: PipelineDeps, rec: ImageRecord, cat: Ca
     else await store.transition(rec, 'registering')
     for (const [i, target] of deps.targets.entries()) {
       authorised()
-      const reg = found[i] ?? await targetStep(rec, target, async () => await target.register(targetImage(rec, path), signal))
+      const reg = found[i] ?? await targetStep(rec, target, async () => await target.register(imageFor(rec, target, path), signal))
       rec.targets[target.name] = { state: 'registered', ref: reg.ref, adopted: reg.adopted, at: new Date().toISOString() }
       await store.put(rec)
       log.info({ image: e.id, target: target.name, ref: reg.ref, adopted: reg.adopted }, 'registered')

@@ -61,7 +61,8 @@ export class Retirement {
       try {
         // A target that moved the image on retiring (a directory's `.img.retired`) says where to.
         const moved = await t.retire(img, { ref: ts.ref, adopted: ts.adopted ?? false }, action)
-        targets[t.name] = { ...ts, ...(moved != null ? { ref: moved.ref } : {}), state: 'retired', at: new Date().toISOString() }
+        const { error: _failedBefore, ...done } = ts // an earlier attempt's error is over
+        targets[t.name] = { ...done, ...(moved != null ? { ref: moved.ref } : {}), state: 'retired', at: new Date().toISOString() }
       } catch (err) {
         const e = toImgdistError(err)
         targets[t.name] = { ...ts, error: { code: e.code, message: e.message }, at: new Date().toISOString() }

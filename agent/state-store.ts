@@ -109,11 +109,12 @@ export class StateStore {
 
   /**
    * A retired image the catalogue wants again (its expiry extended, a revocation undone with the
-   * same bytes): back to `listed`, and the targets' retired entries dropped so that they register it again.
+   * same bytes): back to `listed`. The targets' retired entries stay until the pipeline registers
+   * it again: their refs let a target restore what it retired (a hidden or deactivated Glance
+   * image) instead of uploading the bytes a second time beside it.
    */
   async revive (rec: ImageRecord, reason: string): Promise<void> {
     delete rec.unwantedSince; delete rec.unwantedReason; delete rec.nextAttemptAt
-    for (const [name, ts] of Object.entries(rec.targets)) if (ts.state === 'retired') delete rec.targets[name]
     await this.transition(rec, 'listed', { reason, progress: 0, retries: 0, cached: false })
   }
 

@@ -70,8 +70,10 @@ t.test('a retired image the catalogue lists again (expiry extended) is registere
   // the endorser re-signs the same bytes with a later expiry
   await fx.publish((idx) => editIndex(idx, new Date(), (s) => upsertImage(s, { ...entry, expires: rfc3339(new Date(Date.now() + 86400_000)) })))
   await waitFor('index seen', async () => await indexVersionOf(a) === fx.index.signed.version)
-  await imageWhere(t, a, 'registered again', (i) => i.id === 'short' && i.state === 'registered', 30_000)
+  const again = await imageWhere(t, a, 'registered again', (i) => i.id === 'short' && i.state === 'registered', 30_000)
   t.equal(await sha512Of(join(a.dir, 'images', 'short.img')), entry.sha512, 'and visible in the target again')
+  t.match(again.reason, /restored where it was retired/, 'moved back, not downloaded and copied again')
+  t.notOk(await exists(join(a.dir, 'images', 'short.img.retired')), 'no retired copy left beside it')
   await a.stop('SIGTERM')
 })
 

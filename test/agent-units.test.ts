@@ -191,9 +191,21 @@ t.test('directory target: atomic register, adopt, retire', async (t) => {
   await target.retire(img, reg, 'deactivate')
   t.same((await readdir(join(dir, 'out'))).sort(), ['ubuntu-24.04.img.retired', 'ubuntu-24.04.json'])
   t.equal(await target.find(img), undefined, 'a retired image is not adopted')
+  const listing = async (): Promise<string[]> => (await readdir(join(dir, 'out'))).sort()
+  const retiredRef = `${reg.ref}.retired`
+  t.same(await target.find({ ...img, indexVersion: 4, retiredRef }), { ref: reg.ref, adopted: false }, 'listed again: what it retired is moved back')
+  t.same(await readFile(reg.ref), body)
+  const back = JSON.parse(await readFile(join(dir, 'out', 'ubuntu-24.04.json'), 'utf8')) as Record<string, unknown>
+  t.match(back, { catalogueVersion: 4, verifiedAt: side.verifiedAt }, 'the sidecar is of the index that lists it again, verified when it was')
+  t.notOk('retired' in back, 'and no longer says retired')
+  t.same(await listing(), ['ubuntu-24.04.img', 'ubuntu-24.04.json'])
+  await target.retire(img, reg, 'hide')
+  await writeFile(retiredRef, 'truncated')
+  t.equal(await target.find({ ...img, retiredRef }), undefined, 'a retired file of another size is not moved back')
   await target.register({ ...img, filePath: src })
+  t.same(await listing(), ['ubuntu-24.04.img', 'ubuntu-24.04.json'], 'registering anew removes what it had retired')
   await target.retire(img, reg, 'delete')
-  t.same((await readdir(join(dir, 'out'))).sort(), ['ubuntu-24.04.img.retired'])
+  t.same(await listing(), [])
 })
 
 t.test('directory target: a directory it cannot write fails at start-up, named in the status, and a fix shows', async (t) => {

@@ -2,6 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
+import { editIndex, upsertImage } from '../lib/catalogue-edit.js'
 import { keyIdOf } from '../lib/keys.js'
 import type { ImageEntry } from '../lib/schema.js'
 import { startOrigin, startSeeder } from './helpers/agent-origin.js'
@@ -26,6 +27,7 @@ interface ViewLite {
   retries: number
   bytesFromPeers: number
   bytesFromWebSeeds: number
+  reason?: string
   error?: { code: string, message: string }
   targets: Record<string, TargetStateLite>
 }
@@ -192,6 +194,22 @@ async function main (): Promise<void> {
     t.equal(v.targets[TARGET]?.ref, imageId)
     const { body: g } = await os.glanceGet(`/v2/images/${imageId}`)
     t.equal(g.status, 'deactivated', 'deactivated in Glance')
+    t.same((await glanceImagesOf(entry.id)).map((i) => i.id), [imageId], 'still exactly one Glance image')
+  })
+
+  await t.test('listed again with the same bytes: the deactivated image is restored, not uploaded beside it', async (t) => {
+    const a = siteA
+    if (a === undefined || imageId === '') { t.fail('site-a did not register'); return }
+    await fx.publish((idx) => editIndex(idx, new Date(), (s) => upsertImage(s, entry)))
+    const v = await waitFor('site-a registered again', async () => {
+      const x = await viewOf(a, entry.id)
+      return x?.state === 'registered' ? x : undefined
+    }, 60_000)
+    t.equal(v.targets[TARGET]?.ref, imageId, 'the same Glance image')
+    t.equal(v.targets[TARGET]?.adopted, false, 'restored, not adopted')
+    t.match(v.reason, /restored/, `the record says so: ${v.reason ?? ''}`)
+    const { body: g } = await os.glanceGet(`/v2/images/${imageId}`)
+    t.match(g, { status: 'active', os_hidden: false, visibility: 'community' }, 'active and shown again')
     t.same((await glanceImagesOf(entry.id)).map((i) => i.id), [imageId], 'still exactly one Glance image')
     t.equal(await a.stop('SIGTERM'), 0, 'site-a stops cleanly (targets closed)')
   })

@@ -122,17 +122,40 @@ async function main (): Promise<void> {
     t.same((await imagesOf(os, 'left-over')).map((i) => [i.id, i.os_hidden, i.os_hash_value]), [[reg.ref, false, img.entry.sha512]])
   })
 
-  await t.test('an image retired with `hide` stays hidden: find(), recover() and register() leave it so', async (t) => {
+  await t.test('an image hidden on purpose stays hidden: find(), recover() and register() without its retiredRef leave it so', async (t) => {
     const img = await makeImage(work, 'retired', 64 * 1024)
     const x = target()
     const reg = await x.register(img)
-    await x.retire(img, reg, 'hide')
+    await x.retire(img, reg, 'hide') // as an operator's hide, or a retirement the agent has no record of
     t.equal(await x.find(img), undefined, 'not found as registered')
     await x.recover()
-    const again = await x.register(img) // listed again by its catalogue: registered like a new image
+    const again = await x.register(img)
     t.not(again.ref, reg.ref, 'a new image, the hidden one left alone')
     const { body: g } = await os.glanceGet(`/v2/images/${reg.ref}`)
     t.match(g, { status: 'active', os_hidden: true, visibility: 'private' }, 'still hidden and private')
+  })
+
+  await t.test('what this target retired is restored when the catalogue lists the same bytes again (TargetImage.retiredRef)', async (t) => {
+    for (const action of ['hide', 'deactivate'] as const) {
+      const img = await makeImage(work, `back-${action}`, 64 * 1024)
+      const x = target()
+      const reg = await x.register(img)
+      await x.retire(img, reg, action)
+      const back = await x.find({ ...img, retiredRef: reg.ref })
+      t.equal(back?.ref, reg.ref, `${action}: the same image`)
+      t.equal(back?.adopted, false, `${action}: restored, not adopted`)
+      const { body: g } = await os.glanceGet(`/v2/images/${reg.ref}`)
+      t.match(g, { status: 'active', os_hidden: false, visibility: 'community' }, `${action}: active, shown and community again`)
+      t.equal((await imagesOf(os, `back-${action}`)).length, 1, `${action}: one image`)
+    }
+    const gone = await makeImage(work, 'back-delete', 64 * 1024)
+    const x = target()
+    const reg = await x.register(gone)
+    await x.retire(gone, reg, 'delete')
+    t.equal(await x.find({ ...gone, retiredRef: reg.ref }), undefined, 'deleted: nothing to restore, registered anew')
+    const other = await makeImage(work, 'back-other', 64 * 1024)
+    const theirs = await x.register(other)
+    t.equal(await x.find({ ...gone, retiredRef: theirs.ref }), undefined, 'another entry\'s image is never restored for this one')
   })
 }
 

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { copyFile, link, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises'
+import { copyFile, link, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ImgdistError } from '../../lib/errors.js'
 import { TargetError, type RetireAction, type Target, type TargetImage } from './target.js'
@@ -48,6 +48,9 @@ async function writeAtomic (path: string, data: string): Promise<void> {
   await rename(tmp, path)
 }
 
+/** Where `deactivate` and `hide` move an image: out of the way of anything globbing *.img. */
+function retiredPath (f: { img: string }): string { return `${f.img}.retired` }
+
 async function readSidecar (path: string): Promise<Sidecar | undefined> {
   try { return JSON.parse(await readFile(path, 'utf8')) as Sidecar } catch { return undefined }
 }
@@ -87,9 +90,20 @@ export function createDirectoryTarget (cfg: DirectoryTargetConfig): Target {
     async find (img) {
       const f = files(img.entry.id)
       const side = await readSidecar(f.json)
-      if (side === undefined || side.retired !== undefined) return undefined
-      if (side.sha512 !== img.entry.sha512 || side.catalogue !== img.catalogue) return undefined
-      return { ref: f.img, adopted: true }
+      if (side === undefined || side.sha512 !== img.entry.sha512 || side.catalogue !== img.catalogue) return undefined
+      if (side.retired === undefined) return { ref: f.img, adopted: true }
+      // Retired here (moved aside) and listed again: moved back, as trusted as an adopted
+      // sidecar is, once it still has the entry's size. Then nothing needs downloading.
+      if (img.retiredRef !== retiredPath(f) || (await stat(img.retiredRef).catch(() => undefined))?.size !== img.entry.size) return undefined
+      try {
+        await rename(img.retiredRef, f.img)
+        await writeAtomic(f.json, JSON.stringify(sidecarOf(img, new Date(side.verifiedAt)), null, 2) + '\n')
+      } catch (err) {
+        throw wrap(`cannot restore ${f.img}`, err)
+      }
+      ok()
+      lastImage = img.entry.id
+      return { ref: f.img, adopted: false }
     },
 
     async register (img) {
@@ -100,9 +114,12 @@ export function createDirectoryTarget (cfg: DirectoryTargetConfig): Target {
         await mkdir(dir, { recursive: true })
         // A hardlink shares the cache's inode: cheap, and the cache never writes to a finished file.
         try { await link(img.filePath, tmp) } catch { await copyFile(img.filePath, tmp) }
+        const before = await readSidecar(f.json)
         await rm(f.json, { force: true })
         await rename(tmp, f.img)
         await writeAtomic(f.json, JSON.stringify(sidecarOf(img, new Date()), null, 2) + '\n')
+        // what this target retired of the same id is superseded by this registration
+        if (before?.retired !== undefined && before.catalogue === img.catalogue) await rm(retiredPath(f), { force: true })
       } catch (err) {
         await rm(tmp, { force: true }).catch(() => {})
         throw wrap(`cannot write ${f.img}`, err)
@@ -125,9 +142,9 @@ export function createDirectoryTarget (cfg: DirectoryTargetConfig): Target {
           return
         }
         // deactivate / hide: out of the way of anything globbing *.img, but recoverable.
-        await rename(f.img, `${f.img}.retired`).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'ENOENT') throw err })
+        await rename(f.img, retiredPath(f)).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'ENOENT') throw err })
         await writeAtomic(f.json, JSON.stringify({ ...side, retired: { at: new Date().toISOString(), action } }, null, 2) + '\n')
-        return { ref: `${f.img}.retired` }
+        return { ref: retiredPath(f) }
       } catch (err) {
         throw wrap(`cannot retire ${f.img}`, err)
       }

@@ -14,6 +14,13 @@ export interface TargetImage {
   endorsers: string[]
   /** the verified file on local disk; only set for register() */
   filePath?: string
+  /**
+   * Where this target's own retirement of these bytes left the image (a hidden or deactivated
+   * Glance image, a directory's `.img.retired`), when the catalogue lists it again: find() may
+   * restore that one rather than have the bytes registered anew. Only ever a ref this target
+   * returned for the same catalogue, id and sha512, kept on the image's record.
+   */
+  retiredRef?: string
 }
 
 export interface Registration {
@@ -29,7 +36,10 @@ export type RetireAction = 'deactivate' | 'hide' | 'delete' | 'keep'
 export interface Target {
   readonly name: string
   readonly type: string
-  /** An image this target already holds with the same catalogue id and sha512, if any (adopt, don't upload). */
+  /**
+   * An image this target already holds with the same catalogue id and sha512, if any (adopt, don't
+   * upload); with `retiredRef`, the image this target retired, restored if it still holds the bytes.
+   */
   find: (img: TargetImage, signal?: AbortSignal) => Promise<Registration | undefined>
   /** Registers the verified file; must not make the image visible to users before it is checked. */
   register: (img: TargetImage, signal?: AbortSignal) => Promise<Registration>

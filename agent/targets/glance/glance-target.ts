@@ -11,7 +11,7 @@ import { GlanceClient } from './glance-client.js'
 import { GlanceError, visibilityRefused } from './glance-errors.js'
 import { ImageApi } from './image-api.js'
 import {
-  createBody, isImgdistImage, isLeftOver, isOurs, isUnverified, matchesEntry, mayCleanUp, releaseOps, STUCK_STATUSES, type GlanceImage
+  createBody, isImgdistImage, isLeftOver, isOurs, isUnverified, matchesEntry, mayCleanUp, releaseOps, restoreOps, STUCK_STATUSES, type GlanceImage, type PatchOp
 } from './image-properties.js'
 import { findImageEndpoint, KeystoneSession } from './keystone-auth.js'
 
@@ -218,6 +218,8 @@ export class GlanceTarget implements Target {
   }
 
   async #find (img: TargetImage, signal?: AbortSignal, ours?: GlanceImage[]): Promise<GlanceRegistration | undefined> {
+    const restored = await this.#restore(img, signal)
+    if (restored !== undefined) return restored
     const verified = (ours ?? await this.#ours(img, signal)).filter((i) => i.imgdist_sha512 === img.entry.sha512 && matchesEntry(i, img))
     // Hidden on purpose (retired with `hide`) stays hidden; hidden until verified is this site's
     // registration that a crash cut short, finished here. Another site's may still be checking.
@@ -230,6 +232,33 @@ export class GlanceTarget implements Target {
     if (other === undefined) return undefined
     this.#log?.info({ imageId: other.id, id: img.entry.id }, 'adopting an existing Glance image with the same sha512 (left untouched)')
     return this.#registration(other, true)
+  }
+
+  /**
+   * The image this target retired (img.retiredRef), when the catalogue lists the same bytes again:
+   * active and shown again rather than uploaded a second time beside it. Anything else under that
+   * id (gone, other bytes, not this entry's) is left as it is, and the bytes are registered anew;
+   * so are they when this project may not reactivate (Glance's policy may keep that to admins).
+   */
+  async #restore (img: TargetImage, signal?: AbortSignal): Promise<GlanceRegistration | undefined> {
+    if (img.retiredRef === undefined) return undefined
+    let image = await this.#images.get(img.retiredRef, signal)
+    if (image === undefined || !isOurs(image, img) || image.imgdist_sha512 !== img.entry.sha512) return undefined
+    if (image.status === 'deactivated') {
+      try {
+        await this.#images.reactivate(image.id, signal)
+      } catch (err) {
+        if (!(err instanceof GlanceError && err.code === 'GLANCE_FORBIDDEN')) throw err
+        this.#log?.warn({ imageId: image.id, id: img.entry.id, err: err.message }, 'may not reactivate the image retired earlier: uploading it again')
+        return undefined
+      }
+      image = await this.#images.get(image.id, signal)
+      if (image === undefined) return undefined
+    }
+    if (!matchesEntry(image, img)) return undefined
+    const final = await this.#release(image, signal, restoreOps(image, this.#cfg.visibility))
+    this.#log?.info({ imageId: image.id, id: img.entry.id, visibility: final.visibility }, 'glance image retired earlier restored: listed again by the catalogue')
+    return this.#registration(final, false)
   }
 
   async #ours (img: TargetImage, signal?: AbortSignal): Promise<GlanceImage[]> {
@@ -253,9 +282,8 @@ export class GlanceTarget implements Target {
   }
 
   /** Only after the hash check: un-hide and widen to the configured visibility, in one PATCH (releaseOps). */
-  async #release (image: GlanceImage, signal?: AbortSignal): Promise<GlanceImage> {
+  async #release (image: GlanceImage, signal?: AbortSignal, ops: PatchOp[] = releaseOps(image, this.#cfg.visibility)): Promise<GlanceImage> {
     const visibility = this.#cfg.visibility
-    const ops = releaseOps(image, visibility)
     if (ops.length === 0) return image
     return await this.#images.patch(image.id, ops, signal).catch((err: unknown) => {
       // The PATCH is all or nothing: a refused visibility leaves the image verified, hidden and

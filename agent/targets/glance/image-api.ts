@@ -69,6 +69,10 @@ export class ImageApi {
     await this.#c.call({ method: 'POST', path: `/v2/images/${id}/actions/deactivate`, ok: [204], retry: 'idempotent', imageId: id, signal })
   }
 
+  async reactivate (id: string, signal?: AbortSignal): Promise<void> {
+    await this.#c.call({ method: 'POST', path: `/v2/images/${id}/actions/reactivate`, ok: [204], retry: 'idempotent', imageId: id, signal })
+  }
+
   /** true if deleted now, false if it was already gone */
   async delete (id: string, signal?: AbortSignal, attempts?: number): Promise<boolean> {
     const r = await this.#c.call({ method: 'DELETE', path: `/v2/images/${id}`, ok: [204, 404], retry: 'idempotent', imageId: id, signal, attempts })

@@ -116,6 +116,16 @@ export function releaseOps (image: GlanceImage, visibility: Visibility): PatchOp
   return ops
 }
 
+/**
+ * releaseOps() for an image imgdist itself retired with `hide` (or deactivated) and the catalogue
+ * lists again: shown again as well, in the same single PATCH.
+ */
+export function restoreOps (image: GlanceImage, visibility: Visibility): PatchOp[] {
+  const ops = releaseOps(image, visibility)
+  if (image.os_hidden === true && !ops.some((o) => o.path === '/os_hidden')) ops.push({ op: 'replace', path: '/os_hidden', value: false })
+  return ops
+}
+
 /** Registered by imgdist for this catalogue entry (any version of its bytes). */
 export function isOurs (image: GlanceImage, img: TargetImage): boolean {
   return image.imgdist_catalogue === img.catalogue && image.imgdist_id === img.entry.id
