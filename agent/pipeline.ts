@@ -175,7 +175,9 @@ export async function runPipeline (deps: PipelineDeps, rec: ImageRecord, cat: Ca
       from = at.step
       await store.transition(rec, from, { reason: `${retryLabel(rec)}: back to ${from}, ${at.why}` })
     }
-    // Adopt what every target already holds: no bytes need to move.
+    // Adopt what every target already holds: no bytes need to move. find() may already show an
+    // image again (one its target retired, or hid until verified), hence authorised() first.
+    authorised()
     const found = await Promise.all(deps.targets.map(async (t) => await targetStep(rec, t, async () => await t.find(imageFor(rec, t), signal))))
     if (deps.targets.length > 0 && found.every((r) => r !== undefined)) {
       authorised()
