@@ -37,6 +37,8 @@ export interface PendingPiece {
   received: number
   /** keys of the peers that delivered blocks of it, to blame for a bad sha1 */
   from: Set<string>
+  /** a web seed's request for the whole piece (web-seed-pump.ts), cut off when the piece leaves `pending` otherwise */
+  webSeedFetch?: AbortController
 }
 
 /**
@@ -202,8 +204,17 @@ export class PiecePicker {
    * if not, it will be chosen and fetched afresh.
    */
   settle (p: PendingPiece, good: boolean): void {
-    if (this.pending.get(p.index) === p) this.pending.delete(p.index)
+    this.forget(p)
     if (good) this.markHave(p.index)
+  }
+
+  /**
+   * `p` leaves `pending`: a web seed still sending it stops (peers completed it, or it is dropped),
+   * rather than bring a whole piece nobody will use.
+   */
+  forget (p: PendingPiece): void {
+    if (this.pending.get(p.index) === p) this.pending.delete(p.index)
+    p.webSeedFetch?.abort()
   }
 
   /** The whole piece is being fetched elsewhere (a web seed): peers leave it alone except in endgame. */

@@ -101,7 +101,7 @@ export class TorrentHandle implements PeerSession {
     this.#req = new Requester({
       peerId: deps.peerId, picker: this.picker, peers: this.peers, download: deps.download, log: this.#log, trace: this.#trace,
       paused: () => this.paused, destroyed: () => this.destroyed, backlog: () => this.#store?.backlog ?? 0,
-      discard: (p) => { this.picker.pending.delete(p.index); if (p.buf !== undefined) this.#store?.pool.retire(p.buf) }
+      discard: (p) => { this.picker.forget(p); if (p.buf !== undefined) this.#store?.pool.retire(p.buf) }
     })
     this.webSeeds = webSeeds.map((u) => new WebSeed(u, torrent.name))
     this.#upload = {

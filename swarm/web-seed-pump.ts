@@ -47,9 +47,11 @@ function pieceFor (picker: PiecePicker, any: boolean): number {
 
 async function fetchPiece (host: WebSeedHost, ws: WebSeed, i: number): Promise<void> {
   const p = host.picker.reserve(i)
+  const cut = p.webSeedFetch = new AbortController()
   ws.inFlight++
   try {
-    const buf = await ws.fetch(i * host.pieceLength, p.length, host.dispatcher, host.signal)
+    const buf = await ws.fetch(i * host.pieceLength, p.length, host.dispatcher, AbortSignal.any([host.signal, cut.signal]))
+    delete p.webSeedFetch
     host.received(buf.length)
     if (host.picker.pending.get(i) !== p) return // peers finished it first (a complete piece is checked and settled at once)
     ws.failures = 0
@@ -62,6 +64,7 @@ async function fetchPiece (host: WebSeedHost, ws: WebSeed, i: number): Promise<v
     host.complete(p, replaced)
   } catch (err) {
     if (host.stopped()) return
+    if (cut.signal.aborted) { ws.cutOff++; return } // peers completed it first: not the seed's failure
     ws.failed()
     host.log.debug({ webSeed: ws.url, err: (err as Error).message }, 'web seed request failed')
     if (host.picker.pending.get(i) === p) host.picker.pending.delete(i)

@@ -17,6 +17,8 @@ export class WebSeed {
   nextAt = 0
   banned = false
   downloaded = 0
+  /** requests stopped part-way because peers completed the piece first */
+  cutOff = 0
   /** aborts this seed's requests in flight when it is banned */
   readonly stop = new AbortController()
   readonly #fileUrl: string
