@@ -179,6 +179,16 @@ export async function runPipeline (deps: PipelineDeps, rec: ImageRecord, cat: Ca
     // image again (one its target retired, or hid until verified), hence authorised() first.
     authorised()
     const found = await Promise.all(deps.targets.map(async (t) => await targetStep(rec, t, async () => await t.find(imageFor(rec, t), signal))))
+    // A restored image (adopted: false) is shown again now: on the record at once, so that a
+    // retirement before the other targets are done retires it again.
+    let restoredNow = false
+    deps.targets.forEach((t, i) => {
+      const r = found[i]
+      if (r?.adopted !== false || rec.targets[t.name]?.state !== 'retired') return
+      rec.targets[t.name] = { state: 'registered', ref: r.ref, adopted: false, at: new Date().toISOString() }
+      restoredNow = true
+    })
+    if (restoredNow) await store.put(rec)
     if (deps.targets.length > 0 && found.every((r) => r !== undefined)) {
       authorised()
       const regs = found as Registration[]

@@ -77,6 +77,26 @@ t.test('a retired image the catalogue lists again (expiry extended) is registere
   await a.stop('SIGTERM')
 })
 
+t.test('restored in one target while another downloads it, then revoked again: the restored one is retired again', async (t) => {
+  const { fx, entry, dir, startSite } = await seededOrigin(t, 'imgdist-restore2-', { id: 'twice', size: 4 * 1024 * 1024, pieceLength: 64 * 1024, uploadLimit: 512 * 1024 })
+  const targets = ['a', 'b'].map((name) => ({ name, type: 'directory', path: join(dir, name) }))
+  const a = await startSite('site-r', { targets, policy: { retire: 'deactivate', retireGrace: '0' } })
+  const file = (target: string, ext = ''): string => join(dir, target, `twice.img${ext}`)
+  await imageWhere(t, a, 'registered', (i) => i.state === 'registered', 40_000)
+  await fx.revoke(entry.id, 'first withdrawal')
+  await imageWhere(t, a, 'retired', (i) => i.state === 'retired', 20_000)
+  await rm(file('b', '.retired')) // b cannot restore: it needs the bytes again, at 512 KiB/s
+  await fx.publish((idx) => editIndex(idx, new Date(), (s) => upsertImage(s, entry)))
+  await waitFor('restored in a', async () => await exists(file('a')), 20_000)
+  await imageWhere(t, a, 'downloading for b', (i) => i.state === 'downloading')
+  await fx.revoke(entry.id, 'second withdrawal')
+  await imageWhere(t, a, 'retired again', (i) => i.state === 'retired', 20_000)
+  t.notOk(await exists(file('a')), 'what a restored is retired again, not left in use')
+  t.ok(await exists(file('a', '.retired')), 'moved aside again')
+  t.notOk(await exists(file('b')), 'b never got it')
+  await a.stop('SIGTERM')
+})
+
 t.test('a policy reload (SIGHUP) that denies an image mid-download stops it', async (t) => {
   const { entry, sub, startSite } = await seededOrigin(t, 'imgdist-hup-', { id: 'later-denied', size: 4 * 1024 * 1024, pieceLength: 64 * 1024, uploadLimit: 512 * 1024 })
   const a = await startSite('site-h')
