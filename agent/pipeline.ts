@@ -11,7 +11,7 @@ import { abortable } from './abortable.js'
 import { fetchBytes } from './http-fetch.js'
 import type { Catalogue } from './poller.js'
 import { resumeStep, retryLabel, type RetryStep } from './retry-step.js'
-import type { ImageRecord, StateStore } from './state-store.js'
+import type { ImageRecord, StateStore, TargetState } from './state-store.js'
 import type { Registration, Target, TargetImage } from './targets/target.js'
 import { identify } from './verified-file.js'
 import { verifyImageFile } from './verifier.js'
@@ -58,6 +58,11 @@ function imageFor (rec: ImageRecord, target: Target, filePath?: string): TargetI
   const ts = rec.targets[target.name]
   const retiredRef = ts?.state === 'retired' ? ts.ref : undefined
   return { ...targetImage(rec, filePath), ...(retiredRef !== undefined ? { retiredRef } : {}) }
+}
+
+/** A target's line of the record once it holds the image. */
+function registered (reg: Registration): TargetState {
+  return { state: 'registered', ref: reg.ref, adopted: reg.adopted, at: new Date().toISOString() }
 }
 
 /**
@@ -179,23 +184,10 @@ export async function runPipeline (deps: PipelineDeps, rec: ImageRecord, cat: Ca
     // image again (one its target retired, or hid until verified), hence authorised() first.
     authorised()
     const found = await Promise.all(deps.targets.map(async (t) => await targetStep(rec, t, async () => await t.find(imageFor(rec, t), signal))))
-    // A restored image (adopted: false) is shown again now: on the record at once, so that a
-    // retirement before the other targets are done retires it again.
-    let restoredNow = false
-    deps.targets.forEach((t, i) => {
-      const r = found[i]
-      if (r?.adopted !== false || rec.targets[t.name]?.state !== 'retired') return
-      rec.targets[t.name] = { state: 'registered', ref: r.ref, adopted: false, at: new Date().toISOString() }
-      restoredNow = true
-    })
-    if (restoredNow) await store.put(rec)
     if (deps.targets.length > 0 && found.every((r) => r !== undefined)) {
       authorised()
       const regs = found as Registration[]
-      deps.targets.forEach((t, i) => {
-        const { ref, adopted } = regs[i] as Registration
-        rec.targets[t.name] = { state: 'registered', ref, adopted, at: new Date().toISOString() }
-      })
+      deps.targets.forEach((t, i) => { rec.targets[t.name] = registered(regs[i] as Registration) })
       endDownload()
       // adopted: false is what a target retired and restored (TargetImage.retiredRef)
       const restored = regs.every((r) => !r.adopted)
@@ -204,6 +196,11 @@ export async function runPipeline (deps: PipelineDeps, rec: ImageRecord, cat: Ca
       log.info({ image: e.id, catalogue: rec.catalogue, restored }, restored ? 'restored in the targets that retired it' : 'adopted existing image')
       return
     }
+    // Not every target holds it, but what one restored (adopted: false) is shown again already:
+    // on the record now, so that a retirement before the others are done retires it again.
+    const restoredBy = [...deps.targets.entries()].filter(([i, t]) => found[i]?.adopted === false && rec.targets[t.name]?.state === 'retired')
+    for (const [i, t] of restoredBy) rec.targets[t.name] = registered(found[i] as Registration)
+    if (restoredBy.length > 0) await store.put(rec)
     const t = torrent ?? await obtainTorrent(deps, rec, cat, signal)
     const path = filePathOf(swarm, rec, t.name)
     if (from === undefined) {
@@ -233,7 +230,7 @@ export async function runPipeline (deps: PipelineDeps, rec: ImageRecord, cat: Ca
     for (const [i, target] of deps.targets.entries()) {
       authorised()
       const reg = found[i] ?? await targetStep(rec, target, async () => await target.register(imageFor(rec, target, path), signal))
-      rec.targets[target.name] = { state: 'registered', ref: reg.ref, adopted: reg.adopted, at: new Date().toISOString() }
+      rec.targets[target.name] = registered(reg)
       await store.put(rec)
       log.info({ image: e.id, target: target.name, ref: reg.ref, adopted: reg.adopted }, 'registered')
     }

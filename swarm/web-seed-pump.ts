@@ -67,7 +67,7 @@ async function fetchPiece (host: WebSeedHost, ws: WebSeed, i: number): Promise<v
     if (cut.signal.aborted) { ws.cutOff++; return } // peers completed it first: not the seed's failure
     ws.failed()
     host.log.debug({ webSeed: ws.url, err: (err as Error).message }, 'web seed request failed')
-    if (host.picker.pending.get(i) === p) host.picker.pending.delete(i)
+    host.picker.forget(p)
   } finally {
     ws.inFlight--
   }

@@ -118,8 +118,9 @@ export class GlanceTarget implements Target {
     this.#images = new ImageApi(this.#client)
   }
 
+  /** With img.retiredRef, first what this target retired (#restore); register() does not try that again. */
   async find (img: TargetImage, signal?: AbortSignal): Promise<GlanceRegistration | undefined> {
-    return await this.#track(img, async () => await this.#find(img, signal))
+    return await this.#track(img, async () => await this.#restore(img, signal) ?? await this.#find(img, signal))
   }
 
   async register (img: TargetImage, signal?: AbortSignal): Promise<GlanceRegistration> {
@@ -218,8 +219,6 @@ export class GlanceTarget implements Target {
   }
 
   async #find (img: TargetImage, signal?: AbortSignal, ours?: GlanceImage[]): Promise<GlanceRegistration | undefined> {
-    const restored = await this.#restore(img, signal)
-    if (restored !== undefined) return restored
     const verified = (ours ?? await this.#ours(img, signal)).filter((i) => i.imgdist_sha512 === img.entry.sha512 && matchesEntry(i, img))
     // Hidden on purpose (retired with `hide`) stays hidden; hidden until verified is this site's
     // registration that a crash cut short, finished here. Another site's may still be checking.
