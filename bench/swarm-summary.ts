@@ -4,7 +4,7 @@ import type { SwarmRun } from './runners/swarm-run.js'
 
 /**
  * One row per tool over several rounds of bench:swarm (`--rounds K`). A single run of this bench
- * moves by ±5 % from one hour to the next on this kind of VM (bench/README.md, sessions 9–22), as
+ * moves by ±5 % from one hour to the next on this kind of VM (bench/HISTORY.md, sessions 9–22), as
  * much as the distance to the 1.25 target; the median of rounds, with its range beside it, is
  * what a claim should rest on. Ratios to aria2c are taken within each round, then summarised, so
  * a slow hour slows both sides of the ratio alike.

@@ -8,7 +8,7 @@ import { swarmTimeline, type TraceLine } from './trace-timeline.js'
  * node dist/bench/swarm-timeline.js [--dir /tmp/imgdist-bench/swarm/imgdist-warm] [--origin-ip 10.213.77.1]:
  * after a bench:swarm run with IMGDIST_BENCH_LOG_LEVEL=trace, when the origin's pieces left,
  * how long the tail after its last unique piece took, and how much was still missing then
- * (bench/README.md, session 16). The agents' logs are <dir>/h*\/agent.log.
+ * (bench/HISTORY.md, session 16). The agents' logs are <dir>/h*\/agent.log.
  */
 
 /** bench:swarm's origin is host 0 of its testbed */

@@ -6,7 +6,7 @@
 // the swarm, fastify's routes, the poller, undici's connect, and at its first image the
 // catalogue's checks, the tracker client, the peer wire, the sha512 worker's feed and the
 // target. A cache written after a real start holds the start (2.1 MB against 1.3 MB from
-// `--help`: a start costs about a fifth less CPU, bench/README.md session 25); one written after
+// `--help`: a start costs about a fifth less CPU, bench/HISTORY.md, session 25); one written after
 // a download as well holds the rest (2.5 MB: about 50 ms less CPU per agent for a 16 MiB image,
 // session 26). That matters where agents start and download together on few cores, as in
 // bench:swarm's cold row, where seven do on two, and in its warm row, where the download path
