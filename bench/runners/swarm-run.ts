@@ -130,11 +130,14 @@ export function skipped (tool: string, ctx: SwarmContext, why: string): SwarmRun
 
 const sum = (xs: number[]): number => xs.reduce((a, x) => a + x, 0)
 
-/** CPU per thread summed over the downloaders, from T0 (or their start) to each one's completion. */
+/**
+ * CPU per thread summed over the downloaders, from T0 (or their start) to each one's completion.
+ * Each thread's system share is shown: Node 20 names every thread "node", and the split is what
+ * tells V8's workers (compiler, GC: user time) from libuv's pool (page-cache writes: system time).
+ */
 class ThreadTally {
   readonly #base = new Map<number, Map<string, { user: number, system: number }>>()
-  readonly #sum = new Map<string, number>()
-  #mainSystem = 0
+  readonly #sum = new Map<string, { cpu: number, system: number }>()
   #n = 0
 
   constructor (procs: Map<number, Proc>, sinceNow: boolean) {
@@ -149,19 +152,23 @@ class ThreadTally {
       const b = base.get(name) ?? { user: 0, system: 0 }
       const d = t.user + t.system - b.user - b.system
       listed += d
-      if (name === 'main') this.#mainSystem += t.system - b.system
       const key = name === 'main' ? name : `${name.slice(0, name.indexOf('/'))}#${i++}`
-      this.#sum.set(key, (this.#sum.get(key) ?? 0) + d)
+      this.#add(key, d, t.system - b.system)
     }
-    this.#sum.set('(exited threads)', (this.#sum.get('(exited threads)') ?? 0) + total - listed)
+    this.#add('(exited threads)', total - listed, 0)
     this.#n++
   }
 
   summary (): string {
     const mean = (v: number): string => (v / Math.max(1, this.#n)).toFixed(3)
     // helper threads are numbered in their creation order, so the nth of each agent adds up with the others' nth
-    const parts = [...this.#sum].sort((a, b) => b[1] - a[1])
-      .map(([k, v]) => k === 'main' ? `main ${mean(v)} (sys ${mean(this.#mainSystem)})` : `${k} ${mean(v)}`)
+    const parts = [...this.#sum].sort((a, b) => b[1].cpu - a[1].cpu)
+      .map(([k, v]) => k === '(exited threads)' || v.cpu === 0 ? `${k} ${mean(v.cpu)}` : `${k} ${mean(v.cpu)} (sys ${mean(v.system)})`)
     return `CPU-s per downloader by thread (mean of ${this.#n}): ${parts.join('; ')}`
+  }
+
+  #add (key: string, cpu: number, system: number): void {
+    const s = this.#sum.get(key) ?? { cpu: 0, system: 0 }
+    this.#sum.set(key, { cpu: s.cpu + cpu, system: s.system + system })
   }
 }
