@@ -80,9 +80,13 @@ export const encode = {
   /** request and cancel share a layout */
   triple (id: number, index: number, begin: number, length: number): Buffer {
     const b = Buffer.allocUnsafe(17)
-    b.writeUInt32BE(13, 0); b[4] = id
-    b.writeUInt32BE(index, 5); b.writeUInt32BE(begin, 9); b.writeUInt32BE(length, 13)
+    encode.tripleAt(b, 0, id, index, begin, length)
     return b
+  },
+  /** triple() into `b` at `off` (17 bytes): several requests in one buffer, one socket write */
+  tripleAt (b: Buffer, off: number, id: number, index: number, begin: number, length: number): void {
+    b.writeUInt32BE(13, off); b[off + 4] = id
+    b.writeUInt32BE(index, off + 5); b.writeUInt32BE(begin, off + 9); b.writeUInt32BE(length, off + 13)
   },
   /** the 13 bytes before a block; the block itself is written after it unchanged */
   pieceHeader (index: number, begin: number, length: number): Buffer {

@@ -160,10 +160,20 @@ export class PeerConn {
   sendHave (i: number): void { this.#write(encode.have(i)) }
   keepAlive (): void { this.#write(encode.keepAlive()) }
 
-  request (r: BlockRequest, key: number): void {
+  /**
+   * Asks for the blocks, in one buffer and one socket write: a stream write per 17-byte request
+   * was a quarter of what a downloading agent's JavaScript allocated (session 29's sampling heap
+   * profile), garbage that grew V8's young generation.
+   */
+  request (reqs: readonly BlockRequest[]): void {
+    if (reqs.length === 0) return
     if (this.requested.size === 0) this.lastBlockAt = Date.now()
-    this.requested.set(key, r)
-    this.#write(encode.triple(MsgId.request, r.index, r.begin, r.length))
+    const b = Buffer.allocUnsafe(17 * reqs.length)
+    reqs.forEach((r, k) => {
+      this.requested.set(blockKey(r.index, r.begin), r)
+      encode.tripleAt(b, 17 * k, MsgId.request, r.index, r.begin, r.length)
+    })
+    this.#write(b)
   }
 
   cancel (key: number): void {

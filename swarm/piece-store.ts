@@ -1,6 +1,7 @@
 import { mkdir, open, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { createHash } from 'node:crypto'
+import { pread, pwriteAll } from './fd-io.js'
 import { ImgdistError } from '../lib/errors.js'
 import { BufferPool } from './buffer-pool.js'
 
@@ -37,6 +38,8 @@ export class PieceStore {
   readonly #unwritten = new Set<number>()
   readonly #cacheMax: number
   #writes = new Set<Promise<void>>()
+  /** reads in flight on the descriptor: close() waits for them (fd-io.ts) */
+  #reads = new Set<Promise<number>>()
   #backlog = 0
   #closed = false
 
@@ -95,7 +98,7 @@ export class PieceStore {
         if (signal?.aborted === true || this.#closed) break
         const len = this.pieceSize(i)
         if (i * this.#pieceLength + len > size) break
-        const { bytesRead } = await this.#fh.read(buf, 0, len, i * this.#pieceLength)
+        const bytesRead = await this.#pread(buf, len, i * this.#pieceLength)
         if (bytesRead === len && this.verify(i, buf.subarray(0, len))) { have(i); kept += len }
       }
     } finally { this.pool.retire(buf) }
@@ -144,11 +147,18 @@ export class PieceStore {
    * main-thread time per call than the copy saved).
    */
   async #writeAt (buf: Buffer, pos: number): Promise<void> {
-    for (let off = 0; off < buf.length; off += WRITE_CHUNK) {
-      const len = Math.min(WRITE_CHUNK, buf.length - off)
-      const { bytesWritten } = await this.#fh.write(buf, off, len, pos + off)
-      if (bytesWritten !== len) throw new Error(`short write at byte ${pos + off} (${bytesWritten} of ${len})`)
-    }
+    // The descriptor is used directly, not through the FileHandle: once close() has begun its
+    // number may be closed and reused by another file, so nothing new may start on it.
+    if (this.#closed) throw new Error('the store is closed')
+    await pwriteAll(this.#fh.fd, buf, 0, buf.length, pos, WRITE_CHUNK)
+  }
+
+  /** A pread that close() waits for (see #writeAt). */
+  async #pread (buf: Buffer, len: number, pos: number): Promise<number> {
+    if (this.#closed) throw new ImgdistError('IO_ERROR', `${this.path}: the store is closed`)
+    const p = pread(this.#fh.fd, buf, 0, len, pos)
+    this.#reads.add(p)
+    try { return await p } finally { this.#reads.delete(p) }
   }
 
   /** Every write issued so far has reached the file (the sha512 pass reads it next). */
@@ -170,7 +180,7 @@ export class PieceStore {
     const len = this.pieceSize(i)
     const buf = this.pool.take(len)
     try {
-      const { bytesRead } = await this.#fh.read(buf, 0, len, i * this.#pieceLength)
+      const bytesRead = await this.#pread(buf, len, i * this.#pieceLength)
       if (bytesRead !== len) throw new ImgdistError('IO_ERROR', `${this.path}: piece ${i} is short on disk (${bytesRead} of ${len} bytes)`)
     } catch (err) { this.pool.retire(buf); throw err }
     // Read twice at once (two peers asked): keep the first, hand out the cached one.
@@ -191,7 +201,7 @@ export class PieceStore {
     // A piece whose write has not completed is always in the cache (#evict keeps it): the file may not hold it yet.
     const hit = this.#cache.get(i)
     if (hit !== undefined) { hit.copy(out, 0, begin, begin + length); return out }
-    const { bytesRead } = await this.#fh.read(out, 0, length, i * this.#pieceLength + begin)
+    const bytesRead = await this.#pread(out, length, i * this.#pieceLength + begin)
     if (bytesRead !== length) throw new ImgdistError('IO_ERROR', `${this.path}: piece ${i} is short on disk (${bytesRead} of ${length} bytes at ${begin})`)
     return out
   }
@@ -220,6 +230,7 @@ export class PieceStore {
     this.#closed = true
     this.#cache.clear()
     await this.flush()
+    await Promise.allSettled([...this.#reads])
     await this.#fh.close().catch(() => {})
   }
 }

@@ -148,9 +148,7 @@ export class Requester {
       for (const r of reqs) { const a = this.#alone.get(r.index); if (a !== undefined) { a.holder = peer; a.at = now } }
     }
     if (this.#h.trace) this.#h.log.trace({ peer: peer.key, pieces: [...new Set(reqs.map((r) => r.index))], blocks: reqs.length }, 'requested')
-    peer.socket.cork()
-    for (const r of reqs) peer.request(r, blockKey(r.index, r.begin))
-    peer.socket.uncork()
+    peer.request(reqs)
   }
 
   /** Piece i failed with several senders: its next copy is fetched from one peer. */

@@ -1,9 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { BufferPool } from '../swarm/buffer-pool.js'
+import { pread, pwriteAll } from '../swarm/fd-io.js'
 import { PieceStore } from '../swarm/piece-store.js'
 
 // The engine's piece buffers: reused only when nothing reads a buffer any more.
@@ -117,4 +118,57 @@ t.test('piece store: pieces written in any order, the short last piece too, make
   }))
   await store.close()
   t.same(await readFile(path), data, 'the file is the image, byte for byte')
+})
+
+// The store reads and writes on its descriptor directly (swarm/fd-io.ts), not through the
+// FileHandle, which would refuse once closed: from close() on, its number may belong to another
+// file, so nothing new may start on it, and what started before must end before it is closed.
+t.test('piece store: from close() on reads and writes are refused as IO_ERROR, and a file opened next is left alone', async (t) => {
+  const { dir, pieceLength, data, hashes } = await storeFixture(t, 4)
+  const path = join(dir, 'img')
+  await writeFile(path, data)
+  const store = await PieceStore.open(path, data.length, pieceLength, hashes, { cacheBytes: 2 * pieceLength })
+  const inFlight = store.readBlock(1, 0, 1024) // issued before close(): close() waits for it
+  await store.close()
+  t.same(await inFlight, data.subarray(pieceLength, pieceLength + 1024), 'a read issued before close() completes')
+  const other = join(dir, 'other')
+  await writeFile(other, Buffer.alloc(4 * pieceLength))
+  const fh = await open(other, 'r+') // most likely the store's old descriptor number
+  t.teardown(async () => { await fh.close() })
+  await t.rejects(store.readBlock(0, 0, 1024), { code: 'IO_ERROR' }, 'readBlock')
+  await t.rejects(store.read(2), { code: 'IO_ERROR' }, 'read')
+  const buf = store.pool.take(pieceLength)
+  data.copy(buf, 0, 0, pieceLength)
+  await t.rejects(store.write(0, buf), { code: 'IO_ERROR' }, 'write')
+  t.same(await readFile(other), Buffer.alloc(4 * pieceLength), 'the other file is untouched')
+})
+
+t.test('piece store: a piece short on disk is an IO_ERROR naming the piece', async (t) => {
+  const { dir, pieceLength, data, hashes } = await storeFixture(t, 4)
+  const path = join(dir, 'img')
+  await writeFile(path, data.subarray(0, 3 * pieceLength + 100))
+  const store = await PieceStore.open(path, data.length, pieceLength, hashes)
+  t.teardown(async () => { await store.close() })
+  await t.rejects(store.read(3), { code: 'IO_ERROR', message: /piece 3 is short on disk \(100 of 16384 bytes\)/ })
+  await t.rejects(store.readBlock(3, 0, 1024), { code: 'IO_ERROR', message: /piece 3 is short on disk \(100 of 1024 bytes at 0\)/ })
+  const got = await store.read(2)
+  t.same(got, data.subarray(2 * pieceLength, 3 * pieceLength), 'a whole piece reads back')
+  store.release(got)
+})
+
+t.test('fd-io: pwriteAll writes every chunk and rejects with the error of a failed pwrite; pread stops at the end of the file', async (t) => {
+  const { dir } = await storeFixture(t, 1)
+  const path = join(dir, 'f')
+  const data = randomBytes(300 * 1024 + 7)
+  await writeFile(path, Buffer.alloc(0))
+  const rw = await open(path, 'r+')
+  t.teardown(async () => { await rw.close() })
+  await pwriteAll(rw.fd, data, 0, data.length, 0, 128 * 1024)
+  t.same(await readFile(path), data, 'three chunks, the last one short')
+  const buf = Buffer.alloc(1024)
+  t.equal(await pread(rw.fd, buf, 0, 1024, data.length - 10), 10, 'ten bytes before the end')
+  t.equal(await pread(rw.fd, buf, 0, 1024, data.length), 0, 'none at the end')
+  const ro = await open(path, 'r')
+  t.teardown(async () => { await ro.close() })
+  await t.rejects(pwriteAll(ro.fd, data, 0, 1024, 0, 512), { code: 'EBADF' }, 'a descriptor opened for reading refuses the write')
 })
