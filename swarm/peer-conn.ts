@@ -162,7 +162,7 @@ export class PeerConn {
 
   /**
    * Asks for the blocks, in one buffer and one socket write: a stream write per 17-byte request
-   * was a quarter of what a downloading agent's JavaScript allocated (session 29's sampling heap
+   * was a fifth of what a downloading agent's JavaScript allocated (session 29's sampling heap
    * profile), garbage that grew V8's young generation.
    */
   request (reqs: readonly BlockRequest[]): void {

@@ -39,7 +39,7 @@ export class PieceStore {
   readonly #cacheMax: number
   #writes = new Set<Promise<void>>()
   /** reads in flight on the descriptor: close() waits for them (fd-io.ts) */
-  #reads = new Set<Promise<number>>()
+  readonly #reads = new Set<Promise<number>>()
   #backlog = 0
   #closed = false
 
