@@ -36,6 +36,13 @@ interface StatusLite { targets: Array<{ name: string, type: string, endpoint?: s
 const viewOf = async (a: AgentProc, id: string): Promise<ViewLite | undefined> =>
   (await a.get<{ images: ViewLite[] }>('/v1/images')).images.find((i) => i.id === id)
 
+/** The image's record once it is in `state`. */
+const viewIn = async (a: AgentProc, id: string, state: string, what: string): Promise<ViewLite> =>
+  await waitFor(what, async () => {
+    const x = await viewOf(a, id)
+    return x?.state === state ? x : undefined
+  }, 60_000)
+
 
 async function main (): Promise<void> {
   t.setTimeout(280_000)
@@ -147,10 +154,7 @@ async function main (): Promise<void> {
 
   await t.test('a second agent (fresh state) adopts the image instead of uploading it', async (t) => {
     const b = await agentWith('site-b', 'e2e-appcred')
-    const v = await waitFor('site-b registered', async () => {
-      const x = await viewOf(b, entry.id)
-      return x?.state === 'registered' ? x : undefined
-    }, 60_000)
+    const v = await viewIn(b, entry.id, 'registered', 'site-b registered')
     t.equal(v.targets[TARGET]?.ref, imageId, 'the same Glance image')
     t.equal(v.targets[TARGET]?.adopted, true, 'adopted')
     t.equal(v.bytesFromPeers + v.bytesFromWebSeeds, 0, 'no image bytes moved')
@@ -186,10 +190,7 @@ async function main (): Promise<void> {
     const a = siteA
     if (a === undefined || imageId === '') { t.fail('site-a did not register'); return }
     await fx.revoke(entry.id, 'e2e: withdrawn by the endorser')
-    const v = await waitFor('site-a retired', async () => {
-      const x = await viewOf(a, entry.id)
-      return x?.state === 'retired' ? x : undefined
-    }, 60_000)
+    const v = await viewIn(a, entry.id, 'retired', 'site-a retired')
     t.equal(v.targets[TARGET]?.state, 'retired')
     t.equal(v.targets[TARGET]?.ref, imageId)
     const { body: g } = await os.glanceGet(`/v2/images/${imageId}`)
@@ -201,10 +202,7 @@ async function main (): Promise<void> {
     const a = siteA
     if (a === undefined || imageId === '') { t.fail('site-a did not register'); return }
     await fx.publish((idx) => editIndex(idx, new Date(), (s) => upsertImage(s, entry)))
-    const v = await waitFor('site-a registered again', async () => {
-      const x = await viewOf(a, entry.id)
-      return x?.state === 'registered' ? x : undefined
-    }, 60_000)
+    const v = await viewIn(a, entry.id, 'registered', 'site-a registered again')
     t.equal(v.targets[TARGET]?.ref, imageId, 'the same Glance image')
     t.equal(v.targets[TARGET]?.adopted, false, 'restored, not adopted')
     t.match(v.reason, /restored/, `the record says so: ${v.reason ?? ''}`)
