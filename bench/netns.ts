@@ -103,9 +103,12 @@ export class Testbed {
   }
 
   /** Bytes sent by host i's eth0 (Ethernet frames: payload plus TCP/IP/Ethernet headers). */
-  txBytes (i: number): number {
-    const j = JSON.parse(run('ip', ['-n', this.name(i), '-j', '-s', 'link', 'show', 'dev', 'eth0'])) as Array<{ stats64?: { tx?: { bytes?: number } } }>
-    return j[0]?.stats64?.tx?.bytes ?? NaN
+  txBytes (i: number): number { return this.tx(i).bytes }
+
+  /** Bytes and frames sent by host i's eth0. */
+  tx (i: number): { bytes: number, packets: number } {
+    const j = JSON.parse(run('ip', ['-n', this.name(i), '-j', '-s', 'link', 'show', 'dev', 'eth0'])) as Array<{ stats64?: { tx?: { bytes?: number, packets?: number } } }>
+    return { bytes: j[0]?.stats64?.tx?.bytes ?? NaN, packets: j[0]?.stats64?.tx?.packets ?? NaN }
   }
 
   /** Whether something in host i listens on TCP `port`. */

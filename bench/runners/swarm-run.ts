@@ -66,6 +66,9 @@ export interface Measure {
 export async function measure (m: Measure): Promise<{ run: SwarmRun, procs: Map<number, Proc> }> {
   const { ctx } = m
   const egress0 = ctx.bed.txBytes(0)
+  // every host's frames, origin included: the packet count is what the kernel's network path
+  // (veth, bridge, tbf, TCP) charges system time for, on both ends
+  const frames0 = allFrames(ctx)
   const originCpu0 = sum(m.origin.map((p) => cpuSeconds(p.pid) ?? 0))
   const t0 = performance.now()
   const procs = m.startDownloaders()
@@ -110,8 +113,19 @@ export async function measure (m: Measure): Promise<{ run: SwarmRun, procs: Map<
     originEgressBytes: end.egress - egress0
   }
   if (byThread !== undefined) run.notes.push(byThread.summary())
+  const frames = allFrames(ctx)
+  const mib = (frames.bytes - frames0.bytes) / 2 ** 20
+  const packets = frames.packets - frames0.packets
+  run.notes.push(`frames sent by all hosts until the end: ${packets} (${(packets / mib).toFixed(0)} per MiB sent, ${((frames.bytes - frames0.bytes) / packets).toFixed(0)} bytes each on average)`)
   if (pending.length > 0) run.notes.push(`${pending.length} of ${ctx.downloaders.length} not complete after ${(ctx.timeoutMs / 1000).toFixed(0)} s (or their processes exited)`)
   return { run, procs }
+}
+
+function allFrames (ctx: SwarmContext): { bytes: number, packets: number } {
+  let bytes = 0
+  let packets = 0
+  for (const h of [0, ...ctx.downloaders]) { const t = ctx.bed.tx(h); bytes += t.bytes; packets += t.packets }
+  return { bytes, packets }
 }
 
 /** sha512 of every completed downloader's file against the catalogue (after processes stopped). */
