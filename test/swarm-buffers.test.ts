@@ -6,6 +6,7 @@ import t from 'tap'
 import { BufferPool } from '../swarm/buffer-pool.js'
 import { pread, pwriteAll } from '../swarm/fd-io.js'
 import { PieceStore } from '../swarm/piece-store.js'
+import { PrefixHasher } from '../swarm/prefix-hasher.js'
 
 // The engine's piece buffers: reused only when nothing reads a buffer any more.
 
@@ -171,4 +172,16 @@ t.test('fd-io: pwriteAll writes every chunk and rejects with the error of a fail
   const ro = await open(path, 'r')
   t.teardown(async () => { await ro.close() })
   await t.rejects(pwriteAll(ro.fd, data, 0, 1024, 0, 512), { code: 'EBADF' }, 'a descriptor opened for reading refuses the write')
+})
+
+t.test('prefix hasher: the sha512 of a file advanced in steps that straddle its 128 KiB reads is the whole file\'s', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'imgdist-prefix-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  const data = randomBytes(3 * 128 * 1024 + 12345)
+  const path = join(dir, 'image')
+  await writeFile(path, data)
+  const hasher = new PrefixHasher(path, data.length)
+  t.teardown(async () => { await hasher.close() })
+  for (const upTo of [1, 128 * 1024 - 1, 128 * 1024 + 17, 100, 300 * 1024, data.length, data.length + 5]) hasher.advance(upTo)
+  t.equal(await hasher.digest, createHash('sha512').update(data).digest('hex'))
 })
