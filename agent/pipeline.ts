@@ -55,9 +55,13 @@ export function targetImage (rec: ImageRecord, filePath?: string): TargetImage {
 
 /** targetImage() for one target, with what that target's retirement left if the image was listed again (StateStore.revive). */
 function imageFor (rec: ImageRecord, target: Target, filePath?: string): TargetImage {
-  const ts = rec.targets[target.name]
-  const retiredRef = ts?.state === 'retired' ? ts.ref : undefined
+  const retiredRef = retiredRefOf(rec.targets[target.name])
   return { ...targetImage(rec, filePath), ...(retiredRef !== undefined ? { retiredRef } : {}) }
+}
+
+/** Where this target's retirement left the image, while it has not registered it again (TargetState.retiredRef). */
+function retiredRefOf (ts: TargetState | undefined): string | undefined {
+  return ts?.state === 'retired' ? ts.ref : ts?.retiredRef
 }
 
 /** A target's line of the record once it holds the image. */
@@ -76,12 +80,15 @@ async function targetStep<T> (rec: ImageRecord, target: Target, fn: () => Promis
     const e = toImgdistError(err)
     if (e.code !== 'ABORTED') {
       const prev = rec.targets[target.name]
-      // A retired entry keeps its ref (the image to restore, imageFor) through failed attempts.
       const errRef = (err as { imageId?: unknown }).imageId
-      const ref = prev?.state !== 'retired' && typeof errRef === 'string' ? errRef : prev?.ref
+      // A line that retired the image becomes `failed` like any other, but keeps where the retired
+      // image is (the one to restore, imageFor) through failed attempts.
+      const retiredRef = retiredRefOf(prev)
+      const ref = typeof errRef === 'string' ? errRef : prev?.state === 'retired' ? undefined : prev?.ref
       rec.targets[target.name] = {
-        state: prev?.state === 'registered' || prev?.state === 'retired' ? prev.state : 'failed',
+        state: prev?.state === 'registered' ? prev.state : 'failed',
         ...(ref !== undefined ? { ref } : {}),
+        ...(retiredRef !== undefined ? { retiredRef } : {}),
         ...(prev?.adopted !== undefined ? { adopted: prev.adopted } : {}),
         at: new Date().toISOString(),
         error: { code: e.code, message: e.message }
@@ -198,7 +205,7 @@ export async function runPipeline (deps: PipelineDeps, rec: ImageRecord, cat: Ca
     }
     // Not every target holds it, but what one restored (adopted: false) is shown again already:
     // on the record now, so that a retirement before the others are done retires it again.
-    const restoredBy = [...deps.targets.entries()].filter(([i, t]) => found[i]?.adopted === false && rec.targets[t.name]?.state === 'retired')
+    const restoredBy = [...deps.targets.entries()].filter(([i, t]) => found[i]?.adopted === false && retiredRefOf(rec.targets[t.name]) !== undefined)
     for (const [i, t] of restoredBy) rec.targets[t.name] = registered(found[i] as Registration)
     if (restoredBy.length > 0) await store.put(rec)
     const t = torrent ?? await obtainTorrent(deps, rec, cat, signal)

@@ -57,6 +57,11 @@ export class Retirement {
     const action = this.deps.policy().retire
     for (const t of this.deps.targets) {
       const ts = targets[t.name]
+      if (ts?.state === 'failed' && ts.retiredRef !== undefined) {
+        // listed again, then unwanted again before this target put the image back: still retired where it was
+        targets[t.name] = { state: 'retired', ref: ts.retiredRef, ...(ts.adopted !== undefined ? { adopted: ts.adopted } : {}), at: new Date().toISOString() }
+        continue
+      }
       if (ts?.state !== 'registered' || ts.ref === undefined) continue
       try {
         // A target that moved the image on retiring (a directory's `.img.retired`) says where to.

@@ -14,6 +14,11 @@ export interface ErrorInfo { code: string, message: string }
 export interface TargetState {
   state: 'pending' | 'registered' | 'retired' | 'failed'
   ref?: string
+  /**
+   * A `failed` line of an image listed again after this target retired it: where the retired
+   * image is (the `ref` it had when `retired`), kept so that the next attempt may still restore it.
+   */
+  retiredRef?: string
   adopted?: boolean
   at: string
   error?: ErrorInfo

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { access, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { access, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -94,6 +94,39 @@ t.test('restored in one target while another downloads it, then revoked again: t
   t.notOk(await exists(file('a')), 'what a restored is retired again, not left in use')
   t.ok(await exists(file('a', '.retired')), 'moved aside again')
   t.notOk(await exists(file('b')), 'b never got it')
+  await a.stop('SIGTERM')
+})
+
+t.test('listed again while its target cannot take it: the line says failed, and the retired image is restored once the target is back', async (t) => {
+  const { fx, entry, dir, startSite } = await seededOrigin(t, 'imgdist-restore-fail-', { id: 'back', size: 256 * 1024, pieceLength: 16 * 1024 })
+  const target = join(dir, 'tgt')
+  const a = await startSite('site-f', { targets: [{ name: 'd', type: 'directory', path: target }], policy: { retire: 'deactivate', retireGrace: '0' }, retry: { initial: '1s', max: '2s' } })
+  type Line = { state: string, ref?: string, retiredRef?: string, error?: { code: string } }
+  const lineOf = (i: ImageViewLite): Line | undefined => (i as unknown as { targets: Record<string, Line> }).targets.d
+  await imageWhere(t, a, 'registered', (i) => i.state === 'registered')
+  await fx.revoke(entry.id, 'withdrawn for a while')
+  await imageWhere(t, a, 'retired', (i) => i.state === 'retired', 20_000)
+  const retiredFile = join(target, 'back.img.retired')
+  // the target's directory is away (a file in its place) when the catalogue lists the bytes again
+  await rename(target, `${target}.away`)
+  await writeFile(target, 'not a directory')
+  await fx.publish((idx) => editIndex(idx, new Date(), (s) => upsertImage(s, entry)))
+  const failing = await imageWhere(t, a, 'the target step failing', (i) => i.id === 'back' && lineOf(i)?.error !== undefined, 30_000)
+  t.match(lineOf(failing), { state: 'failed', retiredRef: retiredFile }, 'failed, not `retired` with an error; where the retired image is, kept')
+  // unwanted again before the target took it back: retired where it still is
+  await fx.revoke(entry.id, 'withdrawn again')
+  const again = await imageWhere(t, a, 'retired again', (i) => i.id === 'back' && i.state === 'retired', 20_000)
+  t.match(lineOf(again), { state: 'retired', ref: retiredFile }, 'the line is `retired` again, at the retired image')
+  t.notOk(lineOf(again)?.error, 'without the failed attempt\'s error')
+  await rm(target)
+  await rename(`${target}.away`, target)
+  await fx.publish((idx) => editIndex(idx, new Date(), (s) => upsertImage(s, entry)))
+  const back = await imageWhere(t, a, 'registered once the target is back', (i) => i.id === 'back' && i.state === 'registered', 30_000)
+  t.match(back.reason, /restored where it was retired/, 'the retired image was moved back, not copied again')
+  t.match(lineOf(back), { state: 'registered', ref: join(target, 'back.img') })
+  t.notOk(lineOf(back)?.retiredRef, 'nothing retired is left to restore')
+  t.equal(await sha512Of(join(target, 'back.img')), entry.sha512)
+  t.notOk(await exists(retiredFile))
   await a.stop('SIGTERM')
 })
 

@@ -201,13 +201,16 @@ async function main (): Promise<void> {
   await t.test('listed again with the same bytes: the deactivated image is restored, not uploaded beside it', async (t) => {
     const a = siteA
     if (a === undefined || imageId === '') { t.fail('site-a did not register'); return }
-    await fx.publish((idx) => editIndex(idx, new Date(), (s) => upsertImage(s, entry)))
+    // the same bytes under another version string: the restored image says which listing it is now
+    const relisted = { ...entry, version: `${entry.version}-relisted` }
+    await fx.publish((idx) => editIndex(idx, new Date(), (s) => upsertImage(s, relisted)))
     const v = await viewIn(a, entry.id, 'registered', 'site-a registered again')
     t.equal(v.targets[TARGET]?.ref, imageId, 'the same Glance image')
     t.equal(v.targets[TARGET]?.adopted, false, 'restored, not adopted')
     t.match(v.reason, /restored/, `the record says so: ${v.reason ?? ''}`)
     const { body: g } = await os.glanceGet(`/v2/images/${imageId}`)
     t.match(g, { status: 'active', os_hidden: false, visibility: 'community' }, 'active and shown again')
+    t.match(g, { imgdist_version: relisted.version, name: `${entry.name}-${relisted.version}`, imgdist_sha512: entry.sha512 }, 'under the version that listed it again')
     t.same((await glanceImagesOf(entry.id)).map((i) => i.id), [imageId], 'still exactly one Glance image')
     t.equal(await a.stop('SIGTERM'), 0, 'site-a stops cleanly (targets closed)')
   })

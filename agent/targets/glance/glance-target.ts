@@ -235,7 +235,8 @@ export class GlanceTarget implements Target {
 
   /**
    * The image this target retired (img.retiredRef), when the catalogue lists the same bytes again:
-   * active and shown again rather than uploaded a second time beside it. Anything else under that
+   * active and shown again, under the listing's version and endorsers (restoreOps), rather than
+   * uploaded a second time beside it. Anything else under that
    * id (gone, other bytes, not this entry's) is left as it is, and the bytes are registered anew;
    * so are they when this project may not reactivate (Glance's policy may keep that to admins).
    */
@@ -255,7 +256,7 @@ export class GlanceTarget implements Target {
       if (image === undefined) return undefined
     }
     if (!matchesEntry(image, img)) return undefined
-    const final = await this.#release(image, signal, restoreOps(image, this.#cfg.visibility))
+    const final = await this.#release(image, signal, restoreOps(image, img, this.#cfg))
     this.#log?.info({ imageId: image.id, id: img.entry.id, visibility: final.visibility }, 'glance image retired earlier restored: listed again by the catalogue')
     return this.#registration(final, false)
   }

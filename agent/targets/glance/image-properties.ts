@@ -118,11 +118,20 @@ export function releaseOps (image: GlanceImage, visibility: Visibility): PatchOp
 
 /**
  * releaseOps() for an image imgdist itself retired with `hide` (or deactivated) and the catalogue
- * lists again: shown again as well, in the same single PATCH.
+ * lists again: shown again as well, in the same single PATCH. The listing that brings it back may
+ * name the same bytes differently (another version string, endorsers after a key rotation), and
+ * the image then says so too: its imgdist_version, imgdist_endorsers and rendered name are those
+ * of the entry that listed it again, not of its first registration.
  */
-export function restoreOps (image: GlanceImage, visibility: Visibility): PatchOp[] {
-  const ops = releaseOps(image, visibility)
+export function restoreOps (image: GlanceImage, img: TargetImage, cfg: Pick<GlanceTargetConfig, 'visibility' | 'nameTemplate'>): PatchOp[] {
+  const ops = releaseOps(image, cfg.visibility)
   if (image.os_hidden === true && !ops.some((o) => o.path === '/os_hidden')) ops.push({ op: 'replace', path: '/os_hidden', value: false })
+  const now: Record<string, string> = {
+    imgdist_version: img.entry.version,
+    imgdist_endorsers: endorsersValue(img.endorsers),
+    name: renderName(cfg.nameTemplate, img)
+  }
+  for (const [k, v] of Object.entries(now)) if (image[k] !== v) ops.push({ op: 'replace', path: `/${k}`, value: v })
   return ops
 }
 
