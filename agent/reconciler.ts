@@ -1,17 +1,17 @@
 import type { Logger } from 'pino'
 import { ImgdistError } from '../lib/errors.js'
-import { imageExpired } from '../lib/trust.js'
 import type { ResolvedConfig } from './config.js'
 import type { Swarm } from '../swarm/swarm.js'
 import type { TorrentHandle } from '../swarm/torrent-session.js'
 import { CatalogueExpiredError, type PipelineDeps } from './pipeline.js'
 import type { JsonStore } from './db.js'
+import { syncCatalogue, type SyncDeps } from './catalogue-sync.js'
 import { JobRunner } from './job-runner.js'
 import type { Catalogue, CataloguePoller } from './poller.js'
 import { decide } from './policy.js'
 import { Retirement } from './retirement.js'
 import { interruptedStep, retryLabel, retryStep, type RetryStep } from './retry-step.js'
-import { newRecord, recordKey, supersede, type ImageRecord, type StateStore } from './state-store.js'
+import { recordKey, supersede, type ImageRecord, type StateStore } from './state-store.js'
 import type { Target } from './targets/target.js'
 
 /**
@@ -37,6 +37,7 @@ export class Reconciler {
   cfg: ResolvedConfig
   readonly #retirement: Retirement
   readonly #jobs: JobRunner
+  readonly #sync: SyncDeps
   /** images the last stop interrupted mid-step, by record key: the step a job resumes them at (start()) */
   readonly #interrupted = new Map<string, RetryStep>()
 
@@ -53,6 +54,7 @@ export class Reconciler {
       store: deps.store, swarm: deps.swarm, targets: deps.targets, log: deps.log, http: deps.http,
       cfg: () => this.cfg, paused: () => this.paused, inForce: (c) => this.#catalogueInForce(c), kick: () => { this.kick() }
     })
+    this.#sync = { store: deps.store, log: deps.log, replace: async (old, next) => { await this.#replace(old, next) } }
   }
 
   /**
@@ -105,7 +107,7 @@ export class Reconciler {
   }
 
   async #tick (): Promise<void> {
-    for (const p of this.deps.pollers) if (p.current !== undefined) await this.#sync(p.current)
+    for (const p of this.deps.pollers) if (p.current !== undefined) await syncCatalogue(p.current, this.#sync)
     const now = Date.now()
     for (const rec of this.deps.store.all()) {
       if (this.#closed) return
@@ -113,48 +115,6 @@ export class Reconciler {
     }
     await this.#jobs.updateProgress()
     await this.#jobs.evict()
-  }
-
-  /** Catalogue → records: new entries are listed; revoked, expired or dropped ones become unwanted. */
-  async #sync (cat: Catalogue): Promise<void> {
-    const { store } = this.deps
-    const idx = cat.index.signed
-    const listed = new Map(idx.images.map((e) => [e.id, e]))
-    const revoked = new Map(idx.revoked.map((r) => [r.id, r]))
-    const now = new Date()
-    for (const e of idx.images) {
-      const rec = store.get(cat.name, e.id)
-      if (rec === undefined) {
-        await store.put(newRecord(cat.name, e, idx.version, cat.signers))
-      } else if (rec.entry.sha512 !== e.sha512) {
-        await this.#replace(rec, newRecord(cat.name, e, idx.version, cat.signers))
-      } else if (rec.indexVersion !== idx.version) {
-        rec.indexVersion = idx.version
-        rec.endorsers = cat.signers
-        if (rec.entry.sha512 === e.sha512) rec.entry = e
-        await store.put(rec)
-      }
-    }
-    for (const rec of store.all().filter((r) => r.catalogue === cat.name)) {
-      const e = listed.get(rec.id)
-      const why = revoked.has(rec.id)
-        ? `revoked: ${revoked.get(rec.id)?.reason ?? ''}`
-        : e === undefined ? 'removed from the catalogue'
-          : e.sha512 !== rec.entry.sha512 ? `replaced by version ${e.version}`
-            : imageExpired(e, now) ? `expired at ${e.expires ?? ''}` : undefined
-      if (why !== undefined && rec.unwantedSince === undefined) {
-        await store.put(Object.assign(rec, { unwantedSince: Date.now(), unwantedReason: why }))
-      } else if (why === undefined && rec.unwantedSince !== undefined) {
-        if (rec.state === 'retired') {
-          // an endorser extended its expiry, or listed the revoked bytes again: wanted like any new entry
-          this.deps.log.info({ image: rec.id, was: rec.unwantedReason }, 'listed again by the catalogue')
-          await store.revive(rec, `listed again (was ${rec.unwantedReason ?? 'unwanted'})`)
-        } else {
-          delete rec.unwantedSince; delete rec.unwantedReason
-          await store.put(rec)
-        }
-      }
-    }
   }
 
   /**
