@@ -236,9 +236,9 @@ export class GlanceTarget implements Target {
   /**
    * The image this target retired (img.retiredRef), when the catalogue lists the same bytes again:
    * active and shown again, under the listing's version and endorsers (restoreOps), rather than
-   * uploaded a second time beside it. Anything else under that
-   * id (gone, other bytes, not this entry's) is left as it is, and the bytes are registered anew;
-   * so are they when this project may not reactivate (Glance's policy may keep that to admins).
+   * uploaded a second time beside it. Anything else under that id (gone, other bytes, not this
+   * entry's) is left as it is, and the bytes are registered anew; so are they when this project
+   * may not reactivate (Glance's policy may keep that to admins).
    */
   async #restore (img: TargetImage, signal?: AbortSignal): Promise<GlanceRegistration | undefined> {
     if (img.retiredRef === undefined) return undefined
