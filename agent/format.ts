@@ -21,10 +21,14 @@ export function bytes (n: number): string {
 
 const rate = (n: number): string => `${bytes(Math.round(n))}/s`
 
-/** Per target: its state and its own id of the image (the Glance image id), e.g. `cloud-a registered 5c1d… (adopted)`. */
+/**
+ * Per target: its state and its own id of the image (the Glance image id), e.g. `cloud-a
+ * registered 5c1d… (adopted)`; `(still shows 1.0)` while a re-signed listing is not written there yet.
+ */
 export function formatTargets (targets: ImageView['targets']): string {
   const parts = Object.entries(targets ?? {}).map(([name, t]) =>
-    `${name} ${t.state}${t.ref !== undefined ? ` ${t.ref}` : ''}${t.adopted === true ? ' (adopted)' : ''}`)
+    `${name} ${t.state}${t.ref !== undefined ? ` ${t.ref}` : ''}${t.adopted === true ? ' (adopted)' : ''}` +
+    (t.outdated !== undefined ? ` (still shows ${t.outdated.version})` : ''))
   return parts.length === 0 ? '-' : parts.join('; ')
 }
 

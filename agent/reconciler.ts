@@ -7,6 +7,7 @@ import { CatalogueExpiredError, type PipelineDeps } from './pipeline.js'
 import type { JsonStore } from './db.js'
 import { syncCatalogue, type SyncDeps } from './catalogue-sync.js'
 import { JobRunner } from './job-runner.js'
+import { ListingRefresh } from './listing-refresh.js'
 import type { Catalogue, CataloguePoller } from './poller.js'
 import { decide } from './policy.js'
 import { Retirement } from './retirement.js'
@@ -36,6 +37,7 @@ export class Reconciler {
   #closed = false
   cfg: ResolvedConfig
   readonly #retirement: Retirement
+  readonly #refresh: ListingRefresh
   readonly #jobs: JobRunner
   readonly #sync: SyncDeps
   /** images the last stop interrupted mid-step, by record key: the step a job resumes them at (start()) */
@@ -50,6 +52,9 @@ export class Reconciler {
   }) {
     this.cfg = cfg
     this.#retirement = new Retirement({ store: deps.store, targets: deps.targets, log: deps.log, policy: () => this.cfg.policy })
+    this.#refresh = new ListingRefresh({
+      store: deps.store, targets: deps.targets, log: deps.log, backoff: () => ({ initialMs: this.cfg.retryInitialMs, maxMs: this.cfg.retryMaxMs })
+    })
     this.#jobs = new JobRunner({
       store: deps.store, swarm: deps.swarm, targets: deps.targets, log: deps.log, http: deps.http,
       cfg: () => this.cfg, paused: () => this.paused, inForce: (c) => this.#catalogueInForce(c), kick: () => { this.kick() }
@@ -139,6 +144,8 @@ export class Reconciler {
     // Policy (reloaded by SIGHUP at any time) is asked again at every step short of `registered`.
     // A registered image stays registered when policy turns against it: removing what users may
     // already run is the catalogue's call (revoke) or the operator's, not a config edit's side effect.
+    // What it shows follows the catalogue's re-signed listing, under a catalogue still in force.
+    if (rec.state === 'registered' && !this.#jobs.running(rec) && this.#catalogueInForce(rec.catalogue)) await this.#refresh.refresh(rec, now)
     if (rec.state === 'registered' || rec.state === 'retired') return
     const d = decide(this.cfg.policy, rec.catalogue, rec.entry, rec.approvedSha512 === rec.entry.sha512)
     if (this.#jobs.running(rec)) {

@@ -22,6 +22,24 @@ export interface TargetState {
   adopted?: boolean
   at: string
   error?: ErrorInfo
+  /**
+   * A `registered` line whose image still shows an earlier listing of the same bytes: the
+   * catalogue re-signed them with another version, name, properties or endorsers. The reconciler
+   * has the target bring its metadata up to date (Target.refresh) and then drops this.
+   */
+  outdated?: OutdatedListing
+}
+
+export interface OutdatedListing {
+  /** when the catalogue first listed the bytes differently from what the image shows */
+  since: string
+  /** the version string the image still shows */
+  version: string
+  /** the entry property keys the image was registered with: a refresh removes those the new listing dropped */
+  properties: string[]
+  /** failed refreshes so far, and when the next may run (the agent's `retry:` backoff) */
+  attempts: number
+  nextAttemptAt?: number
 }
 
 export interface ImageRecord {

@@ -20,7 +20,7 @@ import { missingOpenStackPackages, startOpenStack, type OpenStack } from './help
 const TARGET = 'cloud-a'
 const WRONG_PASSWORD = 'not-the-demo-password'
 
-interface TargetStateLite { state: string, ref?: string, adopted?: boolean, error?: { code: string, message: string } }
+interface TargetStateLite { state: string, ref?: string, adopted?: boolean, outdated?: { version: string }, error?: { code: string, message: string } }
 interface ViewLite {
   id: string
   state: string
@@ -184,6 +184,39 @@ async function main (): Promise<void> {
     t.notOk(everything.includes(WRONG_PASSWORD), 'the password is in neither the API nor the logs')
     t.same((await glanceImagesOf(entry.id)).map((i) => i.id), [imageId], 'Glance untouched')
     t.equal(await c.stop('SIGTERM'), 0, 'site-c stops cleanly')
+  })
+
+  await t.test('the same bytes re-signed with other metadata: the Glance image shows the new listing; an operator\'s own property stays', async (t) => {
+    const a = siteA
+    if (a === undefined || imageId === '') { t.fail('site-a did not register'); return }
+    const own = await fetch(`${os.glanceUrl}/v2/images/${imageId}`, {
+      method: 'PATCH',
+      headers: { 'x-auth-token': await os.demoToken(), 'content-type': 'application/openstack-images-v2.1-json-patch' },
+      body: JSON.stringify([{ op: 'add', path: '/site_note', value: 'kept' }])
+    })
+    t.equal(own.status, 200, 'an operator adds a property of their own')
+    const showing = async (version: string): Promise<any> => await waitFor(`Glance shows ${version}`, async () => {
+      const { body } = await os.glanceGet(`/v2/images/${imageId}`)
+      return body.imgdist_version === version ? body : undefined
+    }, 30_000)
+    const v1: ImageEntry = { ...entry, version: `${entry.version}.1`, minRam: 512, properties: { ...entry.properties, hw_disk_bus: 'scsi' } }
+    await fx.publish((idx) => editIndex(idx, new Date(), (s) => upsertImage(s, v1)))
+    const g1 = await showing(v1.version)
+    t.match(g1, { name: `${entry.name}-${v1.version}`, min_ram: 512, hw_disk_bus: 'scsi', site_note: 'kept' }, 'the new listing, beside the operator\'s property')
+    t.match(g1, { id: imageId, status: 'active', os_hash_value: entry.sha512 }, 'the same image: no bytes moved')
+    // listed once more with the first listing's properties: what v1 added goes
+    const v2: ImageEntry = { ...entry, version: `${entry.version}.2` }
+    await fx.publish((idx) => editIndex(idx, new Date(), (s) => upsertImage(s, v2)))
+    const g2 = await showing(v2.version)
+    t.notOk('hw_disk_bus' in g2, 'a property the listing dropped is removed')
+    t.match(g2, { min_ram: entry.minRam, site_note: 'kept', name: `${entry.name}-${v2.version}` })
+    const v = await waitFor('site-a\'s line up to date', async () => {
+      const x = await viewOf(a, entry.id)
+      return x?.targets[TARGET]?.outdated === undefined ? x : undefined
+    }, 10_000)
+    t.match(v.targets[TARGET], { state: 'registered', ref: imageId })
+    t.notOk(v.targets[TARGET]?.error)
+    t.same((await glanceImagesOf(entry.id)).map((i) => i.id), [imageId], 'still exactly one Glance image')
   })
 
   await t.test('a revocation retires the image in Glance per policy (deactivate)', async (t) => {

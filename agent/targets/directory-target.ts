@@ -129,6 +129,20 @@ export function createDirectoryTarget (cfg: DirectoryTargetConfig): Target {
       return { ref: f.img, adopted: false }
     },
 
+    // The sidecar only: the image file is the same bytes, and keeps its inode and verifiedAt.
+    async refresh (img, reg) {
+      const f = files(img.entry.id)
+      if (reg.ref !== f.img) return
+      const side = await readSidecar(f.json)
+      if (side === undefined || side.sha512 !== img.entry.sha512 || side.catalogue !== img.catalogue || side.retired !== undefined) return
+      try {
+        await writeAtomic(f.json, JSON.stringify(sidecarOf(img, new Date(side.verifiedAt)), null, 2) + '\n')
+      } catch (err) {
+        throw wrap(`cannot rewrite ${f.json}`, err)
+      }
+      ok()
+    },
+
     async retire (img, reg, action) {
       const f = files(img.entry.id)
       if (reg.ref !== f.img) return // not ours: never touch what this target did not register

@@ -21,6 +21,11 @@ export interface TargetImage {
    * returned for the same catalogue, id and sha512, kept on the image's record.
    */
   retiredRef?: string
+  /**
+   * refresh() only: the entry property keys of the listing the image shows now, so that those
+   * the new listing dropped are removed (and nothing the site or an operator set is).
+   */
+  formerProperties?: string[]
 }
 
 export interface Registration {
@@ -45,6 +50,13 @@ export interface Target {
   register: (img: TargetImage, signal?: AbortSignal) => Promise<Registration>
   /** Applies the retire action (a target that moved the image says where, as `ref`); must never touch anything the target did not register itself. */
   retire: (img: TargetImage, reg: Registration, action: RetireAction, signal?: AbortSignal) => Promise<RetireResult | undefined | void>
+  /**
+   * The catalogue re-signed the same bytes with other metadata (version, name, properties,
+   * endorsers): the image this target registered (`reg`) is made to show `img`'s. Never moves
+   * bytes, and leaves alone an image imgdist did not register (an adopted one of another tool).
+   * Without it, a target's images keep the listing they were registered under.
+   */
+  refresh?: (img: TargetImage, reg: Registration, signal?: AbortSignal) => Promise<void>
   /** Start-up clean-up of what a crash left half-done (partial files, `queued` Glance images). */
   recover?: (signal?: AbortSignal) => Promise<void>
   /** What the operator view shows of the target itself (endpoint, credential source, last error); never a secret. */

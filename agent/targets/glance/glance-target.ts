@@ -1,19 +1,17 @@
-import { readFileSync } from 'node:fs'
 import { stat } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import type { Logger } from 'pino'
-import { Agent, type Dispatcher } from 'undici'
+import type { Dispatcher } from 'undici'
 import { validateConfig } from '../../../lib/config.js'
 import type { Registration, RetireAction, Target, TargetImage } from '../target.js'
 import { resolveCloud, type ResolvedCloud } from './clouds-config.js'
 import { GlanceTargetConfig } from './config-schema.js'
-import { GlanceClient } from './glance-client.js'
+import { connectGlance, type GlanceConnection } from './glance-connection.js'
 import { GlanceError, visibilityRefused } from './glance-errors.js'
-import { ImageApi } from './image-api.js'
+import type { ImageApi } from './image-api.js'
 import {
-  createBody, isImgdistImage, isLeftOver, isOurs, isUnverified, matchesEntry, mayCleanUp, releaseOps, restoreOps, STUCK_STATUSES, type GlanceImage, type PatchOp
+  createBody, hideOps, isImgdistImage, isLeftOver, isOurs, isUnverified, listingOps, matchesEntry, mayCleanUp, releaseOps, restoreOps, STUCK_STATUSES, type GlanceImage, type PatchOp
 } from './image-properties.js'
-import { findImageEndpoint, KeystoneSession } from './keystone-auth.js'
 
 export { GlanceTargetConfig } from './config-schema.js'
 export { GlanceError, type GlanceCode } from './glance-errors.js'
@@ -72,10 +70,7 @@ export class GlanceTarget implements Target {
   readonly #cfg: GlanceTargetConfig
   readonly #cloud: ResolvedCloud
   readonly #log?: Logger
-  readonly #dispatcher: Dispatcher
-  readonly #ownDispatcher: boolean
-  readonly #session: KeystoneSession
-  readonly #client: GlanceClient
+  readonly #conn: GlanceConnection
   readonly #images: ImageApi
   readonly #site: string | undefined
   #lastError: GlanceTargetStatus['lastError']
@@ -89,33 +84,8 @@ export class GlanceTarget implements Target {
     this.#site = deps.site
     this.#cloud = cloud
     this.#log = deps.logger?.child({ target: cfg.name, type: 'glance' })
-    this.#ownDispatcher = deps.dispatcher === undefined
-    this.#dispatcher = deps.dispatcher ?? new Agent({
-      keepAliveTimeout: 30_000,
-      connections: 8,
-      connect: {
-        timeout: 10_000,
-        rejectUnauthorized: !cloud.insecure,
-        ...(cloud.cacert !== undefined ? { ca: readFileSync(cloud.cacert) } : {})
-      }
-    })
-    const retry = { maxAttempts: cfg.maxAttempts, retryBaseMs: cfg.retryBaseMs, retryMaxMs: cfg.retryMaxMs }
-    this.#session = new KeystoneSession({
-      cloud, dispatcher: this.#dispatcher, logger: this.#log, requestTimeoutMs: cfg.requestTimeoutMs, authFailureHoldMs: cfg.authFailureHoldMs, ...retry
-    })
-    this.#client = new GlanceClient({
-      session: this.#session,
-      dispatcher: this.#dispatcher,
-      endpointOverride: cloud.endpoint,
-      interface: cloud.interface,
-      region: cloud.region,
-      logger: this.#log,
-      requestTimeoutMs: cfg.requestTimeoutMs,
-      uploadTimeoutMs: cfg.uploadTimeoutMs,
-      findEndpoint: (t) => findImageEndpoint(t.catalog, cloud.interface, cloud.region),
-      ...retry
-    })
-    this.#images = new ImageApi(this.#client)
+    this.#conn = connectGlance(cfg, cloud, this.#log, deps.dispatcher)
+    this.#images = this.#conn.images
   }
 
   /** With img.retiredRef, first what this target retired (#restore); register() does not try that again. */
@@ -175,9 +145,7 @@ export class GlanceTarget implements Target {
       if (action === 'deactivate') {
         if (image.status === 'active') await this.#images.deactivate(image.id, signal)
       } else if (action === 'hide') {
-        const ops: unknown[] = []
-        if (image.os_hidden !== true) ops.push({ op: 'replace', path: '/os_hidden', value: true })
-        if (image.visibility !== 'private') ops.push({ op: 'replace', path: '/visibility', value: 'private' })
+        const ops = hideOps(image)
         if (ops.length > 0) await this.#images.patch(image.id, ops, signal)
       } else {
         await this.#images.delete(image.id, signal)
@@ -186,10 +154,30 @@ export class GlanceTarget implements Target {
     })
   }
 
+  /**
+   * The same bytes re-signed with other metadata: the image this target registered shows the new
+   * listing (listingOps), in one PATCH. One imgdist did not register is left as it is.
+   */
+  async refresh (img: TargetImage, reg: Registration, signal?: AbortSignal): Promise<void> {
+    await this.#track(img, async () => {
+      const image = await this.#images.get(reg.ref, signal)
+      if (image === undefined || !isOurs(image, img) || image.imgdist_sha512 !== img.entry.sha512) {
+        this.#log?.info({ imageId: reg.ref, id: img.entry.id }, 'not refreshing a Glance image that is gone or that imgdist did not register')
+        return
+      }
+      const ops = listingOps(image, img, this.#cfg, img.formerProperties)
+      if (ops.length > 0) await this.#images.patch(image.id, ops, signal)
+      if (image.disk_format !== img.entry.diskFormat || image.container_format !== img.entry.containerFormat) {
+        this.#log?.warn({ imageId: image.id, id: img.entry.id }, 'the catalogue re-signed these bytes with another disk or container format, which Glance cannot change on an existing image')
+      }
+      this.#log?.info({ imageId: image.id, id: img.entry.id, version: img.entry.version, changed: ops.map((o) => o.path) }, 'glance image shows the listing now in force')
+    })
+  }
+
   /** Removes imgdist images a crash of this site's agent left in queued/saving/importing (mayCleanUp), hidden or not. */
   async recover (signal?: AbortSignal): Promise<void> {
     await this.#track(undefined, async () => {
-      const projectId = (await this.#session.token(signal)).projectId
+      const projectId = await this.#projectId(signal)
       // one listing for every stuck status (Glance's `in:` operator), shown and hidden: two requests, not eight
       const stuck = await this.#images.listWithHidden({ status: `in:${STUCK_STATUSES.join(',')}`, ...(projectId !== undefined ? { owner: projectId } : {}) }, signal)
       await this.#deleteStuck(stuck.filter(isImgdistImage), signal)
@@ -202,10 +190,10 @@ export class GlanceTarget implements Target {
       type: 'glance',
       credentials: this.#cloud.source,
       authUrl: this.#cloud.authUrl,
-      endpoint: this.#client.endpoint,
+      endpoint: this.#conn.client.endpoint,
       region: this.#cloud.region,
       interface: this.#cloud.interface,
-      projectId: this.#session.current?.projectId,
+      projectId: this.#conn.session.current?.projectId,
       lastImageId: this.#lastImageId,
       lastOkAt: this.#lastOkAt,
       lastError: this.#lastError
@@ -215,7 +203,7 @@ export class GlanceTarget implements Target {
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    if (this.#ownDispatcher) await this.#dispatcher.close()
+    await this.#conn.close()
   }
 
   async #find (img: TargetImage, signal?: AbortSignal, ours?: GlanceImage[]): Promise<GlanceRegistration | undefined> {
@@ -225,7 +213,7 @@ export class GlanceTarget implements Target {
     const mine = verified.find((i) => i.os_hidden !== true) ?? verified.find((i) => isUnverified(i) && mayCleanUp(i, this.#site))
     if (mine !== undefined) return this.#registration(await this.#release(mine, signal), true)
     if (!this.#cfg.adoptExisting) return undefined
-    const projectId = (await this.#session.token(signal)).projectId
+    const projectId = await this.#projectId(signal)
     const same = await this.#images.list({ os_hash_value: img.entry.sha512, status: 'active', ...(projectId !== undefined ? { owner: projectId } : {}) }, signal)
     const other = same.find((i) => matchesEntry(i, img))
     if (other === undefined) return undefined
@@ -262,7 +250,7 @@ export class GlanceTarget implements Target {
   }
 
   async #ours (img: TargetImage, signal?: AbortSignal): Promise<GlanceImage[]> {
-    const projectId = (await this.#session.token(signal)).projectId
+    const projectId = await this.#projectId(signal)
     const found = await this.#images.listWithHidden({
       imgdist_catalogue: img.catalogue, imgdist_id: img.entry.id, ...(projectId !== undefined ? { owner: projectId } : {})
     }, signal)
@@ -293,6 +281,9 @@ export class GlanceTarget implements Target {
       throw err
     })
   }
+
+  /** the project the token is scoped to: imgdist lists only its images */
+  async #projectId (signal?: AbortSignal): Promise<string | undefined> { return (await this.#conn.session.token(signal)).projectId }
 
   #registration (image: GlanceImage, adopted: boolean): GlanceRegistration {
     this.#lastImageId = image.id

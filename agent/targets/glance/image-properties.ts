@@ -72,10 +72,11 @@ export function isUnverified (image: GlanceImage): boolean {
 }
 
 /**
- * The POST /v2/images body: private and os_hidden at first, so that not even the project's own
- * members find it in the image lists they boot from before the hash check (DESIGN.md §4).
+ * What an image shows of its listing, as Glance properties: the entry's own properties over
+ * architecture and os_distro, the site's config properties over both, then what imgdist names
+ * (DESIGN.md §4). What create and refresh write alike.
  */
-export function createBody (img: TargetImage, cfg: GlanceTargetConfig, site?: string): Record<string, unknown> {
+export function listingProperties (img: TargetImage, cfg: Pick<GlanceTargetConfig, 'nameTemplate' | 'properties'>): Record<string, string | number> {
   const e = img.entry
   const extra = [...Object.entries(e.properties), ...Object.entries(cfg.properties)]
   const bad = propertyProblems(extra)
@@ -86,12 +87,24 @@ export function createBody (img: TargetImage, cfg: GlanceTargetConfig, site?: st
     architecture: e.arch,
     os_distro: e.os,
     ...Object.fromEntries(extra),
-    ...identityProperties(img, site),
+    imgdist_version: e.version,
+    imgdist_endorsers: endorsersValue(img.endorsers),
     name: renderName(cfg.nameTemplate, img),
-    disk_format: e.diskFormat,
-    container_format: e.containerFormat,
     min_disk: e.minDisk,
-    min_ram: e.minRam,
+    min_ram: e.minRam
+  }
+}
+
+/**
+ * The POST /v2/images body: private and os_hidden at first, so that not even the project's own
+ * members find it in the image lists they boot from before the hash check (DESIGN.md §4).
+ */
+export function createBody (img: TargetImage, cfg: GlanceTargetConfig, site?: string): Record<string, unknown> {
+  return {
+    ...listingProperties(img, cfg),
+    ...identityProperties(img, site),
+    disk_format: img.entry.diskFormat,
+    container_format: img.entry.containerFormat,
     visibility: 'private',
     os_hidden: true,
     [UNVERIFIED]: 'hidden until imgdist checks os_hash_value',
@@ -99,7 +112,7 @@ export function createBody (img: TargetImage, cfg: GlanceTargetConfig, site?: st
   }
 }
 
-export interface PatchOp { op: 'replace' | 'remove', path: string, value?: unknown }
+export interface PatchOp { op: 'add' | 'replace' | 'remove', path: string, value?: unknown }
 
 /**
  * The one JSON patch that releases a verified image: un-hidden if imgdist hid it, and widened to
@@ -117,21 +130,39 @@ export function releaseOps (image: GlanceImage, visibility: Visibility): PatchOp
 }
 
 /**
- * releaseOps() for an image imgdist itself retired with `hide` (or deactivated) and the catalogue
- * lists again: shown again as well, in the same single PATCH. The listing that brings it back may
- * name the same bytes differently (another version string, endorsers after a key rotation), and
- * the image then says so too: its imgdist_version, imgdist_endorsers and rendered name are those
- * of the entry that listed it again, not of its first registration.
+ * The operations that make an image imgdist registered show `img`'s listing of the same bytes,
+ * which may name them differently from the listing it was registered under: another version
+ * string or name, min_disk/min_ram, entry properties, endorsers after a key rotation. `former`:
+ * the entry property keys it was registered with; those neither the new listing nor the site's
+ * config sets are removed. Nothing else is: what an operator added stays. disk_format and
+ * container_format are not among them (Glance keeps an active image's).
  */
-export function restoreOps (image: GlanceImage, img: TargetImage, cfg: Pick<GlanceTargetConfig, 'visibility' | 'nameTemplate'>): PatchOp[] {
+export function listingOps (image: GlanceImage, img: TargetImage, cfg: Pick<GlanceTargetConfig, 'nameTemplate' | 'properties'>, former: string[] = []): PatchOp[] {
+  const want = listingProperties(img, cfg)
+  const ops: PatchOp[] = []
+  for (const [k, v] of Object.entries(want)) {
+    if (image[k] !== v) ops.push({ op: image[k] === undefined || image[k] === null ? 'add' : 'replace', path: `/${k}`, value: v })
+  }
+  for (const k of former) if (!(k in want) && image[k] !== undefined) ops.push({ op: 'remove', path: `/${k}` })
+  return ops
+}
+
+/**
+ * releaseOps() for an image imgdist itself retired with `hide` (or deactivated) and the catalogue
+ * lists again: shown again as well, and showing the listing that brought it back (listingOps),
+ * in the same single PATCH.
+ */
+export function restoreOps (image: GlanceImage, img: TargetImage, cfg: Pick<GlanceTargetConfig, 'visibility' | 'nameTemplate' | 'properties'>): PatchOp[] {
   const ops = releaseOps(image, cfg.visibility)
   if (image.os_hidden === true && !ops.some((o) => o.path === '/os_hidden')) ops.push({ op: 'replace', path: '/os_hidden', value: false })
-  const now: Record<string, string> = {
-    imgdist_version: img.entry.version,
-    imgdist_endorsers: endorsersValue(img.endorsers),
-    name: renderName(cfg.nameTemplate, img)
-  }
-  for (const [k, v] of Object.entries(now)) if (image[k] !== v) ops.push({ op: 'replace', path: `/${k}`, value: v })
+  return [...ops, ...listingOps(image, img, cfg)]
+}
+
+/** Retiring with `hide`: out of every image list and private, in one PATCH (none if it is both already). */
+export function hideOps (image: GlanceImage): PatchOp[] {
+  const ops: PatchOp[] = []
+  if (image.os_hidden !== true) ops.push({ op: 'replace', path: '/os_hidden', value: true })
+  if (image.visibility !== 'private') ops.push({ op: 'replace', path: '/visibility', value: 'private' })
   return ops
 }
 

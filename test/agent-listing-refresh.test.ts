@@ -1,0 +1,130 @@
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import { pino } from 'pino'
+import { editIndex, upsertImage } from '../lib/catalogue-edit.js'
+import { rfc3339 } from '../lib/duration.js'
+import { ImgdistError } from '../lib/errors.js'
+import { openDb } from '../agent/db.js'
+import { sameListing, syncCatalogue } from '../agent/catalogue-sync.js'
+import { ListingRefresh } from '../agent/listing-refresh.js'
+import type { Catalogue } from '../agent/poller.js'
+import { newRecord, StateStore } from '../agent/state-store.js'
+import type { Target, TargetImage } from '../agent/targets/target.js'
+import type { ImageEntry } from '../lib/schema.js'
+import { imageWhere, seededOrigin } from './helpers/agent-seeded-origin.js'
+import { waitFor, type ImageViewLite } from './helpers/agent-proc.js'
+
+/**
+ * The catalogue re-signs bytes a site has registered, under another version, name, properties
+ * or endorsers: the site's target shows the listing now in force (Target.refresh), without
+ * moving a byte. A real agent with a directory target; the failure path with a real LevelDB and
+ * a target that refuses once. (The Glance side: test/glance-agent.test.ts.)
+ */
+
+type Line = { state: string, ref?: string, outdated?: { version: string }, error?: { code: string } }
+const lineOf = (i: ImageViewLite, name: string): Line | undefined => (i as unknown as { targets: Record<string, Line> }).targets[name]
+interface SidecarLite { version: string, name: string, minRam: number, properties: Record<string, string>, catalogueVersion: number, verifiedAt: string }
+
+t.test('re-signed with other metadata: the sidecar shows the new listing, the image file is untouched', async (t) => {
+  const { fx, entry, startSite } = await seededOrigin(t, 'imgdist-refresh-', { id: 'rs', size: 256 * 1024, pieceLength: 16 * 1024 })
+  const a = await startSite('site-rs')
+  await imageWhere(t, a, 'registered', (i) => i.state === 'registered')
+  const img = join(a.dir, 'images', 'rs.img')
+  const sidecar = async (): Promise<SidecarLite> => JSON.parse(await readFile(join(a.dir, 'images', 'rs.json'), 'utf8')) as SidecarLite
+  const before = { side: await sidecar(), ino: (await stat(img)).ino }
+  t.equal(before.side.version, entry.version)
+
+  // only the expiry changes: nothing a target shows, so nothing is rewritten
+  await fx.publish((idx) => editIndex(idx, new Date(), (s) => upsertImage(s, { ...entry, expires: rfc3339(new Date(Date.now() + 86400_000)) })))
+  await waitFor('the later index accepted', async () => (await a.get<{ catalogues: Array<{ indexVersion: number }> }>('/v1/status')).catalogues[0]?.indexVersion === fx.index.signed.version)
+  const quiet = await imageWhere(t, a, 'registered', (i) => i.id === 'rs')
+  t.notOk(lineOf(quiet, 'dir')?.outdated, 'an expiry is not a listing to write')
+  t.equal((await sidecar()).catalogueVersion, before.side.catalogueVersion, 'the sidecar is not rewritten')
+
+  const resigned: ImageEntry = { ...entry, version: `${entry.version}.1`, name: `${entry.name}-fixed`, minRam: 2048, properties: { hw_disk_bus: 'scsi' } }
+  await fx.publish((idx) => editIndex(idx, new Date(), (s) => upsertImage(s, resigned)))
+  const side = await waitFor('the sidecar rewritten', async () => { const s = await sidecar(); return s.version === resigned.version ? s : undefined }, 20_000)
+  t.match(side, { name: resigned.name, minRam: 2048, properties: { hw_disk_bus: 'scsi' }, catalogueVersion: fx.index.signed.version })
+  t.equal(side.verifiedAt, before.side.verifiedAt, 'verified when the bytes were, not now')
+  t.equal((await stat(img)).ino, before.ino, 'the same image file: no bytes moved')
+  const v = await imageWhere(t, a, 'the line up to date', (i) => i.id === 'rs' && lineOf(i, 'dir')?.outdated === undefined)
+  t.match(v, { state: 'registered', version: resigned.version })
+  t.notOk(lineOf(v, 'dir')?.error)
+  t.ok(a.logs.some((l) => l.includes('the target shows the listing now in force')), 'the log says so')
+  t.notMatch(await a.cli('images'), /still shows/)
+  await a.stop('SIGTERM')
+})
+
+function entryOf (over: Partial<ImageEntry> = {}): ImageEntry {
+  return {
+    id: 'x', name: 'X', version: '1', sha512: 'a'.repeat(128), size: 1, infoHash: 'b'.repeat(40), torrent: 'x.torrent',
+    diskFormat: 'raw', containerFormat: 'bare', arch: 'x86_64', os: 'linux', minDisk: 0, minRam: 0, properties: { p: '1' }, ...over
+  } as ImageEntry
+}
+
+function catalogueOf (version: number, images: ImageEntry[], signers = ['k1']): Catalogue {
+  return { name: 'c', signers, index: { signed: { version, images, revoked: [] } } } as unknown as Catalogue
+}
+
+t.test('sameListing: what a target shows, and nothing else', async (t) => {
+  const e = entryOf()
+  t.ok(sameListing(e, ['k1', 'k2'], { ...e, expires: '2030-01-01T00:00:00Z', webSeeds: ['http://x/'] }, ['k2', 'k1']), 'expiry, web seeds, endorser order')
+  t.ok(sameListing(e, ['k'], { ...e, properties: { p: '1' } }, ['k']))
+  for (const over of [{ version: '2' }, { name: 'Y' }, { minRam: 1 }, { properties: { p: '2' } }, { properties: {} }] as Array<Partial<ImageEntry>>) {
+    t.notOk(sameListing(e, ['k'], { ...e, ...over }, ['k']), JSON.stringify(over))
+  }
+  t.notOk(sameListing(e, ['k1'], e, ['k2']), 'endorsers (a key rotation)')
+})
+
+t.test('a refresh that fails stays on the line, with backoff; the next listing is tried at once', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'imgdist-refresh-unit-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  const db = await openDb(join(dir, 'db'))
+  t.teardown(async () => { await db.close() })
+  const store = new StateStore(db.sub('images'))
+  const log = pino({ level: 'silent' })
+  const seen: TargetImage[] = []
+  let refuse = true
+  const target = {
+    name: 'd',
+    refresh: async (img: TargetImage) => { seen.push(img); if (refuse) throw new ImgdistError('IO_ERROR', 'the disk is away') }
+  } as unknown as Target
+  const plain = { name: 'p' } as unknown as Target // a target without refresh(): nothing to bring up to date
+  const refresh = new ListingRefresh({ store, targets: [target, plain], log, backoff: () => ({ initialMs: 1000, maxMs: 60_000 }) })
+  const rec = newRecord('c', entryOf(), 1, ['k1'])
+  const at = new Date().toISOString()
+  rec.state = 'registered'
+  rec.targets = { d: { state: 'registered', ref: '/t/x.img', at }, p: { state: 'registered', ref: 'p1', at } }
+  await store.put(rec)
+  const replace = async (): Promise<void> => { t.fail('the same bytes are not a new release') }
+
+  await syncCatalogue(catalogueOf(2, [entryOf({ version: '1.1', properties: { q: '2' } })]), { store, log, replace })
+  t.match(rec.targets.d?.outdated, { version: '1', properties: ['p'], attempts: 0 }, 'the line says what the image still shows')
+  t.equal(rec.entry.version, '1.1')
+
+  const now = Date.now()
+  await refresh.refresh(rec, now)
+  t.equal(seen.length, 1)
+  t.match(seen[0], { entry: { version: '1.1' }, formerProperties: ['p'] }, 'the target is told the new listing and what the old one set')
+  t.match(rec.targets.d, { state: 'registered', error: { code: 'IO_ERROR' }, outdated: { attempts: 1, nextAttemptAt: now + 1000 } })
+  t.notOk(rec.targets.p?.outdated, 'a target without refresh() is not held outdated')
+  await refresh.refresh(rec, now + 500)
+  t.equal(seen.length, 1, 'not again before the backoff is over')
+  await refresh.refresh(rec, now + 1000)
+  t.match(rec.targets.d?.outdated, { attempts: 2, nextAttemptAt: now + 1000 + 2000 }, 'the backoff doubles')
+
+  // another listing meanwhile: still what the image shows, and tried at once
+  await syncCatalogue(catalogueOf(3, [entryOf({ version: '1.2', properties: { q: '3' } })]), { store, log, replace })
+  t.match(rec.targets.d?.outdated, { version: '1', properties: ['p'], attempts: 0 })
+  t.equal(rec.targets.d?.outdated?.nextAttemptAt, undefined)
+  refuse = false
+  await refresh.refresh(rec, now + 1500)
+  t.equal(seen.length, 3)
+  t.notOk(rec.targets.d?.outdated, 'up to date')
+  t.notOk(rec.targets.d?.error, 'the failed attempt\'s error is over')
+  const reloaded = new StateStore(db.sub('images'))
+  await reloaded.load()
+  t.same(reloaded.get('c', 'x')?.targets.d, rec.targets.d, 'what LevelDB holds')
+})
