@@ -2,7 +2,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import type { Registry } from 'prom-client'
 import { ImgdistError } from '../lib/errors.js'
 import type { PeerInfo } from '../swarm/swarm.js'
-import type { PollStatus } from './poller.js'
+import type { PollStatus } from './catalogue.js'
 import type { ImageView } from './views.js'
 
 /** The operator API of DESIGN.md §5 (JSON). It listens on 127.0.0.1 by default: it has no auth of its own. */

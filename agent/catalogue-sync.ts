@@ -1,7 +1,7 @@
 import type { Logger } from 'pino'
 import type { ImageEntry } from '../lib/schema.js'
 import { imageExpired } from '../lib/trust.js'
-import type { Catalogue } from './poller.js'
+import type { Catalogue } from './catalogue.js'
 import { newRecord, type ImageRecord, type StateStore } from './state-store.js'
 
 /**

@@ -1,7 +1,7 @@
 import { Gauge, Registry } from 'prom-client'
 import { IMAGE_STATES } from '../lib/image-state.js'
 import type { ImageView } from './views.js'
-import type { PollStatus } from './poller.js'
+import type { PollStatus } from './catalogue.js'
 
 /** Prometheus metrics computed from the agent's state at scrape time (its own Registry, not the global one). */
 export function createMetrics (src: { images: () => ImageView[], polls: () => PollStatus[], peers: () => number, webSeeds: () => number, lastReport?: () => string | undefined, verificationFailures: () => number, paused: () => boolean, dhtNodes?: () => number | undefined }): Registry {

@@ -1,16 +1,18 @@
 import { EventEmitter } from 'node:events'
 import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'
-import { MAX_INDEX_BYTES, parseSignedYaml } from '../lib/document.js'
+import { MAX_INDEX_BYTES } from '../lib/document.js'
 import { MAX_TIMER_MS } from '../lib/duration-schema.js'
 import { rfc3339Millis } from '../lib/duration.js'
 import { ImgdistError, toImgdistError } from '../lib/errors.js'
 import { MAX_WAIT_SECONDS } from '../lib/held-get.js'
-import type { IndexDocument, RootDocument } from '../lib/schema.js'
-import { acceptIndex, assertNotExpired, catalogueExpires, catalogueExpiresMs } from '../lib/trust.js'
+import type { RootDocument } from '../lib/schema.js'
+import { assertNotExpired, catalogueExpires, catalogueExpiresMs } from '../lib/trust.js'
+import type { Catalogue, PollStatus } from './catalogue.js'
 import { restoreCatalogue } from './catalogue-restore.js'
 import type { ResolvedConfig } from './config.js'
 import { fetchBytes, RetryLaterError } from './http-fetch.js'
+import { acceptFetchedIndex } from './index-accept.js'
 import { walkRoots } from './root-walk.js'
 import type { TrustStore } from './trust-store.js'
 
@@ -18,35 +20,6 @@ import type { TrustStore } from './trust-store.js'
  * One subscription: polls index.yaml (conditional GET, mirrors, backoff with jitter), walks root
  * rotations, and accepts per DESIGN.md §3. Any failure keeps the last good catalogue in force.
  */
-
-export interface Catalogue {
-  name: string
-  root: RootDocument
-  index: IndexDocument
-  digest: string
-  signers: string[]
-  /** the URL the index was fetched from: torrents are relative to it */
-  baseUrl: string
-}
-
-export interface PollStatus {
-  name: string
-  url: string
-  rootVersion: number
-  indexVersion: number
-  lastPoll?: string
-  lastSuccess?: string
-  error?: { code: string, message: string }
-  pollErrors: number
-  /** a request is held open at the index server (or the last one was held) until a publish or its wait */
-  watching: boolean
-  /**
-   * When the accepted catalogue goes out of force (RFC 3339): the earlier of its root's and its
-   * index's expires. Kept once that has passed, so status and metrics show how long ago it lapsed;
-   * absent until a catalogue is accepted.
-   */
-  expires?: string
-}
 
 /** The outcome of one round, which decides when the next starts. */
 type Round = 'held' | 'fetched' | 'quick' | 'failed' | 'later'
@@ -278,30 +251,10 @@ export class CataloguePoller extends EventEmitter {
       return held > 0 && performance.now() - started >= held * 500 ? 'held' : 'quick'
     }
     if (res.status === 404) throw new ImgdistError('HTTP_ERROR', `GET ${url}: HTTP 404`)
-    const body = res.body as Buffer
-    const doc = parseSignedYaml(body, MAX_INDEX_BYTES, `index from ${url}`)
-    const stored = await this.#trust.getIndex(this.name)
-    const accept = (r: RootDocument): ReturnType<typeof acceptIndex> =>
-      acceptIndex(r.signed, doc, { now: this.#now(), ...(stored !== undefined ? { last: { version: stored.version, digest: stored.digest } } : {}) })
-    let acc: ReturnType<typeof acceptIndex>
-    try {
-      acc = accept(root)
-    } catch (err) {
-      // The roots were walked before a request the server may have held for 50 s: a rotation
-      // published meanwhile (new index keys, then the first index they sign) is judged too, or
-      // every watching site refused that index (THRESHOLD_NOT_MET) until its next poll.
-      const newer = await this.#walkRoots(url, signal, root)
-      if (newer === root) throw err
-      root = newer
-      acc = accept(root)
-    }
-    const changed = stored === undefined || stored.digest !== acc.digest || root !== this.#root
-    if (changed) {
-      await this.#trust.putAccepted(this.name, root, {
-        version: acc.doc.signed.version, digest: acc.digest, text: body.toString('utf8'), signers: acc.signers, acceptedAt: this.#now().toISOString()
-      })
-      this.#log.info({ catalogue: this.name, indexVersion: acc.doc.signed.version, rootVersion: root.signed.version }, 'accepted catalogue')
-    }
+    const { root: inForce, acc } = await acceptFetchedIndex({
+      name: this.name, trust: this.#trust, log: this.#log, now: this.#now, walkRoots: async (r) => await this.#walkRoots(url, signal, r)
+    }, url, res.body as Buffer, root, this.#root)
+    root = inForce
     this.#root = root
     if (res.etag !== undefined) this.#etag = res.etag
     this.status.rootVersion = root.signed.version

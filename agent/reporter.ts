@@ -6,7 +6,7 @@ import { formatErrorEnvelope, parseErrorEnvelope } from '../lib/error-envelope.j
 import { ConfigError } from '../lib/errors.js'
 import { decodeSecretKey, type KeyPair } from '../lib/keys.js'
 import { signReport, type ReportImage, type ReportSigned } from '../lib/report.js'
-import type { PollStatus } from './poller.js'
+import type { PollStatus } from './catalogue.js'
 import type { ImageView } from './views.js'
 
 /** Sends a signed status report to the index server every interval; failures are logged, never fatal. */
