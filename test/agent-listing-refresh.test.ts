@@ -8,6 +8,7 @@ import { rfc3339 } from '../lib/duration.js'
 import { ImgdistError } from '../lib/errors.js'
 import { openDb } from '../agent/db.js'
 import { sameListing, syncCatalogue } from '../agent/catalogue-sync.js'
+import { formatTargets } from '../agent/format.js'
 import { ListingRefresh } from '../agent/listing-refresh.js'
 import type { Catalogue } from '../agent/catalogue.js'
 import { newRecord, StateStore } from '../agent/state-store.js'
@@ -110,6 +111,7 @@ t.test('a refresh that fails stays on the line, with backoff; the next listing i
   t.match(seen[0], { entry: { version: '1.1' }, formerProperties: ['p'] }, 'the target is told the new listing and what the old one set')
   t.match(rec.targets.d, { state: 'registered', error: { code: 'IO_ERROR' }, outdated: { attempts: 1, nextAttemptAt: now + 1000 } })
   t.notOk(rec.targets.p?.outdated, 'a target without refresh() is not held outdated')
+  t.equal(formatTargets(rec.targets), 'd registered /t/x.img (still shows 1); p registered p1', 'imgdist-agent images says what the image still shows')
   await refresh.refresh(rec, now + 500)
   t.equal(seen.length, 1, 'not again before the backoff is over')
   await refresh.refresh(rec, now + 1000)
