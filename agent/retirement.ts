@@ -66,7 +66,8 @@ export class Retirement {
       try {
         // A target that moved the image on retiring (a directory's `.img.retired`) says where to.
         const moved = await t.retire(img, { ref: ts.ref, adopted: ts.adopted ?? false }, action)
-        const { error: _failedBefore, ...done } = ts // an earlier attempt's error is over
+        // an earlier attempt's error is over, and so is a listing the retired image was yet to show
+        const { error: _failedBefore, outdated: _showing, ...done } = ts
         targets[t.name] = { ...done, ...(moved != null ? { ref: moved.ref } : {}), state: 'retired', at: new Date().toISOString() }
       } catch (err) {
         const e = toImgdistError(err)

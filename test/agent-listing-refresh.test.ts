@@ -11,6 +11,8 @@ import { sameListing, syncCatalogue } from '../agent/catalogue-sync.js'
 import { formatTargets } from '../agent/format.js'
 import { ListingRefresh } from '../agent/listing-refresh.js'
 import type { Catalogue } from '../agent/catalogue.js'
+import type { ResolvedPolicy } from '../agent/config.js'
+import { Retirement } from '../agent/retirement.js'
 import { newRecord, StateStore } from '../agent/state-store.js'
 import type { Target, TargetImage } from '../agent/targets/target.js'
 import type { ImageEntry } from '../lib/schema.js'
@@ -129,4 +131,23 @@ t.test('a refresh that fails stays on the line, with backoff; the next listing i
   const reloaded = new StateStore(db.sub('images'))
   await reloaded.load()
   t.same(reloaded.get('c', 'x')?.targets.d, rec.targets.d, 'what LevelDB holds')
+})
+
+t.test('retired while still showing an earlier listing: the retired line is not held outdated', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'imgdist-refresh-retire-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  const db = await openDb(join(dir, 'db'))
+  t.teardown(async () => { await db.close() })
+  const store = new StateStore(db.sub('images'))
+  const target = { name: 'd', retire: async () => {} } as unknown as Target
+  const policy = { retire: 'deactivate', retireGraceMs: 0 } as unknown as ResolvedPolicy
+  const retirement = new Retirement({ store, targets: [target], log: pino({ level: 'silent' }), policy: () => policy })
+  const rec = newRecord('c', entryOf({ version: '2' }), 2, ['k1'])
+  rec.state = 'registered'
+  rec.unwantedSince = Date.now()
+  rec.targets = { d: { state: 'registered', ref: '/t/x.img', at: new Date().toISOString(), outdated: { since: 'x', version: '1', properties: [], attempts: 1 }, error: { code: 'IO_ERROR', message: 'm' } } }
+  await store.put(rec)
+  await retirement.retire(rec, Date.now())
+  t.equal(rec.state, 'retired')
+  t.same(Object.keys(rec.targets.d ?? {}).sort(), ['at', 'ref', 'state'], 'neither the refresh\'s error nor its listing stays on a retired line')
 })
