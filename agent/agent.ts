@@ -124,6 +124,7 @@ export class ImgdistAgent {
         ...(cfg.report !== undefined ? { lastReport: () => this.#reporter?.lastSent } : {}),
         verificationFailures: () => this.#reconciler?.verificationFailures ?? 0,
         paused: () => this.#reconciler?.paused ?? false,
+        targets: () => this.#targets.map((t) => t.name),
         ...(cfg.swarm.dht.enabled ? { dhtNodes: () => this.#swarm?.dht?.nodes } : {})
       })
     })

@@ -4,7 +4,7 @@ import type { ImageView } from './views.js'
 import type { PollStatus } from './catalogue.js'
 
 /** Prometheus metrics computed from the agent's state at scrape time (its own Registry, not the global one). */
-export function createMetrics (src: { images: () => ImageView[], polls: () => PollStatus[], peers: () => number, webSeeds: () => number, lastReport?: () => string | undefined, verificationFailures: () => number, paused: () => boolean, dhtNodes?: () => number | undefined }): Registry {
+export function createMetrics (src: { images: () => ImageView[], polls: () => PollStatus[], peers: () => number, webSeeds: () => number, lastReport?: () => string | undefined, verificationFailures: () => number, paused: () => boolean, dhtNodes?: () => number | undefined, targets?: () => string[] }): Registry {
   const registry = new Registry()
   new Gauge({
     name: 'imgdist_agent_images', help: 'Images by state', labelNames: ['state'], registers: [registry],
@@ -62,6 +62,21 @@ export function createMetrics (src: { images: () => ImageView[], polls: () => Po
   new Gauge({
     name: 'imgdist_agent_last_successful_poll_seconds', help: 'Unix time of the last successful poll', labelNames: ['catalogue'], registers: [registry],
     collect () { for (const p of src.polls()) if (p.lastSuccess !== undefined) this.set({ catalogue: p.name }, Date.parse(p.lastSuccess) / 1000) }
+  })
+  // A failed retirement or refresh leaves the image `registered` or `retired` with the error on
+  // the target's own line: imgdist_agent_images{state="failed"} does not count it, these do.
+  const perTarget = (pick: (t: ImageView['targets'][string]) => boolean): (this: Gauge<'target'>) => void => function (this: Gauge<'target'>): void {
+    const imgs = src.images()
+    const names = new Set([...(src.targets?.() ?? []), ...imgs.flatMap((i) => Object.keys(i.targets))])
+    for (const name of names) this.set({ target: name }, imgs.filter((i) => { const l = i.targets[name]; return l !== undefined && pick(l) }).length)
+  }
+  new Gauge({
+    name: 'imgdist_agent_target_errors', help: 'Images whose line for this target carries an error (a registration, retirement or refresh that failed; retried)', labelNames: ['target'], registers: [registry],
+    collect: perTarget((l) => l.error !== undefined)
+  })
+  new Gauge({
+    name: 'imgdist_agent_target_outdated', help: 'Registered images whose metadata in this target still shows an earlier listing of the same bytes', labelNames: ['target'], registers: [registry],
+    collect: perTarget((l) => l.outdated !== undefined)
   })
   return registry
 }

@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process'
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -57,6 +58,45 @@ t.test('re-signed with other metadata: the sidecar shows the new listing, the im
   t.notOk(lineOf(v, 'dir')?.error)
   t.ok(a.logs.some((l) => l.includes('the target shows the listing now in force')), 'the log says so')
   t.notMatch(await a.cli('images'), /still shows/)
+  await a.stop('SIGTERM')
+})
+
+/** `chattr +i`/`-i` on a directory: nothing can be created in it, root included. */
+async function immutable (dir: string, on: boolean): Promise<string | undefined> {
+  return await new Promise((resolve) => {
+    execFile('chattr', [on ? '+i' : '-i', dir], (err, _out, stderr) => { resolve(err === null ? undefined : `${err.message} ${stderr}`.trim()) })
+  })
+}
+
+t.test('a target that cannot take the new listing: the line keeps the error, metrics count it, and it is written once the target is back', async (t) => {
+  const { fx, entry, startSite } = await seededOrigin(t, 'imgdist-refresh-fail-', { id: 'rf', size: 128 * 1024, pieceLength: 16 * 1024 })
+  const a = await startSite('site-rf', { retry: { initial: '1s', max: '2s' } })
+  await imageWhere(t, a, 'registered', (i) => i.state === 'registered')
+  const images = join(a.dir, 'images')
+  const why = await immutable(images, true)
+  if (why !== undefined) {
+    // root ignores permissions: only the immutable flag makes the directory refuse a new file
+    t.comment(`SKIPPING the failing-target part: chattr +i does not work here (${why}); CI's file system supports it`)
+    await a.stop('SIGTERM')
+    return
+  }
+  t.teardown(async () => { await immutable(images, false) })
+  const metric = async (name: string): Promise<string | undefined> =>
+    new RegExp(`\\n${name}\\{target="dir"\\} (\\d+)\\n`).exec(await (await fetch(`${a.api}/metrics`)).text())?.[1]
+  const next: ImageEntry = { ...entry, version: `${entry.version}.9` }
+  await fx.publish((idx) => editIndex(idx, new Date(), (s) => upsertImage(s, next)))
+  const failing = await imageWhere(t, a, 'the refresh failing', (i) => i.id === 'rf' && lineOf(i, 'dir')?.error !== undefined, 20_000)
+  t.match(lineOf(failing, 'dir'), { state: 'registered', outdated: { version: entry.version }, error: { code: 'TARGET_UNWRITABLE' } }, 'still registered, with the error and what it shows')
+  t.equal(failing.state, 'registered', 'the image stays in use')
+  t.match(await a.cli('images'), new RegExp(`dir registered \\S+ \\(still shows ${entry.version.replace(/\./g, '\\.')}\\)`), 'imgdist-agent images says what it still shows')
+  t.equal(await metric('imgdist_agent_target_errors'), '1')
+  t.equal(await metric('imgdist_agent_target_outdated'), '1')
+  await immutable(images, false)
+  await waitFor('the sidecar rewritten once the directory takes files again', async () =>
+    (JSON.parse(await readFile(join(images, 'rf.json'), 'utf8')) as SidecarLite).version === next.version, 20_000)
+  await imageWhere(t, a, 'the line up to date', (i) => i.id === 'rf' && lineOf(i, 'dir')?.outdated === undefined && lineOf(i, 'dir')?.error === undefined)
+  t.equal(await metric('imgdist_agent_target_errors'), '0')
+  t.equal(await metric('imgdist_agent_target_outdated'), '0')
   await a.stop('SIGTERM')
 })
 
