@@ -7,7 +7,7 @@ import { pino } from 'pino'
 import { editIndex, upsertImage } from '../lib/catalogue-edit.js'
 import { rfc3339 } from '../lib/duration.js'
 import { ImgdistError } from '../lib/errors.js'
-import { openDb } from '../agent/db.js'
+import { openDb, type AgentDb } from '../agent/db.js'
 import { sameListing, syncCatalogue } from '../agent/catalogue-sync.js'
 import { formatTargets } from '../agent/format.js'
 import { ListingRefresh } from '../agent/listing-refresh.js'
@@ -122,12 +122,17 @@ t.test('sameListing: what a target shows, and nothing else', async (t) => {
   t.notOk(sameListing(e, ['k1'], e, ['k2']), 'endorsers (a key rotation)')
 })
 
-t.test('a refresh that fails stays on the line, with backoff; the next listing is tried at once', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'imgdist-refresh-unit-'))
+/** A state store on a real LevelDB in a temporary directory, closed and removed after the test. */
+async function storeIn (t: { teardown: (fn: () => unknown) => void }): Promise<{ db: AgentDb, store: StateStore }> {
+  const dir = await mkdtemp(join(tmpdir(), 'imgdist-refresh-db-'))
   t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
   const db = await openDb(join(dir, 'db'))
   t.teardown(async () => { await db.close() })
-  const store = new StateStore(db.sub('images'))
+  return { db, store: new StateStore(db.sub('images')) }
+}
+
+t.test('a refresh that fails stays on the line, with backoff; the next listing is tried at once', async (t) => {
+  const { db, store } = await storeIn(t)
   const log = pino({ level: 'silent' })
   const seen: TargetImage[] = []
   let refuse = true
@@ -175,11 +180,7 @@ t.test('a refresh that fails stays on the line, with backoff; the next listing i
 })
 
 t.test('retired while still showing an earlier listing: the retired line is not held outdated', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'imgdist-refresh-retire-'))
-  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
-  const db = await openDb(join(dir, 'db'))
-  t.teardown(async () => { await db.close() })
-  const store = new StateStore(db.sub('images'))
+  const { store } = await storeIn(t)
   const target = { name: 'd', retire: async () => {} } as unknown as Target
   const policy = { retire: 'deactivate', retireGraceMs: 0 } as unknown as ResolvedPolicy
   const retirement = new Retirement({ store, targets: [target], log: pino({ level: 'silent' }), policy: () => policy })
