@@ -48,6 +48,10 @@ async function writeAtomic (path: string, data: string): Promise<void> {
   await rename(tmp, path)
 }
 
+async function writeSidecar (path: string, side: Sidecar): Promise<void> {
+  await writeAtomic(path, JSON.stringify(side, null, 2) + '\n')
+}
+
 /** Where `deactivate` and `hide` move an image: out of the way of anything globbing *.img. */
 function retiredPath (f: { img: string }): string { return `${f.img}.retired` }
 
@@ -97,7 +101,7 @@ export function createDirectoryTarget (cfg: DirectoryTargetConfig): Target {
       if (img.retiredRef !== retiredPath(f) || (await stat(img.retiredRef).catch(() => undefined))?.size !== img.entry.size) return undefined
       try {
         await rename(img.retiredRef, f.img)
-        await writeAtomic(f.json, JSON.stringify(sidecarOf(img, new Date(side.verifiedAt)), null, 2) + '\n')
+        await writeSidecar(f.json, sidecarOf(img, new Date(side.verifiedAt)))
       } catch (err) {
         throw wrap(`cannot restore ${f.img}`, err)
       }
@@ -117,7 +121,7 @@ export function createDirectoryTarget (cfg: DirectoryTargetConfig): Target {
         const before = await readSidecar(f.json)
         await rm(f.json, { force: true })
         await rename(tmp, f.img)
-        await writeAtomic(f.json, JSON.stringify(sidecarOf(img, new Date()), null, 2) + '\n')
+        await writeSidecar(f.json, sidecarOf(img, new Date()))
         // what this target retired of the same id is superseded by this registration
         if (before?.retired !== undefined && before.catalogue === img.catalogue) await rm(retiredPath(f), { force: true })
       } catch (err) {
@@ -136,7 +140,7 @@ export function createDirectoryTarget (cfg: DirectoryTargetConfig): Target {
       const side = await readSidecar(f.json)
       if (side === undefined || side.sha512 !== img.entry.sha512 || side.catalogue !== img.catalogue || side.retired !== undefined) return
       try {
-        await writeAtomic(f.json, JSON.stringify(sidecarOf(img, new Date(side.verifiedAt)), null, 2) + '\n')
+        await writeSidecar(f.json, sidecarOf(img, new Date(side.verifiedAt)))
       } catch (err) {
         throw wrap(`cannot rewrite ${f.json}`, err)
       }
@@ -157,7 +161,7 @@ export function createDirectoryTarget (cfg: DirectoryTargetConfig): Target {
         }
         // deactivate / hide: out of the way of anything globbing *.img, but recoverable.
         await rename(f.img, retiredPath(f)).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'ENOENT') throw err })
-        await writeAtomic(f.json, JSON.stringify({ ...side, retired: { at: new Date().toISOString(), action } }, null, 2) + '\n')
+        await writeSidecar(f.json, { ...side, retired: { at: new Date().toISOString(), action } })
         return { ref: retiredPath(f) }
       } catch (err) {
         throw wrap(`cannot retire ${f.img}`, err)

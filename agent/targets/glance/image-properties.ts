@@ -73,8 +73,10 @@ export function isUnverified (image: GlanceImage): boolean {
 
 /**
  * What an image shows of its listing, as Glance properties: the entry's own properties over
- * architecture and os_distro, the site's config properties over both, then what imgdist names
- * (DESIGN.md §4). What create and refresh write alike.
+ * architecture and os_distro, the site's config properties over both, then the identity
+ * properties (DESIGN.md §4; without `imgdist_site`, which only the creating site sets). What
+ * create and refresh write alike; of the identity, only imgdist_version and imgdist_endorsers
+ * can differ for the same bytes.
  */
 export function listingProperties (img: TargetImage, cfg: Pick<GlanceTargetConfig, 'nameTemplate' | 'properties'>): Record<string, string | number> {
   const e = img.entry
@@ -87,8 +89,7 @@ export function listingProperties (img: TargetImage, cfg: Pick<GlanceTargetConfi
     architecture: e.arch,
     os_distro: e.os,
     ...Object.fromEntries(extra),
-    imgdist_version: e.version,
-    imgdist_endorsers: endorsersValue(img.endorsers),
+    ...identityProperties(img),
     name: renderName(cfg.nameTemplate, img),
     min_disk: e.minDisk,
     min_ram: e.minRam
