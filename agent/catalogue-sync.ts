@@ -81,7 +81,8 @@ export function sameListing (a: ImageEntry, aEndorsers: string[], b: ImageEntry,
 function markOutdated (rec: ImageRecord, now: Date): void {
   for (const ts of Object.values(rec.targets)) {
     if (ts.state !== 'registered') continue
-    if (ts.outdated !== undefined) { ts.outdated.attempts = 0; delete ts.outdated.nextAttemptAt; continue }
+    // already waiting: the new listing is what the refresh will write (and it is a listing change now, whatever it was)
+    if (ts.outdated !== undefined) { ts.outdated.attempts = 0; delete ts.outdated.nextAttemptAt; delete ts.outdated.cause; continue }
     ts.outdated = { since: now.toISOString(), version: rec.entry.version, properties: Object.keys(rec.entry.properties), attempts: 0 }
   }
 }

@@ -33,7 +33,9 @@ COMMANDS
                  at start and every bad field is named. SIGTERM or SIGINT drain and exit 0;
                  SIGHUP re-reads FILE and applies policy, cache, retry and log settings at
                  once (other changes are logged as needing a restart); a bad FILE is
-                 refused and the running config kept.
+                 refused and the running config kept. After a restart with other Glance
+                 target settings (nameTemplate, properties, tags, visibility) the images
+                 that target registered are updated to them.
     status       catalogues (root and index versions, watching, expiry, last poll, errors),
                  swarm rates, paused
     images       per image: state, progress, rates, peers, bytes from peers and web seeds,

@@ -23,12 +23,13 @@ const rate = (n: number): string => `${bytes(Math.round(n))}/s`
 
 /**
  * Per target: its state and its own id of the image (the Glance image id), e.g. `cloud-a
- * registered 5c1d… (adopted)`; `(still shows 1.0)` while a re-signed listing is not written there yet.
+ * registered 5c1d… (adopted)`; `(still shows 1.0)` while a re-signed listing is not written there yet,
+ * `(still shows the former target settings)` after a restart with other settings.
  */
 export function formatTargets (targets: ImageView['targets']): string {
   const parts = Object.entries(targets ?? {}).map(([name, t]) =>
     `${name} ${t.state}${t.ref !== undefined ? ` ${t.ref}` : ''}${t.adopted === true ? ' (adopted)' : ''}` +
-    (t.outdated !== undefined ? ` (still shows ${t.outdated.version})` : ''))
+    (t.outdated === undefined ? '' : t.outdated.cause === 'settings' ? ' (still shows the former target settings)' : ` (still shows ${t.outdated.version})`))
   return parts.length === 0 ? '-' : parts.join('; ')
 }
 

@@ -75,7 +75,7 @@ export function createMetrics (src: { images: () => ImageView[], polls: () => Po
     collect: perTarget((l) => l.error !== undefined)
   })
   new Gauge({
-    name: 'imgdist_agent_target_outdated', help: 'Registered images whose metadata in this target still shows an earlier listing of the same bytes', labelNames: ['target'], registers: [registry],
+    name: 'imgdist_agent_target_outdated', help: 'Registered images whose metadata in this target still shows an earlier listing of the same bytes or the target\'s former settings', labelNames: ['target'], registers: [registry],
     collect: perTarget((l) => l.outdated !== undefined)
   })
   return registry

@@ -64,9 +64,10 @@ function retiredRefOf (ts: TargetState | undefined): string | undefined {
   return ts?.state === 'retired' ? ts.ref : ts?.retiredRef
 }
 
-/** A target's line of the record once it holds the image. */
-function registered (reg: Registration): TargetState {
-  return { state: 'registered', ref: reg.ref, adopted: reg.adopted, at: new Date().toISOString() }
+/** A target's line of the record once it holds the image, with the settings it was registered under. */
+function registered (reg: Registration, target: Target): TargetState {
+  const settings = target.settings
+  return { state: 'registered', ref: reg.ref, adopted: reg.adopted, at: new Date().toISOString(), ...(settings !== undefined ? { settings } : {}) }
 }
 
 /**
@@ -87,6 +88,9 @@ async function targetStep<T> (rec: ImageRecord, target: Target, fn: () => Promis
       const ref = typeof errRef === 'string' ? errRef : prev?.state === 'retired' ? undefined : prev?.ref
       rec.targets[target.name] = {
         state: prev?.state === 'registered' ? prev.state : 'failed',
+        // a line that stays registered keeps what its image still needs and shows
+        ...(prev?.state === 'registered' && prev.outdated !== undefined ? { outdated: prev.outdated } : {}),
+        ...(prev?.state === 'registered' && prev.settings !== undefined ? { settings: prev.settings } : {}),
         ...(ref !== undefined ? { ref } : {}),
         ...(retiredRef !== undefined ? { retiredRef } : {}),
         ...(prev?.adopted !== undefined ? { adopted: prev.adopted } : {}),
@@ -194,7 +198,7 @@ export async function runPipeline (deps: PipelineDeps, rec: ImageRecord, cat: Ca
     if (deps.targets.length > 0 && found.every((r) => r !== undefined)) {
       authorised()
       const regs = found as Registration[]
-      deps.targets.forEach((t, i) => { rec.targets[t.name] = registered(regs[i] as Registration) })
+      deps.targets.forEach((t, i) => { rec.targets[t.name] = registered(regs[i] as Registration, t) })
       endDownload()
       // adopted: false is what a target retired and restored (TargetImage.retiredRef)
       const restored = regs.every((r) => !r.adopted)
@@ -206,7 +210,7 @@ export async function runPipeline (deps: PipelineDeps, rec: ImageRecord, cat: Ca
     // Not every target holds it, but what one restored (adopted: false) is shown again already:
     // on the record now, so that a retirement before the others are done retires it again.
     const restoredBy = [...deps.targets.entries()].filter(([i, t]) => found[i]?.adopted === false && retiredRefOf(rec.targets[t.name]) !== undefined)
-    for (const [i, t] of restoredBy) rec.targets[t.name] = registered(found[i] as Registration)
+    for (const [i, t] of restoredBy) rec.targets[t.name] = registered(found[i] as Registration, t)
     if (restoredBy.length > 0) await store.put(rec)
     const t = torrent ?? await obtainTorrent(deps, rec, cat, signal)
     const path = filePathOf(swarm, rec, t.name)
@@ -237,7 +241,7 @@ export async function runPipeline (deps: PipelineDeps, rec: ImageRecord, cat: Ca
     for (const [i, target] of deps.targets.entries()) {
       authorised()
       const reg = found[i] ?? await targetStep(rec, target, async () => await target.register(imageFor(rec, target, path), signal))
-      rec.targets[target.name] = registered(reg)
+      rec.targets[target.name] = registered(reg, target)
       await store.put(rec)
       log.info({ image: e.id, target: target.name, ref: reg.ref, adopted: reg.adopted }, 'registered')
     }

@@ -1,6 +1,7 @@
 import type { ImageState } from '../lib/image-state.js'
 import type { ImageEntry } from '../lib/schema.js'
 import type { JsonStore } from './db.js'
+import type { TargetSettings } from './targets/target.js'
 import type { VerifiedFile } from './verified-file.js'
 
 /**
@@ -23,11 +24,14 @@ export interface TargetState {
   at: string
   error?: ErrorInfo
   /**
-   * A `registered` line whose image still shows an earlier listing of the same bytes: the
-   * catalogue re-signed them with another version, name, properties or endorsers. The reconciler
-   * has the target bring its metadata up to date (Target.refresh) and then drops this.
+   * A `registered` line whose image still shows an earlier listing of the same bytes (the
+   * catalogue re-signed them with another version, name, properties or endorsers) or the target's
+   * former settings. The reconciler has the target bring its metadata up to date
+   * (Target.refresh) and then drops this.
    */
   outdated?: OutdatedListing
+  /** the target's settings (Target.settings) when this line was registered or last refreshed */
+  settings?: TargetSettings
 }
 
 export interface OutdatedListing {
@@ -37,6 +41,8 @@ export interface OutdatedListing {
   version: string
   /** the entry property keys the image was registered with: a refresh removes those the new listing dropped */
   properties: string[]
+  /** `settings`: the listing is the one in force, the target's settings changed (after a restart with another config) */
+  cause?: 'settings'
   /** failed refreshes so far, and when the next may run (the agent's `retry:` backoff) */
   attempts: number
   nextAttemptAt?: number

@@ -14,7 +14,7 @@ import { ListingRefresh } from '../agent/listing-refresh.js'
 import type { Catalogue } from '../agent/catalogue.js'
 import type { ResolvedPolicy } from '../agent/config.js'
 import { Retirement } from '../agent/retirement.js'
-import { newRecord, StateStore } from '../agent/state-store.js'
+import { newRecord, StateStore, type ImageRecord } from '../agent/state-store.js'
 import type { Target, TargetImage } from '../agent/targets/target.js'
 import type { ImageEntry } from '../lib/schema.js'
 import { imageWhere, seededOrigin } from './helpers/agent-seeded-origin.js'
@@ -192,4 +192,63 @@ t.test('retired while still showing an earlier listing: the retired line is not 
   await retirement.retire(rec, Date.now())
   t.equal(rec.state, 'retired')
   t.same(Object.keys(rec.targets.d ?? {}).sort(), ['at', 'ref', 'state'], 'neither the refresh\'s error nor its listing stays on a retired line')
+})
+
+t.test('a target whose settings changed since registration: its lines are refreshed with what they were registered under', async (t) => {
+  const { db, store } = await storeIn(t)
+  const seen: TargetImage[] = []
+  const mk = (settings: Record<string, unknown>): Target => ({ name: 'g', settings, refresh: async (img: TargetImage) => { seen.push(img) } }) as unknown as Target
+  const before = { properties: { a: '1' }, tags: ['x'] }
+  const after = { tags: ['y'], properties: { b: '2' } }
+  const at = new Date().toISOString()
+  const put = async (id: string, line: Record<string, unknown>): Promise<void> => {
+    const rec = newRecord('c', entryOf({ id }), 1, ['k1'])
+    rec.state = 'registered'
+    rec.targets = { g: { state: 'registered', ref: `r-${id}`, at, ...line } }
+    await store.put(rec)
+  }
+  await put('same', { settings: { tags: ['x'], properties: { a: '1' } } }) // the same settings, keys in another order
+  await put('old', { settings: before })
+  await put('unknown', {}) // registered by an agent that did not record settings
+  await put('adopted', { settings: before, adopted: true })
+
+  const now = Date.now()
+  const unchanged = new ListingRefresh({ store, targets: [mk(before)], log: pino({ level: 'silent' }), backoff: () => ({ initialMs: 1000, maxMs: 60_000 }) })
+  await unchanged.refresh(store.get('c', 'same') as ImageRecord, now)
+  t.equal(seen.length, 0, 'settings equal as JSON values (key order aside): nothing to refresh')
+
+  const refresh = new ListingRefresh({ store, targets: [mk(after)], log: pino({ level: 'silent' }), backoff: () => ({ initialMs: 1000, maxMs: 60_000 }) })
+  for (const id of ['same', 'old', 'unknown', 'adopted']) await refresh.refresh(store.get('c', id) as ImageRecord, now)
+  t.same(seen.map((i) => i.entry.id), ['same', 'old', 'unknown'], 'every line registered under other (or unknown) settings, not the adopted one')
+  t.same(seen[1]?.formerSettings, before, 'the target is told the settings the image was registered under')
+  t.same(seen[1]?.formerProperties, ['p'], 'and the listing it shows, unchanged')
+  t.equal(seen[2]?.formerSettings, undefined, 'unknown when the line did not record them')
+  const reloaded = new StateStore(db.sub('images'))
+  await reloaded.load()
+  for (const id of ['same', 'old', 'unknown', 'adopted']) {
+    const line = reloaded.get('c', id)?.targets.g
+    t.same(line?.settings, after, `${id}: the line records the settings it shows now`)
+    t.notOk(line?.outdated, `${id}: up to date`)
+  }
+  t.equal(seen.length, 3, 'each refreshed once')
+  await refresh.refresh(reloaded.get('c', 'old') as ImageRecord, now + 1)
+  t.equal(seen.length, 3, 'once: the next pass finds it up to date')
+})
+
+t.test('a settings refresh that fails: the line says so, and a re-signed listing meanwhile makes it a listing refresh', async (t) => {
+  const { store } = await storeIn(t)
+  const log = pino({ level: 'silent' })
+  const target = { name: 'g', settings: { tags: ['y'] }, refresh: async () => { throw new ImgdistError('GLANCE_FORBIDDEN', 'no') } } as unknown as Target
+  const refresh = new ListingRefresh({ store, targets: [target], log, backoff: () => ({ initialMs: 1000, maxMs: 60_000 }) })
+  const rec = newRecord('c', entryOf(), 1, ['k1'])
+  rec.state = 'registered'
+  rec.targets = { g: { state: 'registered', ref: 'r', at: new Date().toISOString(), settings: { tags: ['x'] } } }
+  await store.put(rec)
+  await refresh.refresh(rec, Date.now())
+  t.match(rec.targets.g, { state: 'registered', settings: { tags: ['x'] }, outdated: { cause: 'settings', version: '1', attempts: 1 }, error: { code: 'GLANCE_FORBIDDEN', message: /current settings/ } })
+  t.equal(formatTargets(rec.targets), 'g registered r (still shows the former target settings)')
+  await syncCatalogue(catalogueOf(2, [entryOf({ version: '1.1' })]), { store, log, replace: async () => { t.fail('same bytes') } })
+  t.match(rec.targets.g?.outdated, { version: '1', attempts: 0 })
+  t.equal(rec.targets.g?.outdated?.cause, undefined, 'now it shows an earlier listing too')
+  t.equal(formatTargets(rec.targets), 'g registered r (still shows 1)')
 })

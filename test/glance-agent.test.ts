@@ -92,11 +92,12 @@ async function main (): Promise<void> {
   t.teardown(seeder.close)
 
   const { startAgent } = agentFleet(t)
-  const agentWith = async (site: string, cloud: string): Promise<AgentProc> => {
+  /** `settings`: the target's own settings (name template, properties, tags, visibility) over the defaults here */
+  const agentWith = async (site: string, cloud: string, settings: Record<string, unknown> = {}): Promise<AgentProc> => {
     const a = await startAgent(join(dir, site), site, {
       subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '2s' }],
       policy: { approval: 'auto', retire: 'deactivate', retireGrace: '0' },
-      targets: [{ name: TARGET, type: 'glance', cloud, visibility: 'community', tags: ['imgdist', 'e2e'], retryBaseMs: 200, retryMaxMs: 1000, maxAttempts: 3 }]
+      targets: [{ name: TARGET, type: 'glance', cloud, visibility: 'community', tags: ['imgdist', 'e2e'], retryBaseMs: 200, retryMaxMs: 1000, maxAttempts: 3, ...settings }]
     })
     return a
   }
@@ -216,6 +217,42 @@ async function main (): Promise<void> {
     }, 10_000)
     t.match(v.targets[TARGET], { state: 'registered', ref: imageId })
     t.notOk(v.targets[TARGET]?.error)
+    t.same((await glanceImagesOf(entry.id)).map((i) => i.id), [imageId], 'still exactly one Glance image')
+  })
+
+  await t.test('the target\'s own settings changed: after a restart the image shows them, and loses what the former ones set', async (t) => {
+    if (siteA === undefined || imageId === '') { t.fail('site-a did not register'); return }
+    const tagged = await fetch(`${os.glanceUrl}/v2/images/${imageId}/tags/ops-tag`, { method: 'PUT', headers: { 'x-auth-token': await os.demoToken() } })
+    t.equal(tagged.status, 204, 'an operator adds a tag of their own')
+    const restart = async (settings: Record<string, unknown>): Promise<AgentProc> => {
+      t.equal(await siteA?.stop('SIGTERM'), 0, 'site-a stops')
+      siteA = await agentWith('site-a', 'e2e-appcred', settings)
+      return siteA
+    }
+    const glanceWhen = async (what: string, ok: (g: any) => boolean): Promise<any> => await waitFor(what, async () => {
+      const { body } = await os.glanceGet(`/v2/images/${imageId}`)
+      return ok(body) ? body : undefined
+    }, 30_000)
+    const settled = async (a: AgentProc): Promise<ViewLite> => await waitFor('site-a\'s line up to date', async () => {
+      const x = await viewOf(a, entry.id)
+      return x?.targets[TARGET]?.state === 'registered' && x.targets[TARGET]?.outdated === undefined ? x : undefined
+    }, 10_000)
+
+    const a = await restart({ nameTemplate: '{name} {version} (site a)', properties: { hw_qemu_guest_agent: 'yes' }, tags: ['imgdist', 'gpu'], visibility: 'shared' })
+    const g1 = await glanceWhen('Glance shows the new settings', (g) => g.hw_qemu_guest_agent === 'yes')
+    const version = g1.imgdist_version as string
+    t.match(g1, { name: `${entry.name} ${version} (site a)`, visibility: 'shared', site_note: 'kept', status: 'active', os_hash_value: entry.sha512 }, 'name, property and visibility; the operator\'s property stays')
+    t.same([...g1.tags].sort(), ['gpu', 'imgdist', 'ops-tag'], 'the configured tags, without the one the config dropped, with the operator\'s')
+    t.notOk((await settled(a)).targets[TARGET]?.error)
+    t.ok(a.logs.some((l) => l.includes('under the current settings')), 'the log says so')
+
+    // back to the settings it was registered with: what the intermediate ones set goes
+    const b = await restart({})
+    const g2 = await glanceWhen('Glance shows the first settings again', (g) => g.visibility === 'community')
+    t.notOk('hw_qemu_guest_agent' in g2, 'a property the config dropped is removed')
+    t.match(g2, { name: `${entry.name}-${version}`, site_note: 'kept' })
+    t.same([...g2.tags].sort(), ['e2e', 'imgdist', 'ops-tag'])
+    t.notOk((await settled(b)).targets[TARGET]?.error)
     t.same((await glanceImagesOf(entry.id)).map((i) => i.id), [imageId], 'still exactly one Glance image')
   })
 

@@ -26,7 +26,20 @@ export interface TargetImage {
    * the new listing dropped are removed (and nothing the site or an operator set is).
    */
   formerProperties?: string[]
+  /**
+   * refresh() only: the target's `settings` the image was registered or last refreshed under,
+   * when the line recorded them (an earlier agent did not record them): what those settings wrote
+   * and the current ones do not is taken back.
+   */
+  formerSettings?: TargetSettings
 }
+
+/**
+ * What a target's own config writes on every image it registers, as plain JSON: for Glance the
+ * name template, properties, tags and visibility. Recorded on each registered line, so that a
+ * restart with other settings brings the images registered before up to date (Target.refresh).
+ */
+export type TargetSettings = Record<string, unknown>
 
 export interface Registration {
   /** the target's own id: a Glance image id, or a file path for `directory` */
@@ -41,6 +54,8 @@ export type RetireAction = 'deactivate' | 'hide' | 'delete' | 'keep'
 export interface Target {
   readonly name: string
   readonly type: string
+  /** What this target's config writes on each image (TargetSettings); absent when nothing does. */
+  readonly settings?: TargetSettings
   /**
    * An image this target already holds with the same catalogue id and sha512, if any (adopt, don't
    * upload); with `retiredRef`, the image this target retired, restored if it still holds the bytes.
@@ -52,9 +67,10 @@ export interface Target {
   retire: (img: TargetImage, reg: Registration, action: RetireAction, signal?: AbortSignal) => Promise<RetireResult | undefined | void>
   /**
    * The catalogue re-signed the same bytes with other metadata (version, name, properties,
-   * endorsers): the image this target registered (`reg`) is made to show `img`'s. Never moves
-   * bytes, and leaves alone an image imgdist did not register (an adopted one of another tool).
-   * Without it, a target's images keep the listing they were registered under.
+   * endorsers), or the target's own `settings` changed since the image was registered: the image
+   * this target registered (`reg`) is made to show `img`'s listing under the current settings.
+   * Never moves bytes, and leaves alone an image imgdist did not register (an adopted one of
+   * another tool). Without it, a target's images keep what they were registered with.
    */
   refresh?: (img: TargetImage, reg: Registration, signal?: AbortSignal) => Promise<void>
   /** Start-up clean-up of what a crash left half-done (partial files, `queued` Glance images). */

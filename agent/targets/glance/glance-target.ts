@@ -3,7 +3,7 @@ import { homedir } from 'node:os'
 import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'
 import { validateConfig } from '../../../lib/config.js'
-import type { Registration, RetireAction, Target, TargetImage } from '../target.js'
+import type { Registration, RetireAction, Target, TargetImage, TargetSettings } from '../target.js'
 import { resolveCloud, type ResolvedCloud } from './clouds-config.js'
 import { GlanceTargetConfig } from './config-schema.js'
 import { connectGlance, type GlanceConnection } from './glance-connection.js'
@@ -12,6 +12,7 @@ import type { ImageApi } from './image-api.js'
 import {
   createBody, hideOps, isImgdistImage, isLeftOver, isOurs, isUnverified, listingOps, matchesEntry, mayCleanUp, releaseOps, restoreOps, STUCK_STATUSES, type GlanceImage, type PatchOp
 } from './image-properties.js'
+import { formerSettings, glanceSettings, settingsOps } from './target-settings.js'
 
 export { GlanceTargetConfig } from './config-schema.js'
 export { GlanceError, type GlanceCode } from './glance-errors.js'
@@ -67,6 +68,7 @@ export function createGlanceTarget (config: unknown, deps: GlanceTargetDeps = {}
 export class GlanceTarget implements Target {
   readonly type = 'glance'
   readonly name: string
+  readonly settings: TargetSettings
   readonly #cfg: GlanceTargetConfig
   readonly #cloud: ResolvedCloud
   readonly #log?: Logger
@@ -81,6 +83,7 @@ export class GlanceTarget implements Target {
   constructor (cfg: GlanceTargetConfig, cloud: ResolvedCloud, deps: GlanceTargetDeps) {
     this.name = cfg.name
     this.#cfg = cfg
+    this.settings = glanceSettings(cfg)
     this.#site = deps.site
     this.#cloud = cloud
     this.#log = deps.logger?.child({ target: cfg.name, type: 'glance' })
@@ -165,12 +168,14 @@ export class GlanceTarget implements Target {
         this.#log?.info({ imageId: reg.ref, id: img.entry.id }, 'not refreshing a Glance image that is gone or that imgdist did not register')
         return
       }
-      const ops = listingOps(image, img, this.#cfg, img.formerProperties)
-      if (ops.length > 0) await this.#images.patch(image.id, ops, signal)
+      // what the former listing and the former settings set and the current ones do not, goes
+      const former = formerSettings(img.formerSettings)
+      const ops = [...listingOps(image, img, this.#cfg, [...img.formerProperties ?? [], ...former?.propertyKeys ?? []]), ...settingsOps(image, this.#cfg, former)]
+      if (ops.length > 0) await this.#release(image, signal, ops)
       if (image.disk_format !== img.entry.diskFormat || image.container_format !== img.entry.containerFormat) {
         this.#log?.warn({ imageId: image.id, id: img.entry.id }, 'the catalogue re-signed these bytes with another disk or container format, which Glance cannot change on an existing image')
       }
-      this.#log?.info({ imageId: image.id, id: img.entry.id, version: img.entry.version, changed: ops.map((o) => o.path) }, 'glance image shows the listing now in force')
+      this.#log?.info({ imageId: image.id, id: img.entry.id, version: img.entry.version, changed: ops.map((o) => o.path) }, 'glance image shows the listing now in force under the current settings')
     })
   }
 
