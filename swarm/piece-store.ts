@@ -149,7 +149,7 @@ export class PieceStore {
   async #writeAt (buf: Buffer, pos: number): Promise<void> {
     // The descriptor is used directly, not through the FileHandle: once close() has begun its
     // number may be closed and reused by another file, so nothing new may start on it.
-    if (this.#closed) throw new Error('the store is closed')
+    if (this.#closed) throw new ImgdistError('IO_ERROR', `${this.path}: the store is closed`)
     await pwriteAll(this.#fh.fd, buf, 0, buf.length, pos, WRITE_CHUNK)
   }
 
