@@ -1,13 +1,13 @@
 import { stat } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import type { Logger } from 'pino'
-import type { Dispatcher } from 'undici'
 import { validateConfig } from '../../../lib/config.js'
 import type { Registration, RetireAction, Target, TargetImage, TargetSettings } from '../target.js'
 import { resolveCloud, type ResolvedCloud } from './clouds-config.js'
 import { GlanceTargetConfig } from './config-schema.js'
 import { connectGlance, type GlanceConnection } from './glance-connection.js'
 import { GlanceError, visibilityRefused } from './glance-errors.js'
+import type { GlanceRegistration, GlanceTargetDeps, GlanceTargetStatus } from './glance-target-types.js'
 import type { ImageApi } from './image-api.js'
 import {
   createBody, hideOps, isImgdistImage, isLeftOver, isOurs, isUnverified, listingOps, matchesEntry, mayCleanUp, releaseOps, restoreOps, STUCK_STATUSES, type GlanceImage, type PatchOp
@@ -17,46 +17,7 @@ import { formerSettings, glanceSettings, settingsOps } from './target-settings.j
 export { GlanceTargetConfig } from './config-schema.js'
 export { GlanceError, type GlanceCode } from './glance-errors.js'
 
-export interface GlanceTargetDeps {
-  logger?: Logger
-  /** alias of `logger` (the agent's TargetDeps name) */
-  log?: Logger
-  /** the process environment (OS_CLOUD, OS_CLIENT_CONFIG_FILE, OS_* of an openrc); only bin code reads process.env */
-  env?: Record<string, string | undefined>
-  homeDir?: string
-  /** for tests (undici MockAgent); otherwise the target owns a keep-alive Agent */
-  dispatcher?: Dispatcher
-  /** where ./clouds.yaml is looked up; default: the working directory */
-  cwd?: string
-  /**
-   * The agent's site name, set as `imgdist_site` on the images it creates. Clean-up after a crash
-   * removes half-registered images of this site (and untagged ones, from before the tag) only,
-   * so that two agents sharing a project never delete each other's upload in flight.
-   */
-  site?: string
-}
-
-export interface GlanceRegistration extends Registration {
-  /** the Glance image id (same as ref) */
-  imageId: string
-  status: string
-  visibility?: string
-}
-
-/** What the operator view shows for this target; never contains a secret. */
-export interface GlanceTargetStatus {
-  name: string
-  type: 'glance'
-  credentials: string
-  authUrl: string
-  endpoint?: string
-  region?: string
-  interface: string
-  projectId?: string
-  lastImageId?: string
-  lastOkAt?: string
-  lastError?: { code: string, message: string, retryable: boolean, imageId?: string, at: string }
-}
+export type { GlanceRegistration, GlanceTargetDeps, GlanceTargetStatus } from './glance-target-types.js'
 
 export function createGlanceTarget (config: unknown, deps: GlanceTargetDeps = {}): GlanceTarget {
   const name = (config as { name?: unknown } | null)?.name
