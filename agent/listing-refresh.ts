@@ -37,7 +37,8 @@ export class ListingRefresh {
       const outdated = ts.outdated
       if (outdated === undefined || (outdated.nextAttemptAt ?? 0) > now) continue
       changed = true
-      if (ts.ref === undefined || t.refresh === undefined) { delete ts.outdated; continue }
+      // nothing this target can bring up to date: not outdated, and (settings recorded) not found so again
+      if (ts.ref === undefined || t.refresh === undefined) { delete ts.outdated; if (t.settings !== undefined) ts.settings = t.settings; continue }
       try {
         const former = ts.settings !== undefined ? { formerSettings: ts.settings } : {}
         await t.refresh({ ...targetImage(rec), formerProperties: outdated.properties, ...former }, { ref: ts.ref, adopted: ts.adopted ?? false })
