@@ -132,7 +132,7 @@ export class GlanceTarget implements Target {
       // what the former listing and the former settings set and the current ones do not, goes
       const former = formerSettings(img.formerSettings)
       const ops = [...listingOps(image, img, this.#cfg, [...img.formerProperties ?? [], ...former?.propertyKeys ?? []]), ...settingsOps(image, this.#cfg, former)]
-      if (ops.length > 0) await this.#release(image, signal, ops)
+      await this.#release(image, signal, ops)
       if (image.disk_format !== img.entry.diskFormat || image.container_format !== img.entry.containerFormat) {
         this.#log?.warn({ imageId: image.id, id: img.entry.id }, 'the catalogue re-signed these bytes with another disk or container format, which Glance cannot change on an existing image')
       }
@@ -235,7 +235,11 @@ export class GlanceTarget implements Target {
     }
   }
 
-  /** Only after the hash check: un-hide and widen to the configured visibility, in one PATCH (releaseOps). */
+  /**
+   * Only after the hash check: un-hide and widen to the configured visibility, in one PATCH
+   * (releaseOps); also the PATCH of a restore or a refresh, which may change the visibility too.
+   * No request when there is nothing to change.
+   */
   async #release (image: GlanceImage, signal?: AbortSignal, ops: PatchOp[] = releaseOps(image, this.#cfg.visibility)): Promise<GlanceImage> {
     const visibility = this.#cfg.visibility
     if (ops.length === 0) return image
