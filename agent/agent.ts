@@ -14,6 +14,7 @@ import { CataloguePoller } from './poller.js'
 import { Reconciler } from './reconciler.js'
 import { Reporter } from './reporter.js'
 import { StateStore } from './state-store.js'
+import { reloadTargets } from './target-reload.js'
 import { createTarget } from './targets/create-target.js'
 import type { Target } from './targets/target.js'
 import { TrustStore } from './trust-store.js'
@@ -213,17 +214,26 @@ export class ImgdistAgent {
     }
   }
 
-  /** SIGHUP: policy, retry and cache limits apply at once; swarm, API and subscription changes need a restart. */
+  /**
+   * SIGHUP: policy, retry, cache and log settings and the targets' image settings (Glance:
+   * nameTemplate, properties, tags, visibility) apply at once; other changes are named as needing
+   * a restart. A target entry its target refuses throws (ConfigError) before anything is applied.
+   */
   reload (next: ResolvedConfig): string[] {
     const needRestart: string[] = []
     const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b)
-    for (const k of ['dataDir', 'api', 'swarm', 'subscriptions', 'targets', 'report', 'site'] as const) {
+    for (const k of ['dataDir', 'api', 'swarm', 'subscriptions', 'report', 'site'] as const) {
       if (!same(this.cfg[k], next[k])) needRestart.push(k)
     }
+    // this.cfg.targets stays the config the targets were built with
+    const targets = reloadTargets(this.#targets, this.cfg.targets, next.targets)
+    needRestart.push(...targets.restart)
+    targets.apply()
     this.cfg = { ...this.cfg, policy: next.policy, cache: next.cache, retryInitialMs: next.retryInitialMs, retryMaxMs: next.retryMaxMs, logLevel: next.logLevel }
     this.log.level = next.logLevel
+    // a changed target setting reaches the images registered before at this tick (ListingRefresh)
     if (this.#reconciler !== undefined) { this.#reconciler.cfg = this.cfg; this.#reconciler.kick() }
-    this.log.info({ needRestart }, 'config reloaded')
+    this.log.info({ needRestart, ...(targets.changed.length > 0 ? { targetSettings: targets.changed } : {}) }, 'config reloaded')
     return needRestart
   }
 

@@ -32,7 +32,8 @@ async function run (argv: string[]): Promise<void> {
   process.on('SIGTERM', () => { stop('SIGTERM') })
   process.on('SIGINT', () => { stop('SIGINT') })
   process.on('SIGHUP', () => {
-    readConfigFile(configPath as string).then((next) => agent.reload(next), (err) => {
+    // a file that does not validate, or a target entry its target refuses: nothing of it applies
+    readConfigFile(configPath as string).then((next) => { agent.reload(next) }).catch((err: unknown) => {
       log.error({ code: (err as ImgdistError).code, err: (err as Error).message }, 'config reload refused; keeping the running config')
     })
   })

@@ -31,11 +31,11 @@ COMMANDS
     run          Run the agent. FILE is YAML (deploy/agent.example.yaml shows and explains
                  every field; docs/agent.md walks through a site's set-up); it is checked
                  at start and every bad field is named. SIGTERM or SIGINT drain and exit 0;
-                 SIGHUP re-reads FILE and applies policy, cache, retry and log settings at
-                 once (other changes are logged as needing a restart); a bad FILE is
-                 refused and the running config kept. After a restart with other Glance
-                 target settings (nameTemplate, properties, tags, visibility) the images
-                 that target registered are updated to them.
+                 SIGHUP re-reads FILE and applies policy, cache, retry and log settings
+                 and Glance target settings (nameTemplate, properties, tags, visibility,
+                 adoptExisting, maxUploadBytesPerSecond) at once; the images a Glance
+                 target registered are then updated to them. Other changes are logged as
+                 needing a restart; a bad FILE is refused and the running config kept.
     status       catalogues (root and index versions, watching, expiry, last poll, errors),
                  swarm rates, paused
     images       per image: state, progress, rates, peers, bytes from peers and web seeds,

@@ -24,7 +24,7 @@ const rate = (n: number): string => `${bytes(Math.round(n))}/s`
 /**
  * Per target: its state and its own id of the image (the Glance image id), e.g. `cloud-a
  * registered 5c1d… (adopted)`; `(still shows 1.0)` while a re-signed listing is not written there yet,
- * `(still shows the former target settings)` after a restart with other settings.
+ * `(still shows the former target settings)` after a reload or restart with other settings.
  */
 export function formatTargets (targets: ImageView['targets']): string {
   const parts = Object.entries(targets ?? {}).map(([name, t]) =>

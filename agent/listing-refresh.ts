@@ -14,18 +14,13 @@ import type { Target, TargetSettings } from './targets/target.js'
  * backoff; the image stays registered and usable meanwhile.
  */
 export class ListingRefresh {
-  /** each target's settings as canonical JSON, to compare with what a line recorded */
-  readonly #settings = new Map<string, string>()
-
   constructor (private readonly deps: {
     store: StateStore
     targets: Target[]
     log: Logger
     /** read at each call: a SIGHUP may change the backoff */
     backoff: () => { initialMs: number, maxMs: number }
-  }) {
-    for (const t of deps.targets) if (t.settings !== undefined) this.#settings.set(t.name, key(t.settings))
-  }
+  }) {}
 
   /** Refreshes the record's outdated target lines that are due; one put of the record if any changed. */
   async refresh (rec: ImageRecord, now: number): Promise<void> {
@@ -41,9 +36,11 @@ export class ListingRefresh {
       if (ts.ref === undefined || t.refresh === undefined) { delete ts.outdated; if (t.settings !== undefined) ts.settings = t.settings; continue }
       try {
         const former = ts.settings !== undefined ? { formerSettings: ts.settings } : {}
+        // what refresh() applies: read now, as it does (a reload may change them meanwhile)
+        const settings = t.settings
         await t.refresh({ ...targetImage(rec), formerProperties: outdated.properties, ...former }, { ref: ts.ref, adopted: ts.adopted ?? false })
         delete ts.outdated; delete ts.error
-        if (t.settings !== undefined) ts.settings = t.settings
+        if (settings !== undefined) ts.settings = settings
         this.deps.log.info({ image: rec.id, target: t.name, from: outdated.version, to: rec.entry.version, cause: outdated.cause ?? 'listing' }, 'the target shows the listing now in force')
       } catch (err) {
         const e = toImgdistError(err)
@@ -62,14 +59,24 @@ export class ListingRefresh {
    * Whether the line's recorded settings differ from the target's: then the line is marked
    * outdated, unless the image is one this site adopted (it shows its registrant's settings, and
    * a site's config is not a reason to rewrite it: the new settings are recorded instead).
+   * The target's settings are read at each call: a reload (SIGHUP) may have changed them.
    */
   #settingsChanged (rec: ImageRecord, t: Target, ts: TargetState, now: number): boolean {
-    const current = this.#settings.get(t.name)
-    if (current === undefined || t.settings === undefined || (ts.settings !== undefined && key(ts.settings) === current)) return false
+    if (t.settings === undefined || (ts.settings !== undefined && key(ts.settings) === key(t.settings))) return false
     if (ts.adopted === true || t.refresh === undefined) { ts.settings = t.settings; return true }
     if (ts.outdated === undefined) ts.outdated = { since: new Date(now).toISOString(), version: rec.entry.version, properties: Object.keys(rec.entry.properties), attempts: 0, cause: 'settings' }
     return true
   }
 }
 
-function key (s: TargetSettings): string { return canonicalize(s) ?? '' }
+/**
+ * Settings as canonical JSON, to compare a line's with the target's. Kept per object: a line
+ * holds the target's own object once it recorded it, and this runs for every registered line at
+ * every reconciler pass.
+ */
+const keys = new WeakMap<TargetSettings, string>()
+function key (s: TargetSettings): string {
+  let k = keys.get(s)
+  if (k === undefined) { k = canonicalize(s) ?? ''; keys.set(s, k) }
+  return k
+}

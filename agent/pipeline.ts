@@ -53,10 +53,15 @@ export function targetImage (rec: ImageRecord, filePath?: string): TargetImage {
   return { catalogue: rec.catalogue, indexVersion: rec.indexVersion, entry: rec.entry, endorsers: rec.endorsers, ...(filePath !== undefined ? { filePath } : {}) }
 }
 
-/** targetImage() for one target, with what that target's retirement left if the image was listed again (StateStore.revive). */
+/**
+ * targetImage() for one target, with what that target's retirement left if the image was listed
+ * again (StateStore.revive): where the retired image is, and the settings it was registered under.
+ */
 function imageFor (rec: ImageRecord, target: Target, filePath?: string): TargetImage {
-  const retiredRef = retiredRefOf(rec.targets[target.name])
-  return { ...targetImage(rec, filePath), ...(retiredRef !== undefined ? { retiredRef } : {}) }
+  const ts = rec.targets[target.name]
+  const retiredRef = retiredRefOf(ts)
+  if (retiredRef === undefined) return targetImage(rec, filePath)
+  return { ...targetImage(rec, filePath), retiredRef, ...(ts?.settings !== undefined ? { formerSettings: ts.settings } : {}) }
 }
 
 /** Where this target's retirement left the image, while it has not registered it again (TargetState.retiredRef). */
@@ -64,9 +69,12 @@ function retiredRefOf (ts: TargetState | undefined): string | undefined {
   return ts?.state === 'retired' ? ts.ref : ts?.retiredRef
 }
 
-/** A target's line of the record once it holds the image, with the settings it was registered under. */
+/**
+ * A target's line of the record once it holds the image, with the settings it was registered
+ * under: those the registration says it wrote, as a reload may have changed the target's since.
+ */
 function registered (reg: Registration, target: Target): TargetState {
-  const settings = target.settings
+  const settings = reg.settings ?? target.settings
   return { state: 'registered', ref: reg.ref, adopted: reg.adopted, at: new Date().toISOString(), ...(settings !== undefined ? { settings } : {}) }
 }
 
@@ -88,9 +96,10 @@ async function targetStep<T> (rec: ImageRecord, target: Target, fn: () => Promis
       const ref = typeof errRef === 'string' ? errRef : prev?.state === 'retired' ? undefined : prev?.ref
       rec.targets[target.name] = {
         state: prev?.state === 'registered' ? prev.state : 'failed',
-        // a line that stays registered keeps what its image still needs and shows
+        // a line that stays registered keeps what its image still needs and shows; one whose
+        // retired image may still be restored keeps the settings that image was registered under
         ...(prev?.state === 'registered' && prev.outdated !== undefined ? { outdated: prev.outdated } : {}),
-        ...(prev?.state === 'registered' && prev.settings !== undefined ? { settings: prev.settings } : {}),
+        ...((prev?.state === 'registered' || retiredRef !== undefined) && prev?.settings !== undefined ? { settings: prev.settings } : {}),
         ...(ref !== undefined ? { ref } : {}),
         ...(retiredRef !== undefined ? { retiredRef } : {}),
         ...(prev?.adopted !== undefined ? { adopted: prev.adopted } : {}),

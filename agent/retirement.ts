@@ -59,7 +59,7 @@ export class Retirement {
       const ts = targets[t.name]
       if (ts?.state === 'failed' && ts.retiredRef !== undefined) {
         // listed again, then unwanted again before this target put the image back: still retired where it was
-        targets[t.name] = { state: 'retired', ref: ts.retiredRef, ...(ts.adopted !== undefined ? { adopted: ts.adopted } : {}), at: new Date().toISOString() }
+        targets[t.name] = { state: 'retired', ref: ts.retiredRef, ...(ts.adopted !== undefined ? { adopted: ts.adopted } : {}), ...(ts.settings !== undefined ? { settings: ts.settings } : {}), at: new Date().toISOString() }
         continue
       }
       if (ts?.state !== 'registered' || ts.ref === undefined) continue

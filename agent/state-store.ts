@@ -41,7 +41,7 @@ export interface OutdatedListing {
   version: string
   /** the entry property keys the image was registered with: a refresh removes those the new listing dropped */
   properties: string[]
-  /** `settings`: the listing is the one in force, the target's settings changed (after a restart with another config) */
+  /** `settings`: the listing is the one in force, the target's settings changed (a reload or restart with another config) */
   cause?: 'settings'
   /** failed refreshes so far, and when the next may run (the agent's `retry:` backoff) */
   attempts: number

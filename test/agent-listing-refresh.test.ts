@@ -252,3 +252,32 @@ t.test('a settings refresh that fails: the line says so, and a re-signed listing
   t.equal(rec.targets.g?.outdated?.cause, undefined, 'now it shows an earlier listing too')
   t.equal(formatTargets(rec.targets), 'g registered r (still shows 1)')
 })
+
+t.test('settings a reload (SIGHUP) replaces: the running refresh sees them, and a line records what its refresh applied', async (t) => {
+  const { store } = await storeIn(t)
+  const [s1, s2, s3] = [{ tags: ['a'] }, { tags: ['b'] }, { tags: ['c'] }]
+  const applied: unknown[] = []
+  const target = { name: 'g', settings: s1 as Record<string, unknown> } as unknown as { -readonly [K in keyof Target]: Target[K] }
+  target.refresh = async () => {
+    applied.push(target.settings)
+    // a reload while the PATCH is under way: the image got the settings read when it began
+    if (target.settings === s2) target.settings = s3
+  }
+  const refresh = new ListingRefresh({ store, targets: [target as Target], log: pino({ level: 'silent' }), backoff: () => ({ initialMs: 1000, maxMs: 60_000 }) })
+  const rec = newRecord('c', entryOf(), 1, ['k1'])
+  rec.state = 'registered'
+  rec.targets = { g: { state: 'registered', ref: 'r', at: new Date().toISOString(), settings: { tags: ['a'] } } }
+  await store.put(rec)
+  const now = Date.now()
+  await refresh.refresh(rec, now)
+  t.same(applied, [], 'the settings it was registered under: nothing to do')
+  target.settings = s2
+  await refresh.refresh(rec, now)
+  t.same(applied, [s2], 'the new settings are found at the next pass, without a new ListingRefresh')
+  t.same(rec.targets.g?.settings, s2, 'the line records what the refresh applied, not what the reload left')
+  await refresh.refresh(rec, now)
+  t.same(applied, [s2, s3], 'so the next pass brings it to the settings now in force')
+  t.same(rec.targets.g?.settings, s3)
+  await refresh.refresh(rec, now)
+  t.equal(applied.length, 2, 'and then it is up to date')
+})

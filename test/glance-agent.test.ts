@@ -6,7 +6,7 @@ import { editIndex, upsertImage } from '../lib/catalogue-edit.js'
 import { keyIdOf } from '../lib/keys.js'
 import type { ImageEntry } from '../lib/schema.js'
 import { startOrigin, startSeeder } from './helpers/agent-origin.js'
-import { agentFleet, waitFor, type AgentProc } from './helpers/agent-proc.js'
+import { agentFleet, waitFor, writeAgentConfig, type AgentProc } from './helpers/agent-proc.js'
 import { makeFixture, type Fixture } from './helpers/catalogue-fixture.js'
 import { missingOpenStackPackages, startOpenStack, type OpenStack } from './helpers/glance-openstack.js'
 
@@ -93,13 +93,19 @@ async function main (): Promise<void> {
 
   const { startAgent } = agentFleet(t)
   /** `settings`: the target's own settings (name template, properties, tags, visibility) over the defaults here */
-  const agentWith = async (site: string, cloud: string, settings: Record<string, unknown> = {}): Promise<AgentProc> => {
-    const a = await startAgent(join(dir, site), site, {
-      subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '2s' }],
-      policy: { approval: 'auto', retire: 'deactivate', retireGrace: '0' },
-      targets: [{ name: TARGET, type: 'glance', cloud, visibility: 'community', tags: ['imgdist', 'e2e'], retryBaseMs: 200, retryMaxMs: 1000, maxAttempts: 3, ...settings }]
-    })
-    return a
+  const configWith = (cloud: string, settings: Record<string, unknown> = {}): Record<string, unknown> => ({
+    subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '2s' }],
+    policy: { approval: 'auto', retire: 'deactivate', retireGrace: '0' },
+    targets: [{ name: TARGET, type: 'glance', cloud, visibility: 'community', tags: ['imgdist', 'e2e'], retryBaseMs: 200, retryMaxMs: 1000, maxAttempts: 3, ...settings }]
+  })
+  const agentWith = async (site: string, cloud: string, settings: Record<string, unknown> = {}): Promise<AgentProc> =>
+    await startAgent(join(dir, site), site, configWith(cloud, settings))
+  /** `systemctl reload`: the config file rewritten, then SIGHUP; resolves once the agent logged the reload */
+  const reloadWith = async (a: AgentProc, settings: Record<string, unknown>): Promise<string> => {
+    await writeAgentConfig(a.dir, a.site, configWith('e2e-appcred', settings))
+    const seen = a.logs.length
+    a.proc.kill('SIGHUP')
+    return await waitFor('the reload logged', async () => a.logs.slice(seen).find((l) => l.includes('config reloaded')), 10_000)
   }
   // hidden ones too (Glance lists them only when asked, and then only those): a duplicate left hidden counts
   const glanceImagesOf = async (id: string): Promise<any[]> => {
@@ -220,7 +226,7 @@ async function main (): Promise<void> {
     t.same((await glanceImagesOf(entry.id)).map((i) => i.id), [imageId], 'still exactly one Glance image')
   })
 
-  await t.test('the target\'s own settings changed: after a restart the image shows them, and loses what the former ones set', async (t) => {
+  await t.test('the target\'s own settings changed: after a restart, and after a reload (SIGHUP), the image shows them, and loses what the former ones set', async (t) => {
     if (siteA === undefined || imageId === '') { t.fail('site-a did not register'); return }
     const tagged = await fetch(`${os.glanceUrl}/v2/images/${imageId}/tags/ops-tag`, { method: 'PUT', headers: { 'x-auth-token': await os.demoToken() } })
     t.equal(tagged.status, 204, 'an operator adds a tag of their own')
@@ -246,13 +252,17 @@ async function main (): Promise<void> {
     t.notOk((await settled(a)).targets[TARGET]?.error)
     t.ok(a.logs.some((l) => l.includes('under the current settings')), 'the log says so')
 
-    // back to the settings it was registered with: what the intermediate ones set goes
-    const b = await restart({})
+    // back to the settings it was registered with, by a reload: what the intermediate ones set goes
+    const line = await reloadWith(a, {})
+    const logged = JSON.parse(line) as { needRestart: string[], targetSettings?: string[] }
+    t.same(logged.needRestart, [], 'nothing needs a restart')
+    t.same([...logged.targetSettings ?? []].sort(), ['nameTemplate', 'properties', 'tags', 'visibility'].map((f) => `targets.${TARGET}.${f}`), 'the reload names the settings it applied')
     const g2 = await glanceWhen('Glance shows the first settings again', (g) => g.visibility === 'community')
     t.notOk('hw_qemu_guest_agent' in g2, 'a property the config dropped is removed')
     t.match(g2, { name: `${entry.name}-${version}`, site_note: 'kept' })
     t.same([...g2.tags].sort(), ['e2e', 'imgdist', 'ops-tag'])
-    t.notOk((await settled(b)).targets[TARGET]?.error)
+    t.notOk((await settled(a)).targets[TARGET]?.error)
+    t.equal(a.proc.exitCode, null, 'the same agent process throughout')
     t.same((await glanceImagesOf(entry.id)).map((i) => i.id), [imageId], 'still exactly one Glance image')
   })
 
@@ -271,6 +281,8 @@ async function main (): Promise<void> {
   await t.test('listed again with the same bytes: the deactivated image is restored, not uploaded beside it', async (t) => {
     const a = siteA
     if (a === undefined || imageId === '') { t.fail('site-a did not register'); return }
+    // other tags by a reload while the image is retired: the restore drops the ones it was registered with
+    await reloadWith(a, { tags: ['imgdist', 'back'] })
     // the same bytes under another version string: the restored image says which listing it is now
     const relisted = { ...entry, version: `${entry.version}-relisted` }
     await fx.publish((idx) => editIndex(idx, new Date(), (s) => upsertImage(s, relisted)))
@@ -281,6 +293,7 @@ async function main (): Promise<void> {
     const { body: g } = await os.glanceGet(`/v2/images/${imageId}`)
     t.match(g, { status: 'active', os_hidden: false, visibility: 'community' }, 'active and shown again')
     t.match(g, { imgdist_version: relisted.version, name: `${entry.name}-${relisted.version}`, imgdist_sha512: entry.sha512 }, 'under the version that listed it again')
+    t.same([...g.tags].sort(), ['back', 'imgdist', 'ops-tag'], 'and the settings now in force: the tag the reload dropped is gone, the operator\'s stays')
     t.same((await glanceImagesOf(entry.id)).map((i) => i.id), [imageId], 'still exactly one Glance image')
     t.equal(await a.stop('SIGTERM'), 0, 'site-a stops cleanly (targets closed)')
   })

@@ -29,9 +29,10 @@ async function main (): Promise<void> {
   const targets: GlanceTarget[] = []
   t.teardown(async () => { for (const x of targets) await x.close() })
   const openrc = os.demoOpenrc()
+  const entryWith = (extra: Record<string, unknown> = {}): Record<string, unknown> =>
+    ({ type: 'glance', name: 'pw', visibility: 'community', retryBaseMs: 200, retryMaxMs: 1000, maxAttempts: 3, ...extra })
   const target = (extra: Record<string, unknown> = {}, site = SITE): GlanceTarget => {
-    const x = createGlanceTarget({ type: 'glance', name: 'pw', visibility: 'community', retryBaseMs: 200, retryMaxMs: 1000, maxAttempts: 3, ...extra },
-      { env: openrc, homeDir: work, cwd: work, site })
+    const x = createGlanceTarget(entryWith(extra), { env: openrc, homeDir: work, cwd: work, site })
     targets.push(x)
     return x
   }
@@ -156,6 +157,31 @@ async function main (): Promise<void> {
     const other = await makeImage(work, 'back-other', 64 * 1024)
     const theirs = await x.register(other)
     t.equal(await x.find({ ...gone, retiredRef: theirs.ref }), undefined, 'another entry\'s image is never restored for this one')
+  })
+
+  await t.test('a reload (reconfigure) during a registration, then a restore: each image gets one set of settings, and a restore drops what the former ones set', async (t) => {
+    const img = await makeImage(work, 'back-settings', 64 * 1024)
+    const old = { nameTemplate: '{name} old', tags: ['imgdist', 'gpu'], properties: { site_p: 'old' } }
+    const x = target(old)
+    const registering = x.register(img)
+    const reload = x.reconfigure(entryWith({ tags: ['imgdist', 'site'], properties: { site_q: 'new' } }))
+    t.same(reload.restart, [], 'nothing that needs a restart')
+    t.same([...reload.changed].sort(), ['nameTemplate', 'properties', 'tags'])
+    reload.apply()
+    const reg = await registering
+    t.same(reg.settings, { ...old, visibility: 'community' }, 'the registration says it wrote the settings it began with')
+    const { body: g0 } = await os.glanceGet(`/v2/images/${reg.ref}`)
+    t.match(g0, { name: 'Test back-settings old', site_p: 'old', visibility: 'community' }, 'and it did')
+    t.notOk('site_q' in g0, 'nothing of the reloaded settings')
+    t.same([...g0.tags].sort(), ['gpu', 'imgdist'])
+
+    await x.retire(img, reg, 'hide')
+    const back = await x.find({ ...img, retiredRef: reg.ref, formerSettings: reg.settings })
+    t.match(back, { ref: reg.ref, adopted: false, settings: x.settings }, 'restored, under the settings now in force')
+    const { body: g } = await os.glanceGet(`/v2/images/${reg.ref}`)
+    t.match(g, { name: 'Test back-settings-1.0', site_q: 'new', status: 'active', os_hidden: false, visibility: 'community' })
+    t.notOk('site_p' in g, 'a property only the former settings set is removed')
+    t.same([...g.tags].sort(), ['imgdist', 'site'], 'so is a tag')
   })
 }
 

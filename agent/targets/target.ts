@@ -27,9 +27,9 @@ export interface TargetImage {
    */
   formerProperties?: string[]
   /**
-   * refresh() only: the target's `settings` the image was registered or last refreshed under,
-   * when the line recorded them (an earlier agent did not record them): what those settings wrote
-   * and the current ones do not is taken back.
+   * refresh(), and find() with `retiredRef`: the target's `settings` the image was registered or
+   * last refreshed under, when the line recorded them (an earlier agent did not record them): what
+   * those settings wrote and the current ones do not is taken back.
    */
   formerSettings?: TargetSettings
 }
@@ -37,7 +37,7 @@ export interface TargetImage {
 /**
  * What a target's own config writes on every image it registers, as plain JSON: for Glance the
  * name template, properties, tags and visibility. Recorded on each registered line, so that a
- * restart with other settings brings the images registered before up to date (Target.refresh).
+ * reload or restart with other settings brings the images registered before up to date (Target.refresh).
  */
 export type TargetSettings = Record<string, unknown>
 
@@ -46,6 +46,24 @@ export interface Registration {
   ref: string
   /** true when an existing image was adopted instead of moving bytes */
   adopted: boolean
+  /**
+   * The target's settings this registration wrote, when it has any: a reload (reconfigure) may
+   * change `Target.settings` while a registration is under way, and the line must record what
+   * the image got, so that the next refresh brings it up to date.
+   */
+  settings?: TargetSettings
+}
+
+/**
+ * What a target makes of its entry in a reloaded config (SIGHUP). Nothing changes until `apply()`,
+ * so that the agent can refuse a reload as a whole when any part of it is bad.
+ */
+export interface TargetReconfiguration {
+  /** the fields that differ and apply at once (Glance: the image settings) */
+  changed: string[]
+  /** the fields that differ and take effect only at the next start (credentials, endpoint, path) */
+  restart: string[]
+  apply: () => void
 }
 
 /** What a site does with a registered image once it is revoked, expired or no longer listed. */
@@ -54,8 +72,17 @@ export type RetireAction = 'deactivate' | 'hide' | 'delete' | 'keep'
 export interface Target {
   readonly name: string
   readonly type: string
-  /** What this target's config writes on each image (TargetSettings); absent when nothing does. */
+  /**
+   * What this target's config writes on each image (TargetSettings); absent when nothing does.
+   * A reload may replace it (reconfigure); each call reads it once, when it begins.
+   */
   readonly settings?: TargetSettings
+  /**
+   * SIGHUP: this target's entry of the new config, validated (ConfigError naming the bad fields,
+   * and nothing applied) and split into what applies at once and what needs a restart. Without
+   * it, any change to the target's entry needs a restart.
+   */
+  reconfigure?: (config: unknown) => TargetReconfiguration
   /**
    * An image this target already holds with the same catalogue id and sha512, if any (adopt, don't
    * upload); with `retiredRef`, the image this target retired, restored if it still holds the bytes.
@@ -70,7 +97,9 @@ export interface Target {
    * endorsers), or the target's own `settings` changed since the image was registered: the image
    * this target registered (`reg`) is made to show `img`'s listing under the current settings.
    * Never moves bytes, and leaves alone an image imgdist did not register (an adopted one of
-   * another tool). Without it, a target's images keep what they were registered with.
+   * another tool). Applies the settings in force when it is called (read before its first
+   * await: the caller records those). Without it, a target's images keep what they were
+   * registered with.
    */
   refresh?: (img: TargetImage, reg: Registration, signal?: AbortSignal) => Promise<void>
   /** Start-up clean-up of what a crash left half-done (partial files, `queued` Glance images). */

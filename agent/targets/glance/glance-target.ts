@@ -1,10 +1,9 @@
 import { stat } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import type { Logger } from 'pino'
-import { validateConfig } from '../../../lib/config.js'
-import type { Registration, RetireAction, Target, TargetImage, TargetSettings } from '../target.js'
+import type { Registration, RetireAction, Target, TargetImage, TargetReconfiguration, TargetSettings } from '../target.js'
 import { resolveCloud, type ResolvedCloud } from './clouds-config.js'
-import { GlanceTargetConfig } from './config-schema.js'
+import type { GlanceTargetConfig } from './config-schema.js'
 import { connectGlance, type GlanceConnection } from './glance-connection.js'
 import { GlanceError, visibilityRefused } from './glance-errors.js'
 import type { GlanceRegistration, GlanceTargetDeps, GlanceTargetStatus } from './glance-target-types.js'
@@ -12,7 +11,7 @@ import type { ImageApi } from './image-api.js'
 import {
   createBody, hideOps, isImgdistImage, isLeftOver, isOurs, isUnverified, listingOps, matchesEntry, mayCleanUp, releaseOps, restoreOps, STUCK_STATUSES, type GlanceImage, type PatchOp
 } from './image-properties.js'
-import { formerSettings, glanceSettings, settingsOps } from './target-settings.js'
+import { formerSettings, glanceSettings, reloadedConfig, settingsOps, validGlanceConfig } from './target-settings.js'
 
 export { GlanceTargetConfig } from './config-schema.js'
 export { GlanceError, type GlanceCode } from './glance-errors.js'
@@ -20,8 +19,7 @@ export { GlanceError, type GlanceCode } from './glance-errors.js'
 export type { GlanceRegistration, GlanceTargetDeps, GlanceTargetStatus } from './glance-target-types.js'
 
 export function createGlanceTarget (config: unknown, deps: GlanceTargetDeps = {}): GlanceTarget {
-  const name = (config as { name?: unknown } | null)?.name
-  const cfg = validateConfig(GlanceTargetConfig, config, `glance target${typeof name === 'string' ? ` "${name}"` : ''}`)
+  const cfg = validGlanceConfig(config)
   const cloud = resolveCloud(cfg, { env: deps.env ?? {}, homeDir: deps.homeDir ?? homedir(), cwd: deps.cwd })
   return new GlanceTarget(cfg, cloud, { ...deps, logger: deps.logger ?? deps.log })
 }
@@ -29,8 +27,9 @@ export function createGlanceTarget (config: unknown, deps: GlanceTargetDeps = {}
 export class GlanceTarget implements Target {
   readonly type = 'glance'
   readonly name: string
-  readonly settings: TargetSettings
-  readonly #cfg: GlanceTargetConfig
+  #settings: TargetSettings
+  /** replaced as a whole by a reload: a call takes it once, when it begins, and keeps to it */
+  #cfg: GlanceTargetConfig
   readonly #cloud: ResolvedCloud
   readonly #log?: Logger
   readonly #conn: GlanceConnection
@@ -44,7 +43,7 @@ export class GlanceTarget implements Target {
   constructor (cfg: GlanceTargetConfig, cloud: ResolvedCloud, deps: GlanceTargetDeps) {
     this.name = cfg.name
     this.#cfg = cfg
-    this.settings = glanceSettings(cfg)
+    this.#settings = glanceSettings(cfg)
     this.#site = deps.site
     this.#cloud = cloud
     this.#log = deps.logger?.child({ target: cfg.name, type: 'glance' })
@@ -52,12 +51,29 @@ export class GlanceTarget implements Target {
     this.#images = this.#conn.images
   }
 
+  get settings (): TargetSettings { return this.#settings }
+
+  reconfigure (config: unknown): TargetReconfiguration {
+    const { changed, restart, cfg } = reloadedConfig(this.#cfg, config)
+    return {
+      changed,
+      restart,
+      apply: () => {
+        if (changed.length === 0) return
+        this.#cfg = cfg
+        this.#settings = glanceSettings(cfg)
+      }
+    }
+  }
+
   /** With img.retiredRef, first what this target retired (#restore); register() does not try that again. */
   async find (img: TargetImage, signal?: AbortSignal): Promise<GlanceRegistration | undefined> {
-    return await this.#track(img, async () => await this.#restore(img, signal) ?? await this.#find(img, signal))
+    const cfg = this.#cfg
+    return await this.#track(img, async () => await this.#restore(img, cfg, signal) ?? await this.#find(img, cfg, signal))
   }
 
   async register (img: TargetImage, signal?: AbortSignal): Promise<GlanceRegistration> {
+    const cfg = this.#cfg
     return await this.#track(img, async () => {
       const path = img.filePath
       if (path === undefined) throw new GlanceError('GLANCE_FILE_MISMATCH', `image ${img.entry.id}: register() needs the verified file`)
@@ -68,17 +84,17 @@ export class GlanceTarget implements Target {
         throw new GlanceError('GLANCE_FILE_MISMATCH', `image ${img.entry.id}: ${path} has ${st.size} bytes, the catalogue says ${img.entry.size}`)
       }
       const ours = await this.#ours(img, signal)
-      const existing = await this.#find(img, signal, ours)
+      const existing = await this.#find(img, cfg, signal, ours)
       if (existing !== undefined) return existing
       await this.#deleteStuck(ours, signal, img)
 
-      const body = createBody(img, this.#cfg, this.#site)
+      const body = createBody(img, cfg, this.#site)
       const created = await this.#images.create(body, signal)
       const id = created.id
       this.#lastImageId = id
       this.#log?.info({ imageId: id, id: img.entry.id, bytes: img.entry.size }, 'glance image created, uploading')
       try {
-        await this.#images.upload(id, path, img.entry.size, this.#cfg.maxUploadBytesPerSecond, signal)
+        await this.#images.upload(id, path, img.entry.size, cfg.maxUploadBytesPerSecond, signal)
       } catch (err) {
         // best effort: if Glance is down the image stays queued/saving and the next attempt or recover() removes it
         await this.#images.delete(id, undefined, 1).catch(() => {})
@@ -91,9 +107,9 @@ export class GlanceTarget implements Target {
           `image ${img.entry.id}: Glance has status=${got?.status ?? 'gone'} size=${String(got?.size)} ${got?.os_hash_algo ?? 'hash'}=${got?.os_hash_value ?? 'none'}, ` +
           `the catalogue says size=${img.entry.size} sha512=${img.entry.sha512}; image deleted`, { retryable: true, imageId: id })
       }
-      const final = await this.#release(got, signal)
+      const final = await this.#release(got, cfg, signal)
       this.#log?.info({ imageId: id, id: img.entry.id, visibility: final.visibility }, 'glance image registered and verified')
-      return this.#registration(final, false)
+      return this.#registration(final, false, cfg)
     })
   }
 
@@ -123,6 +139,7 @@ export class GlanceTarget implements Target {
    * listing (listingOps), in one PATCH. One imgdist did not register is left as it is.
    */
   async refresh (img: TargetImage, reg: Registration, signal?: AbortSignal): Promise<void> {
+    const cfg = this.#cfg
     await this.#track(img, async () => {
       const image = await this.#images.get(reg.ref, signal)
       if (image === undefined || !isOurs(image, img) || image.imgdist_sha512 !== img.entry.sha512) {
@@ -131,8 +148,8 @@ export class GlanceTarget implements Target {
       }
       // what the former listing and the former settings set and the current ones do not, goes
       const former = formerSettings(img.formerSettings)
-      const ops = [...listingOps(image, img, this.#cfg, [...img.formerProperties ?? [], ...former?.propertyKeys ?? []]), ...settingsOps(image, this.#cfg, former)]
-      await this.#release(image, signal, ops)
+      const ops = [...listingOps(image, img, cfg, [...img.formerProperties ?? [], ...former?.propertyKeys ?? []]), ...settingsOps(image, cfg, former)]
+      await this.#release(image, cfg, signal, ops)
       if (image.disk_format !== img.entry.diskFormat || image.container_format !== img.entry.containerFormat) {
         this.#log?.warn({ imageId: image.id, id: img.entry.id }, 'the catalogue re-signed these bytes with another disk or container format, which Glance cannot change on an existing image')
       }
@@ -172,19 +189,19 @@ export class GlanceTarget implements Target {
     await this.#conn.close()
   }
 
-  async #find (img: TargetImage, signal?: AbortSignal, ours?: GlanceImage[]): Promise<GlanceRegistration | undefined> {
+  async #find (img: TargetImage, cfg: GlanceTargetConfig, signal?: AbortSignal, ours?: GlanceImage[]): Promise<GlanceRegistration | undefined> {
     const verified = (ours ?? await this.#ours(img, signal)).filter((i) => i.imgdist_sha512 === img.entry.sha512 && matchesEntry(i, img))
     // Hidden on purpose (retired with `hide`) stays hidden; hidden until verified is this site's
     // registration that a crash cut short, finished here. Another site's may still be checking.
     const mine = verified.find((i) => i.os_hidden !== true) ?? verified.find((i) => isUnverified(i) && mayCleanUp(i, this.#site))
-    if (mine !== undefined) return this.#registration(await this.#release(mine, signal), true)
-    if (!this.#cfg.adoptExisting) return undefined
+    if (mine !== undefined) return this.#registration(await this.#release(mine, cfg, signal), true, cfg)
+    if (!cfg.adoptExisting) return undefined
     const projectId = await this.#projectId(signal)
     const same = await this.#images.list({ os_hash_value: img.entry.sha512, status: 'active', ...(projectId !== undefined ? { owner: projectId } : {}) }, signal)
     const other = same.find((i) => matchesEntry(i, img))
     if (other === undefined) return undefined
     this.#log?.info({ imageId: other.id, id: img.entry.id }, 'adopting an existing Glance image with the same sha512 (left untouched)')
-    return this.#registration(other, true)
+    return this.#registration(other, true, cfg)
   }
 
   /**
@@ -194,7 +211,7 @@ export class GlanceTarget implements Target {
    * entry's) is left as it is, and the bytes are registered anew; so are they when this project
    * may not reactivate (Glance's policy may keep that to admins).
    */
-  async #restore (img: TargetImage, signal?: AbortSignal): Promise<GlanceRegistration | undefined> {
+  async #restore (img: TargetImage, cfg: GlanceTargetConfig, signal?: AbortSignal): Promise<GlanceRegistration | undefined> {
     if (img.retiredRef === undefined) return undefined
     let image = await this.#images.get(img.retiredRef, signal)
     if (image === undefined || !isOurs(image, img) || image.imgdist_sha512 !== img.entry.sha512) return undefined
@@ -210,9 +227,13 @@ export class GlanceTarget implements Target {
       if (image === undefined) return undefined
     }
     if (!matchesEntry(image, img)) return undefined
-    const final = await this.#release(image, signal, restoreOps(image, img, this.#cfg))
+    // under the current settings, as a refresh would bring it (the config may have changed since)
+    const former = formerSettings(img.formerSettings)
+    const ops = restoreOps(image, img, cfg, former?.propertyKeys)
+    ops.push(...settingsOps(image, cfg, former).filter((o) => !ops.some((p) => p.path === o.path)))
+    const final = await this.#release(image, cfg, signal, ops)
     this.#log?.info({ imageId: image.id, id: img.entry.id, visibility: final.visibility }, 'glance image retired earlier restored: listed again by the catalogue')
-    return this.#registration(final, false)
+    return this.#registration(final, false, cfg)
   }
 
   async #ours (img: TargetImage, signal?: AbortSignal): Promise<GlanceImage[]> {
@@ -240,8 +261,8 @@ export class GlanceTarget implements Target {
    * (releaseOps); also the PATCH of a restore or a refresh, which may change the visibility too.
    * No request when there is nothing to change.
    */
-  async #release (image: GlanceImage, signal?: AbortSignal, ops: PatchOp[] = releaseOps(image, this.#cfg.visibility)): Promise<GlanceImage> {
-    const visibility = this.#cfg.visibility
+  async #release (image: GlanceImage, cfg: GlanceTargetConfig, signal?: AbortSignal, ops: PatchOp[] = releaseOps(image, cfg.visibility)): Promise<GlanceImage> {
+    const visibility = cfg.visibility
     if (ops.length === 0) return image
     return await this.#images.patch(image.id, ops, signal).catch((err: unknown) => {
       // The PATCH is all or nothing: a refused visibility leaves the image verified, hidden and
@@ -255,9 +276,10 @@ export class GlanceTarget implements Target {
   /** the project the token is scoped to: imgdist lists only its images */
   async #projectId (signal?: AbortSignal): Promise<string | undefined> { return (await this.#conn.session.token(signal)).projectId }
 
-  #registration (image: GlanceImage, adopted: boolean): GlanceRegistration {
+  /** `cfg`: the config the call began with, whose settings the image got (Registration.settings) */
+  #registration (image: GlanceImage, adopted: boolean, cfg: GlanceTargetConfig): GlanceRegistration {
     this.#lastImageId = image.id
-    return { ref: image.id, imageId: image.id, adopted, status: image.status, visibility: image.visibility }
+    return { ref: image.id, imageId: image.id, adopted, status: image.status, visibility: image.visibility, settings: cfg === this.#cfg ? this.#settings : glanceSettings(cfg) }
   }
 
   async #track<T> (img: TargetImage | undefined, fn: () => Promise<T>): Promise<T> {

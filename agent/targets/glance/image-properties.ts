@@ -150,13 +150,13 @@ export function listingOps (image: GlanceImage, img: TargetImage, cfg: Pick<Glan
 
 /**
  * releaseOps() for an image imgdist itself retired with `hide` (or deactivated) and the catalogue
- * lists again: shown again as well, and showing the listing that brought it back (listingOps),
- * in the same single PATCH.
+ * lists again: shown again as well, and showing the listing that brought it back (listingOps,
+ * `former` as there), in the same single PATCH.
  */
-export function restoreOps (image: GlanceImage, img: TargetImage, cfg: Pick<GlanceTargetConfig, 'visibility' | 'nameTemplate' | 'properties'>): PatchOp[] {
+export function restoreOps (image: GlanceImage, img: TargetImage, cfg: Pick<GlanceTargetConfig, 'visibility' | 'nameTemplate' | 'properties'>, former: string[] = []): PatchOp[] {
   const ops = releaseOps(image, cfg.visibility)
   if (image.os_hidden === true && !ops.some((o) => o.path === '/os_hidden')) ops.push({ op: 'replace', path: '/os_hidden', value: false })
-  return [...ops, ...listingOps(image, img, cfg)]
+  return [...ops, ...listingOps(image, img, cfg, former)]
 }
 
 /** Retiring with `hide`: out of every image list and private, in one PATCH (none if it is both already). */

@@ -1,14 +1,42 @@
+import { changedFields } from '../../../lib/changed-fields.js'
+import { validateConfig } from '../../../lib/config.js'
 import type { TargetSettings } from '../target.js'
-import type { GlanceTargetConfig } from './config-schema.js'
+import { GlanceTargetConfig } from './config-schema.js'
 import type { GlanceImage, PatchOp } from './image-properties.js'
 
 /**
  * What a Glance target's own config writes on every image it registers (Target.settings): the
- * agent records them on each registered line, and after a restart with other settings it has
+ * agent records them on each registered line, and after a reload or restart with other settings it has
  * the target bring the images it registered up to date (Target.refresh with `formerSettings`).
  */
 
 export type GlanceSettings = Pick<GlanceTargetConfig, 'nameTemplate' | 'properties' | 'tags' | 'visibility'>
+
+/** The target's entry validated, with its defaults; a ConfigError names every bad field. */
+export function validGlanceConfig (config: unknown): GlanceTargetConfig {
+  const name = (config as { name?: unknown } | null)?.name
+  return validateConfig(GlanceTargetConfig, config, `glance target${typeof name === 'string' ? ` "${name}"` : ''}`)
+}
+
+/**
+ * What a reload (SIGHUP) applies at once: what the target writes on images (the settings, which
+ * the listing refresh then brings to the images registered before) and what each registration
+ * reads when it begins. Credentials, endpoint, TLS and the request limits are read at start.
+ */
+const LIVE_FIELDS: ReadonlySet<string> = new Set(['nameTemplate', 'properties', 'tags', 'visibility', 'adoptExisting', 'maxUploadBytesPerSecond'])
+
+/**
+ * A reloaded entry against the running config: the fields that differ and apply at once, those
+ * that need a restart, and the config to run with (the running one with the live fields replaced).
+ */
+export function reloadedConfig (running: GlanceTargetConfig, config: unknown): { changed: string[], restart: string[], cfg: GlanceTargetConfig } {
+  const next = validGlanceConfig(config)
+  const fields = changedFields(running, next)
+  const changed = fields.filter((k) => LIVE_FIELDS.has(k))
+  const cfg = { ...running }
+  for (const k of changed) Object.assign(cfg, { [k]: next[k as keyof GlanceTargetConfig] })
+  return { changed, restart: fields.filter((k) => !LIVE_FIELDS.has(k)), cfg }
+}
 
 export function glanceSettings (cfg: GlanceSettings): GlanceSettings {
   return { nameTemplate: cfg.nameTemplate, properties: { ...cfg.properties }, tags: [...cfg.tags], visibility: cfg.visibility }
