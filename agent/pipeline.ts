@@ -55,13 +55,19 @@ export function targetImage (rec: ImageRecord, filePath?: string): TargetImage {
 
 /**
  * targetImage() for one target, with what that target's retirement left if the image was listed
- * again (StateStore.revive): where the retired image is, and the settings it was registered under.
+ * again (StateStore.revive): where the retired image is, the settings it was registered under and
+ * the entry properties it shows.
  */
 function imageFor (rec: ImageRecord, target: Target, filePath?: string): TargetImage {
   const ts = rec.targets[target.name]
   const retiredRef = retiredRefOf(ts)
   if (retiredRef === undefined) return targetImage(rec, filePath)
-  return { ...targetImage(rec, filePath), retiredRef, ...(ts?.settings !== undefined ? { formerSettings: ts.settings } : {}) }
+  return {
+    ...targetImage(rec, filePath),
+    retiredRef,
+    ...(ts?.settings !== undefined ? { formerSettings: ts.settings } : {}),
+    ...(ts?.shownProperties !== undefined ? { formerProperties: ts.shownProperties } : {})
+  }
 }
 
 /** Where this target's retirement left the image, while it has not registered it again (TargetState.retiredRef). */
@@ -100,6 +106,7 @@ async function targetStep<T> (rec: ImageRecord, target: Target, fn: () => Promis
         // retired image may still be restored keeps the settings that image was registered under
         ...(prev?.state === 'registered' && prev.outdated !== undefined ? { outdated: prev.outdated } : {}),
         ...((prev?.state === 'registered' || retiredRef !== undefined) && prev?.settings !== undefined ? { settings: prev.settings } : {}),
+        ...(retiredRef !== undefined && prev?.shownProperties !== undefined ? { shownProperties: prev.shownProperties } : {}),
         ...(ref !== undefined ? { ref } : {}),
         ...(retiredRef !== undefined ? { retiredRef } : {}),
         ...(prev?.adopted !== undefined ? { adopted: prev.adopted } : {}),

@@ -59,7 +59,8 @@ export class Retirement {
       const ts = targets[t.name]
       if (ts?.state === 'failed' && ts.retiredRef !== undefined) {
         // listed again, then unwanted again before this target put the image back: still retired where it was
-        targets[t.name] = { state: 'retired', ref: ts.retiredRef, ...(ts.adopted !== undefined ? { adopted: ts.adopted } : {}), ...(ts.settings !== undefined ? { settings: ts.settings } : {}), at: new Date().toISOString() }
+        const { state: _failed, retiredRef, error: _error, ...kept } = ts
+        targets[t.name] = { ...kept, state: 'retired', ref: retiredRef, at: new Date().toISOString() }
         continue
       }
       if (ts?.state !== 'registered' || ts.ref === undefined) continue
@@ -67,8 +68,9 @@ export class Retirement {
         // A target that moved the image on retiring (a directory's `.img.retired`) says where to.
         const moved = await t.retire(img, { ref: ts.ref, adopted: ts.adopted ?? false }, action)
         // an earlier attempt's error is over, and so is a listing the retired image was yet to show
-        const { error: _failedBefore, outdated: _showing, ...done } = ts
-        targets[t.name] = { ...done, ...(moved != null ? { ref: moved.ref } : {}), state: 'retired', at: new Date().toISOString() }
+        const { error: _failedBefore, outdated, ...done } = ts
+        const shownProperties = outdated?.properties ?? Object.keys(img.entry.properties)
+        targets[t.name] = { ...done, ...(moved != null ? { ref: moved.ref } : {}), state: 'retired', shownProperties, at: new Date().toISOString() }
       } catch (err) {
         const e = toImgdistError(err)
         targets[t.name] = { ...ts, error: { code: e.code, message: e.message }, at: new Date().toISOString() }

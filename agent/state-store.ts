@@ -32,6 +32,11 @@ export interface TargetState {
   outdated?: OutdatedListing
   /** the target's settings (Target.settings) when this line was registered or last refreshed */
   settings?: TargetSettings
+  /**
+   * A `retired` line (and a `failed` one with `retiredRef`): the entry property keys its retired
+   * image shows, so that restoring it under a listing that dropped some removes those.
+   */
+  shownProperties?: string[]
 }
 
 export interface OutdatedListing {

@@ -191,7 +191,17 @@ t.test('retired while still showing an earlier listing: the retired line is not 
   await store.put(rec)
   await retirement.retire(rec, Date.now())
   t.equal(rec.state, 'retired')
-  t.same(Object.keys(rec.targets.d ?? {}).sort(), ['at', 'ref', 'state'], 'neither the refresh\'s error nor its listing stays on a retired line')
+  t.same(Object.keys(rec.targets.d ?? {}).sort(), ['at', 'ref', 'shownProperties', 'state'], 'neither the refresh\'s error nor its listing stays on a retired line')
+  t.same(rec.targets.d?.shownProperties, [], 'what it shows is the earlier listing\'s properties, not the current one\'s')
+
+  // up to date when retired: it shows the current listing's properties, under the settings recorded
+  const other = newRecord('c', entryOf({ id: 'y' }), 2, ['k1'])
+  other.state = 'registered'
+  other.unwantedSince = Date.now()
+  other.targets = { d: { state: 'registered', ref: '/t/y.img', at: new Date().toISOString(), settings: { tags: ['x'] } } }
+  await store.put(other)
+  await retirement.retire(other, Date.now())
+  t.match(other.targets.d, { state: 'retired', ref: '/t/y.img', settings: { tags: ['x'] }, shownProperties: ['p'] }, 'kept for a restore (TargetImage.formerSettings, formerProperties)')
 })
 
 t.test('a target whose settings changed since registration: its lines are refreshed with what they were registered under', async (t) => {

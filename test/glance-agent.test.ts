@@ -269,6 +269,10 @@ async function main (): Promise<void> {
   await t.test('a revocation retires the image in Glance per policy (deactivate)', async (t) => {
     const a = siteA
     if (a === undefined || imageId === '') { t.fail('site-a did not register'); return }
+    // retired while showing a property of its listing: restored under one without it, it goes (below)
+    const v3: ImageEntry = { ...entry, version: `${entry.version}.3`, properties: { ...entry.properties, hw_rng_model: 'virtio' } }
+    await fx.publish((idx) => editIndex(idx, new Date(), (s) => upsertImage(s, v3)))
+    await waitFor('Glance shows the listing with hw_rng_model', async () => (await os.glanceGet(`/v2/images/${imageId}`)).body.hw_rng_model === 'virtio', 30_000)
     await fx.revoke(entry.id, 'e2e: withdrawn by the endorser')
     const v = await viewIn(a, entry.id, 'retired', 'site-a retired')
     t.equal(v.targets[TARGET]?.state, 'retired')
@@ -294,6 +298,8 @@ async function main (): Promise<void> {
     t.match(g, { status: 'active', os_hidden: false, visibility: 'community' }, 'active and shown again')
     t.match(g, { imgdist_version: relisted.version, name: `${entry.name}-${relisted.version}`, imgdist_sha512: entry.sha512 }, 'under the version that listed it again')
     t.same([...g.tags].sort(), ['back', 'imgdist', 'ops-tag'], 'and the settings now in force: the tag the reload dropped is gone, the operator\'s stays')
+    t.notOk('hw_rng_model' in g, 'a property of the listing it was retired with, which this one dropped, is removed')
+    t.equal(g.site_note, 'kept', 'the operator\'s property stays')
     t.same((await glanceImagesOf(entry.id)).map((i) => i.id), [imageId], 'still exactly one Glance image')
     t.equal(await a.stop('SIGTERM'), 0, 'site-a stops cleanly (targets closed)')
   })

@@ -22,8 +22,9 @@ export interface TargetImage {
    */
   retiredRef?: string
   /**
-   * refresh() only: the entry property keys of the listing the image shows now, so that those
-   * the new listing dropped are removed (and nothing the site or an operator set is).
+   * refresh(), and find() with `retiredRef`: the entry property keys of the listing the image
+   * shows now, so that those the new listing dropped are removed (and nothing the site or an
+   * operator set is).
    */
   formerProperties?: string[]
   /**

@@ -229,7 +229,7 @@ export class GlanceTarget implements Target {
     if (!matchesEntry(image, img)) return undefined
     // under the current settings, as a refresh would bring it (the config may have changed since)
     const former = formerSettings(img.formerSettings)
-    const ops = restoreOps(image, img, cfg, former?.propertyKeys)
+    const ops = restoreOps(image, img, cfg, [...img.formerProperties ?? [], ...former?.propertyKeys ?? []])
     ops.push(...settingsOps(image, cfg, former).filter((o) => !ops.some((p) => p.path === o.path)))
     const final = await this.#release(image, cfg, signal, ops)
     this.#log?.info({ imageId: image.id, id: img.entry.id, visibility: final.visibility }, 'glance image retired earlier restored: listed again by the catalogue')
