@@ -4,7 +4,7 @@ import type { Dispatcher } from 'undici'
 import { ConfigError, ImgdistError, toImgdistError } from '../lib/errors.js'
 import { joinHostPort } from '../lib/host-port.js'
 import { listenError } from '../lib/listen-error.js'
-import type { ActionResult, AgentStatus, TargetView } from './api.js'
+import type { ActionResult, AgentStatus, ReloadStatus, TargetView } from './api.js'
 import type { ResolvedConfig } from './config.js'
 import { reserveAddress, type AddressReservation } from './address-reservation.js'
 import { openDb, type AgentDb } from './db.js'
@@ -59,6 +59,7 @@ export class ImgdistAgent {
   #http: Dispatcher = makeDispatcher()
   #closing?: Promise<void>
   readonly #recoverErrors = new Map<string, { code: string, message: string }>()
+  #lastReload?: ReloadStatus
   readonly startedAt = new Date().toISOString()
   apiAddress = ''
 
@@ -210,7 +211,8 @@ export class ImgdistAgent {
       ...(this.cfg.report !== undefined
         ? { report: { url: this.cfg.report.url, ...(rep?.lastSent !== undefined ? { lastSent: rep.lastSent } : {}), ...(rep?.lastError !== undefined ? { lastError: rep.lastError, ...(rep.lastErrorAt !== undefined ? { lastErrorAt: rep.lastErrorAt } : {}) } : {}) } }
         : {}),
-      targets: this.targets()
+      targets: this.targets(),
+      ...(this.#lastReload !== undefined ? { reload: this.#lastReload } : {})
     }
   }
 
@@ -234,7 +236,15 @@ export class ImgdistAgent {
     // a changed target setting reaches the images registered before at this tick (ListingRefresh)
     if (this.#reconciler !== undefined) { this.#reconciler.cfg = this.cfg; this.#reconciler.kick() }
     this.log.info({ needRestart, ...(targets.changed.length > 0 ? { targetSettings: targets.changed } : {}) }, 'config reloaded')
+    this.#lastReload = { at: new Date().toISOString(), needRestart }
     return needRestart
+  }
+
+  /** SIGHUP with a file that does not validate (or that reload() refused): nothing of it applies. */
+  reloadRefused (err: unknown): void {
+    const e = toImgdistError(err)
+    this.log.error({ code: e.code, err: e.message }, 'config reload refused; keeping the running config')
+    this.#lastReload = { at: new Date().toISOString(), needRestart: this.#lastReload?.needRestart ?? [], error: { code: e.code, message: e.message } }
   }
 
   close (): Promise<void> {

@@ -29,6 +29,19 @@ export interface AgentStatus {
   report?: { url: string, lastSent?: string, lastError?: string, lastErrorAt?: string }
   /** each target's own view (a Glance target: endpoint, credential source, last image id, last error) */
   targets: TargetView[]
+  /** the last config reload (SIGHUP); absent until the first */
+  reload?: ReloadStatus
+}
+
+/**
+ * A config reload: when, what of the file differs from what runs and waits for a restart, and,
+ * when the reload was refused (the file does not validate), why: the config running is then the
+ * one before it, and `needRestart` is still that one's.
+ */
+export interface ReloadStatus {
+  at: string
+  needRestart: string[]
+  error?: { code: string, message: string }
 }
 
 export interface TargetView {

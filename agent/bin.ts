@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { pino } from 'pino'
 import { dropOutputOnClosedPipe } from '../lib/closed-pipe.js'
-import { ConfigError, errorLine, type ImgdistError, UsageError } from '../lib/errors.js'
+import { ConfigError, errorLine, UsageError } from '../lib/errors.js'
 import { AGENT_VERSION, ImgdistAgent } from './agent.js'
 import { CLI_SYNOPSIS, CLI_USAGE, runCli } from './cli.js'
 import { readConfigFile } from './config.js'
@@ -33,9 +33,7 @@ async function run (argv: string[]): Promise<void> {
   process.on('SIGINT', () => { stop('SIGINT') })
   process.on('SIGHUP', () => {
     // a file that does not validate, or a target entry its target refuses: nothing of it applies
-    readConfigFile(configPath as string).then((next) => { agent.reload(next) }).catch((err: unknown) => {
-      log.error({ code: (err as ImgdistError).code, err: (err as Error).message }, 'config reload refused; keeping the running config')
-    })
+    readConfigFile(configPath as string).then((next) => { agent.reload(next) }).catch((err: unknown) => { agent.reloadRefused(err) })
   })
   try {
     await agent.start()

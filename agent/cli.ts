@@ -37,7 +37,8 @@ COMMANDS
                  target registered are then updated to them. Other changes are logged as
                  needing a restart; a bad FILE is refused and the running config kept.
     status       catalogues (root and index versions, watching, expiry, last poll, errors),
-                 swarm rates, paused
+                 swarm rates, paused, the last config reload (refused, or what of it
+                 waits for a restart)
     images       per image: state, progress, rates, peers, bytes from peers and web seeds,
                  last error
     peers        connected peers and web seeds

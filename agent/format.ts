@@ -72,6 +72,14 @@ function formatReport (r: AgentStatus['report']): string {
 }
 
 /** `2026-12-05T10:00:00Z (in 13d)`, or `EXPIRED 2h ago (2026-12-05T10:00:00Z)` once the catalogue is out of force. */
+/** One line after the last reload (SIGHUP), none before: whether it took, and what waits for a restart. */
+function formatReload (r: AgentStatus['reload']): string {
+  if (r === undefined) return ''
+  const restart = r.needRestart.length > 0 ? `; a restart is needed for: ${r.needRestart.join(', ')}` : ''
+  if (r.error !== undefined) return `config: reload REFUSED at ${r.at} (${r.error.code}: ${r.error.message}); the running config is kept${restart}\n`
+  return `config: reloaded at ${r.at}${restart}\n`
+}
+
 export function formatExpiry (expires: string | undefined, now: Date): string {
   if (expires === undefined) return '-'
   const left = Date.parse(expires) - now.getTime()
@@ -84,7 +92,7 @@ export function formatStatus (s: AgentStatus, now = new Date()): string {
     `swarm: ${s.peers} peers${s.webSeeds !== undefined && s.webSeeds > 0 ? ` + ${s.webSeeds} web seeds` : ''}, down ${rate(s.downRate)}, up ${rate(s.upRate)}, ` +
     `DHT ${s.dht === undefined ? 'off' : `${s.dht.nodes} nodes${s.dht.port !== undefined ? ` (UDP ${s.dht.port})` : ''}`}\n` +
     `images: ${Object.entries(s.images).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}\n` +
-    `${formatReport(s.report)}\n\n`
+    `${formatReport(s.report)}\n${formatReload(s.reload)}\n`
   // WATCH yes: the index server holds our poll open and answers it at the next publish
   // EXPIRES is the earlier of the root's and the index's: an alert's date, read off before it falls
   const cats = table(['CATALOGUE', 'ROOT', 'INDEX', 'WATCH', 'EXPIRES', 'LAST POLL', 'LAST SUCCESS', 'ERROR'],

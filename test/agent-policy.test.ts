@@ -66,11 +66,20 @@ t.test('policy: deny rule, manual approval through the CLI, revocation retires p
   await writeFile(a.configPath, 'site: [broken')
   a.proc.kill('SIGHUP')
   await waitFor('bad reload refused', async () => a.logs.some((l) => l.includes('config reload refused')), 10_000)
+  type Reload = { at: string, needRestart: string[], error?: { code: string, message: string } }
+  const reloadOf = async (): Promise<Reload | undefined> => (await a.get<{ reload?: Reload }>('/v1/status')).reload
+  t.match(await reloadOf(), { needRestart: [], error: { code: 'CONFIG_INVALID' } }, 'the status says the reload was refused, and why')
+  t.match(await a.cli('status'), /config: reload REFUSED at \S+ \(CONFIG_INVALID: .*\); the running config is kept/)
   await writeAgentConfig(a.dir, 'site-p', {
     subscriptions: [{ url: origin.indexUrl, root: fx.rootPath, pollInterval: '1s' }],
-    policy: { deny: [], approval: 'auto', retire: 'deactivate' }
+    policy: { deny: [], approval: 'auto', retire: 'deactivate' },
+    swarm: { torrentPort: 0, dht: { enabled: false }, lsd: false, maxConns: 40 }
   })
   a.proc.kill('SIGHUP')
   await waitFor('formerly denied image registered after reload', async () => (await imagesOf(a)).find((i) => i.id === 'deny-me' && i.state === 'registered'), 30_000)
+  const took = await reloadOf()
+  t.same(took?.needRestart, ['swarm'], 'the next one took, and names what waits for a restart')
+  t.notOk(took?.error)
+  t.match(await a.cli('status'), /config: reloaded at \S+; a restart is needed for: swarm\n/)
   t.equal(await a.stop('SIGTERM'), 0, 'SIGTERM exits 0')
 })
