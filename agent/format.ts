@@ -71,7 +71,6 @@ function formatReport (r: AgentStatus['report']): string {
     : `report: to ${r.url}, ${last}`
 }
 
-/** `2026-12-05T10:00:00Z (in 13d)`, or `EXPIRED 2h ago (2026-12-05T10:00:00Z)` once the catalogue is out of force. */
 /** One line after the last reload (SIGHUP), none before: whether it took, and what waits for a restart. */
 function formatReload (r: AgentStatus['reload']): string {
   if (r === undefined) return ''
@@ -80,6 +79,7 @@ function formatReload (r: AgentStatus['reload']): string {
   return `config: reloaded at ${r.at}${restart}\n`
 }
 
+/** `2026-12-05T10:00:00Z (in 13d)`, or `EXPIRED 2h ago (2026-12-05T10:00:00Z)` once the catalogue is out of force. */
 export function formatExpiry (expires: string | undefined, now: Date): string {
   if (expires === undefined) return '-'
   const left = Date.parse(expires) - now.getTime()
