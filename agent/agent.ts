@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'
 import { ConfigError, ImgdistError, toImgdistError } from '../lib/errors.js'
+import { changedFields } from '../lib/changed-fields.js'
 import { joinHostPort } from '../lib/host-port.js'
 import { listenError } from '../lib/listen-error.js'
 import type { ActionResult, AgentStatus, ReloadStatus, TargetView } from './api.js'
@@ -222,11 +223,8 @@ export class ImgdistAgent {
    * a restart. A target entry its target refuses throws (ConfigError) before anything is applied.
    */
   reload (next: ResolvedConfig): string[] {
-    const needRestart: string[] = []
-    const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b)
-    for (const k of ['dataDir', 'api', 'swarm', 'subscriptions', 'report', 'site'] as const) {
-      if (!same(this.cfg[k], next[k])) needRestart.push(k)
-    }
+    const startOnly = ({ dataDir, api, swarm, subscriptions, report, site }: ResolvedConfig): Record<string, unknown> => ({ dataDir, api, swarm, subscriptions, report, site })
+    const needRestart = changedFields(startOnly(this.cfg), startOnly(next))
     // this.cfg.targets stays the config the targets were built with
     const targets = reloadTargets(this.#targets, this.cfg.targets, next.targets)
     needRestart.push(...targets.restart)
