@@ -36,13 +36,16 @@ COMMANDS
                  adoptExisting, maxUploadBytesPerSecond) at once; the images a Glance
                  target registered are then updated to them. Other changes are logged as
                  needing a restart; a bad FILE is refused and the running config kept.
+                 A target added to FILE (then a restart) gets the images the site holds
+                 already that policy still approves, from the cache if they are there.
     status       catalogues (root and index versions, watching, expiry, last poll, errors),
                  swarm rates, paused, the last config reload (refused, or what of it
                  waits for a restart)
     images       per image: state, progress, rates, peers, bytes from peers and web seeds,
                  last error
     peers        connected peers and web seeds
-    approve ID   let image ID download (policy.approval: manual)
+    approve ID   let image ID download (policy.approval: manual), or go to the targets
+                 added to the config since it was registered
     retry ID     retry a failed image now instead of after its backoff
     pause        stop downloading; finished images keep seeding. The pause is saved and
                  outlasts restarts until resume. An agent paused already stays as it

@@ -207,25 +207,33 @@ export async function runPipeline (deps: PipelineDeps, rec: ImageRecord, cat: Ca
       from = at.step
       await store.transition(rec, from, { reason: `${retryLabel(rec)}: back to ${from}, ${at.why}` })
     }
+    // The targets this record's bytes are not registered in yet. A line already `registered` is
+    // this very record's registration (a new release is a new record): a retry after a partial
+    // failure, or an image registered before a target was added to the config, leaves it as it
+    // is rather than have find() take it for someone else's image (adopted).
+    const todo = deps.targets.filter((t) => rec.targets[t.name]?.state !== 'registered')
     // Adopt what every target already holds: no bytes need to move. find() may already show an
     // image again (one its target retired, or hid until verified), hence authorised() first.
     authorised()
-    const found = await Promise.all(deps.targets.map(async (t) => await targetStep(rec, t, async () => await t.find(imageFor(rec, t), signal))))
+    const found = await Promise.all(todo.map(async (t) => await targetStep(rec, t, async () => await t.find(imageFor(rec, t), signal))))
     if (deps.targets.length > 0 && found.every((r) => r !== undefined)) {
       authorised()
       const regs = found as Registration[]
-      deps.targets.forEach((t, i) => { rec.targets[t.name] = registered(regs[i] as Registration, t) })
+      todo.forEach((t, i) => { rec.targets[t.name] = registered(regs[i] as Registration, t) })
       endDownload()
       // adopted: false is what a target retired and restored (TargetImage.retiredRef)
-      const restored = regs.every((r) => !r.adopted)
-      const reason = restored ? 'restored where it was retired: listed again with the same sha512' : 'adopted an existing image with the same sha512'
+      const restored = regs.length > 0 && regs.every((r) => !r.adopted)
+      const reason = regs.length === 0
+        ? 'every target holds it already'
+        : restored ? 'restored where it was retired: listed again with the same sha512' : 'adopted an existing image with the same sha512'
       await store.transition(rec, 'registered', { reason, retries: 0 })
-      log.info({ image: e.id, catalogue: rec.catalogue, restored }, restored ? 'restored in the targets that retired it' : 'adopted existing image')
+      log.info({ image: e.id, catalogue: rec.catalogue, restored, targets: todo.map((t) => t.name) },
+        regs.length === 0 ? reason : restored ? 'restored in the targets that retired it' : 'adopted existing image')
       return
     }
     // Not every target holds it, but what one restored (adopted: false) is shown again already:
     // on the record now, so that a retirement before the others are done retires it again.
-    const restoredBy = [...deps.targets.entries()].filter(([i, t]) => found[i]?.adopted === false && retiredRefOf(rec.targets[t.name]) !== undefined)
+    const restoredBy = [...todo.entries()].filter(([i, t]) => found[i]?.adopted === false && retiredRefOf(rec.targets[t.name]) !== undefined)
     for (const [i, t] of restoredBy) rec.targets[t.name] = registered(found[i] as Registration, t)
     if (restoredBy.length > 0) await store.put(rec)
     const t = torrent ?? await obtainTorrent(deps, rec, cat, signal)
@@ -254,7 +262,7 @@ export async function runPipeline (deps: PipelineDeps, rec: ImageRecord, cat: Ca
     rec.lastUsed = Date.now()
     if (from === 'registering') await store.put(rec)
     else await store.transition(rec, 'registering')
-    for (const [i, target] of deps.targets.entries()) {
+    for (const [i, target] of todo.entries()) {
       authorised()
       const reg = found[i] ?? await targetStep(rec, target, async () => await target.register(imageFor(rec, target, path), signal))
       rec.targets[target.name] = registered(reg, target)

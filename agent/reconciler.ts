@@ -146,7 +146,10 @@ export class Reconciler {
     // A registered image stays registered when policy turns against it: removing what users may
     // already run is the catalogue's call (revoke) or the operator's, not a config edit's side effect.
     // What it shows follows the catalogue's re-signed listing, under a catalogue still in force.
-    if (rec.state === 'registered' && !this.#jobs.running(rec) && this.#catalogueInForce(rec.catalogue)) await this.#refresh.refresh(rec, now)
+    if (rec.state === 'registered' && !this.#jobs.running(rec) && this.#catalogueInForce(rec.catalogue)) {
+      await this.#refresh.refresh(rec, now)
+      await this.#toAddedTargets(rec)
+    }
     if (rec.state === 'registered' || rec.state === 'retired') return
     const d = decide(this.cfg.policy, rec.catalogue, rec.entry, rec.approvedSha512 === rec.entry.sha512)
     if (this.#jobs.running(rec)) {
@@ -210,6 +213,34 @@ export class Reconciler {
     await this.deps.store.transition(rec, d.verdict, { reason: d.reason, ...(rejected ? { progress: 0, cached: false } : {}) })
   }
 
+  /** The configured targets a registered image is not in: ones added to the config since it was registered. */
+  #addedTargets (rec: ImageRecord): Target[] {
+    return this.deps.targets.filter((t) => rec.targets[t.name]?.state !== 'registered')
+  }
+
+  /**
+   * A registered image and a target added to the config since (restart): the image is registered
+   * there too, as a new registration, so only while policy approves it (a registered image stays
+   * where it is when policy turns against it; it is not taken anywhere new). From the cached file
+   * that passed sha512 (retry-step.ts: no download, no second hash), else downloaded again.
+   */
+  async #toAddedTargets (rec: ImageRecord): Promise<void> {
+    const added = this.#addedTargets(rec)
+    if (added.length === 0 || this.paused) return
+    const names = added.map((t) => t.name).join(', ')
+    const d = decide(this.cfg.policy, rec.catalogue, rec.entry, rec.approvedSha512 === rec.entry.sha512)
+    if (d.verdict !== 'approved') {
+      const reason = `not registered in ${names} (added to the config since): ${d.verdict === 'rejected' ? 'policy no longer approves it' : 'waiting for approval'} (${d.reason})`
+      if (rec.reason !== reason) await this.deps.store.put(Object.assign(rec, { reason }))
+      return
+    }
+    const cached = rec.cached && rec.verifiedFile !== undefined
+    this.deps.log.info({ image: rec.id, catalogue: rec.catalogue, targets: added.map((t) => t.name), from: cached ? 'cache' : 'download' }, 'registering an image in the targets added to the config since')
+    if (cached) { this.#jobs.start(rec, this.#catalogueOf(rec), 'registering'); return }
+    await this.deps.store.transition(rec, 'approved', { reason: `not yet in ${names} (added to the config): the cache no longer has it, downloading it again` })
+    await this.#startOrHold(rec)
+  }
+
   /** A catalogue whose poller has no accepted, unexpired index is not acted on (DESIGN.md §3: freeze). */
   #catalogueInForce (catalogue: string): boolean {
     const p = this.deps.pollers.find((x) => x.name === catalogue)
@@ -236,8 +267,11 @@ export class Reconciler {
     }
     // listed: policy has not been asked yet, and the approval recorded here is what it will see
     const already = rec.approvedSha512 === rec.entry.sha512 || !['listed', 'awaiting-approval'].includes(rec.state)
+    // a registered image waits for it only to go to targets added since (#toAddedTargets)
+    const added = rec.state === 'registered' && rec.approvedSha512 !== rec.entry.sha512 ? this.#addedTargets(rec).map((t) => t.name) : []
     await this.deps.store.put(Object.assign(rec, { approvedSha512: rec.entry.sha512 }))
     this.kick()
+    if (added.length > 0) return `approved ${rec.id} for ${added.join(', ')} (added to the config since it was registered)`
     return already ? `${rec.id} needs no approval (it is ${rec.state}); nothing to do` : `approved ${rec.id}`
   }
 

@@ -36,8 +36,12 @@ export function interruptedStep (rec: ImageRecord): RetryStep | undefined {
   return undefined
 }
 
-/** How the reason of a resumed image starts: a catalogue back in force, or a restart, is not a retry (none is counted). */
+/**
+ * How the reason of a resumed image starts: a catalogue back in force, or a restart, is not a
+ * retry (none is counted); nor is a registered image taken to a target added since.
+ */
 export function retryLabel (rec: ImageRecord): string {
+  if (rec.state === 'registered') return 'not yet in every target (one was added to the config)'
   if (rec.state !== 'failed') return `resumed after a restart (was ${rec.state})`
   return rec.error?.code === 'CATALOGUE_EXPIRED' ? 'its catalogue is in force again' : `retry ${rec.retries}`
 }

@@ -27,6 +27,7 @@ interface ViewLite {
   retries: number
   bytesFromPeers: number
   bytesFromWebSeeds: number
+  bytesThisRun: number
   reason?: string
   error?: { code: string, message: string }
   targets: Record<string, TargetStateLite>
@@ -302,6 +303,34 @@ async function main (): Promise<void> {
     t.equal(g.site_note, 'kept', 'the operator\'s property stays')
     t.same((await glanceImagesOf(entry.id)).map((i) => i.id), [imageId], 'still exactly one Glance image')
     t.equal(await a.stop('SIGTERM'), 0, 'site-a stops cleanly (targets closed)')
+  })
+
+  await t.test('a Glance target added to a site that had only a directory: after the restart the image is uploaded from the cache', async (t) => {
+    // site-a's image out of the way (site-a is stopped): otherwise the new target adopts it
+    const del = await fetch(`${os.glanceUrl}/v2/images/${imageId}`, { method: 'DELETE', headers: { 'x-auth-token': await os.demoToken() } })
+    t.equal(del.status, 204, 'the earlier Glance image deleted')
+    const site = 'site-d'
+    const glanceCfg = configWith('e2e-appcred')
+    const local = { name: 'local', type: 'directory', path: join(dir, site, 'images') }
+    const d = await startAgent(join(dir, site), site, { ...glanceCfg, targets: [local] })
+    await viewIn(d, entry.id, 'registered', 'site-d registered in its directory')
+    t.equal(await d.stop('SIGTERM'), 0)
+
+    const e = await startAgent(join(dir, site), site, { ...glanceCfg, targets: [local, ...glanceCfg.targets as unknown[]] })
+    const v = await waitFor('site-d registered in Glance too', async () => {
+      const x = await viewOf(e, entry.id)
+      return x?.state === 'registered' && x.targets[TARGET]?.state === 'registered' ? x : undefined
+    }, 120_000)
+    const id = v.targets[TARGET]?.ref ?? ''
+    t.equal(v.targets[TARGET]?.adopted, false, 'uploaded, not adopted')
+    t.equal(v.targets.local?.state, 'registered', 'still in the directory')
+    t.equal(v.bytesThisRun, 0, 'no image byte fetched by this run')
+    t.notOk(e.logs.some((l) => l.includes('"msg":"downloading"')), 'nothing downloaded')
+    t.ok(e.logs.some((l) => l.includes('"msg":"registering an image in the targets added to the config since"') && l.includes('"from":"cache"')), 'the log says why, and from where')
+    const { body: g } = await os.glanceGet(`/v2/images/${id}`)
+    t.match(g, { status: 'active', os_hidden: false, os_hash_value: entry.sha512, size: entry.size, imgdist_site: site }, 'active in Glance, hashed by Glance to the signed sha512')
+    t.same((await glanceImagesOf(entry.id)).map((i) => i.id), [id], 'exactly one Glance image')
+    t.equal(await e.stop('SIGTERM'), 0)
   })
 }
 
