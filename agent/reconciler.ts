@@ -8,10 +8,12 @@ import type { JsonStore } from './db.js'
 import { syncCatalogue, type SyncDeps } from './catalogue-sync.js'
 import { JobRunner } from './job-runner.js'
 import { ListingRefresh } from './listing-refresh.js'
+import { AddedTargets, addedTargets } from './added-targets.js'
 import type { Catalogue } from './catalogue.js'
 import type { CataloguePoller } from './poller.js'
 import { decide } from './policy.js'
 import { Retirement } from './retirement.js'
+import { loadPause, savePause } from './saved-pause.js'
 import { interruptedStep, retryLabel, retryStep, type RetryStep } from './retry-step.js'
 import { recordKey, supersede, type ImageRecord, type StateStore } from './state-store.js'
 import type { Target } from './targets/target.js'
@@ -23,10 +25,10 @@ import type { Target } from './targets/target.js'
  * back to the step that failed where that is safe (retry-step.ts), else to `approved`.
  */
 
-const PAUSED_KEY = 'paused'
-const PAUSED_AT_KEY = 'pausedAt'
 /** An approved image of a catalogue that is not in force (expired, not yet accepted) waits with this reason. */
 const HELD_REASON = 'waiting for a current catalogue (the accepted index expired or none is accepted yet)'
+/** An image of a catalogue the config no longer subscribes to (subscriptions change at a restart). */
+const UNSUBSCRIBED_REASON = 'its catalogue is no longer among the config\'s subscriptions: nothing more is done with it (download, retry, registration, refresh, seeding) until it is subscribed again; what its targets hold stays there'
 
 export class Reconciler {
   paused = false
@@ -39,6 +41,7 @@ export class Reconciler {
   cfg: ResolvedConfig
   readonly #retirement: Retirement
   readonly #refresh: ListingRefresh
+  readonly #added: AddedTargets
   readonly #jobs: JobRunner
   readonly #sync: SyncDeps
   /** images the last stop interrupted mid-step, by record key: the step a job resumes them at (start()) */
@@ -56,6 +59,11 @@ export class Reconciler {
     this.#refresh = new ListingRefresh({
       store: deps.store, targets: deps.targets, log: deps.log, backoff: () => ({ initialMs: this.cfg.retryInitialMs, maxMs: this.cfg.retryMaxMs })
     })
+    this.#added = new AddedTargets({
+      store: deps.store, targets: deps.targets, log: deps.log, policy: () => this.cfg.policy,
+      register: (rec) => { this.#jobs.start(rec, this.#catalogueOf(rec), 'registering') },
+      download: async (rec) => { await this.#startOrHold(rec) }
+    })
     this.#jobs = new JobRunner({
       store: deps.store, swarm: deps.swarm, targets: deps.targets, log: deps.log, http: deps.http,
       cfg: () => this.cfg, paused: () => this.paused, inForce: (c) => this.#catalogueInForce(c), kick: () => { this.kick() }
@@ -72,10 +80,10 @@ export class Reconciler {
     const { store } = this.deps
     // An operator who paused (a maintenance window, a full disk) expects a restart or a reboot
     // not to undo it.
-    if (await this.deps.settings.get(PAUSED_KEY) === true) {
+    const saved = await loadPause(this.deps.settings)
+    if (saved.paused) {
       this.paused = true
-      const at = await this.deps.settings.get(PAUSED_AT_KEY)
-      if (typeof at === 'string') this.pausedAt = at
+      if (saved.pausedAt !== undefined) this.pausedAt = saved.pausedAt
       this.deps.log.info('paused since before this start: downloads wait for `imgdist-agent resume`')
     }
     for (const rec of store.all()) {
@@ -86,7 +94,8 @@ export class Reconciler {
       // shown until a job takes it up: at once, or once downloads are resumed and the catalogue is in force
       await store.put(Object.assign(rec, { reason: `interrupted by the last stop; resumes at ${step}` }))
     }
-    await Promise.all(store.all().filter((r) => r.state === 'registered' && r.cached).map(async (r) => { await this.#jobs.seed(r) }))
+    this.#logUnsubscribed()
+    await Promise.all(store.all().filter((r) => r.state === 'registered' && r.cached && this.#subscribed(r.catalogue)).map(async (r) => { await this.#jobs.seed(r) }))
     this.#timer = setInterval(() => { this.kick() }, this.deps.tickMs ?? 1000)
     this.kick()
   }
@@ -142,13 +151,20 @@ export class Reconciler {
       if (rec.state !== 'retired') { await this.#jobs.stopSpreading(rec); await this.#retirement.retire(rec, now) }
       return
     }
+    // No catalogue vouches for it any more, for better or worse (a revocation would not reach this
+    // site): not seeded (start()), not started, retried or refreshed; not retired either, since
+    // removing what users may run is not a config edit's side effect.
+    if (!this.#subscribed(rec.catalogue)) {
+      if (rec.state !== 'retired' && rec.reason !== UNSUBSCRIBED_REASON) await store.put(Object.assign(rec, { reason: UNSUBSCRIBED_REASON }))
+      return
+    }
     // Policy (reloaded by SIGHUP at any time) is asked again at every step short of `registered`.
     // A registered image stays registered when policy turns against it: removing what users may
     // already run is the catalogue's call (revoke) or the operator's, not a config edit's side effect.
     // What it shows follows the catalogue's re-signed listing, under a catalogue still in force.
     if (rec.state === 'registered' && !this.#jobs.running(rec) && this.#catalogueInForce(rec.catalogue)) {
       await this.#refresh.refresh(rec, now)
-      await this.#toAddedTargets(rec)
+      if (!this.paused) await this.#added.check(rec)
     }
     if (rec.state === 'registered' || rec.state === 'retired') return
     const d = decide(this.cfg.policy, rec.catalogue, rec.entry, rec.approvedSha512 === rec.entry.sha512)
@@ -213,38 +229,25 @@ export class Reconciler {
     await this.deps.store.transition(rec, d.verdict, { reason: d.reason, ...(rejected ? { progress: 0, cached: false } : {}) })
   }
 
-  /** The configured targets a registered image is not in: ones added to the config since it was registered. */
-  #addedTargets (rec: ImageRecord): Target[] {
-    return this.deps.targets.filter((t) => rec.targets[t.name]?.state !== 'registered')
-  }
-
   /**
-   * A registered image and a target added to the config since (restart): the image is registered
-   * there too, as a new registration, so only while policy approves it (a registered image stays
-   * where it is when policy turns against it; it is not taken anywhere new). From the cached file
-   * that passed sha512 (retry-step.ts: no download, no second hash), else downloaded again.
+   * A catalogue whose poller has no accepted, unexpired index is not acted on (DESIGN.md §3:
+   * freeze); nor is one the config no longer subscribes to.
    */
-  async #toAddedTargets (rec: ImageRecord): Promise<void> {
-    const added = this.#addedTargets(rec)
-    if (added.length === 0 || this.paused) return
-    const names = added.map((t) => t.name).join(', ')
-    const d = decide(this.cfg.policy, rec.catalogue, rec.entry, rec.approvedSha512 === rec.entry.sha512)
-    if (d.verdict !== 'approved') {
-      const reason = `not registered in ${names} (added to the config since): ${d.verdict === 'rejected' ? 'policy no longer approves it' : 'waiting for approval'} (${d.reason})`
-      if (rec.reason !== reason) await this.deps.store.put(Object.assign(rec, { reason }))
-      return
-    }
-    const cached = rec.cached && rec.verifiedFile !== undefined
-    this.deps.log.info({ image: rec.id, catalogue: rec.catalogue, targets: added.map((t) => t.name), from: cached ? 'cache' : 'download' }, 'registering an image in the targets added to the config since')
-    if (cached) { this.#jobs.start(rec, this.#catalogueOf(rec), 'registering'); return }
-    await this.deps.store.transition(rec, 'approved', { reason: `not yet in ${names} (added to the config): the cache no longer has it, downloading it again` })
-    await this.#startOrHold(rec)
+  #catalogueInForce (catalogue: string): boolean {
+    return this.deps.pollers.find((x) => x.name === catalogue)?.current !== undefined
   }
 
-  /** A catalogue whose poller has no accepted, unexpired index is not acted on (DESIGN.md §3: freeze). */
-  #catalogueInForce (catalogue: string): boolean {
-    const p = this.deps.pollers.find((x) => x.name === catalogue)
-    return p === undefined || p.current !== undefined
+  #subscribed (catalogue: string): boolean {
+    return this.deps.pollers.some((p) => p.name === catalogue)
+  }
+
+  /** Once at start: the catalogues whose images stay as they are because no subscription names them now. */
+  #logUnsubscribed (): void {
+    const left = new Map<string, number>()
+    for (const r of this.deps.store.all()) if (r.state !== 'retired' && !this.#subscribed(r.catalogue)) left.set(r.catalogue, (left.get(r.catalogue) ?? 0) + 1)
+    for (const [catalogue, images] of left) {
+      this.deps.log.warn({ catalogue, images }, 'images of a catalogue that is no longer subscribed: kept in their targets, not seeded, downloaded or refreshed until it is subscribed again')
+    }
   }
 
   #catalogueOf (rec: ImageRecord): Catalogue | undefined {
@@ -267,8 +270,8 @@ export class Reconciler {
     }
     // listed: policy has not been asked yet, and the approval recorded here is what it will see
     const already = rec.approvedSha512 === rec.entry.sha512 || !['listed', 'awaiting-approval'].includes(rec.state)
-    // a registered image waits for it only to go to targets added since (#toAddedTargets)
-    const added = rec.state === 'registered' && rec.approvedSha512 !== rec.entry.sha512 ? this.#addedTargets(rec).map((t) => t.name) : []
+    // a registered image waits for it only to go to targets added since (AddedTargets)
+    const added = rec.state === 'registered' && rec.approvedSha512 !== rec.entry.sha512 ? addedTargets(rec, this.deps.targets).map((t) => t.name) : []
     await this.deps.store.put(Object.assign(rec, { approvedSha512: rec.entry.sha512 }))
     this.kick()
     if (added.length > 0) return `approved ${rec.id} for ${added.join(', ')} (added to the config since it was registered)`
@@ -292,7 +295,7 @@ export class Reconciler {
     if (changed) this.pausedAt = new Date().toISOString()
     this.paused = true
     this.deps.swarm.pauseAll()
-    await this.#savePaused(true)
+    await savePause(this.deps.settings, true, this.pausedAt)
     return changed
   }
 
@@ -303,19 +306,8 @@ export class Reconciler {
     delete this.pausedAt
     this.deps.swarm.resumeAll()
     this.kick()
-    await this.#savePaused(false)
+    await savePause(this.deps.settings, false, undefined)
     return changed
-  }
-
-  async #savePaused (paused: boolean): Promise<void> {
-    try {
-      await this.deps.settings.batch([
-        { type: 'put', key: PAUSED_KEY, value: paused },
-        paused && this.pausedAt !== undefined ? { type: 'put', key: PAUSED_AT_KEY, value: this.pausedAt } : { type: 'del', key: PAUSED_AT_KEY }
-      ])
-    } catch (err) {
-      throw new ImgdistError('IO_ERROR', `${paused ? 'paused' : 'resumed'}, but could not save it for the next start`, { cause: err })
-    }
   }
 
   async close (): Promise<void> {

@@ -39,7 +39,9 @@ t.test('a stop right after a peer took a seeded image saves every byte uploaded 
   const cfg = { dataDir, swarm: { maxConcurrentDownloads: 1 }, cache: { maxBytes: 1e12 }, policy: {} }
   // No tick after the first one (no catalogue, no job to kick one): what the peer takes is folded
   // into the record by close() or by nothing.
-  const r = new Reconciler(cfg as never, { store, swarm, targets: [], pollers: [], log, http: undefined as never, settings: db.sub('settings'), tickMs: 3600_000 })
+  // subscribed to 'cat' (an agent seeds only images of the catalogues it subscribes to), with no index yet
+  const pollers = [{ name: 'cat', current: undefined }] as never
+  const r = new Reconciler(cfg as never, { store, swarm, targets: [], pollers, log, http: undefined as never, settings: db.sub('settings'), tickMs: 3600_000 })
   await r.start()
   await r.idle()
   const seeding = swarm.get(entry.infoHash)
