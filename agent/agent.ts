@@ -14,7 +14,7 @@ import { makeDispatcher } from './http-fetch.js'
 import { CataloguePoller } from './poller.js'
 import { Reconciler } from './reconciler.js'
 import { Reporter } from './reporter.js'
-import { StateStore } from './state-store.js'
+import { StateStore, type ImageRecord } from './state-store.js'
 import { reloadTargets } from './target-reload.js'
 import { createTarget } from './targets/create-target.js'
 import type { Target } from './targets/target.js'
@@ -189,11 +189,15 @@ export class ImgdistAgent {
       }
     }
     if (recs.length > 0 && refused.length === recs.length) throw refused[0] as ImgdistError
-    return { images: recs.map((r) => imageView(r, this.#reconciler?.handleOf(r))), messages }
+    return { images: recs.map((r) => this.#view(r)), messages }
+  }
+
+  #view (rec: ImageRecord): ImageView {
+    return imageView(rec, this.#reconciler?.handleOf(rec), this.#pollers.some((p) => p.name === rec.catalogue))
   }
 
   images (): ImageView[] {
-    return (this.#store?.all() ?? []).map((r) => imageView(r, this.#reconciler?.handleOf(r)))
+    return (this.#store?.all() ?? []).map((r) => this.#view(r))
       .sort((a, b) => `${a.catalogue}/${a.id}`.localeCompare(`${b.catalogue}/${b.id}`))
   }
 

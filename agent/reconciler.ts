@@ -27,8 +27,6 @@ import type { Target } from './targets/target.js'
 
 /** An approved image of a catalogue that is not in force (expired, not yet accepted) waits with this reason. */
 const HELD_REASON = 'waiting for a current catalogue (the accepted index expired or none is accepted yet)'
-/** An image of a catalogue the config no longer subscribes to (subscriptions change at a restart). */
-const UNSUBSCRIBED_REASON = 'its catalogue is no longer among the config\'s subscriptions: nothing more is done with it (download, retry, registration, refresh, seeding) until it is subscribed again; what its targets hold stays there'
 
 export class Reconciler {
   paused = false
@@ -153,11 +151,9 @@ export class Reconciler {
     }
     // No catalogue vouches for it any more, for better or worse (a revocation would not reach this
     // site): not seeded (start()), not started, retried or refreshed; not retired either, since
-    // removing what users may run is not a config edit's side effect.
-    if (!this.#subscribed(rec.catalogue)) {
-      if (rec.state !== 'retired' && rec.reason !== UNSUBSCRIBED_REASON) await store.put(Object.assign(rec, { reason: UNSUBSCRIBED_REASON }))
-      return
-    }
+    // removing what users may run is not a config edit's side effect. Subscriptions change only
+    // at a restart; the API shows why (views.ts UNSUBSCRIBED_REASON), the record is left as it is.
+    if (!this.#subscribed(rec.catalogue)) return
     // Policy (reloaded by SIGHUP at any time) is asked again at every step short of `registered`.
     // A registered image stays registered when policy turns against it: removing what users may
     // already run is the catalogue's call (revoke) or the operator's, not a config edit's side effect.

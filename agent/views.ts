@@ -32,11 +32,16 @@ export interface ImageView {
   updatedAt: string
 }
 
-export function imageView (rec: ImageRecord, h: TorrentHandle | undefined): ImageView {
+/** The reason shown for an image of a catalogue the config no longer subscribes to (Reconciler: nothing is done with it). */
+export const UNSUBSCRIBED_REASON = 'its catalogue is no longer among the config\'s subscriptions: nothing more is done with it (download, retry, registration, refresh, seeding) until it is subscribed again; what its targets hold stays there'
+
+/** `subscribed`: whether the config subscribes to the image's catalogue (else the reason says what that means). */
+export function imageView (rec: ImageRecord, h: TorrentHandle | undefined, subscribed = true): ImageView {
   const live = h !== undefined && !h.destroyed
+  const reason = !subscribed && rec.state !== 'retired' ? UNSUBSCRIBED_REASON : rec.reason
   return {
     catalogue: rec.catalogue, id: rec.id, name: rec.entry.name, version: rec.entry.version, state: rec.state,
-    ...(rec.reason !== undefined ? { reason: rec.reason } : {}),
+    ...(reason !== undefined ? { reason } : {}),
     progress: rec.state === 'downloading' && live ? h.progress : rec.progress,
     size: rec.entry.size,
     downRate: live ? h.downloadSpeed : 0,

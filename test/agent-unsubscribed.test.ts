@@ -50,7 +50,8 @@ t.test('images of a catalogue no longer subscribed are left as they are: not see
   t.equal(await b.stop('SIGTERM'), 0)
 
   const c = await startAgent(join(dir, 'site'), 'site-un', { subscriptions: [...sub, sub2] })
-  await imageWhere(t, c, 'subscribed again: kept seeding', (i) => i.id === entry.id && i.state === 'registered' && i.seeding)
+  const back = await imageWhere(t, c, 'subscribed again: kept seeding', (i) => i.id === entry.id && i.state === 'registered' && i.seeding)
+  t.notMatch(back.reason ?? '', UNSUBSCRIBED, 'and its reason is what it was')
   await imageWhere(t, c, 'and stuck downloading again', (i) => i.id === stuck.id && i.state === 'downloading')
   t.equal(c.logs.filter((l) => l.includes('no longer subscribed')).length, 0, 'with nothing said about subscriptions')
   t.equal(await c.stop('SIGTERM'), 0)
