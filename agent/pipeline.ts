@@ -87,6 +87,7 @@ function registered (reg: Registration, target: Target): TargetState {
 /**
  * Runs one target step; on failure the target's own line of the record keeps the error (and the
  * target's object id, e.g. the Glance image concerned) for the operator view, then it rethrows.
+ * Only ever for a target whose line is not `registered` (runPipeline's `todo`).
  */
 async function targetStep<T> (rec: ImageRecord, target: Target, fn: () => Promise<T>): Promise<T> {
   try {
@@ -101,11 +102,10 @@ async function targetStep<T> (rec: ImageRecord, target: Target, fn: () => Promis
       const retiredRef = retiredRefOf(prev)
       const ref = typeof errRef === 'string' ? errRef : prev?.state === 'retired' ? undefined : prev?.ref
       rec.targets[target.name] = {
-        state: prev?.state === 'registered' ? prev.state : 'failed',
-        // a line that stays registered keeps what its image still needs and shows; one whose
-        // retired image may still be restored keeps the settings that image was registered under
-        ...(prev?.state === 'registered' && prev.outdated !== undefined ? { outdated: prev.outdated } : {}),
-        ...((prev?.state === 'registered' || retiredRef !== undefined) && prev?.settings !== undefined ? { settings: prev.settings } : {}),
+        state: 'failed',
+        // one whose retired image may still be restored keeps the settings that image was
+        // registered under and the entry properties it shows
+        ...(retiredRef !== undefined && prev?.settings !== undefined ? { settings: prev.settings } : {}),
         ...(retiredRef !== undefined && prev?.shownProperties !== undefined ? { shownProperties: prev.shownProperties } : {}),
         ...(ref !== undefined ? { ref } : {}),
         ...(retiredRef !== undefined ? { retiredRef } : {}),
