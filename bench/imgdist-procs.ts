@@ -22,6 +22,8 @@ export interface OriginSpec {
   webSeed: boolean
   seed?: boolean
   torrentPort?: number
+  /** the index server's `seeding.egressBudget` (copies of the image); default its own */
+  egressBudget?: number | undefined
   /**
    * Publish only the empty index (v1) and stage the image with `import --index` (as an operator
    * preparing a release would); `publishIndex` then releases it. Default: publish and seed now.
@@ -40,7 +42,7 @@ export async function startIndexOrigin (o: OriginSpec): Promise<Proc> {
     listen: `${o.host}:${o.port}`,
     publicUrl: origin,
     logLevel: 'warn',
-    seeding: { enabled: o.seed ?? true, dht: false, torrentPort: o.torrentPort ?? 6881, rescanInterval: '1m' },
+    seeding: { enabled: o.seed ?? true, dht: false, torrentPort: o.torrentPort ?? 6881, rescanInterval: '1m', ...(o.egressBudget !== undefined ? { egressBudget: o.egressBudget } : {}) },
     torrents: { injectTracker: true, injectWebSeed: o.webSeed }
   }))
   const log = join(o.work, 'index.log')

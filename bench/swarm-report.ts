@@ -20,6 +20,8 @@ export interface SwarmReportInput {
   downMbit: number
   delayMs: number
   webSeed: boolean
+  /** the index server's seeding.egressBudget given with --origin-budget (undefined: the server's default) */
+  egressBudget?: number | undefined
   bound: Bound
   /** one entry per round, each the runs of every tool in that round */
   rounds: SwarmRun[][]
@@ -32,7 +34,8 @@ const HEAD = ['tool', 'done', 'first s', 'median s', 'last s', 'last/bound', 'la
 export function swarmReport (r: SwarmReportInput): { text: string, markdown: string[] } {
   const rounds = r.rounds.map((runs) => ({ runs, metrics: roundMetrics(runs, r.bound, r.sizeBytes) }))
   const params = `N=${r.n} hosts (1 origin + ${r.n - 1} downloaders), F=${r.sizeMiB} MiB, piece ${r.pieceKiB} KiB, ` +
-    `uplinks ${r.upMbit} Mbit/s (origin ${r.seedUpMbit}), downlinks ${r.downMbit > 0 ? `${r.downMbit} Mbit/s` : 'uncapped'}, delay ${r.delayMs} ms, imgdist web seed ${r.webSeed ? 'on' : 'off'}`
+    `uplinks ${r.upMbit} Mbit/s (origin ${r.seedUpMbit}), downlinks ${r.downMbit > 0 ? `${r.downMbit} Mbit/s` : 'uncapped'}, delay ${r.delayMs} ms, imgdist web seed ${r.webSeed ? 'on' : 'off'}` +
+    (r.egressBudget !== undefined ? `, imgdist origin egress budget ${r.egressBudget > 0 ? `${r.egressBudget} F` : 'none'}` : '')
   const boundLine = `Kumar–Ross bound T_min = ${r.bound.seconds.toFixed(2)} s (F/u_s ${r.bound.seedTerm.toFixed(2)}, F/d_min ${r.bound.downlinkTerm.toFixed(2)}, ` +
     `N'·F/(u_s+Σu_i) ${r.bound.swarmTerm.toFixed(2)}); HTTP from the origin alone cannot beat N'·F/u_s = ${r.bound.centralSeconds.toFixed(2)} s`
   const head = [params, boundLine, ...(r.hubLine !== undefined ? [r.hubLine] : [])]

@@ -21,7 +21,8 @@ import { swarmReport } from './swarm-report.js'
 
 const USAGE = `usage: bench:swarm -- [--n 8] [--size-mib 128] [--up-mbit 100] [--seed-up-mbit 100] [--down-mbit 0]
   [--delay-ms 0] [--piece-kib 1024] [--only imgdist,imgdist-warm,aria2,libtorrent,http] (default imgdist,imgdist-warm,aria2,http) [--timeout-s auto] [--work-dir /tmp/imgdist-bench/swarm]
-  [--rounds 1] [--web-seed true] [--no-append true] [--results bench/RESULTS.md]   (needs root, iproute2, tc; aria2c and curl for those runs)
+  [--rounds 1] [--web-seed true] [--origin-budget B] [--no-append true] [--results bench/RESULTS.md]   (needs root, iproute2, tc; aria2c and curl for those runs)
+  --origin-budget B: the index server's seeding.egressBudget, in copies of the image (0: no limit; default: the server's default)
   --rounds K: run every tool K times, in turns (round 1: each tool in --only order, then round 2, …); the table then
   gives each ratio's median over the rounds with its range, and every round's own table follows
   --delay-ms D: every frame reaches its host D ms late (round trip 2·D), through bench/delay-hub.c, which needs a C compiler;
@@ -34,7 +35,8 @@ type Tool = typeof TOOLS[number]
 async function main (): Promise<number> {
   const f = parseFlags(process.argv.slice(2), {
     n: '8', 'size-mib': '128', 'up-mbit': '100', 'seed-up-mbit': '', 'down-mbit': '0', 'delay-ms': '0', 'piece-kib': '1024',
-    only: DEFAULT_TOOLS, rounds: '1', 'timeout-s': 'auto', 'work-dir': '/tmp/imgdist-bench/swarm', 'no-append': 'false', results: '', 'web-seed': 'false'
+    only: DEFAULT_TOOLS, rounds: '1', 'timeout-s': 'auto', 'work-dir': '/tmp/imgdist-bench/swarm', 'no-append': 'false', results: '', 'web-seed': 'false',
+    'origin-budget': ''
   }, USAGE)
   if (f.help) { console.log(USAGE); return 0 }
   const n = num(f, 'n', 2, 60)
@@ -80,9 +82,10 @@ async function main (): Promise<number> {
   await bed.setup()
   const rounds: SwarmRun[][] = []
   const webSeed = f['web-seed'] === 'true'
+  const egressBudget = f['origin-budget'] === '' ? undefined : num(f, 'origin-budget', 0, 1000)
   const runners: Record<Tool, (c: SwarmContext) => Promise<SwarmRun>> = {
-    imgdist: async (c) => await runImgdist(c, { webSeed }),
-    'imgdist-warm': async (c) => await runImgdist(c, { webSeed, warm: true }),
+    imgdist: async (c) => await runImgdist(c, { webSeed, egressBudget }),
+    'imgdist-warm': async (c) => await runImgdist(c, { webSeed, warm: true, egressBudget }),
     aria2: runAria2,
     libtorrent: runLibtorrent,
     http: runHttp
@@ -106,7 +109,7 @@ async function main (): Promise<number> {
     }
   }
   const hubLine = await bed.delayHub?.stop()
-  const { text, markdown } = swarmReport({ m, n, webSeed, sizeBytes: size, sizeMiB, pieceKiB, upMbit, seedUpMbit, downMbit, delayMs, bound, rounds, hubLine })
+  const { text, markdown } = swarmReport({ m, n, webSeed, egressBudget, sizeBytes: size, sizeMiB, pieceKiB, upMbit, seedUpMbit, downMbit, delayMs, bound, rounds, hubLine })
   console.log('\n' + text)
   if (f['no-append'] !== 'true') appendResults(markdown, f.results !== '' ? f.results : undefined)
   return rounds.flat().some((r) => r.skipped === undefined && r.downloaders.some((d) => d.ok !== true)) ? 1 : 0

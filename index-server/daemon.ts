@@ -26,7 +26,8 @@ export async function startIndexDaemon (config: IndexServerConfig, opts: { logge
       imagesDir: dataPaths(config.dataDir).imagesDir,
       dht: config.seeding.dht,
       torrentPort: config.seeding.torrentPort,
-      uploadLimit: config.seeding.uploadLimit
+      uploadLimit: config.seeding.uploadLimit,
+      egressBudget: config.seeding.egressBudget
     })
     : undefined
   const app = await buildServer({

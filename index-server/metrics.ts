@@ -1,7 +1,8 @@
 import { Counter, Gauge, Registry } from 'prom-client'
 
 /** Live numbers of the origin seeder, read at scrape time. */
-export interface SeederStats { torrents: number, peers: number, uploadSpeed: number, uploaded: number }
+/** `rejected`: blocks refused under `seeding.egressBudget` (swarm/egress-budget.ts) */
+export interface SeederStats { torrents: number, peers: number, uploadSpeed: number, uploaded: number, rejected: number }
 
 /** A gauge with one series per served document (`document="root"`, `"index"`), read at each scrape. */
 function documentGauge (registers: Registry[], name: string, help: string, read: () => { root: number, index: number }): void {
@@ -39,6 +40,7 @@ export class IndexMetrics {
     new Gauge({ name: 'imgdist_index_seed_peers', help: 'peers connected to the origin seeder', registers, collect () { this.set(seeder()?.peers ?? 0) } })
     new Gauge({ name: 'imgdist_index_seed_upload_bytes_per_second', help: 'origin seeder upload rate', registers, collect () { this.set(seeder()?.uploadSpeed ?? 0) } })
     new Gauge({ name: 'imgdist_index_seed_uploaded_bytes', help: 'bytes uploaded by the origin seeder since start', registers, collect () { this.set(seeder()?.uploaded ?? 0) } })
+    new Gauge({ name: 'imgdist_index_seed_rejected_blocks', help: 'requests for blocks that other peers hold, rejected under seeding.egressBudget since start', registers, collect () { this.set(seeder()?.rejected ?? 0) } })
     const watchers = opts.watchers
     if (watchers !== undefined) {
       new Gauge({ name: 'imgdist_index_watchers', help: 'GETs of index.yaml held open until the next publish (Prefer: wait)', registers, collect () { this.set(watchers()) } })

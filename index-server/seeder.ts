@@ -18,6 +18,8 @@ export interface SeederOptions {
   uploadLimit?: number
   /** connections per torrent (default 200: every site of a large fleet at once) */
   maxConns?: number
+  /** copies of each image sent while other peers could send them instead (swarm/egress-budget.ts); 0 or undefined: no limit */
+  egressBudget?: number
 }
 
 /**
@@ -51,7 +53,8 @@ export class OriginSeeder {
       uploadLimit: this.opts.uploadLimit !== undefined && this.opts.uploadLimit > 0 ? this.opts.uploadLimit : 0,
       downloadLimit: 0,
       maxConns: this.opts.maxConns ?? 200,
-      peerIdPrefix: ORIGIN_PEER_ID_PREFIX
+      peerIdPrefix: ORIGIN_PEER_ID_PREFIX,
+      egressBudget: this.opts.egressBudget
     }, log)
     this.#swarm = swarm
     try {
@@ -96,11 +99,13 @@ export class OriginSeeder {
     const torrents = swarm.torrents()
     let peers = 0
     let uploaded = 0
+    let rejected = 0
     for (const t of torrents) {
       peers += t.peers.size
       uploaded += t.counters.uploaded
+      rejected += t.budget?.refused ?? 0
     }
-    return { torrents: torrents.length, peers, uploadSpeed: swarm.uploadSpeed, uploaded }
+    return { torrents: torrents.length, peers, uploadSpeed: swarm.uploadSpeed, uploaded, rejected }
   }
 
   async close (): Promise<void> {

@@ -17,6 +17,10 @@ export const IndexServerConfig = Type.Object({
     utp: Type.Boolean({ default: false, description: 'not implemented: the origin seeds over TCP; true only logs a warning' }),
     torrentPort: Type.Integer({ minimum: 0, maximum: 65535, default: 6881, description: 'TCP/uTP port for peers (0: any free port)' }),
     uploadLimit: Type.Integer({ minimum: -1, default: -1, description: 'bytes per second, -1 for unlimited' }),
+    egressBudget: Type.Union([Type.Literal(0), Type.Number({ minimum: 1, maximum: 1000 })], {
+      default: 0,
+      description: 'copies of each image the seeder sends while peers that hold it could send them instead: 0 (no limit) or a number from 1 to 1000, e.g. 1.5'
+    }),
     rescanInterval: TimerDuration('1m', 'how often to look for image files and torrents placed by hand')
   }, { additionalProperties: false, default: {} }),
   torrents: Type.Object({

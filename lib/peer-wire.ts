@@ -19,8 +19,19 @@ export const BLOCK_LENGTH = 16 * 1024
 export const MAX_REQUEST_LENGTH = 128 * 1024
 
 export const MsgId = {
-  choke: 0, unchoke: 1, interested: 2, notInterested: 3, have: 4, bitfield: 5, request: 6, piece: 7, cancel: 8, port: 9, extended: 20
+  choke: 0, unchoke: 1, interested: 2, notInterested: 3, have: 4, bitfield: 5, request: 6, piece: 7, cancel: 8, port: 9,
+  // BEP 6, the fast extension (both ends set FAST_BIT)
+  suggest: 0x0d, haveAll: 0x0e, haveNone: 0x0f, reject: 0x10, allowedFast: 0x11,
+  extended: 20
 } as const
+
+/**
+ * BEP 6: reserved byte 7 (handshake byte 27), bit 0x04, "I speak the fast extension". On a
+ * connection where both ends set it, every request gets exactly one answer, the block or a
+ * `reject`, and the first message is a bitfield, `have all` or `have none`.
+ */
+export const FAST_BYTE = 27
+export const FAST_BIT = 0x04
 
 export class WireError extends ImgdistError {
   constructor (message: string) { super('PEER_PROTOCOL', message) }
@@ -38,25 +49,31 @@ export function isImgdistPeerId (id: Uint8Array): boolean {
   return Buffer.from(id.subarray(0, 4)).toString('latin1') === PEER_ID_PREFIX.slice(0, 4)
 }
 
-/** `extensions`: set the BEP 10 bit (lib/peer-extension.ts); the other reserved bits stay zero (no DHT port message, no fast extension) */
-export function encodeHandshake (infoHash: Uint8Array, peerId: Uint8Array, extensions = false): Buffer {
+/** `extensions`: set the BEP 10 bit (lib/peer-extension.ts); `fast`: the BEP 6 bit. The other reserved bits stay zero (no DHT port message). */
+export function encodeHandshake (infoHash: Uint8Array, peerId: Uint8Array, extensions = false, fast = false): Buffer {
   const b = Buffer.alloc(HANDSHAKE_LENGTH)
   b[0] = PSTR.length
   PSTR.copy(b, 1)
   if (extensions) b[EXTENSION_BYTE] = EXTENSION_BIT
+  if (fast) b[FAST_BYTE] = FAST_BIT
   b.set(infoHash, 28)
   b.set(peerId, 48)
   return b
 }
 
-/** `extensions`: the peer set the BEP 10 bit */
-export interface Handshake { infoHash: Buffer, peerId: Buffer, extensions: boolean }
+/** `extensions`: the peer set the BEP 10 bit; `fast`: the BEP 6 bit */
+export interface Handshake { infoHash: Buffer, peerId: Buffer, extensions: boolean, fast: boolean }
 
 export function decodeHandshake (b: Buffer): Handshake {
   if (b.length !== HANDSHAKE_LENGTH || b[0] !== PSTR.length || !b.subarray(1, 20).equals(PSTR)) {
     throw new WireError('not a BitTorrent handshake')
   }
-  return { infoHash: Buffer.from(b.subarray(28, 48)), peerId: Buffer.from(b.subarray(48, 68)), extensions: ((b[EXTENSION_BYTE] as number) & EXTENSION_BIT) !== 0 }
+  return {
+    infoHash: Buffer.from(b.subarray(28, 48)),
+    peerId: Buffer.from(b.subarray(48, 68)),
+    extensions: ((b[EXTENSION_BYTE] as number) & EXTENSION_BIT) !== 0,
+    fast: ((b[FAST_BYTE] as number) & FAST_BIT) !== 0
+  }
 }
 
 function header (len: number, id: number): Buffer {
@@ -77,7 +94,7 @@ export const encode = {
   bitfield (bits: Uint8Array): Buffer {
     return Buffer.concat([header(1 + bits.length, MsgId.bitfield), bits])
   },
-  /** request and cancel share a layout */
+  /** request, cancel and reject (BEP 6) share a layout */
   triple (id: number, index: number, begin: number, length: number): Buffer {
     const b = Buffer.allocUnsafe(17)
     encode.tripleAt(b, 0, id, index, begin, length)

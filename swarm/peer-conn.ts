@@ -28,6 +28,8 @@ export interface PeerSession {
   onPeerInterest: (peer: PeerConn) => void
   onPeerRequest: (peer: PeerConn) => void
   onPeerBlock: (peer: PeerConn, index: number, begin: number, block: Buffer) => void
+  /** BEP 6: the peer will not send a block we asked for (already taken out of `requested`) */
+  onPeerReject: (peer: PeerConn, r: BlockRequest) => void
   onPeerClose: (peer: PeerConn, reason: string) => void
   /** our BEP 10 handshake for this torrent, sent after the bitfield to peers that set the extension bit */
   extendedHandshake: () => Buffer
@@ -49,6 +51,8 @@ export class PeerConn {
   readonly source: PeerSource
   /** the peer set the BEP 10 bit in its handshake */
   extensions = false
+  /** the peer set the BEP 6 bit (ours is always set): requests are answered by a block or a reject, both ways */
+  fast = false
   /** from its extended handshake: its id for our ut_pex messages, its listening port, its client */
   pexId: number | undefined
   listenPort: number | undefined
@@ -59,6 +63,8 @@ export class PeerConn {
   #session: PeerSession | undefined
   bits = new Uint8Array(0)
   haveCount = 0
+  /** when its count of pieces last grew (or it connected): an origin with an egress budget serves a peer that gets nothing elsewhere (egress-budget.ts) */
+  lastHaveAt = Date.now()
   gotBitfield = false
   amChoking = true
   amInterested = false
@@ -66,6 +72,12 @@ export class PeerConn {
   peerInterested = false
   /** block keys we asked for, with the request itself */
   readonly requested = new Map<number, BlockRequest>()
+  /**
+   * Pieces this peer rejected a request for (BEP 6), with when it may be asked for them again:
+   * the picker leaves them to other peers meanwhile (requester.ts). An origin over its egress
+   * budget rejects what other agents can send (egress-budget.ts).
+   */
+  readonly refused = new Map<number, number>()
   readonly uploadQueue: BlockRequest[] = []
   readonly down = new RateMeter()
   /** bytes of blocks that arrived when we already had them (endgame, cancels, dropped requests) */
@@ -86,7 +98,7 @@ export class PeerConn {
     this.key = key
     this.source = source
     this.#decoder = new WireDecoder({
-      onHandshake: (h) => { this.peerId = h.peerId; this.imgdist = isImgdistPeerId(h.peerId); this.extensions = h.extensions; onHandshake(this, h) },
+      onHandshake: (h) => { this.peerId = h.peerId; this.imgdist = isImgdistPeerId(h.peerId); this.extensions = h.extensions; this.fast = h.fast; onHandshake(this, h) },
       onKeepAlive: () => {},
       onMessage: (id, payload) => {
         const s = this.#session
@@ -117,8 +129,11 @@ export class PeerConn {
   get isSeed (): boolean { return this.#session !== undefined && this.haveCount === this.#session.pieceCount }
   get writable (): boolean { return !this.closed && this.socket.writableLength < HIGH_WATER }
 
-  /** Ours always sets the BEP 10 bit: the extended handshake tells peers our listening port even when PEX is off. */
-  sendHandshake (infoHash: Uint8Array, peerId: Uint8Array): void { this.#write(encodeHandshake(infoHash, peerId, true)) }
+  /**
+   * Ours always sets the BEP 10 bit (the extended handshake tells peers our listening port even
+   * when PEX is off) and the BEP 6 bit (a request we will not serve is rejected, not dropped).
+   */
+  sendHandshake (infoHash: Uint8Array, peerId: Uint8Array): void { this.#write(encodeHandshake(infoHash, peerId, true, true)) }
 
   /**
    * Where the peer accepts connections, as "host:port": the address dialled, or for an incoming
@@ -132,12 +147,17 @@ export class PeerConn {
     return joinHostPort(host, this.listenPort)
   }
 
-  /** Binds the connection to a torrent once the handshake named it; sends our bitfield if we have pieces, then our extended handshake. */
+  /**
+   * Binds the connection to a torrent once the handshake named it; sends our bitfield if we have
+   * pieces (else `have none` to a BEP 6 peer, which must get one of the two), then our extended
+   * handshake.
+   */
   attach (session: PeerSession, ourBits: Uint8Array, ourHaveCount: number): void {
     this.#session = session
     this.bits = new Uint8Array(Math.ceil(session.pieceCount / 8))
     this.#decoder.maxMessage = Math.max(this.#decoder.maxMessage, 1 + this.bits.length)
     if (ourHaveCount > 0) this.#write(encode.bitfield(ourBits))
+    else if (this.fast) this.#write(encode.simple(MsgId.haveNone))
     if (this.extensions) this.#write(session.extendedHandshake())
   }
 
@@ -153,8 +173,17 @@ export class PeerConn {
   setChoking (on: boolean): void {
     if (this.amChoking === on) return
     this.amChoking = on
-    if (on) this.uploadQueue.length = 0
     this.#write(encode.simple(on ? MsgId.choke : MsgId.unchoke))
+    if (on) {
+      // BEP 6: a choke no longer drops the requests by itself; each gets its reject.
+      for (const r of this.uploadQueue) this.reject(r)
+      this.uploadQueue.length = 0
+    }
+  }
+
+  /** A request of this peer's that we will not serve: a reject under BEP 6; without it, BEP 3's silence. */
+  reject (r: BlockRequest): void {
+    if (this.fast) this.#write(encode.triple(MsgId.reject, r.index, r.begin, r.length))
   }
 
   sendHave (i: number): void { this.#write(encode.have(i)) }

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino'
 import { BLOCK_LENGTH, hasBit } from '../lib/peer-wire.js'
 import { BOTH_SEEDS, type PeerConn } from './peer-conn.js'
-import { blockKey, type PendingPiece, type PiecePicker } from './piece-picker.js'
+import { blockKey, type BlockRequest, type PendingPiece, type PiecePicker } from './piece-picker.js'
 import { isForeignSeed, OriginShare } from './origin-share.js'
 import type { TokenBucket } from './rate-meter.js'
 import { takeBack } from './take-back.js'
@@ -33,6 +33,12 @@ const SNUB_MS = 5000
  * waiting piece is a buffer in memory: without this bound the engine alone grew to 240–790 MiB of RSS in a 2 GiB loopback download (bench/engine-pair.ts).
  */
 const WRITE_BACKLOG_BYTES = 16 * 1024 * 1024
+/**
+ * A piece a peer rejected a request for (BEP 6) is not asked of it again for this long, unless we
+ * are starving: an origin over its egress budget rejects what other agents hold
+ * (egress-budget.ts), and asking it again at once would only bring the next reject.
+ */
+export const REFUSED_MS = 10_000
 
 /** What the requester reads of its torrent. */
 export interface RequesterHost {
@@ -59,6 +65,7 @@ export class Requester {
   readonly #h: RequesterHost
   readonly #writeBound: number
   #lastBlockAt = Date.now()
+  #refillQueued = false
   /**
    * Pieces that failed sha1 with several senders: the next copy comes from one peer, so that it
    * either passes (and the senders of blocks that differ are banned, peer-gate.ts) or fails with a
@@ -140,7 +147,8 @@ export class Requester {
       const wait = this.#h.download.take(room * 16384)
       if (wait > 0) return // tick() retries
     }
-    const bits = this.#alone.size === 0 ? peer.bits : this.#bitsFor(peer)
+    let bits = this.#alone.size === 0 ? peer.bits : this.#bitsFor(peer)
+    if (peer.refused.size > 0) bits = this.#withoutRefused(peer, bits)
     const reqs = picker.pick({ bits, shareOnly: this.shareOnly(peer), requested: peer.requested }, room)
     if (reqs.length === 0) return
     if (this.#alone.size > 0) {
@@ -182,6 +190,31 @@ export class Requester {
       bits[i >> 3] = (bits[i >> 3] as number) & ~(0x80 >> (i & 7))
     }
     return bits
+  }
+
+  /** The peer's bitfield (or `bits`, already a copy of it) without the pieces it rejected lately; none when we are starving. */
+  #withoutRefused (peer: PeerConn, bits: Uint8Array): Uint8Array {
+    const now = Date.now()
+    const starving = this.starving(now)
+    for (const [i, until] of peer.refused) {
+      if (starving || until <= now) { peer.refused.delete(i); continue }
+      if (bits === peer.bits) bits = Uint8Array.from(peer.bits)
+      bits[i >> 3] = (bits[i >> 3] as number) & ~(0x80 >> (i & 7))
+    }
+    return bits
+  }
+
+  /**
+   * The peer rejected a request (BEP 6): the block goes back to the picker, the piece is left to
+   * other peers for REFUSED_MS, and every peer is asked again once this burst of messages is read
+   * (rejects come in runs, one per block).
+   */
+  rejected (peer: PeerConn, r: BlockRequest): void {
+    this.#h.picker.unrequest(r.index, r.begin)
+    peer.refused.set(r.index, Date.now() + REFUSED_MS)
+    if (this.#refillQueued) return
+    this.#refillQueued = true
+    setImmediate(() => { this.#refillQueued = false; this.refillAll() })
   }
 
   refillAll (): void { for (const peer of this.#h.peers) this.refill(peer) }

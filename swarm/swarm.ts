@@ -48,6 +48,8 @@ export interface SwarmOptions {
   peerIdPrefix?: string
   /** how long a connection may take to complete the handshake (handshake-deadline.ts); default 10 s, tests change it */
   handshakeTimeoutMs?: number
+  /** copies of each torrent sent while other peers could send them instead (egress-budget.ts); the origin's option, 0 or undefined: no limit */
+  egressBudget?: number
 }
 
 /** Options of one torrent: where its file is, and whether that file is already known good. */
@@ -147,7 +149,7 @@ export class Swarm {
     const torrent = parseTorrent(torrentBytes, { infoHash })
     const handle = new TorrentHandle(torrent, webSeeds, {
       peerId: this.peerId, log: this.#log, upload: this.#upload, download: this.#download, dispatcher: this.#dispatcher, maxConns: this.#opts.maxConns,
-      pex: this.#opts.pex, listenPort: () => this.#port
+      pex: this.#opts.pex, listenPort: () => this.#port, egressBudget: this.#opts.egressBudget
     })
     const dialing = new Set<string>()
     const entry: Entry = { handle, opts, discovery: undefined, candidates: new Candidates((addr) => dialing.has(addr) || connectedTo(handle.peers, addr)), dialing }

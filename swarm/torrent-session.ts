@@ -10,7 +10,8 @@ import type { PeerConn, PeerSession } from './peer-conn.js'
 import { MAX_QUEUED_REQUESTS } from './peer-messages.js'
 import { pexRound } from './pex.js'
 import { PeerGate } from './peer-gate.js'
-import { PiecePicker } from './piece-picker.js'
+import { EgressBudget } from './egress-budget.js'
+import { PiecePicker, type BlockRequest } from './piece-picker.js'
 import type { PieceStore } from './piece-store.js'
 import { RateMeter, type TokenBucket } from './rate-meter.js'
 import { isForeignSeed } from './origin-share.js'
@@ -53,6 +54,8 @@ export interface SessionDeps {
   pex: boolean
   /** our torrent port, for the extended handshake's `p` */
   listenPort: () => number | undefined
+  /** copies of the torrent we send while other peers could send them instead (egress-budget.ts); 0 or undefined: no limit */
+  egressBudget?: number | undefined
 }
 
 export class TorrentHandle implements PeerSession {
@@ -64,6 +67,8 @@ export class TorrentHandle implements PeerSession {
   readonly peers = new Set<PeerConn>()
   readonly banned: Set<string>
   readonly webSeeds: WebSeed[]
+  /** what we may upload while others could (an origin's `egressBudget`), if limited */
+  readonly budget: EgressBudget | undefined
   paused = false
   destroyed = false
   ready = false
@@ -104,9 +109,13 @@ export class TorrentHandle implements PeerSession {
       discard: (p) => { this.picker.forget(p); if (p.buf !== undefined) this.#store?.pool.retire(p.buf) }
     })
     this.webSeeds = webSeeds.map((u) => new WebSeed(u, torrent.name))
+    const budget = this.budget = deps.egressBudget !== undefined && deps.egressBudget > 0
+      ? new EgressBudget(torrent.length, torrent.pieceLength, deps.egressBudget)
+      : undefined
     this.#upload = {
       log: this.#log, bucket: deps.upload, hasPiece: (i) => this.picker.hasPiece(i), store: () => this.#store, stopped: () => this.destroyed,
-      sent: (bytes) => { this.counters.uploaded += bytes; this.#up.add(bytes) }
+      sent: (r) => { this.counters.uploaded += r.length; this.#up.add(r.length); budget?.record(r) },
+      allows: budget === undefined ? undefined : (peer, r) => this.#allows(budget, peer, r)
     }
     this.#webSeedHost = {
       picker: this.picker, webSeeds: this.webSeeds, pieceLength: torrent.pieceLength, log: this.#log, dispatcher: deps.dispatcher,
@@ -190,6 +199,8 @@ export class TorrentHandle implements PeerSession {
     if (choked) this.#req.release(peer, false)
     else this.#req.refill(peer)
   }
+
+  onPeerReject (peer: PeerConn, r: BlockRequest): void { this.#req.rejected(peer, r) }
 
   onPeerInterest (peer: PeerConn): void { admit(peer, this.peers) }
 
@@ -279,6 +290,14 @@ export class TorrentHandle implements PeerSession {
   }
 
   // ---- internals ----
+
+  #allows (budget: EgressBudget, peer: PeerConn, r: BlockRequest): boolean {
+    if (budget.allows(peer, r, this.peers)) return true
+    if (budget.refused++ === 0) {
+      this.#log.info({ copies: budget.limit / this.torrent.length, sent: budget.sent }, 'egress budget reached: blocks that other peers hold are left to them')
+    }
+    return false
+  }
 
   #pumpWebSeeds (starving: boolean): void {
     if (this.paused || this.picker.complete || this.destroyed) return

@@ -47,15 +47,17 @@ export interface UploadDeps {
   hasPiece: (i: number) => boolean
   store: () => PieceStore | undefined
   stopped: () => boolean
-  /** bytes of blocks handed to a socket */
-  sent: (bytes: number) => void
+  /** a block handed to a socket */
+  sent: (r: BlockRequest) => void
+  /** whether to send a BEP 6 peer this block (egress-budget.ts); without it, every block we hold */
+  allows?: (peer: PeerConn, r: BlockRequest) => boolean
 }
 
 /**
  * A peer became interested: unchoke it if a slot is free. A peer that loses interest stays
  * unchoked: choking it would race with the requests it sends once it is interested again (BEP 3
- * drops requests across a choke, and we have no BEP 6 reject), and the bytes of those dropped
- * requests would be sent twice. An idle unchoked peer gives its slot up only to an interested
+ * drops requests across a choke, silently for a peer without BEP 6's reject), and the bytes of
+ * those dropped requests would be sent twice. An idle unchoked peer gives its slot up only to an interested
  * one when all slots are taken.
  */
 export function admit (peer: PeerConn, peers: Iterable<PeerConn>): void {
@@ -80,7 +82,8 @@ export async function serve (peer: PeerConn, deps: UploadDeps): Promise<void> {
   try {
     while (peer.uploadQueue.length > 0 && peer.writable && !peer.amChoking && !deps.stopped()) {
       const r = peer.uploadQueue[0] as BlockRequest
-      if (!deps.hasPiece(r.index)) { deps.log.debug({ peer: peer.key, piece: r.index }, 'request for a piece we lack dropped'); peer.uploadQueue.shift(); continue }
+      if (!deps.hasPiece(r.index)) { deps.log.debug({ peer: peer.key, piece: r.index }, 'request for a piece we lack dropped'); peer.uploadQueue.shift(); peer.reject(r); continue }
+      if (peer.fast && deps.allows !== undefined && !deps.allows(peer, r)) { peer.uploadQueue.shift(); peer.reject(r); continue }
       const wait = deps.bucket.take(r.length)
       if (wait > 0) { setTimeout(() => { void serve(peer, deps) }, wait).unref(); return }
       if (pins === undefined) { const s = deps.store() as PieceStore; pins = { conn: pinsFor(peer), torrent: pinsFor(s), store: s } }
@@ -101,7 +104,7 @@ export async function serve (peer: PeerConn, deps: UploadDeps): Promise<void> {
         sendView(peer, pins, piece, r)
         store.release(piece)
       }
-      deps.sent(r.length)
+      deps.sent(r)
     }
   } catch (err) {
     deps.log.error({ err: (err as Error).message }, 'cannot read a piece to upload')

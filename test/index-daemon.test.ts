@@ -34,8 +34,10 @@ t.test('aria2c downloads an image from the origin seed via the served .torrent a
   const { dataDir, fx, dir } = await makeServerDir(t)
   const entry = await fx.addImage('img-bt', 3 * 1024 * 1024 + 123, { pieceLength: 256 * 1024 })
   // No web seed in the served torrent: the bytes must come over BitTorrent from the origin seeder.
+  // An egress budget of one copy never holds back a downloader that has no other source.
   const base = resolveServeConfig(undefined, undefined, { dataDir })
-  const daemon = await startServer(t, dataDir, { torrents: { ...base.torrents, injectWebSeed: false } })
+  const daemon = await startServer(t, dataDir, { torrents: { ...base.torrents, injectWebSeed: false }, seeding: { egressBudget: 1 } })
+  t.equal(daemon.seeder?.opts.egressBudget, 1, 'the budget reaches the origin seeder')
   const url = daemon.url
   const put = async (path: string, type: string, data: Uint8Array): Promise<Response> => await fetch(url + path, { method: 'PUT', headers: { 'content-type': type }, body: body(data) })
   t.equal((await put('/v1/index.yaml', 'application/yaml', await indexBytes(fx))).status, 200)
@@ -62,6 +64,7 @@ t.test('aria2c downloads an image from the origin seed via the served .torrent a
   t.ok(uploaded >= entry.size, `the origin seeder uploaded the bytes (${uploaded})`)
   t.match(metrics, /imgdist_index_webseed_bytes_total 0/, 'nothing came from the web seed')
   t.match(metrics, /imgdist_index_torrents_seeded 1/)
+  t.match(metrics, /imgdist_index_seed_rejected_blocks 0/, 'with seeding.egressBudget 1, nothing rejected of a downloader that has no other source')
 })
 
 t.test('web seed over real HTTP: curl Range and aria2c split download', async (t) => {
@@ -132,6 +135,16 @@ t.test('a second server on the same data dir refuses to start', async (t) => {
   const { dataDir } = await makeServerDir(t)
   await startServer(t, dataDir, { seeding: { ...resolveServeConfig(undefined, undefined, { dataDir }).seeding, enabled: false } })
   await t.rejects(startServer(t, dataDir), { code: 'STATE_LOCKED' })
+})
+
+t.test('seeding.egressBudget is 0 (no limit) or at least one copy, and a bad value is refused by name', async (t) => {
+  t.equal(resolveServeConfig(undefined, undefined, { dataDir: '/d' }).seeding.egressBudget, 0, 'no limit by default')
+  t.equal(resolveServeConfig('seeding: { egressBudget: 1.5 }\n', 'index.yaml', { dataDir: '/d' }).seeding.egressBudget, 1.5)
+  for (const bad of ['0.5', '-1', 'lots']) {
+    const err = t.throws(() => resolveServeConfig(`seeding: { egressBudget: ${bad} }\n`, 'index.yaml', { dataDir: '/d' })) as { code?: string, problems?: string[] }
+    t.equal(err.code, 'CONFIG_INVALID')
+    t.match(err.problems, [/^seeding\.egressBudget: .*0 \(no limit\) or a number from 1 to 1000/], bad)
+  }
 })
 
 t.test('timer durations beyond what Node\'s timers hold are refused by name (a 30d rescan would run every millisecond)', async (t) => {

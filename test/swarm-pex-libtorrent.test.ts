@@ -53,6 +53,7 @@ t.test('peer exchange with libtorrent', { skip }, async (t) => {
     t.ok(addrs.includes(met.address), `dialled at the other's listening port (${met.address})`)
     const ltPeer = a.peers().find((p) => p.found === 'incoming' && p.client !== undefined)
     t.match(ltPeer?.client, /libtorrent|LT/i, `libtorrent's extended handshake names it (${ltPeer?.client ?? 'none'})`)
+    t.same(ltPeer?.extensions, ['BEP 6', 'BEP 10'], 'the connection speaks the fast extension and the extension protocol')
     await Promise.all([ha.done, hb.done])
     t.pass('both complete')
   })

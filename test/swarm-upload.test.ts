@@ -40,7 +40,7 @@ t.test('a peer that closes while its block is read from disk is not counted as s
   let sent = 0
   const deps: UploadDeps = {
     log: pino({ level: 'silent' }), bucket: new TokenBucket(0), hasPiece: () => true, store: () => store, stopped: () => false,
-    sent: (bytes) => { sent += bytes }
+    sent: (r) => { sent += r.length }
   }
 
   const open = await conn()

@@ -25,14 +25,15 @@ export function imgdistMissing (distDir: string): string | undefined {
   return missing.length > 0 ? `imgdist: not built yet (missing dist/${missing.join(', dist/')})` : undefined
 }
 
-export async function runImgdist (ctx: SwarmContext, o: { webSeed: boolean, warm?: boolean }): Promise<SwarmRun> {
+/** `egressBudget`: the index server's `seeding.egressBudget` (copies of the image; 0: no limit) */
+export async function runImgdist (ctx: SwarmContext, o: { webSeed: boolean, warm?: boolean, egressBudget?: number }): Promise<SwarmRun> {
   const tool = o.warm === true ? 'imgdist-warm' : 'imgdist'
   const why = imgdistMissing(ctx.distDir)
   if (why !== undefined) return skipped(tool, ctx, why)
   const { bed, image, work } = ctx
   const all: Proc[] = []
   try {
-    const originSpec = { distDir: ctx.distDir, exec: bed.exec(0), host: bed.ip(0), port: ctx.originPort, work, image, webSeed: o.webSeed, staged: o.warm === true }
+    const originSpec = { distDir: ctx.distDir, exec: bed.exec(0), host: bed.ip(0), port: ctx.originPort, work, image, webSeed: o.webSeed, staged: o.warm === true, egressBudget: o.egressBudget }
     const server = await startIndexOrigin(originSpec)
     all.push(server)
     const spec = (h: number): AgentSpec => ({

@@ -8,6 +8,8 @@ export interface RawPeer {
   closed: Promise<void>
   isClosed: () => boolean
   requests: Array<{ index: number, begin: number, length: number }>
+  /** BEP 6 rejects the engine sent, as "index/begin/length" */
+  rejects: string[]
   got: number[]
   onRequest?: (r: { index: number, begin: number, length: number }) => void
   /** each piece message the engine sends; `block` is valid only during the call */
@@ -15,13 +17,14 @@ export interface RawPeer {
   send: (b: Buffer) => void
 }
 
-export async function rawPeer (port: number, infoHash: string, opts: { prefix?: string, bits?: Uint8Array, unchoke?: boolean, read?: boolean, interested?: boolean } = {}): Promise<RawPeer> {
+/** `fast`: set the BEP 6 bit in the handshake */
+export async function rawPeer (port: number, infoHash: string, opts: { prefix?: string, bits?: Uint8Array, unchoke?: boolean, read?: boolean, interested?: boolean, fast?: boolean } = {}): Promise<RawPeer> {
   const sock = connect({ host: '127.0.0.1', port })
   sock.on('error', () => {})
   await new Promise<void>((resolve) => sock.once('connect', () => { resolve() }))
   let isClosed = false
   const closed = new Promise<void>((resolve) => sock.once('close', () => { isClosed = true; resolve() }))
-  const p: RawPeer = { sock, closed, isClosed: () => isClosed, requests: [], got: [], send: (b) => { if (!isClosed) sock.write(b) } }
+  const p: RawPeer = { sock, closed, isClosed: () => isClosed, requests: [], rejects: [], got: [], send: (b) => { if (!isClosed) sock.write(b) } }
   const dec = new WireDecoder({
     onHandshake: () => {},
     onKeepAlive: () => {},
@@ -32,12 +35,13 @@ export async function rawPeer (port: number, infoHash: string, opts: { prefix?: 
         p.requests.push(r)
         p.onRequest?.(r)
       }
+      if (id === MsgId.reject) p.rejects.push(`${pl.readUInt32BE(0)}/${pl.readUInt32BE(4)}/${pl.readUInt32BE(8)}`)
     },
     onPiece: (index, begin, block) => { p.got.push(MsgId.piece); p.onPiece?.(index, begin, block) }
   }, 64 * 1024 * 1024)
   if (opts.read !== false) sock.on('data', (c: Buffer) => { try { dec.push(c) } catch {} })
   const id = Buffer.concat([Buffer.from(opts.prefix ?? '-IM0100-', 'latin1'), randomBytes(12)])
-  sock.write(encodeHandshake(Buffer.from(infoHash, 'hex'), id, false))
+  sock.write(encodeHandshake(Buffer.from(infoHash, 'hex'), id, false, opts.fast === true))
   if (opts.bits !== undefined) sock.write(encode.bitfield(opts.bits))
   if (opts.unchoke === true) sock.write(encode.simple(MsgId.unchoke))
   if (opts.interested === true) sock.write(encode.simple(MsgId.interested))
