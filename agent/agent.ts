@@ -193,7 +193,7 @@ export class ImgdistAgent {
   }
 
   #view (rec: ImageRecord): ImageView {
-    return imageView(rec, this.#reconciler?.handleOf(rec), this.#pollers.some((p) => p.name === rec.catalogue))
+    return imageView(rec, this.#reconciler?.handleOf(rec), this.#reconciler?.subscribed(rec.catalogue) ?? false)
   }
 
   images (): ImageView[] {

@@ -93,7 +93,7 @@ export class Reconciler {
       await store.put(Object.assign(rec, { reason: `interrupted by the last stop; resumes at ${step}` }))
     }
     this.#logUnsubscribed()
-    await Promise.all(store.all().filter((r) => r.state === 'registered' && r.cached && this.#subscribed(r.catalogue)).map(async (r) => { await this.#jobs.seed(r) }))
+    await Promise.all(store.all().filter((r) => r.state === 'registered' && r.cached && this.subscribed(r.catalogue)).map(async (r) => { await this.#jobs.seed(r) }))
     this.#timer = setInterval(() => { this.kick() }, this.deps.tickMs ?? 1000)
     this.kick()
   }
@@ -153,7 +153,7 @@ export class Reconciler {
     // site): not seeded (start()), not started, retried or refreshed; not retired either, since
     // removing what users may run is not a config edit's side effect. Subscriptions change only
     // at a restart; the API shows why (views.ts UNSUBSCRIBED_REASON), the record is left as it is.
-    if (!this.#subscribed(rec.catalogue)) return
+    if (!this.subscribed(rec.catalogue)) return
     // Policy (reloaded by SIGHUP at any time) is asked again at every step short of `registered`.
     // A registered image stays registered when policy turns against it: removing what users may
     // already run is the catalogue's call (revoke) or the operator's, not a config edit's side effect.
@@ -233,14 +233,15 @@ export class Reconciler {
     return this.deps.pollers.find((x) => x.name === catalogue)?.current !== undefined
   }
 
-  #subscribed (catalogue: string): boolean {
+  /** Whether the config subscribes to the catalogue (subscriptions change only at a restart). */
+  subscribed (catalogue: string): boolean {
     return this.deps.pollers.some((p) => p.name === catalogue)
   }
 
   /** Once at start: the catalogues whose images stay as they are because no subscription names them now. */
   #logUnsubscribed (): void {
     const left = new Map<string, number>()
-    for (const r of this.deps.store.all()) if (r.state !== 'retired' && !this.#subscribed(r.catalogue)) left.set(r.catalogue, (left.get(r.catalogue) ?? 0) + 1)
+    for (const r of this.deps.store.all()) if (r.state !== 'retired' && !this.subscribed(r.catalogue)) left.set(r.catalogue, (left.get(r.catalogue) ?? 0) + 1)
     for (const [catalogue, images] of left) {
       this.deps.log.warn({ catalogue, images }, 'images of a catalogue that is no longer subscribed: kept in their targets, not seeded, downloaded or refreshed until it is subscribed again')
     }

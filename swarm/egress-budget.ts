@@ -93,8 +93,8 @@ export class EgressBudget {
   record (r: BlockRequest): void {
     this.#sent += r.length
     const pieceSize = Math.min(this.#pieceLength, this.#length - r.index * this.#pieceLength)
-    const last = Math.min(Math.ceil((r.begin + r.length) / BLOCK_LENGTH), this.#perPiece)
-    for (let b = Math.floor(r.begin / BLOCK_LENGTH); b < last; b++) {
+    const [first, last] = this.#blocks(r)
+    for (let b = first; b < last; b++) {
       const k = r.index * this.#perPiece + b
       const bit = 0x80 >> (k & 7)
       if (((this.#sentOnce[k >> 3] as number) & bit) !== 0) continue
@@ -103,9 +103,14 @@ export class EgressBudget {
     }
   }
 
+  /** the 16 KiB blocks of its piece the request covers, [first, last) */
+  #blocks (r: BlockRequest): [number, number] {
+    return [Math.floor(r.begin / BLOCK_LENGTH), Math.min(Math.ceil((r.begin + r.length) / BLOCK_LENGTH), this.#perPiece)]
+  }
+
   #allSentOnce (r: BlockRequest): boolean {
-    const last = Math.min(Math.ceil((r.begin + r.length) / BLOCK_LENGTH), this.#perPiece)
-    for (let b = Math.floor(r.begin / BLOCK_LENGTH); b < last; b++) {
+    const [first, last] = this.#blocks(r)
+    for (let b = first; b < last; b++) {
       const k = r.index * this.#perPiece + b
       if (((this.#sentOnce[k >> 3] as number) & (0x80 >> (k & 7))) === 0) return false
     }

@@ -11,7 +11,7 @@ import type { ImageApi } from './image-api.js'
 import {
   createBody, hideOps, isImgdistImage, isLeftOver, isOurs, isUnverified, listingOps, matchesEntry, mayCleanUp, releaseOps, restoreOps, STUCK_STATUSES, type GlanceImage, type PatchOp
 } from './image-properties.js'
-import { formerSettings, glanceSettings, reloadedConfig, settingsOps, validGlanceConfig } from './target-settings.js'
+import { formerOf, glanceSettings, reloadedConfig, settingsOps, validGlanceConfig } from './target-settings.js'
 
 export { GlanceTargetConfig } from './config-schema.js'
 export { GlanceError, type GlanceCode } from './glance-errors.js'
@@ -147,8 +147,8 @@ export class GlanceTarget implements Target {
         return
       }
       // what the former listing and the former settings set and the current ones do not, goes
-      const former = formerSettings(img.formerSettings)
-      const ops = [...listingOps(image, img, cfg, [...img.formerProperties ?? [], ...former?.propertyKeys ?? []]), ...settingsOps(image, cfg, former)]
+      const former = formerOf(img)
+      const ops = [...listingOps(image, img, cfg, former.propertyKeys), ...settingsOps(image, cfg, former.settings)]
       await this.#release(image, cfg, signal, ops)
       if (image.disk_format !== img.entry.diskFormat || image.container_format !== img.entry.containerFormat) {
         this.#log?.warn({ imageId: image.id, id: img.entry.id }, 'the catalogue re-signed these bytes with another disk or container format, which Glance cannot change on an existing image')
@@ -228,9 +228,9 @@ export class GlanceTarget implements Target {
     }
     if (!matchesEntry(image, img)) return undefined
     // under the current settings, as a refresh would bring it (the config may have changed since)
-    const former = formerSettings(img.formerSettings)
-    const ops = restoreOps(image, img, cfg, [...img.formerProperties ?? [], ...former?.propertyKeys ?? []])
-    ops.push(...settingsOps(image, cfg, former).filter((o) => !ops.some((p) => p.path === o.path)))
+    const former = formerOf(img)
+    const ops = restoreOps(image, img, cfg, former.propertyKeys)
+    ops.push(...settingsOps(image, cfg, former.settings).filter((o) => !ops.some((p) => p.path === o.path)))
     const final = await this.#release(image, cfg, signal, ops)
     this.#log?.info({ imageId: image.id, id: img.entry.id, visibility: final.visibility }, 'glance image retired earlier restored: listed again by the catalogue')
     return this.#registration(final, false, cfg)

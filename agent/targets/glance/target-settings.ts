@@ -1,6 +1,6 @@
 import { changedFields } from '../../../lib/changed-fields.js'
 import { validateConfig } from '../../../lib/config.js'
-import type { TargetSettings } from '../target.js'
+import type { TargetImage, TargetSettings } from '../target.js'
 import { GlanceTargetConfig } from './config-schema.js'
 import type { GlanceImage, PatchOp } from './image-properties.js'
 
@@ -54,6 +54,16 @@ export function formerSettings (s: TargetSettings | undefined): FormerSettings |
     tags: Array.isArray(tags) ? tags.filter((x): x is string => typeof x === 'string') : [],
     ...(typeof s.visibility === 'string' ? { visibility: s.visibility } : {})
   }
+}
+
+/**
+ * What an image showed before, for a refresh or a restore to remove what the current listing and
+ * settings no longer set: its former settings, and the property keys of its former listing
+ * (`formerProperties`) and of those settings.
+ */
+export function formerOf (img: Pick<TargetImage, 'formerSettings' | 'formerProperties'>): { settings: FormerSettings | undefined, propertyKeys: string[] } {
+  const settings = formerSettings(img.formerSettings)
+  return { settings, propertyKeys: [...img.formerProperties ?? [], ...settings?.propertyKeys ?? []] }
 }
 
 /**
