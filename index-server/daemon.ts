@@ -67,7 +67,8 @@ export async function startIndexDaemon (config: IndexServerConfig, opts: { logge
       // records the host's own address, not loopback.
       const announce = `${(config.publicUrl ?? url).replace(/\/+$/, '')}/announce`
       if (config.seeding.utp) app.log.warn('seeding.utp: uTP is not implemented by the engine (swarm/); the origin seeds over TCP only')
-      await seeder.start([announce], app.log.child({ part: 'seeder' }) as unknown as Logger)
+      const tracker = app.imgdist.tracker
+      await seeder.start([announce], app.log.child({ part: 'seeder' }) as unknown as Logger, (infoHash, self) => tracker.seeds(infoHash, self))
     }
     // The rescan also verifies files placed by hand for the web seed, so it runs with seeding off too.
     app.imgdist.resync()

@@ -39,8 +39,11 @@ export class OriginSeeder {
 
   get port (): number | undefined { return this.#swarm?.port }
 
-  /** Starts listening for peers; `announce` are the tracker URLs every seeded torrent announces to. */
-  async start (announce: string[], log: Logger): Promise<void> {
+  /**
+   * Starts listening for peers; `announce` are the tracker URLs every seeded torrent announces to.
+   * `seedsElsewhere`: the seeds other than us that our own tracker knows of, for the egress budget.
+   */
+  async start (announce: string[], log: Logger, seedsElsewhere?: (infoHash: string, ownPeerId: string) => number): Promise<void> {
     if (this.#swarm !== undefined || this.#closed) return
     const swarm = new Swarm({
       dataDir: this.opts.imagesDir,
@@ -54,7 +57,8 @@ export class OriginSeeder {
       downloadLimit: 0,
       maxConns: this.opts.maxConns ?? 200,
       peerIdPrefix: ORIGIN_PEER_ID_PREFIX,
-      egressBudget: this.opts.egressBudget
+      egressBudget: this.opts.egressBudget,
+      seedsElsewhere
     }, log)
     this.#swarm = swarm
     try {

@@ -32,6 +32,18 @@ export class OriginTracker {
     this.#server.onHttpRequest(req, res, { action })
   }
 
+  /** Peers that announced the torrent complete, `except` (a peer id, hex) not counted: the seeds an origin with an egress budget leaves second copies to (swarm/egress-budget.ts). */
+  seeds (infoHash: string, except: string): number {
+    const peers = this.#server.torrents[infoHash]?.peers
+    if (peers === undefined) return 0
+    let n = 0
+    for (const key of peers.keys) {
+      const p = peers.peek(key)
+      if (p?.complete === true && p.peerId !== except) n++
+    }
+    return n
+  }
+
   stats (): { swarms: number, peers: number } {
     const swarms = Object.values(this.#server.torrents)
     return { swarms: swarms.length, peers: swarms.reduce((n, s) => n + s.complete + s.incomplete, 0) }

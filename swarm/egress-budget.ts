@@ -1,3 +1,4 @@
+import type { Logger } from 'pino'
 import { BLOCK_LENGTH, hasBit } from '../lib/peer-wire.js'
 import type { BlockRequest } from './piece-picker.js'
 
@@ -13,8 +14,14 @@ import type { BlockRequest } from './piece-picker.js'
  * copies are reserved, so a budget never leaves a piece unsent. Past that, a request for a block
  * sent before is rejected (BEP 6), and the requester takes it from the peers that hold it.
  *
+ * Another peer holds a block when a connected peer has its piece, or when the origin's tracker
+ * knows a seed of the torrent other than the origin (`seedsElsewhere`). The second case is the
+ * site that joins after the others finished: finished agents close their connection to the
+ * origin (two seeds have nothing to trade), and without the tracker's count the origin would
+ * think itself the only holder and serve that site everything, whatever the budget.
+ *
  * Never rejected, whatever the budget:
- * - a piece no other connected peer holds (there is nowhere else to get it);
+ * - a piece no other peer holds (there is nowhere else to get it);
  * - a stalled peer: one whose count of pieces has not grown for STALLED_MS. It stays exempt while
  *   what it gains from elsewhere stays under an eighth of what we send it: a site that cannot
  *   reach the others (a firewall) is served at full speed after its first stall, while one that
@@ -28,6 +35,8 @@ import type { BlockRequest } from './piece-picker.js'
 
 /** a requester that has gained no piece for this long is served whatever the budget */
 export const STALLED_MS = 5000
+/** how long a count of seeds from `seedsElsewhere` is used before it is asked again (it walks the tracker's peers) */
+export const SEEDS_TTL_MS = 1000
 
 /** What the budget reads of a peer (PeerConn). */
 export interface BudgetPeer {
@@ -52,9 +61,18 @@ export class EgressBudget {
   refused = 0
   /** stalled peers, with their bytes held and sent by us when they stalled */
   readonly #exempt = new WeakMap<BudgetPeer, { have: number, up: number }>()
+  readonly #seedsElsewhere: () => number
+  #seeds = { n: 0, at: -Infinity }
+  readonly #log: Logger | undefined
 
-  /** `copies`: the budget in copies of the torrent (at least 1) */
-  constructor (length: number, pieceLength: number, copies: number) {
+  /**
+   * `copies`: the budget in copies of the torrent (at least 1). `seedsElsewhere`: how many seeds
+   * of the torrent other than us the origin's tracker knows (none if omitted). `log` hears of the
+   * first refusal.
+   */
+  constructor (length: number, pieceLength: number, copies: number, opts: { seedsElsewhere?: (() => number) | undefined, log?: Logger } = {}) {
+    this.#seedsElsewhere = opts.seedsElsewhere ?? (() => 0)
+    this.#log = opts.log
     this.#length = length
     this.#pieceLength = pieceLength
     this.#perPiece = Math.ceil(pieceLength / BLOCK_LENGTH)
@@ -66,13 +84,20 @@ export class EgressBudget {
   /** bytes sent so far */
   get sent (): number { return this.#sent }
 
-  /** Whether to send `r` to `peer`, of all the torrent's `peers` (BEP 6 peers only: see above). */
+  /** Whether to send `r` to `peer`, of all the torrent's connected `peers` (BEP 6 peers only: see above); a refusal is counted in `refused`. */
   allows (peer: BudgetPeer, r: BlockRequest, peers: Iterable<BudgetPeer>, now = Date.now()): boolean {
     if (this.#sent + this.#unsent + r.length <= this.limit) return true
     if (!this.#allSentOnce(r)) return true
     if (this.#stalled(peer, now)) return true
-    for (const p of peers) if (p !== peer && hasBit(p.bits, r.index)) return false
-    return true
+    if (!this.#heldElsewhere(peer, r.index, peers, now)) return true
+    if (this.refused++ === 0) this.#log?.info({ copies: this.limit / this.#length, sent: this.#sent }, 'egress budget reached: blocks that other peers hold are left to them')
+    return false
+  }
+
+  #heldElsewhere (peer: BudgetPeer, index: number, peers: Iterable<BudgetPeer>, now: number): boolean {
+    for (const p of peers) if (p !== peer && hasBit(p.bits, index)) return true
+    if (now - this.#seeds.at > SEEDS_TTL_MS) this.#seeds = { n: this.#seedsElsewhere(), at: now }
+    return this.#seeds.n > 0
   }
 
   #stalled (peer: BudgetPeer, now: number): boolean {

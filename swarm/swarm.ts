@@ -50,6 +50,11 @@ export interface SwarmOptions {
   handshakeTimeoutMs?: number
   /** copies of each torrent sent while other peers could send them instead (egress-budget.ts); the origin's option, 0 or undefined: no limit */
   egressBudget?: number
+  /**
+   * With a budget: how many seeds of a torrent other than us (`ownPeerId`, hex) our tracker knows
+   * of, connected or not. The origin asks its own tracker (index-server/tracker.ts).
+   */
+  seedsElsewhere?: (infoHash: string, ownPeerId: string) => number
 }
 
 /** Options of one torrent: where its file is, and whether that file is already known good. */
@@ -149,7 +154,8 @@ export class Swarm {
     const torrent = parseTorrent(torrentBytes, { infoHash })
     const handle = new TorrentHandle(torrent, webSeeds, {
       peerId: this.peerId, log: this.#log, upload: this.#upload, download: this.#download, dispatcher: this.#dispatcher, maxConns: this.#opts.maxConns,
-      pex: this.#opts.pex, listenPort: () => this.#port, egressBudget: this.#opts.egressBudget
+      pex: this.#opts.pex, listenPort: () => this.#port, egressBudget: this.#opts.egressBudget,
+      seedsElsewhere: this.#seedsElsewhere(infoHash)
     })
     const dialing = new Set<string>()
     const entry: Entry = { handle, opts, discovery: undefined, candidates: new Candidates((addr) => dialing.has(addr) || connectedTo(handle.peers, addr)), dialing }
@@ -201,6 +207,11 @@ export class Swarm {
   addPeer (infoHash: string, addr: string, source: PeerSource = 'manual'): void {
     const e = this.#entries.get(infoHash)
     if (e !== undefined) this.#connector.found(e, addr, source)
+  }
+
+  #seedsElsewhere (infoHash: string): (() => number) | undefined {
+    const ask = this.#opts.seedsElsewhere
+    return ask === undefined ? undefined : () => ask(infoHash, this.peerId.toString('hex'))
   }
 
   #tick (): void {

@@ -56,6 +56,8 @@ export interface SessionDeps {
   listenPort: () => number | undefined
   /** copies of the torrent we send while other peers could send them instead (egress-budget.ts); 0 or undefined: no limit */
   egressBudget?: number | undefined
+  /** seeds of this torrent other than us that our tracker knows of (egress-budget.ts), if known */
+  seedsElsewhere?: (() => number) | undefined
 }
 
 export class TorrentHandle implements PeerSession {
@@ -110,12 +112,12 @@ export class TorrentHandle implements PeerSession {
     })
     this.webSeeds = webSeeds.map((u) => new WebSeed(u, torrent.name))
     const budget = this.budget = deps.egressBudget !== undefined && deps.egressBudget > 0
-      ? new EgressBudget(torrent.length, torrent.pieceLength, deps.egressBudget)
+      ? new EgressBudget(torrent.length, torrent.pieceLength, deps.egressBudget, { seedsElsewhere: deps.seedsElsewhere, log: this.#log })
       : undefined
     this.#upload = {
       log: this.#log, bucket: deps.upload, hasPiece: (i) => this.picker.hasPiece(i), store: () => this.#store, stopped: () => this.destroyed,
       sent: (r) => { this.counters.uploaded += r.length; this.#up.add(r.length); budget?.record(r) },
-      allows: budget === undefined ? undefined : (peer, r) => this.#allows(budget, peer, r)
+      allows: budget === undefined ? undefined : (peer, r) => budget.allows(peer, r, this.peers)
     }
     this.#webSeedHost = {
       picker: this.picker, webSeeds: this.webSeeds, pieceLength: torrent.pieceLength, log: this.#log, dispatcher: deps.dispatcher,
@@ -290,14 +292,6 @@ export class TorrentHandle implements PeerSession {
   }
 
   // ---- internals ----
-
-  #allows (budget: EgressBudget, peer: PeerConn, r: BlockRequest): boolean {
-    if (budget.allows(peer, r, this.peers)) return true
-    if (budget.refused++ === 0) {
-      this.#log.info({ copies: budget.limit / this.torrent.length, sent: budget.sent }, 'egress budget reached: blocks that other peers hold are left to them')
-    }
-    return false
-  }
 
   #pumpWebSeeds (starving: boolean): void {
     if (this.paused || this.picker.complete || this.destroyed) return

@@ -1,6 +1,7 @@
+import { pino } from 'pino'
 import t from 'tap'
 import { BLOCK_LENGTH, setBit } from '../lib/peer-wire.js'
-import { EgressBudget, STALLED_MS, type BudgetPeer } from '../swarm/egress-budget.js'
+import { EgressBudget, SEEDS_TTL_MS, STALLED_MS, type BudgetPeer } from '../swarm/egress-budget.js'
 
 // The origin's egress budget rules (swarm/egress-budget.ts), on plain objects; the engine over
 // TCP is in swarm-fast-extension.test.ts.
@@ -79,4 +80,33 @@ t.test('a request spanning blocks is a first copy while any of its blocks is', a
   fresh.record(block(2))
   t.ok(fresh.allows(asker, { index: 2, begin: 0, length: 2 * BLOCK_LENGTH }, [asker, holder], 1000), 'its second block was never sent')
   t.notOk(b.allows(asker, { index: 2, begin: 0, length: 2 * BLOCK_LENGTH }, [asker, holder], 1000), 'both sent: a duplicate')
+})
+
+t.test('the first refusal is logged, once', async (t) => {
+  const lines: string[] = []
+  const log = pino({ level: 'info' }, { write: (line: string) => { lines.push(line) } })
+  const b = new EgressBudget(F, PIECE, 1, { log })
+  sendAll(b)
+  const asker = peer([], { lastHaveAt: 1000 })
+  const holder = peer([0, 1, 2, 3], { lastHaveAt: 1000 })
+  t.notOk(b.allows(asker, block(0), [asker, holder], 1000))
+  t.notOk(b.allows(asker, block(1), [asker, holder], 1000))
+  t.equal(b.refused, 2)
+  t.equal(lines.length, 1, 'one line for the two refusals')
+  t.match(JSON.parse(lines[0] ?? '{}'), { level: 30, msg: /^egress budget reached/, copies: 1, sent: F })
+})
+
+t.test("a seed the origin's tracker knows holds every piece, connected or not", async (t) => {
+  let seeds = 0
+  let asked = 0
+  const b = new EgressBudget(F, PIECE, 1, { seedsElsewhere: () => { asked++; return seeds } })
+  sendAll(b)
+  const asker = peer([], { lastHaveAt: 1000 })
+  t.ok(b.allows(asker, block(0), [asker], 1000), 'no other holder, connected or known: served')
+  seeds = 1
+  t.ok(b.allows(asker, block(0), [asker], 1000 + SEEDS_TTL_MS), 'the count is asked again only after SEEDS_TTL_MS')
+  t.notOk(b.allows(asker, block(0), [asker], 1001 + SEEDS_TTL_MS), 'then a seed elsewhere (a site that finished and left) takes the second copy')
+  t.equal(asked, 2, 'the tracker was asked twice')
+  t.equal(b.refused, 1, 'and the refusal counted')
+  t.ok(b.allows(asker, block(0), [asker], 1001 + SEEDS_TTL_MS + STALLED_MS), 'a stalled peer is served even so (it may not reach that seed)')
 })

@@ -115,7 +115,8 @@ declare module 'bittorrent-tracker' {
     constructor (opts?: { http?: boolean, udp?: boolean, ws?: boolean, stats?: boolean, trustProxy?: boolean, interval?: number, filter?: (infoHash: string, params: unknown, cb: (err: Error | null) => void) => void })
     http: import('node:http').Server | null
     onHttpRequest: (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse, opts?: Record<string, unknown>) => void
-    torrents: Record<string, { complete: number, incomplete: number, peers: { length: number } }>
+    /** `peers`: an LRU keyed by address; `peek` does not refresh an entry */
+    torrents: Record<string, { complete: number, incomplete: number, peers: { length: number, keys: string[], peek: (key: string) => { complete: boolean, peerId: string } | undefined } }>
     listen (port: number, hostname?: string, cb?: () => void): void
     close (cb?: () => void): void
   }
