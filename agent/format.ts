@@ -106,6 +106,7 @@ export function formatStatus (s: AgentStatus, now = new Date()): string {
 
 export function formatPeers (peers: PeerInfo[]): string {
   if (peers.length === 0) return 'no peers\n'
-  return table(['INFOHASH', 'PEER', 'TYPE', 'FOUND', 'CLIENT', 'DOWNLOADED', 'UPLOADED', 'DOWN', 'UP'],
-    peers.map((p) => [p.infoHash.slice(0, 12), p.address, p.type, p.found ?? '-', p.client ?? '-', bytes(p.downloaded), bytes(p.uploaded), rate(p.downSpeed), rate(p.upSpeed)]))
+  return table(['INFOHASH', 'PEER', 'TYPE', 'FOUND', 'CLIENT', 'EXTENSIONS', 'DOWNLOADED', 'UPLOADED', 'DOWN', 'UP'],
+    peers.map((p) => [p.infoHash.slice(0, 12), p.address, p.type, p.found ?? '-', p.client ?? '-', p.extensions !== undefined && p.extensions.length > 0 ? p.extensions.join(',') : '-',
+      bytes(p.downloaded), bytes(p.uploaded), rate(p.downSpeed), rate(p.upSpeed)]))
 }

@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process'
 import { copyFile, mkdir, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import t from 'tap'
+import { formatPeers } from '../agent/format.js'
 import { waitFor } from './helpers/agent-proc.js'
 import { engineFixture } from './helpers/engine-fixture.js'
 import { foreignProcs, type Foreign } from './helpers/foreign-client.js'
@@ -54,6 +55,7 @@ t.test('peer exchange with libtorrent', { skip }, async (t) => {
     const ltPeer = a.peers().find((p) => p.found === 'incoming' && p.client !== undefined)
     t.match(ltPeer?.client, /libtorrent|LT/i, `libtorrent's extended handshake names it (${ltPeer?.client ?? 'none'})`)
     t.same(ltPeer?.extensions, ['BEP 6', 'BEP 10'], 'the connection speaks the fast extension and the extension protocol')
+    t.match(formatPeers(a.peers()), new RegExp(`${ltPeer?.address ?? 'none'} +\\S+ +incoming +.+ +BEP 6,BEP 10 `), '`imgdist-agent peers` shows them (EXTENSIONS)')
     await Promise.all([ha.done, hb.done])
     t.pass('both complete')
   })
