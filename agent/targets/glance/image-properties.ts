@@ -103,7 +103,7 @@ export function listingProperties (img: TargetImage, cfg: Pick<GlanceTargetConfi
 export function createBody (img: TargetImage, cfg: GlanceTargetConfig, site?: string): Record<string, unknown> {
   return {
     ...listingProperties(img, cfg),
-    ...identityProperties(img, site),
+    ...(site !== undefined ? { imgdist_site: site } : {}),
     disk_format: img.entry.diskFormat,
     container_format: img.entry.containerFormat,
     visibility: 'private',
