@@ -18,7 +18,9 @@ import type { BlockRequest } from './piece-picker.js'
  * knows a seed of the torrent other than the origin (`seedsElsewhere`). The second case is the
  * site that joins after the others finished: finished agents close their connection to the
  * origin (two seeds have nothing to trade), and without the tracker's count the origin would
- * think itself the only holder and serve that site everything, whatever the budget.
+ * think itself the only holder and serve that site everything, whatever the budget. A seed
+ * listed that the site cannot reach (a firewall, or a false announce: the tracker takes anyone's
+ * word) costs the site one stall, below.
  *
  * Never rejected, whatever the budget:
  * - a piece no other peer holds (there is nowhere else to get it);
