@@ -232,3 +232,9 @@ export class WireDecoder {
 /** Bitfield helpers: bit i of byte i>>3, most significant bit first (BEP 3). */
 export function hasBit (bits: Uint8Array, i: number): boolean { return ((bits[i >> 3] ?? 0) & (0x80 >> (i & 7))) !== 0 }
 export function setBit (bits: Uint8Array, i: number): void { bits[i >> 3] = (bits[i >> 3] ?? 0) | (0x80 >> (i & 7)) }
+export function clearBit (bits: Uint8Array, i: number): void { bits[i >> 3] = (bits[i >> 3] ?? 0) & ~(0x80 >> (i & 7)) }
+/** Zeroes the spare bits after the last of `count` pieces in the last byte (a peer's bitfield must not set them; BEP 3). */
+export function clearSpareBits (bits: Uint8Array, count: number): void {
+  const spare = bits.length * 8 - count
+  if (spare > 0) bits[bits.length - 1] = (bits[bits.length - 1] as number) & (0xff << spare)
+}

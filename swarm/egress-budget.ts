@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import { BLOCK_LENGTH, hasBit } from '../lib/peer-wire.js'
+import { BLOCK_LENGTH, hasBit, setBit } from '../lib/peer-wire.js'
 import type { BlockRequest } from './piece-picker.js'
 
 /**
@@ -123,9 +123,8 @@ export class EgressBudget {
     const [first, last] = this.#blocks(r)
     for (let b = first; b < last; b++) {
       const k = r.index * this.#perPiece + b
-      const bit = 0x80 >> (k & 7)
-      if (((this.#sentOnce[k >> 3] as number) & bit) !== 0) continue
-      this.#sentOnce[k >> 3] = (this.#sentOnce[k >> 3] as number) | bit
+      if (hasBit(this.#sentOnce, k)) continue
+      setBit(this.#sentOnce, k)
       this.#unsent -= Math.max(0, Math.min(BLOCK_LENGTH, pieceSize - b * BLOCK_LENGTH))
     }
   }
@@ -137,10 +136,7 @@ export class EgressBudget {
 
   #allSentOnce (r: BlockRequest): boolean {
     const [first, last] = this.#blocks(r)
-    for (let b = first; b < last; b++) {
-      const k = r.index * this.#perPiece + b
-      if (((this.#sentOnce[k >> 3] as number) & (0x80 >> (k & 7))) === 0) return false
-    }
+    for (let b = first; b < last; b++) if (!hasBit(this.#sentOnce, r.index * this.#perPiece + b)) return false
     return true
   }
 }

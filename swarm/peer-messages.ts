@@ -1,4 +1,4 @@
-import { MAX_REQUEST_LENGTH, MsgId, hasBit, setBit } from '../lib/peer-wire.js'
+import { MAX_REQUEST_LENGTH, MsgId, clearSpareBits, hasBit, setBit } from '../lib/peer-wire.js'
 import { OUR_PEX_ID, decodeExtendedHandshake, decodePex } from '../lib/peer-extension.js'
 import type { PeerConn, PeerSession } from './peer-conn.js'
 import { blockKey, type BlockRequest } from './piece-picker.js'
@@ -42,9 +42,8 @@ export function onPeerMessage (conn: PeerConn, s: PeerSession, id: number, p: Bu
     }
     case MsgId.bitfield: {
       if (p.length !== conn.bits.length) { conn.destroy(`bitfield of ${p.length} bytes for ${s.pieceCount} pieces`); return }
-      const spare = conn.bits.length * 8 - s.pieceCount
       const bits = Uint8Array.from(p)
-      if (spare > 0) bits[bits.length - 1] = (bits[bits.length - 1] as number) & (0xff << spare)
+      clearSpareBits(bits, s.pieceCount)
       takeBitfield(conn, s, bits)
       return
     }
@@ -105,8 +104,7 @@ function takeBitfield (conn: PeerConn, s: PeerSession, bits: Uint8Array): void {
 
 function allPieces (bytes: number, count: number): Uint8Array {
   const bits = new Uint8Array(bytes).fill(0xff)
-  const spare = bytes * 8 - count
-  if (spare > 0) bits[bytes - 1] = 0xff & (0xff << spare)
+  clearSpareBits(bits, count)
   return bits
 }
 

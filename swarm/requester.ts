@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import { BLOCK_LENGTH, hasBit } from '../lib/peer-wire.js'
+import { BLOCK_LENGTH, clearBit, hasBit } from '../lib/peer-wire.js'
 import { BOTH_SEEDS, type PeerConn } from './peer-conn.js'
 import { blockKey, type BlockRequest, type PendingPiece, type PiecePicker } from './piece-picker.js'
 import { isForeignSeed, OriginShare } from './origin-share.js'
@@ -174,7 +174,7 @@ export class Requester {
   #bitsFor (peer: PeerConn): Uint8Array {
     const { picker } = this.#h
     const now = Date.now()
-    let bits = peer.bits
+    let bits: Uint8Array = peer.bits
     for (const [i, a] of this.#alone) {
       if (!hasBit(peer.bits, i) || a.holder === peer) continue
       const p = picker.pending.get(i)
@@ -186,8 +186,7 @@ export class Requester {
         // No block asked of anyone (a block received keeps its reqCount, so state is what tells)
         if (!p.state.includes(1)) { this.#h.discard(p); continue }
       }
-      if (bits === peer.bits) bits = Uint8Array.from(peer.bits)
-      bits[i >> 3] = (bits[i >> 3] as number) & ~(0x80 >> (i & 7))
+      bits = withoutPiece(bits, peer.bits, i)
     }
     return bits
   }
@@ -198,8 +197,7 @@ export class Requester {
     const starving = this.starving(now)
     for (const [i, until] of peer.refused) {
       if (starving || until <= now) { peer.refused.delete(i); continue }
-      if (bits === peer.bits) bits = Uint8Array.from(peer.bits)
-      bits[i >> 3] = (bits[i >> 3] as number) & ~(0x80 >> (i & 7))
+      bits = withoutPiece(bits, peer.bits, i)
     }
     return bits
   }
@@ -258,4 +256,11 @@ export class Requester {
 function asked (peer: PeerConn, p: PendingPiece): boolean {
   for (let b = 0; b < p.blocks; b++) if (peer.requested.has(blockKey(p.index, b * BLOCK_LENGTH))) return true
   return false
+}
+
+/** `bits` without piece `i`: copied from the peer's own bitfield the first time, never written into it. */
+function withoutPiece (bits: Uint8Array, peerBits: Uint8Array, i: number): Uint8Array {
+  const out = bits === peerBits ? Uint8Array.from(peerBits) : bits
+  clearBit(out, i)
+  return out
 }

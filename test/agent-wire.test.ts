@@ -5,7 +5,7 @@ import { networkInterfaces } from 'node:os'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import t from 'tap'
-import { BLOCK_LENGTH, MsgId, ORIGIN_PEER_ID_PREFIX, WireDecoder, encode, encodeHandshake, hasBit, isImgdistPeerId, setBit, type WireHandler } from '../lib/peer-wire.js'
+import { BLOCK_LENGTH, MsgId, ORIGIN_PEER_ID_PREFIX, WireDecoder, encode, encodeHandshake, clearBit, clearSpareBits, hasBit, isImgdistPeerId, setBit, type WireHandler } from '../lib/peer-wire.js'
 import { TokenBucket } from '../swarm/rate-meter.js'
 import { engineFixture } from './helpers/engine-fixture.js'
 
@@ -194,4 +194,17 @@ t.test('an address that reaches the engine itself without being its own (hairpin
   t.ok(lines.some((l) => l.includes('connected to ourselves')), 'because its handshake carried our own peer id')
   t.same(lines.filter((l) => l.includes('could not connect')), [], 'not left to be retried as a failed dial')
   t.equal(ha.peers.size, 0, 'and no peer was attached')
+})
+
+t.test('bitfield helpers: clearBit, and the spare bits after the last piece', async (t) => {
+  const bits = new Uint8Array(2).fill(0xff)
+  clearBit(bits, 0)
+  clearBit(bits, 9)
+  t.same([...bits], [0x7f, 0xbf], 'most significant bit first, as hasBit and setBit')
+  t.notOk(hasBit(bits, 9))
+  setBit(bits, 9)
+  clearSpareBits(bits, 11)
+  t.same([...bits], [0x7f, 0xe0], 'the five bits after piece 10 cleared')
+  clearSpareBits(bits, 16)
+  t.same([...bits], [0x7f, 0xe0], 'none to clear when the pieces fill the bytes')
 })
